@@ -1,0 +1,334 @@
+"""Accounting-Request → ``sessions`` rows, idempotently and in batches.
+
+A NAS retransmits: the same Start, Interim or Stop may arrive two or three
+times, in any order, sometimes with a larger Acct-Delay-Time (RFC 2866
+§5.2 lets it change the delay, which also changes the authenticator). So
+the stored row never depends on how often a record arrived:
+
+- counters are cumulative per session (RFC 2866 §5.3-5.8), stored with
+  gigawords folded in (RFC 2869 §5.1-5.2) and only ever raised (GREATEST);
+- the start time is the earliest seen, the last update the latest seen;
+- the first Stop wins (COALESCE), a late Interim does not reopen a session;
+- the event time is ``received - Acct-Delay-Time``, which is the same for
+  every copy of one event.
+
+``parse`` is pure; ``apply_batch`` writes one batch inside the caller's
+transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from sqlalchemy import and_, func, text, update
+
+from aaa import packet as wire
+from aaa.dictionary import value_name
+from aaa.models import Session as RadiusSession
+
+START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
+SESSION_STATUSES = (START, STOP, INTERIM)
+NAS_STATUSES = (ACCOUNTING_ON, ACCOUNTING_OFF)
+
+ACCT_STATUS_TYPE = 40
+ACCT_DELAY_TIME = 41
+ACCT_INPUT_OCTETS = 42
+ACCT_OUTPUT_OCTETS = 43
+ACCT_SESSION_ID = 44
+ACCT_SESSION_TIME = 46
+ACCT_INPUT_PACKETS = 47
+ACCT_OUTPUT_PACKETS = 48
+ACCT_TERMINATE_CAUSE = 49
+ACCT_INPUT_GIGAWORDS = 52
+ACCT_OUTPUT_GIGAWORDS = 53
+FRAMED_IP_ADDRESS = 8
+CALLING_STATION_ID = 31
+
+# A NAS that has been down longer than this is sending nonsense delays.
+MAX_DELAY_S = 7 * 24 * 3600
+
+
+@dataclass(slots=True)
+class AcctRecord:
+    nas_id: int
+    status: int
+    event_time: dt.datetime
+    acct_session_id: str = ""
+    username: str = ""
+    framed_ip: str | None = None
+    calling_station_id: str | None = None
+    octets_in: int = 0
+    octets_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    session_time: int = 0
+    terminate_cause: str | None = None
+    account_id: int | None = None
+    service_id: int | None = None
+    # A Start is among the copies folded into this record (leases open then).
+    saw_start: bool = False
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.nas_id, self.acct_session_id)
+
+    @property
+    def started_at(self) -> dt.datetime:
+        return self.event_time - dt.timedelta(seconds=self.session_time)
+
+
+def terminate_cause_name(value: int) -> str:
+    return value_name("Acct-Terminate-Cause", value) or str(value)
+
+
+def _number(attributes: dict, kind: int) -> int:
+    values = attributes.get(kind)
+    if values is None:
+        return 0
+    value = values[0]
+    if len(value) != 4:
+        raise wire.MalformedPacket(f"attribute {kind} must be 4 octets, not {len(value)}")
+    return int.from_bytes(value, "big")
+
+
+def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
+          owner=None) -> AcctRecord:
+    """The record an Accounting-Request carries; MalformedPacket if unusable.
+
+    ``owner(username)`` may return (account_id, service_id) to attach."""
+    attributes = request.attributes
+    if ACCT_STATUS_TYPE not in attributes:
+        raise wire.MalformedPacket("Acct-Status-Type is missing")
+    status = _number(attributes, ACCT_STATUS_TYPE)
+    delay = _number(attributes, ACCT_DELAY_TIME)
+    if delay > MAX_DELAY_S:
+        raise wire.MalformedPacket(f"Acct-Delay-Time {delay} is implausible")
+    event_time = received_at - dt.timedelta(seconds=delay) if delay else received_at
+    if status in NAS_STATUSES:
+        return AcctRecord(nas_id=nas_id, status=status, event_time=event_time)
+    if status not in SESSION_STATUSES:
+        raise wire.MalformedPacket(f"Acct-Status-Type {status} is not supported")
+    session_id = request.text(ACCT_SESSION_ID)
+    if not session_id or len(session_id) > 128 or "\x00" in session_id:
+        raise wire.MalformedPacket("Acct-Session-Id is missing, longer than 128 or has NUL")
+    framed = attributes.get(FRAMED_IP_ADDRESS)
+    if framed is not None:
+        framed = framed[0]
+        if len(framed) != 4:
+            raise wire.MalformedPacket("Framed-IP-Address must be 4 octets")
+        framed = "%d.%d.%d.%d" % tuple(framed)
+    # PostgreSQL text cannot hold NUL: one such packet would fail its batch.
+    username = request.text(wire.USER_NAME) or ""
+    if "\x00" in username or len(username) > 128:
+        username = username.replace("\x00", "")[:128]
+    calling = request.text(CALLING_STATION_ID)
+    if calling:
+        calling = calling.replace("\x00", "")[:64] or None
+    cause = None
+    if status == STOP:
+        cause = (terminate_cause_name(_number(attributes, ACCT_TERMINATE_CAUSE))
+                 if ACCT_TERMINATE_CAUSE in attributes else "Unknown")
+    found = owner(username) if owner is not None and username else None
+    return AcctRecord(
+        nas_id, status, event_time, session_id, username, framed, calling,
+        (_number(attributes, ACCT_INPUT_GIGAWORDS) << 32)
+        + _number(attributes, ACCT_INPUT_OCTETS),
+        (_number(attributes, ACCT_OUTPUT_GIGAWORDS) << 32)
+        + _number(attributes, ACCT_OUTPUT_OCTETS),
+        _number(attributes, ACCT_INPUT_PACKETS), _number(attributes, ACCT_OUTPUT_PACKETS),
+        _number(attributes, ACCT_SESSION_TIME), cause,
+        found[0] if found else None, found[1] if found else None, status == START)
+
+
+def merge(old: AcctRecord, new: AcctRecord) -> AcctRecord:
+    """Two records of one session folded the way the SQL upsert folds them
+    (the earliest start is tracked by the caller: it derives from event_time
+    and session_time, which this fold does not keep together)."""
+    stopped = old if old.status == STOP else new if new.status == STOP else None
+    return replace(
+        old,
+        status=STOP if stopped else max(old.status, new.status),
+        event_time=max(old.event_time, new.event_time) if not stopped else stopped.event_time,
+        username=old.username or new.username,
+        framed_ip=new.framed_ip or old.framed_ip,
+        calling_station_id=new.calling_station_id or old.calling_station_id,
+        octets_in=max(old.octets_in, new.octets_in),
+        octets_out=max(old.octets_out, new.octets_out),
+        packets_in=max(old.packets_in, new.packets_in),
+        packets_out=max(old.packets_out, new.packets_out),
+        session_time=max(old.session_time, new.session_time),
+        terminate_cause=stopped.terminate_cause if stopped else None,
+        account_id=old.account_id or new.account_id,
+        service_id=old.service_id or new.service_id,
+        saw_start=old.saw_start or new.saw_start,
+    )
+
+
+def _columns(held) -> tuple[list, ...]:
+    """Column arrays (in _COLUMNS order) for [(record, started_at), ...]."""
+    columns = tuple([] for _ in range(16))
+    (nas_ids, session_ids, usernames, account_ids, service_ids, framed_ips, callings, starts,
+     updates, stops, octets_in, octets_out, packets_in, packets_out, times, causes) = columns
+    for record, started_at in held:
+        nas_ids.append(record.nas_id)
+        session_ids.append(record.acct_session_id)
+        usernames.append(record.username)
+        account_ids.append(record.account_id)
+        service_ids.append(record.service_id)
+        framed_ips.append(record.framed_ip)
+        callings.append(record.calling_station_id)
+        starts.append(started_at)
+        updates.append(record.event_time)
+        stops.append(record.event_time if record.status == STOP else None)
+        octets_in.append(record.octets_in)
+        octets_out.append(record.octets_out)
+        packets_in.append(record.packets_in)
+        packets_out.append(record.packets_out)
+        times.append(record.session_time)
+        causes.append(record.terminate_cause)
+    return columns
+
+
+_COLUMNS = ("nas_id", "acct_session_id", "username", "account_id", "service_id", "framed_ip",
+            "calling_station_id", "started_at", "updated_at", "stopped_at", "octets_in",
+            "octets_out", "packets_in", "packets_out", "session_time", "terminate_cause")
+_PG_TYPES = ("int", "text", "text", "int", "int", "text", "text", "timestamp", "timestamp",
+             "timestamp", "bigint", "bigint", "bigint", "bigint", "bigint", "text")
+
+# PostgreSQL: the whole batch is one statement over arrays (unnest), so the
+# server parses and plans once per batch instead of once per row.
+_PG_UPSERT = (
+    "INSERT INTO sessions (" + ", ".join(_COLUMNS) + ") SELECT * FROM unnest("
+    + ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES) + ") "
+    "ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET "
+    "username = coalesce(nullif(sessions.username, ''), excluded.username), "
+    "account_id = coalesce(sessions.account_id, excluded.account_id), "
+    "service_id = coalesce(sessions.service_id, excluded.service_id), "
+    "framed_ip = coalesce(excluded.framed_ip, sessions.framed_ip), "
+    "calling_station_id = coalesce(excluded.calling_station_id, sessions.calling_station_id), "
+    "started_at = least(sessions.started_at, excluded.started_at), "
+    "updated_at = greatest(sessions.updated_at, excluded.updated_at), "
+    "stopped_at = coalesce(sessions.stopped_at, excluded.stopped_at), "
+    "octets_in = greatest(sessions.octets_in, excluded.octets_in), "
+    "octets_out = greatest(sessions.octets_out, excluded.octets_out), "
+    "packets_in = greatest(sessions.packets_in, excluded.packets_in), "
+    "packets_out = greatest(sessions.packets_out, excluded.packets_out), "
+    "session_time = greatest(sessions.session_time, excluded.session_time), "
+    "terminate_cause = coalesce(sessions.terminate_cause, excluded.terminate_cause)")
+
+
+def _upsert_postgresql(connection, held) -> None:
+    arrays = _columns(held)
+    # psycopg's binary array dumper is several times cheaper than the text
+    # one (no per-element quoting); the cursor is on the same connection
+    # and so in the caller's transaction.
+    driver = connection.connection.driver_connection
+    with driver.cursor(binary=True) as cursor:
+        cursor.execute(_PG_UPSERT, arrays)
+
+
+def _upsert(connection, held) -> None:
+    if connection.dialect.name == "postgresql":
+        return _upsert_postgresql(connection, held)
+    arrays = _columns(held)
+    rows = [dict(zip(_COLUMNS, values)) for values in zip(*arrays)]
+    # SQLite: the same rules through SQLAlchemy (MAX/MIN of two arguments
+    # are SQLite's scalar GREATEST/LEAST; its timestamps compare as text in
+    # one fixed format).
+    from sqlalchemy.dialects.sqlite import insert
+    greatest, least = func.max, func.min
+    table = RadiusSession.__table__
+    statement = insert(table)
+    new = statement.excluded
+    c = table.c
+    statement = statement.on_conflict_do_update(
+        index_elements=[c.nas_id, c.acct_session_id],
+        set_=dict(
+            username=func.coalesce(func.nullif(c.username, ""), new.username),
+            account_id=func.coalesce(c.account_id, new.account_id),
+            service_id=func.coalesce(c.service_id, new.service_id),
+            framed_ip=func.coalesce(new.framed_ip, c.framed_ip),
+            calling_station_id=func.coalesce(new.calling_station_id, c.calling_station_id),
+            started_at=least(c.started_at, new.started_at),
+            updated_at=greatest(c.updated_at, new.updated_at),
+            stopped_at=func.coalesce(c.stopped_at, new.stopped_at),
+            octets_in=greatest(c.octets_in, new.octets_in),
+            octets_out=greatest(c.octets_out, new.octets_out),
+            packets_in=greatest(c.packets_in, new.packets_in),
+            packets_out=greatest(c.packets_out, new.packets_out),
+            session_time=greatest(c.session_time, new.session_time),
+            terminate_cause=func.coalesce(c.terminate_cause, new.terminate_cause),
+        ))
+    connection.execute(statement, rows)
+
+
+def _close_nas_sessions(connection, nas_id: int, at: dt.datetime, cause: str) -> int:
+    table = RadiusSession.__table__
+    result = connection.execute(
+        update(table)
+        .where(and_(table.c.nas_id == nas_id, table.c.stopped_at.is_(None),
+                    table.c.started_at <= at))
+        .values(stopped_at=at, terminate_cause=cause))
+    return result.rowcount
+
+
+# Leases follow sessions. Values come from the stored session row (after
+# the upsert), so a Start arriving after its Stop opens nothing, and no
+# Python datetime is bound into raw SQL.
+_OPEN_LEASE = text(
+    "INSERT INTO ip_leases (account_id, address, valid_from, open_address, session_id) "
+    "SELECT s.account_id, s.framed_ip, s.started_at, s.framed_ip, s.id FROM sessions s "
+    "WHERE s.nas_id = :nas_id AND s.acct_session_id = :acct_session_id "
+    "AND s.stopped_at IS NULL AND s.framed_ip IS NOT NULL AND s.account_id IS NOT NULL "
+    "ON CONFLICT (open_address) DO UPDATE SET session_id = excluded.session_id "
+    "WHERE ip_leases.account_id = excluded.account_id")
+_CLOSE_LEASE = text(
+    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
+    "WHERE s.nas_id = :nas_id AND s.acct_session_id = :acct_session_id "
+    "AND s.stopped_at IS NOT NULL AND ip_leases.open_address = s.framed_ip "
+    "AND ip_leases.account_id = s.account_id")
+# After Accounting-On/Off closed the NAS's sessions: their leases close too.
+_CLOSE_NAS_LEASES = text(
+    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
+    "WHERE s.nas_id = :nas_id AND s.stopped_at IS NOT NULL "
+    "AND ip_leases.open_address = s.framed_ip AND ip_leases.account_id = s.account_id")
+
+
+def _follow_leases(connection, held) -> None:
+    opened = [dict(nas_id=r.nas_id, acct_session_id=r.acct_session_id)
+              for r, started in held
+              if r.framed_ip and r.account_id and r.status != STOP and r.saw_start]
+    closed = [dict(nas_id=r.nas_id, acct_session_id=r.acct_session_id)
+              for r, _ in held if r.framed_ip and r.account_id and r.status == STOP]
+    if opened:
+        connection.execute(_OPEN_LEASE, opened)
+    if closed:
+        connection.execute(_CLOSE_LEASE, closed)
+
+
+def apply_batch(connection, records: list[AcctRecord]) -> None:
+    """Write records in arrival order; Accounting-On/Off close the NAS's open
+    sessions that started before it (RFC 2866 §5.1: the NAS rebooted)."""
+    pending: dict[tuple[int, str], tuple[AcctRecord, dt.datetime]] = {}
+
+    def flush():
+        if pending:
+            held = list(pending.values())
+            _upsert(connection, held)
+            _follow_leases(connection, held)
+            pending.clear()
+
+    for record in records:
+        if record.status in NAS_STATUSES:
+            flush()
+            cause = "NAS-Reboot" if record.status == ACCOUNTING_ON else "NAS-Request"
+            _close_nas_sessions(connection, record.nas_id, record.event_time, cause)
+            connection.execute(_CLOSE_NAS_LEASES, dict(nas_id=record.nas_id))
+            continue
+        held = pending.get(record.key)
+        if held is None:
+            pending[record.key] = (record, record.started_at)
+        else:
+            pending[record.key] = (merge(held[0], record), min(held[1], record.started_at))
+    flush()

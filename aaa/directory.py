@@ -1,0 +1,225 @@
+"""Cached views the RADIUS server answers from: NAS clients and subscribers.
+
+Both are read from the database and kept in memory, so that the steady state
+does not query per packet (DESIGN: "the database is not hit per
+Access-Request"). Several server nodes may run at once; each keeps its own
+cache and re-reads what changed:
+
+- NAS clients are re-read every ``refresh_s`` seconds (by the server's
+  refresh thread), and at once (at most once a second) when a packet comes
+  from an address no client matches.
+- A subscriber entry is used for ``ttl_s`` seconds; after that one query
+  re-reads it. ``refresh_changed`` re-reads the entries whose account's
+  ``version`` moved, so a payment that lifts a throttle shows immediately.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from aaa.authorize import Subscriber
+from aaa.models import Nas, Service
+from rating.models import Account, ProfileChange, Tariff
+
+log = logging.getLogger(__name__)
+
+# Up to this many cached accounts, their versions are compared every second.
+VERSION_CHECK_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class NasClient:
+    id: int
+    name: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    secret: bytes
+    vendor: str
+    require_message_authenticator: str
+    limit_proxy_state: str
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"NasClient({self.name!r}, {self.network})"
+
+
+class NasTable:
+    def __init__(self, sessionmaker, refresh_s: float = 10.0):
+        self._sessionmaker = sessionmaker
+        self._refresh_s = refresh_s
+        self._exact: dict[str, NasClient] = {}
+        self._prefixes: list[NasClient] = []  # longest prefix first
+        self._loaded_at = 0.0
+        self._miss_reload_at = 0.0
+        self._lock = threading.Lock()
+        # FreeRADIUS "auto": once a client has sent Message-Authenticator,
+        # it is required from that client from then on.
+        self.seen_message_authenticator: set[int] = set()
+        self.reload()
+
+    def reload(self) -> None:
+        with self._sessionmaker() as session:
+            rows = session.scalars(select(Nas)).all()
+        exact, prefixes = {}, []
+        for row in rows:
+            try:
+                network = ipaddress.ip_network(row.address.strip(), strict=False)
+            except ValueError:
+                log.error("radius.nas_bad_address nas=%s address=%r", row.name, row.address)
+                continue
+            client = NasClient(row.id, row.name, network, row.secret.encode(), row.vendor,
+                               row.require_message_authenticator, row.limit_proxy_state)
+            if network.num_addresses == 1:
+                exact[str(network.network_address)] = client
+            else:
+                prefixes.append(client)
+        prefixes.sort(key=lambda c: c.network.prefixlen, reverse=True)
+        with self._lock:
+            self._exact, self._prefixes = exact, prefixes
+            self._loaded_at = time.monotonic()
+
+    def _find(self, address: str) -> NasClient | None:
+        client = self._exact.get(address)
+        if client is not None:
+            return client
+        if not self._prefixes:
+            return None
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        for candidate in self._prefixes:
+            if ip.version == candidate.network.version and ip in candidate.network:
+                return candidate
+        return None
+
+    def refresh_if_due(self) -> None:
+        """Called from the server's refresh thread, never the packet path."""
+        if time.monotonic() - self._loaded_at > self._refresh_s:
+            self.reload()
+
+    def lookup(self, address: str) -> NasClient | None:
+        now = time.monotonic()
+        client = self._find(address)
+        if client is None and now - self._miss_reload_at > 1.0:
+            self._miss_reload_at = now
+            self.reload()
+            client = self._find(address)
+        return client
+
+
+def _subscriber_query():
+    # Plain columns, not ORM entities: the periodic full read of every
+    # service is several times cheaper this way.
+    return (select(Service.id, Service.kind, Account.id, Account.number, Service.login,
+                   Service.password, Service.mac, Service.circuit_id, Service.static_ipv4,
+                   Service.pool, Account.state, Account.profile,
+                   func.coalesce(Tariff.rate_down_kbps, 0), func.coalesce(Tariff.rate_up_kbps, 0),
+                   func.coalesce(Tariff.negative_rate_kbps, 0), Account.version)
+            .join(Account, Account.id == Service.account_id)
+            .outerjoin(Tariff, Tariff.id == Account.tariff_id)
+            .where(Service.active.is_(True)))
+
+
+def _view(*row) -> Subscriber:
+    (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
+     state, profile, down, up, negative, version) = row
+    return Subscriber(service_id=service_id, kind=kind, account_id=account_id,
+                      account_number=number, login=login, password=password, mac=mac,
+                      circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
+                      account_state=state, profile=profile or "normal", rate_down_kbps=down,
+                      rate_up_kbps=up, negative_rate_kbps=negative, version=version)
+
+
+class SubscriberDirectory:
+    def __init__(self, sessionmaker, ttl_s: float = 30.0):
+        self._sessionmaker = sessionmaker
+        self.ttl_s = ttl_s
+        # key ("login", value) / ("mac", value) / ("circuit", value)
+        #   -> (Subscriber | None, loaded_at)
+        self._cache: dict[tuple[str, str], tuple[Subscriber | None, float]] = {}
+        self._last_change_id: int | None = None
+
+    def preload(self) -> int:
+        """Read every active service at once (start-up, and the periodic full
+        refresh), so that no Access-Request waits for a query."""
+        with self._sessionmaker() as session:
+            # Read the outbox position first: a change committed while the
+            # rows are read is then seen again by refresh_changed, not lost.
+            last_change_id = session.scalar(select(func.coalesce(func.max(ProfileChange.id), 0)))
+            rows = session.execute(_subscriber_query()).all()
+        now = time.monotonic()
+        if self._last_change_id is None or last_change_id > self._last_change_id:
+            self._last_change_id = last_change_id
+        fresh = {}
+        for row in rows:
+            view = _view(*row)
+            for kind, value in (("login", view.login), ("mac", view.mac),
+                                ("circuit", view.circuit_id)):
+                if value:
+                    fresh[(kind, value)] = (view, now)
+        self._cache = fresh
+        return len(rows)
+
+    def _get(self, key: tuple[str, str], column) -> Subscriber | None:
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry[1] < self.ttl_s:
+            return entry[0]
+        with self._sessionmaker() as session:
+            row = session.execute(_subscriber_query().where(column == key[1])).first()
+        found = _view(*row) if row is not None else None
+        # Unknown names are cached briefly only: a service added a moment
+        # ago must log in on the NAS's next try.
+        self._cache[key] = (found, now if found is not None else now - self.ttl_s + 1.0)
+        return found
+
+    def by_login(self, login: str) -> Subscriber | None:
+        return self._get(("login", login), Service.login)
+
+    def by_mac(self, mac: str) -> Subscriber | None:
+        return self._get(("mac", mac), Service.mac)
+
+    def by_circuit_id(self, circuit_id: str) -> Subscriber | None:
+        return self._get(("circuit", circuit_id), Service.circuit_id)
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    def refresh_changed(self) -> int:
+        """Drop cached entries whose account changed; returns how many.
+
+        Two signals: the ``profile_changes`` outbox (rating writes a row in
+        the transaction that changes a profile; read by id, cheap at any
+        size), and, for caches small enough to ask about every account at
+        once, ``accounts.version``. A big cache relies on the outbox and on
+        the periodic full re-read (``preload``)."""
+        cached = {key: entry for key, entry in list(self._cache.items()) if entry[0] is not None}
+        changed: set[int] = set()
+        with self._sessionmaker() as session:
+            if self._last_change_id is None:
+                self._last_change_id = session.scalar(
+                    select(func.coalesce(func.max(ProfileChange.id), 0)))
+            rows = session.execute(
+                select(ProfileChange.id, ProfileChange.account_id)
+                .where(ProfileChange.id > self._last_change_id)
+                .order_by(ProfileChange.id)).all()
+            for change_id, account_id in rows:
+                changed.add(account_id)
+                self._last_change_id = change_id
+            if cached and len(cached) <= VERSION_CHECK_LIMIT:
+                versions = dict(session.execute(
+                    select(Account.id, Account.version)
+                    .where(Account.id.in_({e[0].account_id for e in cached.values()}))).all())
+                changed.update(sub.account_id for sub, _ in cached.values()
+                               if versions.get(sub.account_id) != sub.version)
+        if not changed:
+            return 0
+        stale = [key for key, (sub, _) in cached.items() if sub.account_id in changed]
+        for key in stale:
+            self._cache.pop(key, None)
+        return len(stale)

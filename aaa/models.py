@@ -1,0 +1,143 @@
+"""Network-side tables: NAS registry, services, sessions, IP leases, CoA jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index,
+                        Integer, String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from config.db import Base, utcnow
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Nas(Base):
+    __tablename__ = "nas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # An address or a prefix (CIDR); the smallest matching prefix wins.
+    address: Mapped[str] = mapped_column(String(64), unique=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    vendor: Mapped[str] = mapped_column(String(32), default="generic")
+    coa_port: Mapped[int] = mapped_column(Integer, default=3799)
+    # yes / no / auto (BlastRADIUS, CVE-2024-3596).
+    require_message_authenticator: Mapped[str] = mapped_column(String(8), default="auto")
+    limit_proxy_state: Mapped[str] = mapped_column(String(8), default="auto")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Service(Base):
+    """What an account gets on the network: a PPPoE login or an IPoE binding."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="pppoe")
+    login: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    # Kept as given: CHAP and MS-CHAPv2 need the cleartext to verify.
+    password: Mapped[Optional[str]] = mapped_column(String(128))
+    mac: Mapped[Optional[str]] = mapped_column(String(17), unique=True)
+    circuit_id: Mapped[Optional[str]] = mapped_column(String(128), unique=True)
+    static_ipv4: Mapped[Optional[str]] = mapped_column(String(15), unique=True)
+    ipv6_prefix: Mapped[Optional[str]] = mapped_column(String(43))
+    pool: Mapped[Optional[str]] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("nas_id", "acct_session_id", name="uq_sessions_nas_acct_session"),
+        Index("ix_sessions_open", "nas_id", "stopped_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    nas_id: Mapped[int] = mapped_column(ForeignKey("nas.id"))
+    acct_session_id: Mapped[str] = mapped_column(String(128))
+    username: Mapped[str] = mapped_column(String(128), index=True)
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("accounts.id"), index=True)
+    service_id: Mapped[Optional[int]] = mapped_column(ForeignKey("services.id"))
+    framed_ip: Mapped[Optional[str]] = mapped_column(String(45))
+    calling_station_id: Mapped[Optional[str]] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    stopped_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # 64-bit counters, gigawords folded in, never decreasing.
+    octets_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    octets_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    packets_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    packets_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    terminate_cause: Mapped[Optional[str]] = mapped_column(String(64))
+    profile: Mapped[Optional[str]] = mapped_column(String(32))
+
+
+class IpPool(Base):
+    """Addresses handed out to services that have no static IP."""
+
+    __tablename__ = "ip_pools"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Comma-separated prefixes and ranges: "100.64.0.0/22, 10.1.0.10-10.1.0.99".
+    ranges: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class IpLease(Base):
+    """Which account held an address when: traffic is attributed by it."""
+
+    __tablename__ = "ip_leases"
+    __table_args__ = (Index("ix_ip_leases_address", "address", "valid_from"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    address: Mapped[str] = mapped_column(String(45))
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime)
+    valid_to: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    session_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sessions.id"))
+    # Equal to ``address`` while the lease is open, NULL once closed: a plain
+    # UNIQUE on it means one open lease per address on SQLite and PostgreSQL
+    # alike, so two RADIUS nodes cannot hand out one address twice.
+    open_address: Mapped[Optional[str]] = mapped_column(String(45), unique=True)
+
+
+class EnforcementJob(Base):
+    """A CoA or Disconnect to send, written with the change that caused it."""
+
+    __tablename__ = "enforcement_jobs"
+    __table_args__ = (Index("ix_enforcement_jobs_status", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    session_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sessions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # coa / disconnect
+    profile: Mapped[Optional[str]] = mapped_column(String(32))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class EnforcementAttempt(Base):
+    """Every exchange with a NAS for a job, kept for audit."""
+
+    __tablename__ = "enforcement_attempts"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("enforcement_jobs.id"), index=True)
+    nas_address: Mapped[Optional[str]] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    transmissions: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_cause: Mapped[Optional[int]] = mapped_column(Integer)

@@ -1,0 +1,215 @@
+"""The subscriber cabinet: the Flask application factory and a server that
+can run in a background thread (``abonent serve cabinet``, ``abonent demo``).
+
+Everything the app needs comes from the ``Context`` it is given: settings,
+the engine and the session factory. There is no module-level app and no
+module-level database, so several apps (tests, one per backend) can live in
+one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from flask import Flask, current_app, g, render_template, request
+from flask_babel import Babel, get_locale
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from config.context import Context
+from cabinet import formatting
+from cabinet.i18n import LOCALES, select_locale
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SECRET_KEY_FILE = "cabinet_secret_key"
+
+# The cabinet serves only its own files, so the policy can be strict: no
+# inline script or style, no framing, forms post only to us.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                           "script-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'; object-src 'none'")
+
+
+def create_app(ctx: Context, testing: bool = False) -> Flask:
+    settings = ctx.settings
+    app = Flask("cabinet", root_path=str(HERE), template_folder="templates",
+                static_folder="static")
+    secure = bool(settings.get("cabinet", "secure_cookies"))
+    app.config.update(
+        TESTING=testing,
+        SECRET_KEY=load_secret_key(ctx),
+        SESSION_COOKIE_NAME="abonent_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        # A CSRF token lives as long as the login session, not one hour: a
+        # subscriber who leaves a form open over lunch must not get a 400.
+        WTF_CSRF_TIME_LIMIT=None,
+        BABEL_DEFAULT_LOCALE=settings.get("cabinet", "default_locale"),
+        BABEL_DEFAULT_TIMEZONE=settings.get("", "timezone"),
+        BABEL_TRANSLATION_DIRECTORIES=str(HERE / "translations"),
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    app.extensions["abonent"] = ctx
+
+    csrf = CSRFProtect(app)
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
+                      headers_enabled=False)
+    Babel(app, locale_selector=select_locale)
+    app.extensions["abonent_limiter"] = limiter
+
+    login_manager = LoginManager(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    # "strong" would drop the session when a phone moves between Wi-Fi and
+    # LTE (the IP is part of the identifier); the epoch check covers theft
+    # after a password change.
+    login_manager.session_protection = "basic"
+
+    from cabinet import auth, views
+    login_manager.user_loader(auth.load_user)
+    login_manager.unauthorized_handler(auth.unauthorized)
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(views.blueprint)
+    auth.apply_limits(app, limiter, csrf)
+
+    formatting.register(app)
+
+    @app.context_processor
+    def _globals():
+        return {"LOCALES": LOCALES, "get_locale": get_locale}
+
+    @app.teardown_appcontext
+    def _close_db(_error):
+        db = g.pop("db", None)
+        if db is not None:
+            db.close()
+
+    @app.after_request
+    def _security_headers(response):
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if request.endpoint != "static":
+            # Pages show a balance and personal data: no shared caches, and
+            # the back button after logout must not show them either.
+            headers["Cache-Control"] = "no-store"
+            headers.add("Vary", "Cookie")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error):
+        return render_template("error.html", code=400, message=error.description), 400
+
+    @app.errorhandler(404)
+    def _not_found(_error):
+        return render_template("error.html", code=404, message=None), 404
+
+    @app.errorhandler(429)
+    def _too_many(_error):
+        return render_template("error.html", code=429, message=None), 429
+
+    return app
+
+
+def db():
+    """The request's database session (closed at the end of the request)."""
+    if "db" not in g:
+        g.db = current_app.extensions["abonent"].Session()
+    return g.db
+
+
+def load_secret_key(ctx: Context) -> str:
+    """settings cabinet.secret_key, else a random key kept in data_dir.
+
+    Kept in a file so that a restart (or a second worker) keeps the
+    subscribers' sessions. Created with O_EXCL so two processes starting at
+    once agree on one key.
+    """
+    configured = ctx.settings.get("cabinet", "secret_key")
+    if configured:
+        return configured
+    data_dir = ctx.settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise RuntimeError(f"{path} holds no usable secret key; delete it to make a new one")
+        return key
+    key = secrets.token_hex(32)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    log.info("cabinet.secret_key_created path=%s", path)
+    return key
+
+
+class _RequestHandler(WSGIRequestHandler):
+    # werkzeug writes the headers and the body separately; with Nagle on,
+    # the body waits for the client's delayed ACK (~40 ms a page).
+    disable_nagle_algorithm = True
+
+
+class CabinetServer:
+    """The cabinet on a werkzeug server in a background thread.
+
+    ``port=0`` picks a free port; ``.port`` and ``.url`` tell which.
+    """
+
+    def __init__(self, ctx: Context, host: str = "127.0.0.1", port: int = 8080,
+                 app: Flask | None = None):
+        self.app = app or create_app(ctx)
+        self._server = make_server(host, port, self.app, threaded=True,
+                                   request_handler=_RequestHandler)
+        self.host = host
+        self.port = self._server.server_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "CabinetServer":
+        if self._thread is not None:
+            raise RuntimeError("the cabinet server is already running")
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="cabinet-http", daemon=True)
+        self._thread.start()
+        log.info("cabinet.listening url=%s", self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        log.info("cabinet.listening url=%s", self.url)
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> "CabinetServer":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()

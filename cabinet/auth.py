@@ -1,0 +1,178 @@
+"""Login, logout and the language switch.
+
+The Flask-Login identifier is ``"<user id>:<session epoch>"``. A password
+change bumps ``CabinetUser.session_epoch``, so every other session's
+identifier stops matching and the loader answers "nobody": those sessions
+end at their next request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+from flask import (Blueprint, Flask, jsonify, redirect, render_template, request,
+                   session, url_for)
+from flask_babel import gettext as _
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect
+from flask_login import UserMixin, current_user, login_user, logout_user
+from sqlalchemy import select
+
+from cabinet.app import db
+from cabinet.forms import LanguageForm, LoginForm
+from cabinet.i18n import LOCALES
+from rating import cabinet_ops
+from rating.models import CabinetUser
+from rating.passwords import hash_password, verify_password
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("auth", __name__)
+
+LOGIN_LIMITS = "10 per minute;50 per hour"
+ADDRESS_LIMITS = "100 per minute"
+
+
+@dataclass(frozen=True)
+class Principal(UserMixin):
+    """Who is logged in; a plain value, detached from any database session."""
+
+    user_id: int
+    account_id: int
+    login: str
+    role: str
+    epoch: int
+
+    def get_id(self) -> str:
+        return f"{self.user_id}:{self.epoch}"
+
+    @classmethod
+    def of(cls, user: CabinetUser) -> "Principal":
+        return cls(user.id, user.account_id, user.login, user.role, user.session_epoch)
+
+
+def load_user(identifier: str) -> Principal | None:
+    try:
+        user_id, epoch = (int(part) for part in identifier.split(":"))
+    except ValueError:
+        return None
+    user = db().get(CabinetUser, user_id)
+    if user is None or user.session_epoch != epoch:
+        return None
+    return Principal.of(user)
+
+
+def unauthorized():
+    """The JSON API answers 401; pages send the browser to the login form."""
+    if request.path.startswith("/api/"):
+        return jsonify({"error": "login required"}), 401
+    return redirect(url_for("auth.login", next=request.path))
+
+
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    return hash_password("decoy password that matches nothing")
+
+
+def authenticate(login: str, password: str) -> CabinetUser | None:
+    user = db().scalar(select(CabinetUser).where(CabinetUser.login == login))
+    if user is None:
+        # Spend the same scrypt time as for a real login, so the answer's
+        # timing does not tell which logins exist.
+        verify_password(password, _decoy_hash())
+        return None
+    if not verify_password(password, user.password_hash):
+        return None
+    return user
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.dashboard"))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        login_name = form.login.data.strip()
+        user = authenticate(login_name, form.password.data)
+        if user is not None:
+            lang = session.get("lang")
+            # A fresh session on login: nothing an attacker planted survives.
+            session.clear()
+            if lang:
+                session["lang"] = lang
+            login_user(Principal.of(user))
+            log.info("cabinet.login account_id=%s user_id=%s ip=%s", user.account_id, user.id,
+                     request.remote_addr)
+            return redirect(safe_target(request.args.get("next")))
+        log.info("cabinet.login_failed ip=%s", request.remote_addr)
+        form.password.errors.append(_("Wrong login or password."))
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("login.html", form=form), status
+
+
+@blueprint.route("/logout", methods=["POST"])
+def logout():
+    # CSRFProtect has checked the token: a foreign page cannot log us out.
+    # The session lives in a signed cookie, so clearing it here would not
+    # stop a copy of it being replayed; moving the login's epoch on does.
+    # The price: logging out ends this login's sessions on every device.
+    if current_user.is_authenticated:
+        database = db()
+        cabinet_ops.end_other_sessions(database, current_user.user_id,
+                                       actor=f"cabinet:{current_user.login}")
+        database.commit()
+    lang = session.get("lang")
+    logout_user()
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    return redirect(url_for("auth.login"))
+
+
+@blueprint.route("/lang", methods=["POST"])
+def set_language():
+    form = LanguageForm()
+    if form.validate_on_submit() and form.lang.data in LOCALES:
+        session["lang"] = form.lang.data
+    return redirect(safe_target(request.form.get("next")))
+
+
+def safe_target(target: str | None) -> str:
+    """Only a path on this site: never an open redirect."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or any(ord(c) < 32 for c in target)):
+        return url_for("main.dashboard")
+    return target
+
+
+def _client_and_login() -> str:
+    login = (request.form.get("login") or "").strip().lower()[:64]
+    return f"{get_remote_address()}|{login}"
+
+
+def _failed(response) -> bool:
+    return response.status_code != 302
+
+
+def apply_limits(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
+    """Rate-limit failed login attempts (POST only: showing the form is free).
+
+    Per address and login, so guessing one password is slow; and per
+    address alone with a higher ceiling, because many subscribers share one
+    address behind the operator's own CGNAT.
+    """
+    endpoint = "auth.login"
+    view = app.view_functions[endpoint]
+    view = limiter.limit(LOGIN_LIMITS, key_func=_client_and_login, methods=["POST"],
+                         deduct_when=_failed)(view)
+    view = limiter.limit(ADDRESS_LIMITS, methods=["POST"], deduct_when=_failed)(view)
+    app.view_functions[endpoint] = view
+    # The limit is checked inside the view, so CSRFProtect's early refusal
+    # would skip it; LoginForm checks the CSRF token itself instead.
+    csrf.exempt(view)

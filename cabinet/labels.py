@@ -1,0 +1,121 @@
+"""Words for the domain's codes (ledger kinds, profiles, log actions) and
+the domain's error sentences, marked for translation."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+
+LEDGER_KINDS = {
+    "payment": _l("Payment"), "fee": _l("Subscription fee"), "traffic": _l("Traffic"),
+    "option": _l("Option"), "promised": _l("Promised payment"), "refund": _l("Refund"),
+    "correction": _l("Correction"),
+}
+
+PROFILES = {
+    "normal": (_l("Normal speed"), _l("Your balance is positive: the tariff's full speed.")),
+    "turbo": (_l("Turbo"), _l("Turbo is on: the speed is raised until the time shown.")),
+    "throttled": (_l("Limited speed"),
+                  _l("The balance is below zero, so the speed is limited. "
+                     "Top up the account to get the full speed back.")),
+    "suspended": (_l("Suspended"),
+                  _l("The balance is below the credit limit, so the access is suspended. "
+                     "Top up the account to restore it.")),
+}
+
+ACTIONS = {
+    "account.add": _l("Account opened"), "cabinet_user.add": _l("Cabinet login created"),
+    "payment.add": _l("Payment received"), "contacts.update": _l("Contacts changed"),
+    "password.change": _l("Password changed"),
+    "sessions.end_all": _l("Logged out on every device"),
+    "promised.grant": _l("Promised payment taken"),
+    "promised.repaid": _l("Promised payment repaid"),
+    "promised.expired": _l("Promised payment expired"),
+}
+
+FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
+          "phone_landline": _l("Landline phone"), "amount": _l("Amount"),
+          "due_at": _l("Due")}
+
+# rating's DomainError sentences shown in the cabinet; anything else is
+# shown as it is.
+DOMAIN_MESSAGES = (
+    _l("e-mail must look like name@example.ru"),
+    _l("a phone number may hold only digits, spaces, brackets, dashes and a leading +"),
+    _l("a phone number must have 5 to 15 digits"),
+    _l("the current password is wrong"),
+    _l("the new password must be 8 to 256 characters long"),
+    _l("the new password must differ from the current one"),
+    _l("the password must not be the login"),
+    _l("the period must end after it starts"),
+    _l("a period may be at most 400 days"),
+    _l("a month must look like 2026-11"),
+    _l("a date must look like 2026-11-23"),
+)
+
+
+
+
+def N_(message: str) -> str:
+    """Marks a msgid for extraction (pybabel -k N_) without translating it."""
+    return message
+
+
+# Sentences with a figure in them: (pattern, msgid with %(value)s).
+PATTERNS = (
+    (re.compile(r"^a promised payment must be between 0\.01 and (?P<value>[0-9.]+)$"),
+     N_("a promised payment must be between 0.01 and %(value)s")),
+    (re.compile(r"^a promised payment is available when the balance is below "
+                r"(?P<value>[0-9.]+)$"),
+     N_("a promised payment is available when the balance is below %(value)s")),
+    (re.compile(r"^a promised payment can be taken once in (?P<value>[0-9]+) days$"),
+     N_("a promised payment can be taken once in %(value)s days")),
+)
+STATIC_MESSAGES = (_l("a promised payment needs an active account"),
+                   _l("not enough money for this option"),
+                   _l("a turbo is already active"),
+                   _l("options can be bought only on an active account"))
+
+
+def _figure(value: str) -> str:
+    """An amount in the sentence is shown as money in the page's locale."""
+    if "." in value:
+        from cabinet.formatting import money
+        return money(Decimal(value))
+    return value
+
+
+def error_text(error: Exception) -> str:
+    """The error's sentence in the page's language, capitalised."""
+    message = str(error)
+    for pattern, template in PATTERNS:
+        match = pattern.match(message)
+        if match:
+            values = {name: _figure(value) for name, value in match.groupdict().items()}
+            text = gettext(template, **values)
+            break
+    else:
+        text = gettext(message)
+    return text[:1].upper() + text[1:]
+
+
+PROMISE_STATUSES = {"open": _l("open"), "repaid": _l("repaid"), "expired": _l("expired")}
+
+
+def promise_status(code: str) -> str:
+    return str(PROMISE_STATUSES.get(code, code))
+
+
+def kind(code: str) -> str:
+    return str(LEDGER_KINDS.get(code, code))
+
+
+def action(code: str) -> str:
+    return str(ACTIONS.get(code, code))
+
+
+def field(code: str) -> str:
+    return str(FIELDS.get(code, code))

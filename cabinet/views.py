@@ -1,0 +1,336 @@
+"""The subscriber's pages. Every view is for the logged-in account only.
+
+Reads go through cabinet.queries and rating.cabinet_ops; every change goes
+through rating.cabinet_ops (which writes the operation log) and is a POST
+with a CSRF token. No GET changes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import uuid
+from functools import wraps
+
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect,
+                   render_template, request, url_for)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user
+from sqlalchemy import select
+
+from cabinet import charts, labels, periods, queries
+from cabinet.app import db
+from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
+from cabinet.formatting import money, volume, when
+from config.db import utcnow
+from rating import cabinet_ops, options, promised
+from rating.accounts import DomainError
+from rating.models import Account, OptionType, PromisedPayment
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("main", __name__)
+
+# Roles that may change the account's contacts (a viewer may only look).
+CONTACT_EDITORS = ("owner", "accountant")
+TURBO_CODE = "turbo"
+
+
+def _timezone() -> str:
+    return current_app.config["BABEL_DEFAULT_TIMEZONE"]
+
+
+def _actor() -> str:
+    return f"cabinet:{current_user.login}"
+
+
+def _account():
+    view = queries.account_view(db(), current_user.account_id)
+    if view is None:
+        abort(404)
+    return view
+
+
+def _bad_request(template: str, error: Exception, **context):
+    return render_template(template, error=labels.error_text(error), **context), 400
+
+
+def own_account(view):
+    """For URLs that name an account: another account's id answers 404, not
+    403, so ids cannot be probed."""
+    @wraps(view)
+    def wrapper(account_id: int, **kwargs):
+        if account_id != current_user.account_id:
+            abort(404)
+        return view(account_id=account_id, **kwargs)
+    return wrapper
+
+
+def _turbo_offer(session, speed):
+    """The turbo on sale, unless one is on or the role may not buy."""
+    if speed is None or speed.profile != "normal" or current_user.role not in CONTACT_EDITORS:
+        return None
+    return session.scalar(select(OptionType).where(OptionType.code == TURBO_CODE))
+
+
+@blueprint.route("/")
+@login_required
+def dashboard():
+    account = _account()
+    session = db()
+    speed = cabinet_ops.speed_now(session, session.get(Account, account.id), utcnow())
+    form = TurboForm(request_id=uuid.uuid4().hex)
+    return render_template("dashboard.html", account=account, speed=speed,
+                           profile=labels.PROFILES.get(account.profile),
+                           sessions=queries.recent_sessions(session, account.id),
+                           turbo=_turbo_offer(session, speed), turbo_form=form)
+
+
+@blueprint.route("/turbo", methods=["POST"])
+@login_required
+def buy_turbo():
+    if current_user.role not in CONTACT_EDITORS:
+        abort(403)
+    form = TurboForm()
+    if not form.validate_on_submit():
+        abort(400)
+    session = db()
+    try:
+        purchase = options.buy(session, session.get(Account, current_user.account_id),
+                               TURBO_CODE, utcnow(), request_id=form.request_id.data,
+                               actor=_actor())
+    except DomainError as error:
+        session.rollback()
+        flash(labels.error_text(error), "error")
+        return redirect(url_for("main.dashboard"))
+    session.commit()
+    flash(_("Turbo is on until %(until)s.", until=when(purchase.ends_at)), "ok")
+    return redirect(url_for("main.dashboard"))
+
+
+@blueprint.route("/contacts", methods=["GET", "POST"])
+@login_required
+def contacts():
+    account = _account()
+    may_edit = current_user.role in CONTACT_EDITORS
+    form = ContactsForm(data={"email": account.email, "phone": account.phone,
+                              "phone_landline": account.phone_landline})
+    if request.method == "POST":
+        if not may_edit:
+            abort(403)
+        if not form.validate_on_submit():
+            return render_template("contacts.html", form=form, may_edit=may_edit), 400
+        session = db()
+        try:
+            changed = cabinet_ops.update_contacts(
+                session, account.id, email=form.email.data, phone=form.phone.data,
+                phone_landline=form.phone_landline.data, actor=_actor())
+        except DomainError as error:
+            session.rollback()
+            return _bad_request("contacts.html", error, form=form, may_edit=may_edit)
+        session.commit()
+        flash(_("Contacts saved.") if changed else _("Nothing changed."), "ok")
+        return redirect(url_for("main.contacts"))
+    return render_template("contacts.html", form=form, may_edit=may_edit)
+
+
+@blueprint.route("/password", methods=["GET", "POST"])
+@login_required
+def password():
+    form = PasswordForm()
+    end_form = EndSessionsForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return render_template("password.html", form=form, end_form=end_form), 400
+        session = db()
+        try:
+            epoch = cabinet_ops.change_password(session, current_user.user_id,
+                                                current=form.current.data, new=form.new.data,
+                                                actor=_actor())
+        except DomainError as error:
+            session.rollback()
+            return _bad_request("password.html", error, form=form, end_form=end_form)
+        session.commit()
+        _stay_logged_in(epoch)
+        log.info("cabinet.password_changed account_id=%s user_id=%s",
+                 current_user.account_id, current_user.user_id)
+        flash(_("Password changed. Every other session has been logged out."), "ok")
+        return redirect(url_for("main.password"))
+    return render_template("password.html", form=form, end_form=end_form)
+
+
+@blueprint.route("/sessions/end-all", methods=["POST"])
+@login_required
+def end_other_sessions():
+    form = EndSessionsForm()
+    if not form.validate_on_submit():
+        abort(400)
+    session = db()
+    epoch = cabinet_ops.end_other_sessions(session, current_user.user_id, actor=_actor())
+    session.commit()
+    _stay_logged_in(epoch)
+    flash(_("Every other session has been logged out."), "ok")
+    return redirect(url_for("main.password"))
+
+
+def _stay_logged_in(epoch: int) -> None:
+    from cabinet.auth import Principal
+    principal = current_user._get_current_object()
+    login_user(Principal(principal.user_id, principal.account_id, principal.login,
+                         principal.role, epoch))
+
+
+def _promised_context(form):
+    session = db()
+    account = session.get(Account, current_user.account_id)
+    rules = promised.PromisedRules.from_settings(current_app.extensions["abonent"].settings)
+    reason = None
+    try:
+        # A read-only check, so the page can say beforehand why not.
+        promised.check(session, account, rules.max_amount, utcnow(), rules)
+    except DomainError as error:
+        reason = labels.error_text(error)
+    recent = session.scalars(select(PromisedPayment)
+                             .where(PromisedPayment.account_id == account.id)
+                             .order_by(PromisedPayment.granted_at.desc()).limit(5)).all()
+    return dict(form=form, rules=rules, reason=reason, recent=recent, balance=account.balance,
+                may_take=current_user.role in CONTACT_EDITORS)
+
+
+@blueprint.route("/promised", methods=["GET", "POST"])
+@login_required
+def promised_payment():
+    form = PromisedForm()
+    if request.method == "POST":
+        if current_user.role not in CONTACT_EDITORS:
+            abort(403)
+        if not form.validate_on_submit():
+            return render_template("promised.html", **_promised_context(form)), 400
+        session = db()
+        rules = promised.PromisedRules.from_settings(current_app.extensions["abonent"].settings)
+        try:
+            account = session.get(Account, current_user.account_id)
+            grant = promised.grant(session, account, form.amount.data, utcnow(), rules,
+                                   actor=_actor())
+        except DomainError as error:
+            session.rollback()
+            return _bad_request("promised.html", error, **_promised_context(form))
+        session.commit()
+        flash(_("A promised payment of %(amount)s is credited until %(due)s.",
+                amount=money(grant.amount), due=when(grant.due_at)), "ok")
+        return redirect(url_for("main.promised_payment"))
+    return render_template("promised.html", **_promised_context(form))
+
+
+@blueprint.route("/history")
+@login_required
+def history():
+    return render_template("history.html",
+                           operations=queries.operations(db(), current_user.account_id))
+
+
+@blueprint.route("/sessions")
+@login_required
+def sessions():
+    today = periods.local_today(_timezone())
+    try:
+        period = periods.month(request.args.get("month"), _timezone(), today)
+    except periods.PeriodError as error:
+        return _bad_request("sessions.html", error, period=None, rows=[])
+    rows = queries.sessions_between(db(), current_user.account_id, period.start_utc,
+                                    period.end_utc)
+    return render_template("sessions.html", period=period, rows=rows,
+                           previous=periods.shift_month(period.first_day, -1),
+                           following=periods.shift_month(period.first_day, 1),
+                           total_down=sum(r.octets_down for r in rows),
+                           total_up=sum(r.octets_up for r in rows))
+
+
+def _statement_period():
+    today = periods.local_today(_timezone())
+    first = periods.parse_day(request.args.get("from"), today.replace(day=1))
+    last = periods.parse_day(request.args.get("to"), today)
+    return periods.days(first, last, _timezone())
+
+
+@blueprint.route("/payments")
+@login_required
+def payments():
+    account = _account()
+    try:
+        period = _statement_period()
+        statement = cabinet_ops.statement(db(), account.id, period.start_utc, period.end_utc)
+    except (periods.PeriodError, DomainError) as error:
+        return _bad_request("payments.html", error, account=account, period=None,
+                            statement=None, incoming=[])
+    return render_template("payments.html", account=account, period=period,
+                           statement=statement,
+                           incoming=cabinet_ops.payments(db(), account.id, limit=20))
+
+
+@blueprint.route("/payments.csv")
+@login_required
+def payments_csv():
+    account = _account()
+    try:
+        period = _statement_period()
+        statement = cabinet_ops.statement(db(), account.id, period.start_utc, period.end_utc)
+    except (periods.PeriodError, DomainError) as error:
+        return Response(labels.error_text(error) + "\n", status=400, mimetype="text/plain")
+    buffer = io.StringIO()
+    # A BOM, so that a spreadsheet opens the Cyrillic right.
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow([_("Date"), _("Operation"), _("Amount"), _("Balance after"),
+                     _("Comment")])
+    writer.writerow(["", _("Opening balance"), "", f"{statement.opening:.2f}", ""])
+    for line in statement.lines:
+        writer.writerow([when(line.created_at, "yyyy-MM-dd HH:mm"), labels.kind(line.kind),
+                         f"{line.amount:.2f}", f"{line.balance_after:.2f}",
+                         _spreadsheet_safe(line.memo or "")])
+    writer.writerow(["", _("Closing balance"), "", f"{statement.closing:.2f}", ""])
+    name = (f"statement-{account.number}-{period.first_day.isoformat()}-"
+            f"{period.last_day.isoformat()}.csv")
+    return Response(buffer.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _spreadsheet_safe(text: str) -> str:
+    # A cell starting with = + - @ is a formula to a spreadsheet (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@blueprint.route("/traffic")
+@login_required
+def traffic():
+    today = periods.local_today(_timezone())
+    try:
+        period = periods.month(request.args.get("month"), _timezone(), today)
+    except periods.PeriodError as error:
+        return _bad_request("traffic.html", error, period=None, chart=None, series=[])
+    daily = queries.daily_traffic(db(), current_user.account_id, period.start_utc,
+                                  period.end_utc, _timezone())
+    series = [(day, *daily.get(day, (0, 0))) for day in period.days]
+    chart = charts.daily_bars(series, title=_("Traffic by day"), label_down=_("Downloaded"),
+                              label_up=_("Uploaded"), format_volume=volume)
+    return render_template("traffic.html", period=period, chart=chart, series=series,
+                           total_down=sum(s[1] for s in series),
+                           total_up=sum(s[2] for s in series),
+                           previous=periods.shift_month(period.first_day, -1),
+                           following=periods.shift_month(period.first_day, 1))
+
+
+@blueprint.route("/api/v1/accounts/<int:account_id>")
+@login_required
+@own_account
+def api_account(account_id: int):
+    account = _account()
+    return jsonify({
+        "id": account.id, "number": account.number, "name": account.name,
+        "state": account.state, "profile": account.profile,
+        "balance": f"{account.balance:.2f}", "credit_limit": f"{account.credit_limit:.2f}",
+        "tariff": None if account.tariff is None else {
+            "name": account.tariff.name, "rate_down_kbps": account.tariff.rate_down_kbps,
+            "rate_up_kbps": account.tariff.rate_up_kbps},
+    })

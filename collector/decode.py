@@ -1,0 +1,758 @@
+"""NetFlow v5, v9 (RFC 3954) and IPFIX (RFC 7011) datagrams → NumPy flow arrays.
+
+Pure: bytes in, arrays and counters out; no sockets, no database.
+
+Every decoder produces records of ``FLOW_DTYPE`` (native byte order):
+
+- ``time``: flow start, Unix seconds (falls back to flow end, then export time)
+- ``src_hi``/``src_lo``, ``dst_hi``/``dst_lo``: addresses as two 64-bit halves;
+  an IPv4 address is ``hi = 0, lo = address`` with ``v6 = 0``
+- ``bytes``/``packets``: already multiplied by the sampling interval
+- ``proto``
+
+A datagram is never walked record by record: a NetFlow v5 payload is viewed
+with ``np.frombuffer`` through a big-endian record dtype, and a v9/IPFIX data
+set through a dtype built from its template. The only per-record Python loop
+is for IPFIX templates with variable-length fields, whose record boundaries
+can only be found by walking them (they are rare in flow exports).
+
+Templates live in a bounded store keyed by (exporter, source id / observation
+domain, template id); data sets that arrive before their template are held
+for a bounded time and size, then decoded or counted as dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+import time as _time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+
+FLOW_DTYPE = np.dtype([
+    ("time", "<i8"),
+    ("src_hi", "<u8"), ("src_lo", "<u8"),
+    ("dst_hi", "<u8"), ("dst_lo", "<u8"),
+    ("v6", "u1"),
+    ("proto", "u1"),
+    ("bytes", "<u8"), ("packets", "<u8"),
+])
+
+EMPTY_FLOWS = np.zeros(0, FLOW_DTYPE)
+
+# --- NetFlow v5 -----------------------------------------------------------
+
+V5_HEADER = struct.Struct(">HHIIIIBBH")
+V5_RECORD = np.dtype([
+    ("src", ">u4"), ("dst", ">u4"), ("nexthop", ">u4"), ("input", ">u2"), ("output", ">u2"),
+    ("packets", ">u4"), ("bytes", ">u4"), ("first", ">u4"), ("last", ">u4"),
+    ("sport", ">u2"), ("dport", ">u2"), ("pad1", "u1"), ("tcp_flags", "u1"), ("proto", "u1"),
+    ("tos", "u1"), ("src_as", ">u2"), ("dst_as", ">u2"), ("src_mask", "u1"), ("dst_mask", "u1"),
+    ("pad2", ">u2"),
+])
+assert V5_RECORD.itemsize == 48 and V5_HEADER.size == 24
+V5_MAX_RECORDS = 30
+
+V9_HEADER = struct.Struct(">HHIIII")      # version, count, uptime, secs, sequence, source id
+IPFIX_HEADER = struct.Struct(">HHIII")    # version, length, export time, sequence, domain
+SET_HEADER = struct.Struct(">HH")
+
+# Information elements we read (IANA numbers; v9 uses the same for these).
+IE_OCTETS, IE_PACKETS, IE_PROTO = 1, 2, 4
+IE_SRC4, IE_DST4, IE_SRC6, IE_DST6 = 8, 12, 27, 28
+IE_LAST_UPTIME, IE_FIRST_UPTIME = 21, 22
+IE_OUT_OCTETS, IE_OUT_PACKETS = 23, 24
+IE_SAMPLING_INTERVAL, IE_SAMPLER_RANDOM_INTERVAL = 34, 50
+IE_OCTETS_TOTAL, IE_PACKETS_TOTAL = 85, 86
+IE_START_S, IE_END_S, IE_START_MS, IE_END_MS = 150, 151, 152, 153
+IE_START_US, IE_END_US, IE_START_NS, IE_END_NS = 154, 155, 156, 157
+IE_START_DELTA_US, IE_END_DELTA_US = 158, 159
+IE_SYSTEM_INIT_MS = 160
+IE_SAMPLING_PACKET_INTERVAL, IE_SAMPLING_PACKET_SPACE = 305, 306
+
+# IE -> (semantic name, allowed lengths). Unsigned integers may use reduced
+# size encoding (RFC 7011 6.2), so counters accept 1..8 octets.
+_UINT = (1, 2, 3, 4, 5, 6, 7, 8)
+KNOWN_FIELDS = {
+    IE_OCTETS: ("octets", _UINT), IE_PACKETS: ("packets", _UINT),
+    IE_OUT_OCTETS: ("out_octets", _UINT), IE_OUT_PACKETS: ("out_packets", _UINT),
+    IE_OCTETS_TOTAL: ("octets_total", _UINT), IE_PACKETS_TOTAL: ("packets_total", _UINT),
+    IE_PROTO: ("proto", (1,)),
+    IE_SRC4: ("src4", (4,)), IE_DST4: ("dst4", (4,)),
+    IE_SRC6: ("src6", (16,)), IE_DST6: ("dst6", (16,)),
+    IE_FIRST_UPTIME: ("first_uptime", (4,)), IE_LAST_UPTIME: ("last_uptime", (4,)),
+    IE_START_S: ("start_s", (4,)), IE_END_S: ("end_s", (4,)),
+    IE_START_MS: ("start_ms", (8,)), IE_END_MS: ("end_ms", (8,)),
+    IE_START_US: ("start_ntp", (8,)), IE_END_US: ("end_ntp", (8,)),
+    IE_START_NS: ("start_ntp", (8,)), IE_END_NS: ("end_ntp", (8,)),
+    IE_START_DELTA_US: ("start_delta_us", (4,)), IE_END_DELTA_US: ("end_delta_us", (4,)),
+    IE_SYSTEM_INIT_MS: ("system_init_ms", (8,)),
+    IE_SAMPLING_INTERVAL: ("sampling", _UINT), IE_SAMPLER_RANDOM_INTERVAL: ("sampling", _UINT),
+    IE_SAMPLING_PACKET_INTERVAL: ("spi", _UINT), IE_SAMPLING_PACKET_SPACE: ("sps", _UINT),
+}
+
+VARLEN = 65535
+MAX_TEMPLATE_FIELDS = 256
+MAX_RECORD_LENGTH = 8192
+NTP_UNIX_OFFSET = 2208988800
+
+
+class Counters(dict):
+    """Named integer counters; missing names read as 0."""
+
+    def __missing__(self, key):
+        return 0
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self[name] = self.get(name, 0) + int(amount)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A v9/IPFIX (options) template compiled to a NumPy dtype."""
+
+    fields: tuple            # ((ie, length, enterprise), ...)
+    scope_count: int         # options templates: number of scope fields; data: -1
+    dtype: np.dtype | None   # fixed-length records; None when any field is variable
+    record_length: int       # minimum length for variable-length templates
+    names: frozenset         # semantic names present in ``dtype``
+    fast: bool = False       # fixed-length flow records: decoded by the batched path
+    itemsize: int = 0
+
+    @property
+    def is_options(self) -> bool:
+        return self.scope_count >= 0
+
+
+    @property
+    def size(self) -> int:
+        """Rough bytes of memory, for the template memory cap."""
+        return 200 + 24 * len(self.fields)
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=2048)
+def compile_template(fields: tuple, scope_count: int = -1) -> Template:
+    """Template fields → ``Template``; raises TemplateError on absurd input."""
+    if not fields or len(fields) > MAX_TEMPLATE_FIELDS:
+        raise TemplateError(f"template has {len(fields)} fields")
+    names, formats, offsets, seen = [], [], [], set()
+    offset, variable = 0, False
+    for ie, length, enterprise in fields:
+        if length == 0:
+            raise TemplateError(f"field {ie} has length 0")
+        if length == VARLEN:
+            variable = True
+            continue
+        known = KNOWN_FIELDS.get(ie) if enterprise == 0 else None
+        if known is not None and length in known[1] and known[0] not in seen:
+            name = known[0]
+            seen.add(name)
+            if length == 16:
+                names += [name + "_hi", name + "_lo"]
+                formats += [">u8", ">u8"]
+                offsets += [offset, offset + 8]
+            else:
+                names.append(name)
+                formats.append(f">u{length}" if length in (1, 2, 4, 8) else f"({length},)u1")
+                offsets.append(offset)
+        offset += length
+    if offset > MAX_RECORD_LENGTH or (offset == 0 and not variable):
+        raise TemplateError(f"template record length {offset} is absurd")
+    dtype = None
+    if not variable:
+        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                          "itemsize": offset})
+    return Template(fields=fields, scope_count=scope_count, dtype=dtype,
+                    record_length=offset, names=frozenset(seen),
+                    fast=dtype is not None and scope_count < 0, itemsize=offset)
+
+
+def _uint(records: np.ndarray, name: str) -> np.ndarray:
+    """A counter column as uint64, whatever its encoded length."""
+    column = records[name]
+    if column.dtype.kind == "u" and column.ndim == 1:
+        return column.astype(np.uint64)
+    # Reduced-size odd lengths (3, 5, 6, 7 octets): big-endian bytes.
+    raw = column.astype(np.uint64)
+    width = raw.shape[1]
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64) * np.uint64(8)
+    return (raw << shifts).sum(axis=1, dtype=np.uint64)
+
+
+@dataclass
+class _Pending:
+    body: bytes
+    context: tuple
+    arrived: float
+
+
+@dataclass
+class DecoderLimits:
+    max_templates: int = 4096                 # across all exporters
+    max_template_bytes: int = 4 * 1024 * 1024
+    hold_seconds: float = 30.0                # data waiting for its template
+    max_held_bytes: int = 4 * 1024 * 1024
+    max_held_sets: int = 10_000
+
+
+@dataclass
+class Decoder:
+    """Stateful decoder for one collector process: templates, sequences, held data."""
+
+    limits: DecoderLimits = field(default_factory=DecoderLimits)
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self):
+        self.templates: OrderedDict = OrderedDict()   # (exporter, domain, tid) -> Template
+        self.template_bytes = 0
+        self.sampling: dict = {}                      # (exporter, version, domain) -> rate
+        self.sequences: dict = {}                     # (exporter, version, domain) -> next
+        self.system_init: dict = {}                   # (exporter, version, domain) -> ms
+        self.held: OrderedDict = OrderedDict()        # (exporter, domain, tid) -> [_Pending]
+        self.held_bytes = 0
+        self.held_sets = 0
+        self._groups: dict = {}                       # id(template) -> queued data sets
+        self._last_had_unknown = False
+        self.last_error = ""
+
+    # -- public API ---------------------------------------------------------
+
+    def decode(self, datagrams: Iterable[tuple[object, bytes]], now: float | None = None,
+               packet_keys: list | None = None) -> np.ndarray:
+        """Decode ``(exporter, payload)`` pairs into one FLOW_DTYPE array.
+
+        ``exporter`` is any hashable naming the sender (its IP address).
+        When ``packet_keys`` is a list, a replay key per accepted export
+        packet is appended to it (see ``packet_key``).
+        """
+        now = _time.time() if now is None else now
+        v5_chunks, v5_meta = [], []
+        parts = []
+        self._groups = {}
+        received = 0
+        for exporter, data in datagrams:
+            received += 1
+            if len(data) < 4:
+                self._drop("truncated")
+                continue
+            version = (data[0] << 8) | data[1]
+            try:
+                if version == 5:
+                    chunk, meta = self._v5(exporter, data)
+                    if chunk is not None:
+                        v5_chunks.append(chunk)
+                        v5_meta.append(meta)
+                    else:
+                        continue
+                elif version == 9:
+                    if not self._v9(exporter, data, now):
+                        continue
+                elif version == 10:
+                    if not self._ipfix(exporter, data, now):
+                        continue
+                else:
+                    self._drop("bad_version")
+                    continue
+            except (struct.error, ValueError, IndexError, TypeError, OverflowError):
+                self._drop("malformed")
+                continue
+            if packet_keys is not None:
+                packet_keys.append(packet_key(exporter, data))
+        self.counters.add("packets", received)
+        self._expire_held(now)
+        groups, self._groups = self._groups, {}
+        try:
+            if v5_chunks:
+                parts.append(self._v5_flows(v5_chunks, v5_meta))
+            for template, chunks, metas in groups.values():
+                flows = self._group_flows(template, chunks, metas)
+                if flows is not None:
+                    parts.append(flows)
+        except (ValueError, OverflowError, TypeError, IndexError) as error:
+            # Values no exporter sends (a boot time beyond int64 ...): the
+            # batch's flows are dropped and counted, the collector goes on.
+            self.counters.add("drops")
+            self.counters.add("drops_malformed")
+            self.counters.add("batches_dropped")
+            self.last_error = repr(error)
+            return EMPTY_FLOWS
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return EMPTY_FLOWS
+        flows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self.counters.add("flows", len(flows))
+        return flows
+
+    def template_count(self) -> int:
+        return len(self.templates)
+
+    # -- NetFlow v5 ----------------------------------------------------------
+
+    def _v5(self, exporter, data: bytes):
+        if len(data) < 24:
+            self._drop("truncated")
+            return None, None
+        _, count, uptime, secs, nsecs, sequence, etype, eid, sampling = V5_HEADER.unpack_from(data)
+        if count == 0 or count > V5_MAX_RECORDS:
+            self._drop("malformed")
+            return None, None
+        if len(data) < 24 + 48 * count:
+            self._drop("truncated")
+            return None, None
+        self._sequence(exporter, 5, (etype << 8) | eid, sequence, count, "sequence_lost_flows")
+        rate = sampling & 0x3FFF if sampling >> 14 else 1
+        return (data[24:24 + 48 * count],
+                (count, secs * 1000 + nsecs // 1_000_000 - uptime, max(rate, 1)))
+
+    def _v5_flows(self, chunks, meta) -> np.ndarray:
+        # One frombuffer over the joined records of the whole batch.
+        records = np.frombuffer(b"".join(chunks), V5_RECORD)
+        counts = np.fromiter((m[0] for m in meta), np.int64, len(meta))
+        boot_ms = np.repeat(np.fromiter((m[1] for m in meta), np.int64, len(meta)), counts)
+        rates = [m[2] for m in meta]
+        out = np.empty(len(records), FLOW_DTYPE)
+        out["time"] = (boot_ms + records["first"].astype(np.int64)) // 1000
+        out["src_hi"] = 0
+        out["src_lo"] = records["src"]
+        out["dst_hi"] = 0
+        out["dst_lo"] = records["dst"]
+        out["v6"] = 0
+        out["proto"] = records["proto"]
+        if max(rates) == 1:
+            out["bytes"] = records["bytes"]
+            out["packets"] = records["packets"]
+        else:
+            rate = np.repeat(np.asarray(rates, np.uint64), counts)
+            out["bytes"] = records["bytes"].astype(np.uint64) * rate
+            out["packets"] = records["packets"].astype(np.uint64) * rate
+        return out
+
+    # -- NetFlow v9 ----------------------------------------------------------
+
+    def _v9(self, exporter, data: bytes, now: float) -> bool:
+        if len(data) < 20:
+            self._drop("truncated")
+            return False
+        _, _count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
+        self._sequence(exporter, 9, source, sequence, 1, "sequence_lost_packets")
+        context = (9, exporter, source, secs, uptime)
+        return self._sets(data, 20, len(data), context, now)
+
+    # -- IPFIX ---------------------------------------------------------------
+
+    def _ipfix(self, exporter, data: bytes, now: float) -> bool:
+        if len(data) < 16:
+            self._drop("truncated")
+            return False
+        _, length, export_time, sequence, domain = IPFIX_HEADER.unpack_from(data)
+        if length < 16 or length > len(data):
+            self._drop("truncated")
+            return False
+        context = (10, exporter, domain, export_time, None)
+        records = self._sets(data, 16, length, context, now)
+        if records < 0:
+            return False
+        self._sequence(exporter, 10, domain, sequence, records, "sequence_lost_flows",
+                       unknown=self._last_had_unknown)
+        return True
+
+    # -- sets shared by v9 and IPFIX ------------------------------------------
+
+    def _sets(self, data, offset, end, context, now) -> int:
+        """Walk the sets of one message; returns its data records (IPFIX), -1 if malformed."""
+        version, exporter, domain, secs, uptime = context
+        template_set, options_set = (0, 1) if version == 9 else (2, 3)
+        self._last_had_unknown = False
+        templates, groups = self.templates, self._groups
+        records = queued = 0
+        meta = None
+        while offset + 4 <= end:
+            set_id, set_length = SET_HEADER.unpack_from(data, offset)
+            if set_length < 4 or offset + set_length > end:
+                self._drop("malformed")
+                return -1
+            start = offset + 4
+            offset += set_length
+            if set_id >= 256:
+                template = templates.get((exporter, domain, set_id))
+                if template is None:
+                    self._hold((exporter, domain, set_id), data[start:offset], context, now)
+                    self._last_had_unknown = True
+                elif template.fast:
+                    # The common case, kept short: queue the set's records;
+                    # a batch's sets of one template become one array.
+                    size = template.itemsize
+                    count = (set_length - 4) // size   # the rest is padding
+                    if count:
+                        records += count
+                        queued += count
+                        if meta is None:
+                            meta = self._set_meta(version, exporter, domain, secs, uptime)
+                        group = groups.get(id(template))
+                        if group is None:
+                            group = groups[id(template)] = (template, [], [])
+                        group[1].append(data[start:start + count * size])
+                        group[2].append((count,) + meta)
+                else:
+                    before = self.counters["ipfix_records"]
+                    self._data(template, data[start:offset], context)
+                    records += self.counters["ipfix_records"] - before
+                    meta = None
+            elif set_id == template_set:
+                self._templates(version, exporter, domain, data[start:offset], options=False)
+            elif set_id == options_set:
+                self._templates(version, exporter, domain, data[start:offset], options=True)
+            else:
+                self.counters.add("sets_reserved")
+        if version == 10:
+            self.counters.add("ipfix_records", queued)
+        return records
+
+    def _set_meta(self, version, exporter, domain, secs, uptime) -> tuple:
+        if uptime is None:
+            init = self.system_init.get((exporter, version, domain))
+            uptime = -1 if init is None else secs * 1000 - init
+        return secs, uptime, self.sampling.get((exporter, version, domain), 1)
+
+    def _templates(self, version, exporter, domain, body: bytes, options: bool) -> None:
+        pos, end = 0, len(body)
+        while pos + 4 <= end:
+            tid, count = SET_HEADER.unpack_from(body, pos)
+            pos += 4
+            scope_count = -1
+            if options:
+                if version == 9:
+                    # v9 options: scope and option lengths in bytes.
+                    if pos + 2 > end:
+                        break
+                    scope_bytes = count
+                    option_bytes = struct.unpack_from(">H", body, pos)[0]
+                    pos += 2
+                    if scope_bytes % 4 or option_bytes % 4:
+                        self.counters.add("templates_rejected")
+                        return
+                    scope_count, count = scope_bytes // 4, (scope_bytes + option_bytes) // 4
+                else:
+                    if count == 0:
+                        self._withdraw(exporter, domain, tid)
+                        continue
+                    if pos + 2 > end:
+                        break
+                    scope_count = struct.unpack_from(">H", body, pos)[0]
+                    pos += 2
+                    if scope_count == 0 or scope_count > count:
+                        self.counters.add("templates_rejected")
+                        return
+            elif count == 0:
+                if version == 10:
+                    self._withdraw(exporter, domain, tid)
+                    continue
+                # v9 has no withdrawal; a zero-field template is padding or junk.
+                return
+            if tid < 256 or count > MAX_TEMPLATE_FIELDS:
+                self.counters.add("templates_rejected")
+                return
+            fields = []
+            for _ in range(count):
+                if pos + 4 > end:
+                    self.counters.add("templates_rejected")
+                    return
+                ie, length = SET_HEADER.unpack_from(body, pos)
+                pos += 4
+                enterprise = 0
+                if version == 10 and ie & 0x8000:
+                    if pos + 4 > end:
+                        self.counters.add("templates_rejected")
+                        return
+                    enterprise = struct.unpack_from(">I", body, pos)[0]
+                    ie &= 0x7FFF
+                    pos += 4
+                if version == 9 and length == VARLEN:
+                    length = 0  # v9 has no variable-length fields: reject below
+                fields.append((ie, length, enterprise))
+            try:
+                template = compile_template(tuple(fields), scope_count)
+            except TemplateError:
+                self.counters.add("templates_rejected")
+                return
+            self._store(exporter, domain, tid, template)
+
+    def _store(self, exporter, domain, tid, template: Template) -> None:
+        key = (exporter, domain, tid)
+        old = self.templates.pop(key, None)
+        if old is not None:
+            self.template_bytes -= old.size
+            if old.fields != template.fields or old.scope_count != template.scope_count:
+                self.counters.add("templates_redefined")
+        else:
+            self.counters.add("templates_learned")
+        self.templates[key] = template
+        self.template_bytes += template.size
+        while (len(self.templates) > self.limits.max_templates
+               or self.template_bytes > self.limits.max_template_bytes):
+            _, evicted = self.templates.popitem(last=False)
+            self.template_bytes -= evicted.size
+            self.counters.add("templates_evicted")
+        held = self.held.pop(key, None)
+        if held:
+            for pending in held:
+                self.held_bytes -= len(pending.body)
+                self.held_sets -= 1
+                self.counters.add("held_sets_decoded")
+                self._data(template, pending.body, pending.context, late=True)
+
+    def _withdraw(self, exporter, domain, tid) -> None:
+        if tid == 2 or tid == 3:   # all (options) templates of this domain
+            keys = [k for k in self.templates if k[0] == exporter and k[1] == domain
+                    and self.templates[k].is_options == (tid == 3)]
+        else:
+            keys = [(exporter, domain, tid)]
+        for key in keys:
+            old = self.templates.pop(key, None)
+            if old is not None:
+                self.template_bytes -= old.size
+                self.counters.add("templates_withdrawn")
+
+    # -- data ------------------------------------------------------------------
+
+    def _records(self, template: Template, body: bytes) -> np.ndarray:
+        if template.dtype is not None:
+            size = template.dtype.itemsize
+            count = len(body) // size   # the rest is padding
+            return np.frombuffer(body, template.dtype, count)
+        return self._varlen_records(template, body)
+
+    def _varlen_records(self, template: Template, body: bytes) -> np.ndarray:
+        """Walk records with variable-length fields; keep the fixed fields packed."""
+        fixed = tuple(f for f in template.fields if f[1] != VARLEN)
+        dtype = compile_template(fixed, template.scope_count).dtype if fixed else None
+        chunks, pos, end = [], 0, len(body)
+        while pos < end:
+            record, ok = [], True
+            for ie, length, _ in template.fields:
+                if length == VARLEN:
+                    if pos >= end:
+                        ok = False
+                        break
+                    length = body[pos]
+                    pos += 1
+                    if length == 255:
+                        if pos + 2 > end:
+                            ok = False
+                            break
+                        length = (body[pos] << 8) | body[pos + 1]
+                        pos += 2
+                    pos += length
+                else:
+                    record.append(body[pos:pos + length])
+                    pos += length
+                if pos > end:
+                    ok = False
+                    break
+            if not ok:
+                break   # trailing padding or a truncated record
+            chunks.append(b"".join(record))
+        if dtype is None or not chunks:
+            return np.zeros(0, dtype or np.dtype([("x", "u1")]))
+        return np.frombuffer(b"".join(chunks), dtype)
+
+    def _data(self, template: Template, body: bytes, context, late: bool = False) -> None:
+        version, exporter, domain, secs, uptime = context
+        if template.fast:
+            count = len(body) // template.dtype.itemsize   # the rest is padding
+            if version == 10 and not late:
+                self.counters.add("ipfix_records", count)
+            if not count:
+                return
+            group = self._groups.get(id(template))
+            if group is None:
+                group = self._groups[id(template)] = (template, [], [])
+            group[1].append(body[:count * template.dtype.itemsize])
+            group[2].append((count,) + self._set_meta(version, exporter, domain, secs, uptime))
+            return
+        records = self._records(template, body)
+        if version == 10 and not late:
+            self.counters.add("ipfix_records", len(records))
+        if not len(records):
+            return
+        if template.is_options:
+            rate = self._options_sampling(records, template)
+            if rate:
+                self.sampling[(exporter, version, domain)] = rate
+                self.counters.add("sampling_updates")
+            if "system_init_ms" in template.names:
+                init = int(records["system_init_ms"][-1])
+                if 0 < init < 2**42:        # a boot time before year 2109
+                    self.system_init[(exporter, version, domain)] = init
+                while len(self.system_init) > 4 * self.limits.max_templates:
+                    self.system_init.pop(next(iter(self.system_init)))
+            while len(self.sampling) > 4 * self.limits.max_templates:
+                self.sampling.pop(next(iter(self.sampling)))
+            return
+        # Variable-length records: their fixed fields, packed, as a fixed template.
+        fixed = compile_template(tuple(f for f in template.fields if f[1] != VARLEN))
+        self._data(fixed, records.tobytes(), context, late=True)
+
+    def _group_flows(self, template: Template, chunks, metas) -> np.ndarray | None:
+        records = np.frombuffer(b"".join(chunks), template.dtype)
+        counts = np.fromiter((m[0] for m in metas), np.int64, len(metas))
+        if len(metas) == 1:
+            secs, uptime, rates = metas[0][1], metas[0][2], metas[0][3]
+        else:
+            secs = np.repeat(np.fromiter((m[1] for m in metas), np.int64, len(metas)), counts)
+            uptime = np.repeat(np.fromiter((m[2] for m in metas), np.int64, len(metas)), counts)
+            rates = np.repeat(np.fromiter((m[3] for m in metas), np.uint64, len(metas)), counts)
+        return self._flows(template, records, secs, uptime, rates)
+
+    @staticmethod
+    def _options_sampling(records, template) -> int:
+        names = template.names
+        if "sampling" in names:
+            return int(_uint(records, "sampling")[-1])
+        if "spi" in names:
+            interval = int(_uint(records, "spi")[-1])
+            space = int(_uint(records, "sps")[-1]) if "sps" in names else 0
+            return (interval + space) // interval if interval else 0
+        return 0
+
+    def _flows(self, template: Template, records, secs, uptime, rates) -> np.ndarray | None:
+        names = template.names
+        out = np.empty(len(records), FLOW_DTYPE)
+        if "src4" in names and "dst4" in names:
+            out["src_hi"] = 0
+            out["src_lo"] = records["src4"]
+            out["dst_hi"] = 0
+            out["dst_lo"] = records["dst4"]
+            out["v6"] = 0
+        elif "src6" in names and "dst6" in names:
+            out["src_hi"] = records["src6_hi"]
+            out["src_lo"] = records["src6_lo"]
+            out["dst_hi"] = records["dst6_hi"]
+            out["dst_lo"] = records["dst6_lo"]
+            out["v6"] = 1
+        else:
+            self.counters.add("records_without_addresses", len(records))
+            return None
+        for octets, packets in (("octets", "packets"), ("octets_total", "packets_total"),
+                                ("out_octets", "out_packets")):
+            if octets in names:
+                out["bytes"] = _uint(records, octets)
+                out["packets"] = _uint(records, packets) if packets in names else 0
+                break
+        else:
+            self.counters.add("records_without_counters", len(records))
+            return None
+        out["proto"] = records["proto"] if "proto" in names else 0
+        out["time"] = self._times(names, records, secs, uptime)
+        if "sampling" in names:
+            per_record = _uint(records, "sampling")
+            per_record = np.where(per_record == 0, np.uint64(1) * rates, per_record)
+            out["bytes"] *= per_record
+            out["packets"] *= per_record
+        elif np.any(rates != 1):
+            out["bytes"] *= np.asarray(rates, np.uint64)
+            out["packets"] *= np.asarray(rates, np.uint64)
+        return out
+
+    @staticmethod
+    def _times(names, records, secs, uptime):
+        if "start_s" in names:
+            return records["start_s"].astype(np.int64)
+        if "start_ms" in names:
+            return (records["start_ms"] // 1000).astype(np.int64)
+        if "start_ntp" in names:
+            return (records["start_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
+        if "start_delta_us" in names:
+            return secs - (records["start_delta_us"] // 1_000_000).astype(np.int64)
+        if "first_uptime" in names:
+            if "system_init_ms" in names:
+                return ((records["system_init_ms"].astype(np.int64)
+                         + records["first_uptime"].astype(np.int64)) // 1000)
+            # uptime < 0: the exporter's boot time is unknown; use export time.
+            start = (secs * 1000 - uptime + records["first_uptime"].astype(np.int64)) // 1000
+            return np.where(np.asarray(uptime) >= 0, start, secs)
+        if "end_s" in names:
+            return records["end_s"].astype(np.int64)
+        if "end_ms" in names:
+            return (records["end_ms"] // 1000).astype(np.int64)
+        return np.zeros(len(records), np.int64) + secs
+
+    # -- held data (before its template) ----------------------------------------
+
+    def _hold(self, key, body, context, now) -> None:
+        self.counters.add("sets_unknown_template")
+        size = len(body)
+        if size > self.limits.max_held_bytes:
+            self.counters.add("held_sets_dropped")
+            return
+        while self.held and (self.held_bytes + size > self.limits.max_held_bytes
+                             or self.held_sets + 1 > self.limits.max_held_sets):
+            old_key, pendings = next(iter(self.held.items()))
+            dropped = pendings.pop(0)
+            self.held_bytes -= len(dropped.body)
+            self.held_sets -= 1
+            self.counters.add("held_sets_dropped")
+            if not pendings:
+                del self.held[old_key]
+        self.held.setdefault(key, []).append(_Pending(body, context, now))
+        self.held_bytes += size
+        self.held_sets += 1
+
+    def _expire_held(self, now) -> None:
+        if not self.held:
+            return
+        limit = now - self.limits.hold_seconds
+        for key in list(self.held):
+            pendings = self.held[key]
+            while pendings and pendings[0].arrived < limit:
+                dropped = pendings.pop(0)
+                self.held_bytes -= len(dropped.body)
+                self.held_sets -= 1
+                self.counters.add("held_sets_dropped")
+            if not pendings:
+                del self.held[key]
+
+    # -- sequence numbers ----------------------------------------------------------
+
+    def _sequence(self, exporter, version, domain, sequence, count, counter, unknown=False):
+        key = (exporter, version, domain)
+        expected = self.sequences.get(key)
+        if expected is not None:
+            gap = (sequence - expected) & 0xFFFFFFFF
+            if gap == 0:
+                pass
+            elif gap < 0x80000000:
+                self.counters.add(counter, gap)
+            else:
+                self.counters.add("sequence_late")
+        if unknown:
+            # Records of an unknown template cannot be counted; resynchronise.
+            self.sequences.pop(key, None)
+        elif expected is None or gap < 0x80000000:
+            self.sequences[key] = (sequence + count) & 0xFFFFFFFF
+        if len(self.sequences) > 4 * self.limits.max_templates:
+            self.sequences.pop(next(iter(self.sequences)))
+
+    def _drop(self, reason: str) -> None:
+        self.counters.add("drops")
+        self.counters.add("drops_" + reason)
+
+
+def packet_key(exporter, data: bytes) -> bytes:
+    """16 bytes naming one export packet from one exporter (replay detection).
+
+    The header's times and sequence number (bytes 4..16 in v5, v9 and IPFIX)
+    and a CRC-32 of the exporter and the whole datagram: a replayed packet
+    gives the same key, two different packets practically never do. It costs
+    a fraction of a cryptographic hash, which matters at 100k packets/s.
+    """
+    return zlib.crc32(data, zlib.crc32(str(exporter).encode())).to_bytes(4, "big") + \
+        data[4:16].ljust(12, b"\0")

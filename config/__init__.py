@@ -1,0 +1,1 @@
+"""Settings, database wiring and migrations. Imports nothing of ours."""

@@ -1,0 +1,137 @@
+"""Database wiring: the declarative Base, the Money type, engine and sessions.
+
+The same code runs on SQLite (the embedded default) and on PostgreSQL
+through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Numeric, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+MONEY_SCALE = 2
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+_MINOR = 10 ** MONEY_SCALE
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+Base.metadata.naming_convention = NAMING_CONVENTION
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: every stored time is UTC (DESIGN: time is stored in UTC)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def money(value: Any) -> Decimal:
+    """Decimal with the ledger's fixed scale; refuses floats (they are not money)."""
+    if isinstance(value, float):
+        raise TypeError("money must not be a float")
+    if isinstance(value, int):
+        value = Decimal(value)
+    elif isinstance(value, str):
+        value = Decimal(value.strip())
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"not an amount of money: {value!r}")
+    quantized = value.quantize(_QUANTUM)
+    if quantized != value:
+        raise ValueError(f"amount {value} has more than {MONEY_SCALE} decimal places")
+    return quantized
+
+
+class Money(TypeDecorator):
+    """NUMERIC(14, 2) on PostgreSQL; integer minor units (kopecks) on SQLite.
+
+    SQLite has no exact decimal type: its NUMERIC affinity stores REAL, and a
+    sum of many payments in REAL drifts. Integers are exact, and arithmetic
+    in SQL (``balance = balance + :amount``, ``SUM(amount)``) stays exact.
+    """
+
+    impl = Numeric(14, MONEY_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(14, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = money(value) if not isinstance(value, Decimal) else value.quantize(_QUANTUM)
+        if dialect.name == "sqlite":
+            return int(value * _MINOR)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / _MINOR).quantize(_QUANTUM)
+        return Decimal(value).quantize(_QUANTUM)
+
+    # A plain number next to a money column is money too (balance + 5).
+    # Beware: so is a multiplier (2 * balance would double-scale on SQLite);
+    # scale money in Python instead.
+    def coerce_compared_value(self, op, value):
+        return self
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    # pysqlite's own transaction handling is turned off so that we can start
+    # every transaction with BEGIN IMMEDIATE: a deferred transaction that
+    # reads and then writes can fail with "database is locked" when another
+    # writer got there first, without waiting for busy_timeout. The price:
+    # a thread must not open a second session while its first one is in a
+    # transaction (it would wait for itself).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection):
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, echo: bool = False, **kwargs) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
+                                                             "check_same_thread": False},
+                               **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, echo=echo, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def is_postgres(engine_or_session) -> bool:
+    bind = getattr(engine_or_session, "bind", None) or engine_or_session
+    return bind.dialect.name == "postgresql"

@@ -1,0 +1,39 @@
+"""Alembic environment. The engine comes from config.migrate (or settings)."""
+
+from alembic import context
+
+from config.db import Base
+# The model modules register their tables on Base.metadata. This script is
+# run by Alembic, not imported by the package, so config/ still imports
+# nothing of ours at import time.
+import aaa.models  # noqa: F401,E402
+import collector.models  # noqa: F401,E402
+import collector.radius_usage  # noqa: F401,E402
+import rating.models  # noqa: F401,E402
+
+target_metadata = Base.metadata
+
+
+def _engine():
+    engine = context.config.attributes.get("engine")
+    if engine is None:
+        from config.context import open_context
+        engine = open_context().engine
+    return engine
+
+
+def run_migrations_online() -> None:
+    engine = _engine()
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations_online()

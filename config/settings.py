@@ -1,0 +1,185 @@
+"""Settings: a TOML file plus ``ABONENT_*`` environment overrides.
+
+Every setting lives in ``SCHEMA`` with its type and default, so a typo in the
+file or a value of the wrong type is reported at start with the key named,
+instead of surfacing later as a strange crash.
+
+Environment names are ``ABONENT_<SECTION>_<KEY>`` in upper case, e.g.
+``ABONENT_DATABASE_URL`` or ``ABONENT_RADIUS_AUTH_PORT``; top-level keys are
+``ABONENT_<KEY>`` (``ABONENT_DATA_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or has a value of the wrong type; the message names it."""
+
+
+# (type, default). A default of None means "derived" or "unset".
+SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
+    "": {
+        "data_dir": (str, "./data"),
+        "timezone": (str, "Europe/Moscow"),
+        "log_level": (str, "INFO"),
+    },
+    "database": {
+        # Empty means the embedded default: SQLite in data_dir.
+        "url": (str, ""),
+        "echo": (bool, False),
+    },
+    "radius": {
+        "host": (str, "127.0.0.1"),
+        "auth_port": (int, 1812),
+        "acct_port": (int, 1813),
+        "interim_interval": (int, 300),
+        "session_timeout": (int, 0),
+        # Group commit: the writer commits what it has after this many ms.
+        "batch_ms": (int, 5),
+        "batch_max": (int, 2000),
+        "duplicate_window": (int, 30),
+    },
+    "cabinet": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8080),
+        "secret_key": (str, ""),
+        "default_locale": (str, "ru"),
+        "secure_cookies": (bool, False),
+    },
+    "collector": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 2055),
+        # TOML file with [classes] name = ["prefix", ...]; empty: all "internet".
+        "classes": (str, ""),
+    },
+    "coa": {
+        "timeout": (float, 2.0),
+    },
+    # Promised payment (обещанный платёж): the operator's limits.
+    "promised": {
+        "max_amount": (str, "500.00"),
+        "term_days": (int, 5),
+        "once_per_days": (int, 30),
+        # Allowed only when the balance is below this.
+        "allowed_below": (str, "100.00"),
+        "fee": (str, "0.00"),
+    },
+    "freeze": {
+        "min_days": (int, 7),
+        "max_days": (int, 90),
+        # Charged per frozen day instead of the tariff's fee ("0.00": none).
+        "fee_per_day": (str, "0.00"),
+    },
+    "notify": {
+        # Warn when the money left lasts fewer days than this.
+        "days_left": (int, 3),
+    },
+    "smtp": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 25),
+        "sender": (str, "billing@localhost"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Mapping[str, Any]]
+    source: str
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.values[""]["data_dir"])
+
+    @property
+    def database_url(self) -> str:
+        url = self.values["database"]["url"]
+        if url:
+            return url
+        return f"sqlite:///{(self.data_dir / 'abonent.sqlite3').resolve()}"
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.values[name]
+
+
+def _coerce(where: str, expected: type, value: Any) -> Any:
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"setting {where} must be true or false, not {value!r}")
+    if expected is int:
+        if isinstance(value, bool):
+            raise SettingsError(f"setting {where} must be an integer, not {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"setting {where} must be an integer, not {value!r}") from None
+    if expected is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"setting {where} must be a number, not {value!r}") from None
+    if not isinstance(value, str):
+        raise SettingsError(f"setting {where} must be a string, not {value!r}")
+    return value
+
+
+def _env_names() -> dict[str, tuple[str, str]]:
+    names = {}
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            name = "ABONENT_" + (f"{section}_{key}" if section else key).upper()
+            names[name] = (section, key)
+    return names
+
+
+def load_settings(path: str | os.PathLike | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (``path`` or ``$ABONENT_CONFIG``), then env overrides."""
+    environ = os.environ if environ is None else environ
+    values = {section: {key: default for key, (_, default) in keys.items()}
+              for section, keys in SCHEMA.items()}
+    path = path or environ.get("ABONENT_CONFIG")
+    source = "defaults"
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
+        source = str(path)
+        for name, value in document.items():
+            if isinstance(value, dict):
+                if name not in SCHEMA or name == "":
+                    raise SettingsError(f"unknown section [{name}] in {path}")
+                for key, item in value.items():
+                    if key not in SCHEMA[name]:
+                        raise SettingsError(f"unknown setting {name}.{key} in {path}")
+                    values[name][key] = _coerce(f"{name}.{key}", SCHEMA[name][key][0], item)
+            else:
+                if name not in SCHEMA[""]:
+                    raise SettingsError(f"unknown setting {name} in {path}")
+                values[""][name] = _coerce(name, SCHEMA[""][name][0], value)
+    for env_name, (section, key) in _env_names().items():
+        if env_name in environ:
+            values[section][key] = _coerce(env_name, SCHEMA[section][key][0], environ[env_name])
+    url = values["database"]["url"]
+    if url and not url.startswith(("sqlite", "postgresql")):
+        raise SettingsError(
+            f"setting database.url must be a sqlite:// or postgresql+psycopg:// URL, not {url!r}")
+    return Settings(values=values, source=source)

@@ -1,0 +1,237 @@
+"""Use cases behind the subscriber cabinet: contacts, password, statement, speed.
+
+Like rating.accounts, every function works inside the caller's transaction
+(never commits) and raises ``DomainError`` with a sentence for the user.
+Every change is written to the operation log with the cabinet user as the
+actor; passwords never reach the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from rating import oplog
+from rating.accounts import DomainError, NotFound
+from rating.choices import CREDIT_KINDS
+from rating.models import Account, AccountOption, CabinetUser, LedgerEntry
+from rating.passwords import hash_password, verify_password
+from rating.speeds import profile_speed
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256  # the messages below name these figures
+
+# Deliberately loose: one @, a dot in the domain, no spaces. The real check
+# is the confirmation mail, not a regular expression.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_PHONE_CHARACTERS = re.compile(r"^\+?[0-9 ()\-]+$")
+
+
+# -- contacts ---------------------------------------------------------------
+
+def normalize_email(value: str | None) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > 200 or not _EMAIL.match(value):
+        raise DomainError("e-mail must look like name@example.ru")
+    return value
+
+
+def normalize_phone(value: str | None) -> str | None:
+    """``+7 (912) 345-67-89`` -> ``+79123456789``; 5 to 15 digits (E.164)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not _PHONE_CHARACTERS.match(value):
+        raise DomainError("a phone number may hold only digits, spaces, brackets, dashes "
+                          "and a leading +")
+    digits = re.sub(r"\D", "", value)
+    if not 5 <= len(digits) <= 15:
+        raise DomainError("a phone number must have 5 to 15 digits")
+    return ("+" if value.startswith("+") else "") + digits
+
+
+def update_contacts(session: Session, account_id: int, *, email: str | None,
+                    phone: str | None, phone_landline: str | None, actor: str) -> dict:
+    """Set the account's contacts; returns {field: (old, new)} of what changed."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist")
+    wanted = {"email": normalize_email(email), "phone": normalize_phone(phone),
+              "phone_landline": normalize_phone(phone_landline)}
+    changed = {name: (getattr(account, name), value) for name, value in wanted.items()
+               if getattr(account, name) != value}
+    if changed:
+        for name, (_old, new) in changed.items():
+            setattr(account, name, new)
+        session.flush()
+        oplog.record(session, account_id=account_id, actor=actor, action="contacts.update",
+                     **{f"{name}": f"{old or '—'} → {new or '—'}"
+                        for name, (old, new) in changed.items()})
+    return changed
+
+
+# -- password and sessions ----------------------------------------------------
+
+def change_password(session: Session, user_id: int, *, current: str, new: str,
+                    actor: str) -> int:
+    """Check the current password, store the new one and end every other
+    session (the epoch bump). Returns the new session epoch."""
+    user = session.get(CabinetUser, user_id)
+    if user is None:
+        raise NotFound("cabinet user does not exist")
+    if not verify_password(current, user.password_hash):
+        raise DomainError("the current password is wrong")
+    if not PASSWORD_MIN_LENGTH <= len(new) <= PASSWORD_MAX_LENGTH:
+        raise DomainError("the new password must be 8 to 256 characters long")
+    if new == current:
+        raise DomainError("the new password must differ from the current one")
+    if new.strip().lower() == user.login.lower():
+        raise DomainError("the password must not be the login")
+    epoch = _bump_epoch(session, user_id, password_hash=hash_password(new))
+    oplog.record(session, account_id=user.account_id, actor=actor, action="password.change",
+                 login=user.login)
+    return epoch
+
+
+def end_other_sessions(session: Session, user_id: int, *, actor: str) -> int:
+    """"Log out everywhere": every session of this login ends at its next request."""
+    user = session.get(CabinetUser, user_id)
+    if user is None:
+        raise NotFound("cabinet user does not exist")
+    epoch = _bump_epoch(session, user_id)
+    oplog.record(session, account_id=user.account_id, actor=actor, action="sessions.end_all",
+                 login=user.login)
+    return epoch
+
+
+def _bump_epoch(session: Session, user_id: int, **values) -> int:
+    # One atomic UPDATE: two concurrent changes both move the epoch on.
+    epoch = session.execute(
+        update(CabinetUser).where(CabinetUser.id == user_id)
+        .values(session_epoch=CabinetUser.session_epoch + 1, **values)
+        .returning(CabinetUser.session_epoch)
+        .execution_options(synchronize_session=False)).scalar_one()
+    loaded = session.identity_map.get(session.identity_key(CabinetUser, user_id))
+    if loaded is not None:
+        session.expire(loaded)
+    return epoch
+
+
+# -- money: the statement -------------------------------------------------
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry_id: int
+    created_at: dt.datetime
+    kind: str
+    amount: Decimal
+    memo: str | None
+    balance_after: Decimal
+
+
+@dataclass(frozen=True)
+class Statement:
+    """Money flow of one account over [start, end): opening + lines = closing."""
+
+    account_id: int
+    start: dt.datetime
+    end: dt.datetime
+    opening: Decimal
+    lines: tuple[StatementLine, ...]
+    credits: Decimal
+    debits: Decimal
+    closing: Decimal
+
+
+def _sum_before(session: Session, account_id: int, moment: dt.datetime) -> Decimal:
+    return session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.created_at < moment))
+
+
+def statement(session: Session, account_id: int, start: dt.datetime,
+              end: dt.datetime) -> Statement:
+    """The ledger between two UTC moments, with running balance.
+
+    Opening and closing come from the store's own sums, so the statement
+    agrees with the ledger even if the lines were to miss something; the
+    tests check that opening + lines == closing.
+    """
+    if end <= start:
+        raise DomainError("the period must end after it starts")
+    opening = _sum_before(session, account_id, start)
+    closing = _sum_before(session, account_id, end)
+    rows = session.execute(
+        select(LedgerEntry.id, LedgerEntry.created_at, LedgerEntry.kind, LedgerEntry.amount,
+               LedgerEntry.memo)
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.created_at >= start,
+               LedgerEntry.created_at < end)
+        .order_by(LedgerEntry.created_at, LedgerEntry.id)).all()
+    running = opening
+    lines = []
+    credits = debits = Decimal("0.00")
+    for entry_id, created_at, kind, amount, memo in rows:
+        running += amount
+        if amount >= 0:
+            credits += amount
+        else:
+            debits += amount
+        lines.append(StatementLine(entry_id, created_at, kind, amount, memo, running))
+    return Statement(account_id, start, end, opening, tuple(lines), credits, debits, closing)
+
+
+def payments(session: Session, account_id: int, limit: int = 100) -> list[LedgerEntry]:
+    """Money that came in (payments, promised payments, refunds), newest first."""
+    return list(session.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.kind.in_(CREDIT_KINDS))
+        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit)))
+
+
+# -- why this speed -------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpeedNow:
+    profile: str
+    rate_down_kbps: int
+    rate_up_kbps: int
+    until: dt.datetime | None  # turbo: when it ends
+
+
+def speed_now(session: Session, account: Account, now: dt.datetime) -> SpeedNow | None:
+    """The speed the network gives the account now, and the profile that explains it."""
+    tariff = account.tariff
+    if tariff is None:
+        return None
+    turbo = active_turbo(session, account.id, now) if account.profile == "turbo" else None
+    return speed_for_profile(account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
+                             tariff.negative_rate_kbps, turbo)
+
+
+def active_turbo(session: Session, account_id: int, now: dt.datetime):
+    return session.scalars(
+        select(AccountOption)
+        .where(AccountOption.account_id == account_id, AccountOption.status == "active",
+               AccountOption.starts_at <= now, AccountOption.ends_at > now)
+        .order_by(AccountOption.ends_at.desc())).first()
+
+
+def speed_for_profile(profile: str, rate_down_kbps: int, rate_up_kbps: int,
+                      negative_rate_kbps: int, turbo=None) -> SpeedNow:
+    """Pure: the profile's speed from the tariff's figures (rating.speeds)."""
+    if profile == "turbo" and turbo is None:
+        profile_for_speed = "normal"  # the turbo ended a moment ago
+    else:
+        profile_for_speed = profile
+    multiplier = turbo.option_type.rate_multiplier if turbo is not None else 1
+    speed = profile_speed(profile_for_speed, rate_down_kbps, rate_up_kbps, negative_rate_kbps,
+                          turbo_multiplier=multiplier)
+    down, up = speed if speed else (0, 0)
+    return SpeedNow(profile, down, up, turbo.ends_at if turbo is not None else None)

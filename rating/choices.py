@@ -1,0 +1,10 @@
+"""Every enumeration of the billing domain, in one place."""
+
+ACCOUNT_KINDS = ("person", "company")
+ACCOUNT_STATES = ("active", "frozen", "closed")
+USER_ROLES = ("owner", "accountant", "viewer")
+FEE_PERIODS = ("daily", "monthly")
+LEDGER_KINDS = ("payment", "fee", "traffic", "option", "promised", "refund", "correction")
+# Kinds that add money to an account; the rest take it away.
+CREDIT_KINDS = ("payment", "promised", "refund")
+PROFILES = ("normal", "turbo", "throttled", "suspended")

@@ -1,0 +1,237 @@
+"""Billing domain tables: tariffs, accounts, cabinet users, options, ledger, log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime,
+                        ForeignKey, Index, Integer, String, Text, text)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from config.db import Base, Money, utcnow
+from rating.choices import (ACCOUNT_KINDS, ACCOUNT_STATES, FEE_PERIODS,
+                            LEDGER_KINDS, USER_ROLES)
+
+
+def _in(column: str, values) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Tariff(Base):
+    __tablename__ = "tariffs"
+    __table_args__ = (CheckConstraint(_in("fee_period", FEE_PERIODS), name="fee_period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    fee_period: Mapped[str] = mapped_column(String(16), default="monthly")
+    rate_down_kbps: Mapped[int] = mapped_column(Integer)
+    rate_up_kbps: Mapped[int] = mapped_column(Integer)
+    # The speed on a negative balance ("throttled"); 0 means suspend instead.
+    negative_rate_kbps: Mapped[int] = mapped_column(Integer, default=0)
+    prepaid_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    price_per_gb: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    usage_source: Mapped[str] = mapped_column(String(16), default="radius")
+    switch_min_days: Mapped[int] = mapped_column(Integer, default=0)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Account(Base):
+    """Лицевой счёт. ``balance`` is a cache of SUM(ledger_entries.amount),
+    changed only by rating.ledger in the same transaction as the entry."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),
+        CheckConstraint(_in("state", ACCOUNT_STATES), name="state"),
+        CheckConstraint("credit_limit >= 0", name="credit_limit"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="person")
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[Optional[str]] = mapped_column(String(200))
+    phone: Mapped[Optional[str]] = mapped_column(String(40))
+    phone_landline: Mapped[Optional[str]] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    tariff_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tariffs.id"))
+    credit_limit: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    balance: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    # The profile last decided for this account (normal, throttled, ...).
+    profile: Mapped[str] = mapped_column(String(32), default="normal")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Bumped on every change that can alter the RADIUS answer, so caches
+    # can tell a stale view from a fresh one.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    frozen_until: Mapped[Optional[dt.date]] = mapped_column(Date)
+    # A tariff change ordered for the start of the next period.
+    next_tariff_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tariffs.id"))
+    next_tariff_from: Mapped[Optional[dt.date]] = mapped_column(Date)
+    tariff_changed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # Notification settings: the low-balance threshold and the channels.
+    low_balance_threshold: Mapped[Optional[Decimal]] = mapped_column(Money)
+    notify_channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["email"],
+                                                       server_default='["email"]')
+    telegram_chat_id: Mapped[Optional[str]] = mapped_column(String(64))
+
+    tariff: Mapped[Optional[Tariff]] = relationship(lazy="joined", foreign_keys=[tariff_id])
+
+
+class CabinetUser(Base):
+    __tablename__ = "cabinet_users"
+    __table_args__ = (CheckConstraint(_in("role", USER_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default="owner")
+    email: Mapped[Optional[str]] = mapped_column(String(200))
+    locale: Mapped[Optional[str]] = mapped_column(String(8))
+    # Changes on password change and logout-everywhere: invalidates sessions.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship()
+
+
+class OptionType(Base):
+    """A purchasable change of profile for a time: turbo, traffic pack, ..."""
+
+    __tablename__ = "option_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    price: Mapped[Decimal] = mapped_column(Money)
+    duration_hours: Mapped[int] = mapped_column(Integer, default=24)
+    rate_multiplier: Mapped[int] = mapped_column(Integer, default=1)
+    traffic_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AccountOption(Base):
+    __tablename__ = "account_options"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    option_type_id: Mapped[int] = mapped_column(ForeignKey("option_types.id"))
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+    option_type: Mapped[OptionType] = relationship(lazy="joined")
+
+
+class LedgerEntry(Base):
+    """Immutable. A mistake is corrected by a reversal entry, never an edit."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(_in("kind", LEDGER_KINDS), name="kind"),
+        # Statements read an account's entries by time; one index serves both.
+        Index("ix_ledger_entries_account_time", "account_id", "created_at"),
+        # An entry is reversed at most once. Partial: the daily fee run writes
+        # a million entries that reverse nothing, and need not touch it.
+        Index("uq_ledger_entries_reverses_id", "reverses_id", unique=True,
+              postgresql_where=text("reverses_id IS NOT NULL"),
+              sqlite_where=text("reverses_id IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    kind: Mapped[str] = mapped_column(String(16))
+    # Unique per source: "payment:<provider>:<txid>", "fee:<acct>:<day>", ...
+    # Bytewise order on PostgreSQL: a key is only ever compared for equality,
+    # and a locale collation makes each of the ~20 comparisons per insert
+    # into a million-row index a strcoll() call.
+    idempotency_key: Mapped[str] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql"), unique=True)
+    author: Mapped[str] = mapped_column(String(100))
+    memo: Mapped[Optional[str]] = mapped_column(Text)
+    reverses_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ledger_entries.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OperationLog(Base):
+    """Every change a subscriber or an admin makes, for the history page."""
+
+    __tablename__ = "operation_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("accounts.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProfileChange(Base):
+    """Outbox: an account's profile changed. Written in the transaction that
+    changed it; aaa's enforcement worker turns it into CoA/Disconnect jobs
+    for the account's live sessions (rating knows nothing of RADIUS)."""
+
+    __tablename__ = "profile_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    profile: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    processed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, index=True)
+
+
+class JobRun(Base):
+    """A scheduled job's last completed run: lets missed days be caught up."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_day: Mapped[Optional[dt.date]] = mapped_column(Date)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class PromisedPayment(Base):
+    """A promised payment (обещанный платёж): credit now, reversed at its due
+    time unless payments since the grant repaid it."""
+
+    __tablename__ = "promised_payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open/repaid/expired
+    closed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class Notification(Base):
+    """Outbox of messages to subscribers; idempotent on ``key``."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    recipient: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)

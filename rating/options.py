@@ -1,0 +1,119 @@
+"""Options a subscriber buys: turbo (speed × N for H hours), traffic packs.
+
+Buying is a guarded debit (it cannot pass the credit limit) keyed by the
+caller's request id, so a double-submitted form buys once. A turbo moves
+the account's profile to ``turbo`` (unless a balance rung overrides it) and
+writes the profile-change outbox in the same transaction; its expiry moves
+the profile back to what the balance ladder gives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.db import money
+from rating import ledger, oplog, policies
+from rating.accounts import DomainError
+from rating.models import Account, AccountOption, LedgerEntry, OptionType, ProfileChange
+
+
+@dataclass(frozen=True)
+class Purchase:
+    option_id: int
+    entry_id: int
+    ends_at: dt.datetime
+    created: bool
+
+
+def create_option_type(session: Session, *, code: str, name: str, kind: str, price,
+                       duration_hours: int = 24, rate_multiplier: int = 1,
+                       traffic_mb: int = 0) -> OptionType:
+    if kind not in ("turbo", "traffic"):
+        raise DomainError("option kind must be turbo or traffic")
+    if duration_hours <= 0 or rate_multiplier < 1:
+        raise DomainError("an option needs a positive duration and a multiplier of at least 1")
+    option = OptionType(code=code, name=name, kind=kind, price=money(price),
+                        duration_hours=duration_hours, rate_multiplier=rate_multiplier,
+                        traffic_mb=traffic_mb)
+    session.add(option)
+    session.flush()
+    return option
+
+
+def active_options(session: Session, account_id: int, now: dt.datetime) -> list[AccountOption]:
+    return list(session.scalars(select(AccountOption).where(
+        AccountOption.account_id == account_id, AccountOption.status == "active",
+        AccountOption.ends_at > now).order_by(AccountOption.ends_at)))
+
+
+def set_profile(session: Session, account: Account, profile: str, reason: str) -> bool:
+    """Change the profile and write the outbox, in the caller's transaction."""
+    if account.profile == profile:
+        return False
+    account.profile = profile
+    account.version += 1
+    session.add(ProfileChange(account_id=account.id, profile=profile, reason=reason))
+    return True
+
+
+def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
+        request_id: str | None = None, actor: str = "subscriber") -> Purchase:
+    option = session.scalar(select(OptionType).where(OptionType.code == code))
+    if option is None:
+        raise DomainError(f"option {code!r} does not exist")
+    if account.state != "active":
+        raise DomainError("options can be bought only on an active account")
+    key = f"option:{account.id}:{code}:{request_id or uuid.uuid4().hex}"
+    existing = session.scalar(select(LedgerEntry).where(
+        LedgerEntry.idempotency_key == key))
+    if existing is not None:
+        # The same request again: report the purchase it made.
+        bought = session.scalar(select(AccountOption).where(
+            AccountOption.account_id == account.id, AccountOption.option_type_id == option.id)
+            .order_by(AccountOption.id.desc()).limit(1))
+        return Purchase(bought.id if bought else 0, existing.id,
+                        bought.ends_at if bought else now, False)
+    if option.kind == "turbo" and any(o.option_type.kind == "turbo"
+                                      for o in active_options(session, account.id, now)):
+        raise DomainError("a turbo is already active")
+    try:
+        posting = ledger.post(session, account_id=account.id, amount=-option.price,
+                              kind="option", key=key, author=actor,
+                              memo=f"{option.name} for {option.duration_hours} h", guarded=True)
+    except ledger.InsufficientFunds:
+        raise DomainError("not enough money for this option") from None
+    bought = AccountOption(account_id=account.id, option_type_id=option.id, starts_at=now,
+                           ends_at=now + dt.timedelta(hours=option.duration_hours))
+    session.add(bought)
+    session.flush()
+    session.refresh(account)
+    if option.kind == "turbo" and policies.decide(account.balance, account.credit_limit) == "normal":
+        set_profile(session, account, "turbo", f"option:{code}")
+    oplog.record(session, account_id=account.id, actor=actor, action="option.buy", code=code,
+                 price=option.price, ends_at=bought.ends_at)
+    return Purchase(bought.id, posting.entry_id, bought.ends_at, True)
+
+
+def expire(session: Session, now: dt.datetime) -> int:
+    """End options whose time is up; a turbo's end restores the ladder's profile."""
+    ended = list(session.scalars(select(AccountOption).where(
+        AccountOption.status == "active", AccountOption.ends_at <= now)))
+    for option in ended:
+        option.status = "expired"
+        if option.option_type.kind != "turbo":
+            continue
+        account = session.get(Account, option.account_id)
+        if account.profile == "turbo" and not any(
+                o.option_type.kind == "turbo" and o.id != option.id
+                for o in active_options(session, account.id, now)):
+            set_profile(session, account,
+                        policies.decide(account.balance, account.credit_limit),
+                        "option:expired")
+        oplog.record(session, account_id=option.account_id, actor="scheduler",
+                     action="option.expire", code=option.option_type.code)
+    return len(ended)

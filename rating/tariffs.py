@@ -1,0 +1,37 @@
+"""Pure tariff arithmetic over plain values: what a day of a tariff costs.
+
+``Tariff.fee`` is the price of a month. With ``fee_period = "daily"`` it is
+spread over the days of the month (pro-rata on start, change and close
+fall out of charging day by day); with ``"monthly"`` it is charged whole
+once a month, on the first day the account is active in it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+
+from config.db import MONEY_SCALE
+
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+def days_in_month(day: dt.date) -> int:
+    return calendar.monthrange(day.year, day.month)[1]
+
+
+def daily_fee(monthly_fee: Decimal, day: dt.date) -> Decimal:
+    """The charge for one day of a month-priced tariff, rounded half up."""
+    return (monthly_fee / days_in_month(day)).quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def fee_key(account_id: int, period: str, day: dt.date) -> str:
+    """The idempotency key of a fee: one per account and day (or month)."""
+    if period == "daily":
+        return f"fee:{account_id}:{day.isoformat()}"
+    return f"fee:{account_id}:{day:%Y-%m}"
+
+
+def fee_for(monthly_fee: Decimal, period: str, day: dt.date) -> Decimal:
+    return daily_fee(monthly_fee, day) if period == "daily" else monthly_fee

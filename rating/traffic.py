@@ -1,0 +1,180 @@
+"""Traffic charges: usage over the tariff's prepaid volume, priced per GB by
+traffic class, with free hours (e.g. night unlimited).
+
+Usage comes from the traffic rollups — NetFlow's, or RADIUS octets rolled
+up the same way — chosen per tariff (``Tariff.usage_source``). The rollups
+belong to the collector; rating reads them as a plain table so that it
+imports nothing of the collector.
+
+One charge per account and hour, keyed ``traffic:ACCOUNT:HOUR``: a job run
+twice, on two nodes or after a crash charges once. An hour is charged once
+it is ``SETTLE`` old, so late flow records have arrived.
+
+Tariff.rules (JSON), all optional::
+
+    {"class_prices": {"local": "0", "internet": "1.50"},   # per GB, else price_per_gb
+     "free_hours": [1, 7],                                   # local [start, end)
+     "directions": ["in"]}                                   # billed directions
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, column, func, select, table
+from sqlalchemy.orm import Session
+
+from config.db import money
+from rating import ledger
+from rating.models import Account, AccountOption, OptionType, Tariff
+
+SETTLE = dt.timedelta(minutes=15)
+GB = 10 ** 9
+MB = 10 ** 6
+_CENT = Decimal("0.01")
+
+rollups = table("traffic_rollups", column("account_id", Integer),
+                column("interval_start", DateTime), column("traffic_class", String),
+                column("direction", String), column("bytes", BigInteger),
+                column("source", String))
+
+
+@dataclass(frozen=True)
+class TrafficRules:
+    price_per_gb: Decimal
+    prepaid_bytes: int
+    class_prices: dict[str, Decimal] = field(default_factory=dict)
+    free_hours: tuple[int, int] | None = None
+    directions: tuple[str, ...] = ("in",)
+
+    @classmethod
+    def of(cls, tariff: Tariff) -> "TrafficRules":
+        rules = tariff.rules or {}
+        free = rules.get("free_hours")
+        return cls(price_per_gb=tariff.price_per_gb, prepaid_bytes=tariff.prepaid_mb * MB,
+                   class_prices={k: money(v) for k, v in rules.get("class_prices", {}).items()},
+                   free_hours=(int(free[0]), int(free[1])) if free else None,
+                   directions=tuple(rules.get("directions", ["in"])))
+
+    def price(self, traffic_class: str) -> Decimal:
+        return self.class_prices.get(traffic_class, self.price_per_gb)
+
+    def free_at(self, local_hour: int) -> bool:
+        if self.free_hours is None:
+            return False
+        start, end = self.free_hours
+        return start <= local_hour < end if start <= end else (local_hour >= start
+                                                                or local_hour < end)
+
+    @property
+    def charges_anything(self) -> bool:
+        return self.price_per_gb > 0 or any(p > 0 for p in self.class_prices.values())
+
+
+def hour_charge(rules: TrafficRules, used_before: int, by_class: dict[str, int]) -> tuple[
+        Decimal, int]:
+    """(amount, billable bytes this hour) given the month's billable use
+    before the hour. The prepaid volume is used up by classes that cost
+    money, in order of price, cheapest first; the amount is rounded half up
+    to kopecks per hour."""
+    billable = {c: b for c, b in by_class.items() if rules.price(c) > 0 and b > 0}
+    remaining_prepaid = max(0, rules.prepaid_bytes - used_before)
+    amount = Decimal(0)
+    for traffic_class in sorted(billable, key=rules.price):
+        volume = billable[traffic_class]
+        covered = min(volume, remaining_prepaid)
+        remaining_prepaid -= covered
+        amount += Decimal(volume - covered) * rules.price(traffic_class) / GB
+    return amount.quantize(_CENT, rounding=ROUND_HALF_UP), sum(billable.values())
+
+
+def _local_hour(hour_utc: dt.datetime, zone: ZoneInfo) -> int:
+    return hour_utc.replace(tzinfo=dt.timezone.utc).astimezone(zone).hour
+
+
+def _usage(session: Session, account_ids, start: dt.datetime, end: dt.datetime,
+           directions, source: str):
+    return session.execute(
+        select(rollups.c.account_id, rollups.c.interval_start, rollups.c.traffic_class,
+               func.sum(rollups.c.bytes))
+        .where(rollups.c.account_id.in_(account_ids), rollups.c.interval_start >= start,
+               rollups.c.interval_start < end, rollups.c.direction.in_(directions),
+               rollups.c.source == source)
+        .group_by(rollups.c.account_id, rollups.c.interval_start, rollups.c.traffic_class)).all()
+
+
+def _traffic_packs(session: Session, account_ids, month_start: dt.datetime,
+                   hour: dt.datetime) -> dict[int, int]:
+    """Extra prepaid bytes from traffic packs bought this month before ``hour``."""
+    rows = session.execute(
+        select(AccountOption.account_id, func.sum(OptionType.traffic_mb))
+        .join(OptionType, OptionType.id == AccountOption.option_type_id)
+        .where(AccountOption.account_id.in_(account_ids), OptionType.kind == "traffic",
+               AccountOption.starts_at >= month_start, AccountOption.starts_at < hour)
+        .group_by(AccountOption.account_id)).all()
+    return {account_id: int(total) * MB for account_id, total in rows}
+
+
+def charge_hour(session: Session, hour: dt.datetime, timezone: str, *,
+                author: str = "scheduler:traffic") -> int:
+    """Charge every account's traffic for the UTC hour starting at ``hour``."""
+    zone = ZoneInfo(timezone)
+    hour = hour.replace(minute=0, second=0, microsecond=0)
+    local = hour.replace(tzinfo=dt.timezone.utc).astimezone(zone)
+    month_start = local.replace(day=1, hour=0).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    charged = 0
+    all_tariffs = session.scalars(select(Tariff)).all()
+    tariffs = {t.id: TrafficRules.of(t) for t in all_tariffs}
+    by_source: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for tariff in all_tariffs:
+        rules = tariffs[tariff.id]
+        if rules.charges_anything and not rules.free_at(_local_hour(hour, zone)):
+            by_source.setdefault((tariff.usage_source, rules.directions), []).append(tariff.id)
+    for (source, directions), tariff_ids in by_source.items():
+        accounts = dict(session.execute(select(Account.id, Account.tariff_id).where(
+            Account.tariff_id.in_(tariff_ids), Account.state == "active")).all())
+        if not accounts:
+            continue
+        ids = list(accounts)
+        this_hour: dict[int, dict[str, int]] = {}
+        for account_id, _, traffic_class, volume in _usage(
+                session, ids, hour, hour + dt.timedelta(hours=1), directions, source):
+            this_hour.setdefault(account_id, {}).setdefault(traffic_class, 0)
+            this_hour[account_id][traffic_class] += int(volume)
+        if not this_hour:
+            continue
+        # The month's billable use before this hour, free hours left out.
+        before: dict[int, int] = {}
+        for account_id, interval_start, traffic_class, volume in _usage(
+                session, list(this_hour), month_start, hour, directions, source):
+            rules = tariffs[accounts[account_id]]
+            if rules.price(traffic_class) > 0 and not rules.free_at(
+                    _local_hour(interval_start, zone)):
+                before[account_id] = before.get(account_id, 0) + int(volume)
+        packs = _traffic_packs(session, list(this_hour), month_start, hour)
+        for account_id, by_class in this_hour.items():
+            rules = tariffs[accounts[account_id]]
+            if packs.get(account_id):
+                rules = replace(rules, prepaid_bytes=rules.prepaid_bytes + packs[account_id])
+            amount, volume = hour_charge(rules, before.get(account_id, 0), by_class)
+            if amount <= 0:
+                continue
+            posting = ledger.post(
+                session, account_id=account_id, amount=-amount, kind="traffic",
+                key=f"traffic:{account_id}:{hour:%Y-%m-%dT%H}", author=author,
+                memo=f"traffic {hour:%Y-%m-%d %H}:00 UTC: {volume / GB:.3f} GB, "
+                     f"prepaid volume deducted")
+            charged += posting.created
+    return charged
+
+
+def charge_due(session: Session, now: dt.datetime, timezone: str, hours_back: int = 6) -> int:
+    """Charge the settled hours of the last ``hours_back`` hours (idempotent)."""
+    last = (now - SETTLE).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    total = 0
+    for back in range(hours_back - 1, -1, -1):
+        total += charge_hour(session, last - dt.timedelta(hours=back), timezone)
+    return total

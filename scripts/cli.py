@@ -1,0 +1,72 @@
+"""The ``abonent`` command: one click group, subcommands loaded lazily so that
+``--help`` works with no config and no database (as Indico's CLI does)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> ("module:attribute", one-line help); each module defines one click
+# command or group, imported only when that command runs.
+COMMANDS = {
+    "db": ("scripts.admin:db", "Database schema: upgrade, check."),
+    "tariff": ("scripts.admin:tariff", "Tariffs: add, list."),
+    "account": ("scripts.admin:account", "Accounts: add, show, list."),
+    "service": ("scripts.admin:service", "Network services: add (PPPoE, IPoE)."),
+    "pool": ("scripts.admin:pool", "IP address pools: add, list."),
+    "payment": ("scripts.admin:payment", "Payments: add."),
+    "nas": ("scripts.admin:nas", "NAS clients: add, list."),
+    "session": ("scripts.admin:session_group", "RADIUS sessions: list, kick."),
+    "ledger": ("scripts.admin:ledger_command", "An account's ledger entries."),
+    "fees": ("scripts.fees_cli:fees", "Fees: run the daily charge by hand."),
+    "coa": ("scripts.coa_cli:coa", "CoA / Disconnect jobs: list."),
+    "collector": ("scripts.collector_cli:collector_group", "NetFlow collector: stats."),
+    "serve": ("scripts.serve:serve", "Run a server: radius, cabinet, collector, scheduler, enforcer."),
+    "nas-sim": ("scripts.nas_sim:nas_sim", "Simulate a BRAS: auth, accounting, NetFlow, CoA."),
+    "demo": ("scripts.demo:demo", "Seed demo data and run everything on SQLite."),
+}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            module, attribute = self.lazy[name][0].split(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        # The listing comes from the table, so --help imports nothing.
+        rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="ABONENT_CONFIG", type=click.Path(dir_okay=False),
+              help="TOML settings file (default: built-in settings + ABONENT_* env vars).")
+@click.version_option(package_name="abonent")
+@click.pass_context
+def cli(ctx, config_path):
+    """abonent — ISP billing: RADIUS AAA, NetFlow, rating and a subscriber cabinet."""
+    ctx.obj = {"config_path": config_path}
+
+
+def main() -> None:
+    # click turns UsageError into exit 2 with a sentence; our own errors do
+    # the same through scripts.common.fail.
+    sys.exit(cli.main(standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()

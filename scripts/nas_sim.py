@@ -1,0 +1,258 @@
+"""``abonent nas-sim``: a BRAS in a box, for demos and load.
+
+It authenticates subscribers against the RADIUS server (PAP), opens a
+session for each Access-Accept with the speed the reply gave
+(Mikrotik-Rate-Limit), sends Accounting Start, Interim-Update every
+interval with counters that grow at a share of that speed, and NetFlow v5
+for the same bytes to the collector; it answers CoA and Disconnect
+(aaa.simulator.CoaResponder: ACK, or NAK/loss at configured rates) and
+applies the speed it is told. Everything goes to loopback unless told
+otherwise; every loop is bounded by ``duration``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+import click
+
+from aaa import client
+from aaa import packet as wire
+from aaa.simulator import CoaResponder
+
+log = logging.getLogger(__name__)
+
+MIKROTIK = 14988
+MIKROTIK_RATE_LIMIT = 8
+FRAMED_IP_ADDRESS = 8
+V5_HEADER = struct.Struct(">HHIIIIBBH")
+V5_RECORD = struct.Struct(">IIIHHIIIIHHBBBBHHBBH")
+INTERNET_PEER = "198.51.100.10"  # TEST-NET-2: documentation range
+
+
+@dataclass
+class SimSession:
+    login: str
+    acct_session_id: str
+    framed_ip: str | None
+    down_kbps: int
+    up_kbps: int
+    octets_in: int = 0
+    octets_out: int = 0
+    started: float = 0.0
+
+
+def parse_rate(value: bytes) -> tuple[int, int] | None:
+    """Mikrotik-Rate-Limit "rx/tx" = "up/down" (k = kbit/s) -> (down, up)."""
+    try:
+        first = value.decode().split()[0]
+        up, down = first.split("/")
+        return int(down.rstrip("kK")), int(up.rstrip("kK"))
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+class NasSimulator:
+    def __init__(self, subscribers: list[tuple[str, str]], *, secret: str,
+                 radius_host: str = "127.0.0.1", auth_port: int = 1812, acct_port: int = 1813,
+                 coa_port: int = 3799, collector: tuple[str, int] | None = None,
+                 interim_s: float = 10.0, load: float = 0.3, drop_rate: float = 0.0,
+                 nak_rate: float = 0.0, seed: int = 1):
+        self.subscribers = subscribers
+        self.secret = secret.encode()
+        self.auth = (radius_host, auth_port)
+        self.acct = (radius_host, acct_port)
+        self.collector = collector
+        self.interim_s = interim_s
+        self.load = load
+        self.rng = random.Random(seed)
+        self.sessions: dict[str, SimSession] = {}
+        self.responder = CoaResponder(secret=self.secret, port=coa_port, drop_rate=drop_rate,
+                                      seed=seed)
+        self.nak_rate = nak_rate
+        self._identifier = 0
+        self._flow_sequence = 0
+        self._stop = threading.Event()
+        self._boot = time.time()
+
+    # -- RADIUS -----------------------------------------------------------
+    def _next_id(self) -> int:
+        self._identifier = (self._identifier + 1) % 256
+        return self._identifier
+
+    def login(self, login: str, password: str) -> SimSession | None:
+        request = client.access_request(self.secret, self._next_id(), login, password)
+        reply = client.exchange(request, self.auth, timeout=3.0)
+        if reply is None or not client.reply_valid(reply, request, self.secret):
+            log.warning("nas-sim.auth-timeout login=%s", login)
+            return None
+        answer = wire.decode(reply)
+        if answer.code != wire.ACCESS_ACCEPT:
+            log.info("nas-sim.rejected login=%s", login)
+            return None
+        rate = None
+        for value in answer.vendor.get((MIKROTIK, MIKROTIK_RATE_LIMIT), []):
+            rate = parse_rate(value)
+        address = answer.first(FRAMED_IP_ADDRESS)
+        session = SimSession(login=login, acct_session_id=f"sim-{login}-{int(time.time())}",
+                             framed_ip=str(ipaddress.IPv4Address(address)) if address else None,
+                             down_kbps=rate[0] if rate else 1000,
+                             up_kbps=rate[1] if rate else 1000, started=time.time())
+        self.sessions[session.acct_session_id] = session
+        if self.rng.random() < self.nak_rate:
+            self.responder.nak_sessions.add(session.acct_session_id)
+        self._accounting(session, "Start")
+        return session
+
+    def _accounting(self, session: SimSession, status: str, cause: str | None = None) -> bool:
+        pairs = [("User-Name", session.login), ("Acct-Status-Type", status),
+                 ("Acct-Session-Id", session.acct_session_id),
+                 ("NAS-Port-Type", "Virtual"),
+                 ("Acct-Session-Time", int(time.time() - session.started)),
+                 ("Acct-Input-Octets", session.octets_out % 2 ** 32),
+                 ("Acct-Input-Gigawords", session.octets_out >> 32),
+                 ("Acct-Output-Octets", session.octets_in % 2 ** 32),
+                 ("Acct-Output-Gigawords", session.octets_in >> 32)]
+        if session.framed_ip:
+            pairs.append(("Framed-IP-Address", session.framed_ip))
+        if cause:
+            pairs.append(("Acct-Terminate-Cause", cause))
+        for _ in range(3):
+            request = client.accounting_request(self.secret, self._next_id(), pairs)
+            reply = client.exchange(request, self.acct, timeout=2.0)
+            if reply is not None and client.reply_valid(reply, request, self.secret):
+                return True
+        log.warning("nas-sim.acct-unanswered session=%s status=%s", session.acct_session_id,
+                    status)
+        return False
+
+    # -- CoA: the responder records what it was told; the speed follows ----
+    def _apply_coa(self) -> None:
+        for session_id in list(self.responder.disconnected):
+            session = self.sessions.pop(session_id, None)
+            if session is not None:
+                self._accounting(session, "Stop", "Admin-Reset")
+        self.responder.disconnected.clear()
+        for session_id, attributes in list(self.responder.applied.items()):
+            session = self.sessions.get(session_id)
+            if session is None:
+                continue
+            for value in attributes.get(wire.VENDOR_SPECIFIC, []):
+                # Vendor-Specific: vendor id (4), type (1), length (1), value.
+                if len(value) > 6 and int.from_bytes(value[:4], "big") == MIKROTIK \
+                        and value[4] == MIKROTIK_RATE_LIMIT:
+                    rate = parse_rate(value[6:])
+                    if rate and (session.down_kbps, session.up_kbps) != rate:
+                        session.down_kbps, session.up_kbps = rate
+                        log.info("nas-sim.speed session=%s down_kbps=%d up_kbps=%d",
+                                 session_id, rate[0], rate[1])
+
+    # -- traffic ----------------------------------------------------------
+    def _tick(self, seconds: float) -> None:
+        flows = []
+        for session in self.sessions.values():
+            share = self.load * self.rng.uniform(0.5, 1.5)
+            down = int(session.down_kbps * 1000 / 8 * seconds * share)
+            up = int(session.up_kbps * 1000 / 8 * seconds * share / 4)
+            session.octets_in += down
+            session.octets_out += up
+            if session.framed_ip:
+                flows.append((INTERNET_PEER, session.framed_ip, down))
+                flows.append((session.framed_ip, INTERNET_PEER, up))
+        if self.collector and flows:
+            self._send_netflow(flows)
+
+    def _send_netflow(self, flows) -> None:
+        uptime_ms = int((time.time() - self._boot) * 1000) % 2 ** 32
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for start in range(0, len(flows), 30):  # v5 carries at most 30 records
+                batch = flows[start:start + 30]
+                header = V5_HEADER.pack(5, len(batch), uptime_ms, int(time.time()), 0,
+                                        self._flow_sequence, 0, 0, 0)
+                self._flow_sequence = (self._flow_sequence + len(batch)) % 2 ** 32
+                body = b"".join(V5_RECORD.pack(
+                    int(ipaddress.IPv4Address(src)), int(ipaddress.IPv4Address(dst)), 0, 0, 0,
+                    max(1, volume // 1200), volume % 2 ** 32, uptime_ms, uptime_ms, 443, 50000,
+                    0, 0, 6, 0, 0, 0, 0, 0, 0) for src, dst, volume in batch)
+                sock.sendto(header + body, self.collector)
+
+    # -- life cycle -------------------------------------------------------
+    def start(self, responder_started: bool = False) -> "NasSimulator":
+        if not responder_started:
+            self.responder.start()
+        for login, password in self.subscribers:
+            self.login(login, password)
+        self._thread = threading.Thread(target=self._run, name="nas-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(min(1.0, self.interim_s)):
+            self._apply_coa()
+            now = time.monotonic()
+            if now - last >= self.interim_s:
+                self._tick(now - last)
+                for session in list(self.sessions.values()):
+                    self._accounting(session, "Interim-Update")
+                last = now
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for session in list(self.sessions.values()):
+            self._accounting(session, "Stop", "NAS-Reboot")
+        self.sessions.clear()
+        self.responder.stop()
+
+
+@click.command("nas-sim")
+@click.option("--user", "users", multiple=True, required=True,
+              help="LOGIN:PASSWORD of a subscriber to bring online (repeatable).")
+@click.option("--secret", required=True, help="The NAS's RADIUS shared secret.")
+@click.option("--radius", default="127.0.0.1", show_default=True, help="RADIUS server host.")
+@click.option("--auth-port", type=click.IntRange(1, 65535), default=1812, show_default=True)
+@click.option("--acct-port", type=click.IntRange(1, 65535), default=1813, show_default=True)
+@click.option("--coa-port", type=click.IntRange(0, 65535), default=3799, show_default=True)
+@click.option("--collector", help="HOST:PORT to send NetFlow v5 to.")
+@click.option("--interim", type=click.FloatRange(0.1), default=10.0, show_default=True)
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of CoA requests not answered.")
+@click.option("--nak-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of sessions whose CoA requests are NAKed.")
+@click.option("--duration", type=click.FloatRange(0.1), default=3600.0, show_default=True,
+              help="Stop after this many seconds.")
+def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collector, interim,
+            drop_rate, nak_rate, duration):
+    """Simulate a BRAS: auth, accounting, NetFlow, and CoA answers."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    subscribers = []
+    for user in users:
+        login, _, password = user.partition(":")
+        if not login or not password:
+            raise click.BadParameter(f"{user!r} is not LOGIN:PASSWORD", param_hint="--user")
+        subscribers.append((login, password))
+    target = None
+    if collector:
+        host, _, port = collector.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"{collector!r} is not HOST:PORT", param_hint="--collector")
+        target = (host, int(port))
+    sim = NasSimulator(subscribers, secret=secret, radius_host=radius, auth_port=auth_port,
+                       acct_port=acct_port, coa_port=coa_port, collector=target,
+                       interim_s=interim, drop_rate=drop_rate, nak_rate=nak_rate).start()
+    click.echo(f"nas-sim: {len(sim.sessions)} of {len(subscribers)} sessions up; CoA on "
+               f"port {sim.responder.port}; Ctrl-C to stop")
+    try:
+        time.sleep(duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()

@@ -1,0 +1,76 @@
+"""``abonent serve collector``: NetFlow v5/v9/IPFIX over UDP into traffic rollups."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import tomllib
+
+import click
+
+from scripts.common import CliError, get_context
+
+
+def load_classes(path: str | None) -> dict[str, list[str]] | None:
+    """A TOML file ``[classes]`` name = ["prefix", ...]; checked before listening."""
+    if not path:
+        return None
+    from collector.attribute import TrafficClasses
+
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise CliError(f"cannot read traffic classes from {path}: {error}") from None
+    classes = document.get("classes", document)
+    if not isinstance(classes, dict) or not all(
+            isinstance(v, list) and all(isinstance(p, str) for p in v) for v in classes.values()):
+        raise CliError(f"{path}: [classes] must map a class name to a list of prefixes")
+    try:
+        TrafficClasses(classes)
+    except ValueError as error:
+        raise CliError(f"{path}: {error}") from None
+    return classes
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default: settings collector.host).")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="UDP port (default: settings collector.port).")
+@click.option("--classes", "classes_path", type=click.Path(dir_okay=False),
+              help="TOML file with [classes] name = [prefixes] (default: settings "
+                   "collector.classes, else all 'internet').")
+@click.option("--flush-seconds", default=60.0, type=click.FloatRange(0.1, 3600),
+              help="How often sums are upserted into the database.")
+@click.option("--metrics-port", default=0, type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on this TCP port (0: off).")
+def collector(host, port, classes_path, flush_seconds, metrics_port):
+    """Receive NetFlow v5/v9/IPFIX exports and roll traffic up per account."""
+    from collector.server import CollectorServer, PipelineMetrics
+
+    ctx = get_context()
+    logging.basicConfig(level=ctx.settings.get("", "log_level"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    classes = load_classes(classes_path or ctx.settings.get("collector", "classes") or None)
+    server = CollectorServer(ctx, host=host, port=port, classes=classes,
+                             flush_seconds=flush_seconds)
+    try:
+        server.start()
+    except OSError as error:
+        raise CliError(f"cannot listen on {server.host}:{server.port}: "
+                       f"{error.strerror or error}") from None
+    if metrics_port:
+        from prometheus_client import REGISTRY, start_http_server
+
+        REGISTRY.register(PipelineMetrics(server.pipeline))
+        start_http_server(metrics_port, addr=server.host)
+    click.echo(f"collector: listening on udp {server.host}:{server.port}", err=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,159 @@
+"""Shared fixtures.
+
+Every test that takes ``db`` (or ``ctx``/``session``) runs twice: on SQLite
+and on PostgreSQL. Without a reachable PostgreSQL the PostgreSQL half is
+skipped; with ``ABONENT_STRICT=1`` (set by .ci/run) any skip at all is a
+failure, so CI cannot go green by skipping a PostgreSQL or peer test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from config.context import Context, open_context
+from config.db import Base
+from config.migrate import upgrade
+from config.settings import load_settings
+
+STRICT = os.environ.get("ABONENT_STRICT") == "1"
+PG_URL = os.environ.get("ABONENT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+ARTIFACTS = Path(os.environ.get("ABONENT_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent
+                                / "test-artifacts"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under ABONENT_STRICT=1 (CI): {reason}"
+
+
+def need_program(name: str) -> str:
+    """Path of a peer program, or skip (a failure in CI)."""
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _pg_available() -> bool:
+    try:
+        engine = create_engine(PG_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory):
+    """One migrated database per backend for the whole run."""
+    created = {}
+    yield created
+    for kind, url in created.items():
+        if kind == "postgresql":
+            admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def _database_url(kind: str, databases: dict, tmp_path_factory) -> str:
+    if kind in databases:
+        return databases[kind]
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    else:
+        if not _pg_available():
+            pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+        name = f"abonent_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    context = make_context(url)
+    upgrade(context.engine)
+    context.dispose()
+    databases[kind] = url
+    return url
+
+
+def make_context(url: str, **overrides) -> Context:
+    environ = {"ABONENT_DATABASE_URL": url}
+    environ.update({f"ABONENT_{k.upper()}": str(v) for k, v in overrides.items()})
+    return open_context(settings=load_settings(environ=environ))
+
+
+def _wipe(context: Context) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with context.engine.begin() as conn:
+        if context.engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, _databases, tmp_path_factory) -> str:
+    """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
+    url = _database_url(request.param, _databases, tmp_path_factory)
+    context = make_context(url)
+    _wipe(context)
+    context.dispose()
+    return url
+
+
+@pytest.fixture
+def pg_url(_databases, tmp_path_factory) -> str:
+    """For tests about PostgreSQL's own behaviour (concurrency)."""
+    url = _database_url("postgresql", _databases, tmp_path_factory)
+    context = make_context(url)
+    _wipe(context)
+    context.dispose()
+    return url
+
+
+@pytest.fixture
+def ctx(db_url):
+    context = make_context(db_url)
+    yield context
+    context.dispose()
+
+
+@pytest.fixture
+def session(ctx):
+    with ctx.Session() as s:
+        yield s
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,81 @@
+"""Notifications over a real SMTP server on loopback (aiosmtpd)."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
+from sqlalchemy import select
+
+from rating import notify
+from rating.models import Notification
+from tests.conftest import free_tcp_port
+from tests.factories import make_account, make_tariff
+
+
+class Inbox(Message):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def handle_message(self, message):
+        self.messages.append(message)
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_tcp_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def test_low_balance_and_runs_out_are_mailed_once_a_day(ctx, smtp):
+    controller, inbox = smtp
+    today = dt.date(2026, 4, 1)
+    with ctx.Session() as session:
+        tariff = make_tariff(session, fee="300.00", fee_period="daily")  # 10.00 a day
+        low = make_account(session, tariff=tariff.name, balance="25", email="low@example.net")
+        low.low_balance_threshold = Decimal("100")
+        make_account(session, tariff=tariff.name, balance="500", email="rich@example.net")
+        sms = make_account(session, tariff=tariff.name, balance="5", phone="+79000000001")
+        sms.notify_channels = ["sms"]
+        session.commit()
+        assert notify.queue(session, today) == 3
+        assert notify.queue(session, today) == 0  # a second run, or a second node
+        session.commit()
+    sms_gateway = notify.LoggingChannel("sms")
+    channels = {"email": notify.EmailChannel("127.0.0.1", controller.port, "billing@isp.test"),
+                "sms": sms_gateway}
+    assert notify.deliver(ctx.Session, channels) == 3
+    assert notify.deliver(ctx.Session, channels) == 0
+    subjects = sorted((m["To"], m["Subject"]) for m in inbox.messages)
+    assert subjects == [("low@example.net", "Low balance"),
+                        ("low@example.net", "Your money runs out soon")]
+    body = next(m for m in inbox.messages if m["Subject"] == "Low balance").get_payload()
+    assert "25.00" in body and "100.00" in body
+    assert sms_gateway.sent == [("+79000000001", "Your money runs out soon")]
+
+
+def test_an_unreachable_smtp_server_is_retried_then_given_up(ctx):
+    with ctx.Session() as session:
+        tariff = make_tariff(session, fee="300.00", fee_period="daily")
+        make_account(session, tariff=tariff.name, balance="1", email="a@example.net")
+        notify.queue(session, dt.date(2026, 4, 1))
+        session.commit()
+    dead = {"email": notify.EmailChannel("127.0.0.1", free_tcp_port(), "b@isp.test", timeout=2)}
+    for _ in range(notify.MAX_ATTEMPTS):
+        assert notify.deliver(ctx.Session, dead) == 0
+    with ctx.Session() as session:
+        note = session.scalars(select(Notification)).one()
+        assert (note.status, note.attempts) == ("failed", notify.MAX_ATTEMPTS)
+        assert "ConnectionRefused" in note.last_error
+
+
+def test_days_left():
+    assert notify.days_left(Decimal("25"), Decimal("0"), Decimal("10")) == 2
+    assert notify.days_left(Decimal("-5"), Decimal("0"), Decimal("10")) == 0
+    assert notify.days_left(Decimal("25"), Decimal("10"), Decimal("10")) == 3
+    assert notify.days_left(Decimal("25"), Decimal("0"), Decimal("0")) is None

@@ -1,0 +1,140 @@
+"""The RADIUS server against FreeRADIUS's own client, `radclient`, over loopback."""
+
+import json
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from aaa.server import RadiusServer
+from scripts.cli import cli
+from tests import factories
+from tests.conftest import need_program
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture
+def radius(ctx):
+    with ctx.Session() as session:
+        account = factories.make_account(session, number="500001")
+        factories.make_service(session, account, login="alice", password="correct horse",
+                               static_ipv4="10.20.0.5")
+        factories.make_nas(session, name="bras-1", address="127.0.0.1", secret="testing123",
+                           vendor="mikrotik")
+        session.commit()
+    server = RadiusServer(ctx, host="127.0.0.1", auth_port=0, acct_port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def radclient(server, kind: str, body: str, secret: str = "testing123", wait_s: int = 3):
+    program = need_program("radclient")
+    port = server.acct_port if kind == "acct" else server.auth_port
+    result = subprocess.run([program, "-x", "-r", "1", "-t", str(wait_s), f"127.0.0.1:{port}", kind,
+                             secret], input=body + "\n", capture_output=True, text=True,
+                            timeout=20)
+    return result.stdout + result.stderr
+
+
+def test_pap_accept_carries_ip_interim_and_rate(radius, ctx):
+    output = radclient(radius, "auth", 'User-Name = "alice", User-Password = "correct horse"')
+    assert "Received Access-Accept" in output, output
+    assert "Framed-IP-Address = 10.20.0.5" in output
+    interval = ctx.settings.get("radius", "interim_interval")
+    assert f"Acct-Interim-Interval = {interval}" in output
+    # The factory tariff is 100000 down / 50000 up; MikroTik wants "up/down".
+    assert 'Mikrotik-Rate-Limit = "50000k/100000k"' in output
+
+
+@pytest.mark.parametrize("body", [
+    'User-Name = "alice", User-Password = "wrong"',
+    'User-Name = "nobody", User-Password = "correct horse"',
+])
+def test_reject_wrong_password_and_unknown_user(radius, body):
+    output = radclient(radius, "auth", body)
+    assert "Received Access-Reject" in output, output
+    assert "Access-Accept" not in output.replace("Expected Access-Accept", "")
+
+
+def test_chap_accept(radius):
+    # radclient computes CHAP-Password from the cleartext it is given.
+    output = radclient(radius, "auth", 'User-Name = "alice", CHAP-Password = "correct horse"')
+    assert "Received Access-Accept" in output, output
+
+
+def test_wrong_secret_gets_no_answer(radius):
+    output = radclient(radius, "acct", 'User-Name = "alice", Acct-Status-Type = Start, '
+                       'Acct-Session-Id = "x1"', secret="not-the-secret", wait_s=1)
+    assert "No reply from server" in output, output
+    assert radius.stats["dropped"] >= 1
+
+
+def test_start_stop_visible_in_session_list(radius, db_url):
+    start = radclient(radius, "acct", 'User-Name = "alice", Acct-Status-Type = Start, '
+                      'Acct-Session-Id = "80000001", Framed-IP-Address = 10.20.0.5')
+    assert "Received Accounting-Response" in start, start
+    stop = radclient(radius, "acct", 'User-Name = "alice", Acct-Status-Type = Stop, '
+                     'Acct-Session-Id = "80000001", Framed-IP-Address = 10.20.0.5, '
+                     'Acct-Input-Octets = 1000, Acct-Input-Gigawords = 2, '
+                     'Acct-Output-Octets = 7000, Acct-Session-Time = 120, '
+                     'Acct-Terminate-Cause = User-Request')
+    assert "Received Accounting-Response" in stop, stop
+    result = CliRunner().invoke(cli, ["session", "list", "--json"],
+                                env={"ABONENT_DATABASE_URL": db_url}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sessions = json.loads(result.stdout)
+    assert len(sessions) == 1
+    listed = sessions[0]
+    assert listed["acct_session_id"] == "80000001"
+    assert listed["username"] == "alice"
+    assert listed["nas"] == "bras-1"
+    assert listed["framed_ip"] == "10.20.0.5"
+    assert listed["octets_in"] == 2 * 2**32 + 1000
+    assert listed["octets_out"] == 7000
+    assert listed["terminate_cause"] == "User-Request"
+    assert listed["stopped_at"] is not None and listed["started_at"] <= listed["stopped_at"]
+
+
+def test_abonent_serve_radius_process(ctx, db_url):
+    """The real command line: start, answer radclient, stop on SIGTERM."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from tests.conftest import free_udp_port
+    with ctx.Session() as session:
+        account = factories.make_account(session)
+        factories.make_service(session, account, login="proc", password="pw-proc")
+        factories.make_nas(session, address="127.0.0.1", secret="testing123")
+        session.commit()
+    auth_port, acct_port = free_udp_port(), free_udp_port()
+    env = dict(os.environ, ABONENT_DATABASE_URL=db_url)
+    process = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "radius",
+                                "--auth-port", str(auth_port), "--acct-port", str(acct_port)],
+                               env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        started = time.monotonic()
+        line = ""
+        while "radius: auth on" not in line and time.monotonic() - started < 30:
+            line = process.stderr.readline()
+        assert "radius: auth on" in line
+
+        class Bound:
+            pass
+        bound = Bound()
+        bound.auth_port, bound.acct_port = auth_port, acct_port
+        output = radclient(bound, "auth", 'User-Name = "proc", User-Password = "pw-proc"')
+        assert "Received Access-Accept" in output, output
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=15)
+        process.stderr.close()
+    assert code == 0
+
+
+def test_status_server_from_radclient(radius):
+    output = radclient(radius, "status", 'Message-Authenticator = 0x00')
+    assert "Received Access-Accept" in output, output

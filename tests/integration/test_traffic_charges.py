@@ -1,0 +1,114 @@
+"""Traffic charges from rollups: prepaid volume, class prices, free night hours."""
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from collector.models import TrafficRollup
+from rating import ledger, traffic
+from rating.models import LedgerEntry
+from tests.factories import make_account, make_tariff
+
+GB = 10 ** 9
+
+
+def add_usage(session, account, at, volume, traffic_class="internet", direction="in",
+              source="netflow"):
+    session.add(TrafficRollup(account_id=account.id, interval_start=at,
+                              traffic_class=traffic_class, direction=direction, bytes=volume,
+                              packets=volume // 1000, source=source))
+
+
+def test_hour_charge_uses_prepaid_on_the_cheapest_class_first():
+    rules = traffic.TrafficRules(price_per_gb=Decimal("2.00"), prepaid_bytes=3 * GB,
+                                 class_prices={"local": Decimal("0"), "ix": Decimal("1.00")})
+    assert traffic.hour_charge(rules, 0, {"internet": 2 * GB, "local": 50 * GB}) == (
+        Decimal("0.00"), 2 * GB)
+    assert traffic.hour_charge(rules, 2 * GB, {"internet": 2 * GB, "ix": 2 * GB}) == (
+        Decimal("5.00"), 4 * GB)  # 1 GB ix prepaid, 1 GB ix at 1.00, 2 GB internet at 2.00
+    assert traffic.hour_charge(rules, 10 * GB, {"internet": 1_234_567}) == (
+        Decimal("0.00"), 1_234_567)  # 0.0025 rounds half up per hour to 0.00
+    rules_night = traffic.TrafficRules(Decimal("1"), 0, free_hours=(23, 7))
+    assert rules_night.free_at(23) and rules_night.free_at(3) and not rules_night.free_at(7)
+
+
+def test_traffic_over_prepaid_is_charged_once_per_hour_and_night_is_free(session):
+    tariff = make_tariff(session, price_per_gb="1.50", prepaid_mb=5_000)
+    tariff.usage_source = "netflow"
+    tariff.rules = {"free_hours": [1, 7], "class_prices": {"local": "0"}}
+    account = make_account(session, tariff=tariff.name, balance="100")
+    # Europe/Moscow is UTC+3: 22:00 UTC is 01:00 local (free), 09:00 UTC is 12:00.
+    night = dt.datetime(2026, 7, 1, 22, 0)
+    day = dt.datetime(2026, 7, 2, 9, 0)
+    add_usage(session, account, night, 40 * GB)
+    add_usage(session, account, day, 4 * GB)
+    add_usage(session, account, day + dt.timedelta(minutes=5), 4 * GB)
+    add_usage(session, account, day + dt.timedelta(minutes=10), 9 * GB, traffic_class="local")
+    add_usage(session, account, day + dt.timedelta(minutes=15), 7 * GB, direction="out")
+    add_usage(session, account, day + dt.timedelta(hours=1), 2 * GB)
+    session.commit()
+    for hour in (night, day, day + dt.timedelta(hours=1)):
+        traffic.charge_hour(session, hour, "Europe/Moscow")
+    again = traffic.charge_due(session, day + dt.timedelta(hours=3), "Europe/Moscow")
+    session.commit()
+    assert again == 0
+    entries = session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "traffic")
+                              .order_by(LedgerEntry.id)).all()
+    # 09:00: 8 GB internet, 5 GB prepaid -> 3 GB x 1.50; 10:00: 2 GB x 1.50.
+    assert [(e.idempotency_key, e.amount) for e in entries] == [
+        (f"traffic:{account.id}:2026-07-02T09", Decimal("-4.50")),
+        (f"traffic:{account.id}:2026-07-02T10", Decimal("-3.00"))]
+    assert "GB" in entries[0].memo
+    session.refresh(account)
+    assert account.balance == Decimal("92.50")
+    assert ledger.balance_mismatches(session) == []
+
+
+def test_usage_source_is_chosen_per_tariff(session):
+    tariff = make_tariff(session, price_per_gb="1.00")
+    tariff.usage_source = "radius"
+    account = make_account(session, tariff=tariff.name)
+    at = dt.datetime(2026, 7, 2, 9, 0)
+    add_usage(session, account, at, 5 * GB, source="netflow")
+    add_usage(session, account, at, 2 * GB, source="radius")
+    session.commit()
+    traffic.charge_hour(session, at, "UTC")
+    session.commit()
+    assert session.scalars(select(LedgerEntry.amount).where(
+        LedgerEntry.kind == "traffic")).all() == [Decimal("-2.00")]
+
+
+def test_the_traffic_job_throttles_when_traffic_eats_the_balance(ctx):
+    from rating import jobs
+    from rating.models import Account
+    with ctx.Session() as session:
+        tariff = make_tariff(session, price_per_gb="10.00")
+        tariff.usage_source = "netflow"
+        account = make_account(session, tariff=tariff.name, balance="5", credit_limit="100")
+        add_usage(session, account, dt.datetime(2026, 7, 2, 9, 0), 1 * GB)
+        session.commit()
+        account_id = account.id
+    assert jobs.run_traffic(ctx.engine, ctx.Session, "UTC",
+                            now=dt.datetime(2026, 7, 2, 10, 20)) == 1
+    with ctx.Session() as session:
+        account = session.get(Account, account_id)
+        assert (account.balance, account.profile) == (Decimal("-5.00"), "throttled")
+
+
+def test_a_traffic_pack_adds_to_the_prepaid_volume(session):
+    from rating import options
+    tariff = make_tariff(session, price_per_gb="2.00", prepaid_mb=1_000)
+    tariff.usage_source = "netflow"
+    account = make_account(session, tariff=tariff.name, balance="100")
+    options.create_option_type(session, code="pack10", name="10 GB", kind="traffic",
+                               price="20", duration_hours=24 * 31, traffic_mb=10_000)
+    at = dt.datetime(2026, 7, 2, 9, 0)
+    options.buy(session, account, "pack10", at - dt.timedelta(hours=2), request_id="p")
+    add_usage(session, account, at, 12 * GB)
+    session.commit()
+    traffic.charge_hour(session, at, "UTC")
+    session.commit()
+    # 12 GB used, 1 GB prepaid + 10 GB pack: 1 GB at 2.00.
+    assert session.scalars(select(LedgerEntry.amount).where(
+        LedgerEntry.kind == "traffic")).all() == [Decimal("-2.00")]

@@ -1,0 +1,248 @@
+"""NetFlow v5/v9/IPFIX decoding: templates, sequences, sampling, bad input."""
+
+import ipaddress
+import random
+import struct
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from collector.decode import FLOW_DTYPE, Decoder, DecoderLimits
+from tests.netflow_packets import (V4_TEMPLATE, V6_TEMPLATE, V9_V4_TEMPLATE, data_set,
+                                   ip4, ipfix_packet, options_template_set, raw_set,
+                                   template_set, v5_packet, v9_packet)
+
+EXPORTER = "192.0.2.1"
+
+
+def flows(n, src="10.0.0.{i}", dst="203.0.113.9", size=100, **extra):
+    return [dict(src=src.format(i=i + 1), dst=dst, bytes=size * (i + 1), packets=i + 1, **extra)
+            for i in range(n)]
+
+
+def decode(decoder, *packets, now=1000.0, exporter=EXPORTER):
+    return decoder.decode([(exporter, p) for p in packets], now=now)
+
+
+def test_v5_records_become_an_array():
+    d = Decoder()
+    out = decode(d, v5_packet(flows(3), unix_secs=1_700_000_000, uptime_ms=60_000),
+                 v5_packet(flows(2, size=7), sequence=3))
+    assert out.dtype == FLOW_DTYPE and len(out) == 5
+    assert out["src_lo"][:3].tolist() == [ip4("10.0.0.1"), ip4("10.0.0.2"), ip4("10.0.0.3")]
+    assert out["dst_lo"][0] == ip4("203.0.113.9") and not out["v6"].any()
+    assert out["bytes"].tolist() == [100, 200, 300, 7, 14]
+    assert out["packets"].tolist() == [1, 2, 3, 1, 2]
+    assert out["time"][0] == 1_700_000_000
+    assert d.counters["flows"] == 5 and d.counters["sequence_lost_flows"] == 0
+
+
+def test_v5_flow_time_is_its_start_not_the_export_time():
+    packet = v5_packet([dict(src="10.0.0.1", dst="1.1.1.1", bytes=1, first_ms=40_000)],
+                       unix_secs=1_700_000_000, uptime_ms=100_000)
+    assert decode(Decoder(), packet)["time"][0] == 1_700_000_000 - 60
+
+
+def test_v5_sequence_gaps_are_counted_exactly_per_engine():
+    d = Decoder()
+    decode(d, v5_packet(flows(2), sequence=100),
+           v5_packet(flows(3), sequence=102),        # in order
+           v5_packet(flows(1), sequence=110),        # 5 flows lost (105..109)
+           v5_packet(flows(4), sequence=0, engine=(1, 2)),   # another engine: own counter
+           v5_packet(flows(1), sequence=111 + 7))    # 7 lost
+    assert d.counters["sequence_lost_flows"] == 12
+
+
+def test_v5_sampling_interval_from_the_header():
+    packet = v5_packet(flows(1, size=50), sampling=(1 << 14) | 100)
+    out = decode(Decoder(), packet)
+    assert out["bytes"][0] == 5000 and out["packets"][0] == 100
+
+
+def test_v9_template_then_data_and_sequence_per_source_id():
+    d = Decoder()
+    tpl = template_set(9, 256, V9_V4_TEMPLATE)
+    out = decode(d, v9_packet([tpl, data_set(256, V9_V4_TEMPLATE, flows(4))], sequence=7),
+                 v9_packet([data_set(256, V9_V4_TEMPLATE, flows(2))], sequence=8),
+                 v9_packet([data_set(256, V9_V4_TEMPLATE, flows(2))], sequence=12))
+    assert len(out) == 8
+    assert out["bytes"].sum() == 100 + 200 + 300 + 400 + 2 * (100 + 200)
+    assert d.counters["sequence_lost_packets"] == 3
+    # The same template id from another source id is a different template.
+    other = decode(d, v9_packet([data_set(256, V9_V4_TEMPLATE, flows(1))], source_id=9))
+    assert len(other) == 0 and d.counters["sets_unknown_template"] == 1
+
+
+def test_data_before_its_template_is_held_then_decoded():
+    d = Decoder()
+    early = decode(d, v9_packet([data_set(300, V9_V4_TEMPLATE, flows(3))], sequence=1), now=10)
+    assert len(early) == 0 and d.held_sets == 1
+    late = decode(d, v9_packet([template_set(9, 300, V9_V4_TEMPLATE)], sequence=2), now=12)
+    assert late["bytes"].tolist() == [100, 200, 300]
+    assert d.held_sets == 0 and d.counters["held_sets_decoded"] == 1
+
+
+def test_held_data_expires_and_is_counted_dropped():
+    d = Decoder(DecoderLimits(hold_seconds=5))
+    decode(d, ipfix_packet([data_set(400, V4_TEMPLATE, flows(3))]), now=10)
+    decode(d, ipfix_packet([]), now=16)
+    assert d.counters["held_sets_dropped"] == 1 and d.held_sets == 0
+    out = decode(d, ipfix_packet([template_set(10, 400, V4_TEMPLATE)]), now=17)
+    assert len(out) == 0
+
+
+def test_held_data_is_bounded_in_bytes():
+    d = Decoder(DecoderLimits(max_held_bytes=2000))
+    for i in range(50):
+        decode(d, ipfix_packet([data_set(500 + i, V4_TEMPLATE, flows(10))]), now=1)
+    assert d.held_bytes <= 2000 and d.counters["held_sets_dropped"] > 0
+
+
+def test_ipfix_template_redefinition_and_withdrawal():
+    d = Decoder()
+    decode(d, ipfix_packet([template_set(10, 256, V4_TEMPLATE)]))
+    shorter = [(8, 4), (12, 4), (1, 4)]
+    out = decode(d, ipfix_packet([template_set(10, 256, shorter),
+                                  data_set(256, shorter, flows(2))]))
+    assert out["bytes"].tolist() == [100, 200] and d.counters["templates_redefined"] == 1
+    withdraw = raw_set(2, struct.pack(">HH", 256, 0))
+    decode(d, ipfix_packet([withdraw]))
+    assert d.template_count() == 0 and d.counters["templates_withdrawn"] == 1
+    assert len(decode(d, ipfix_packet([data_set(256, shorter, flows(1))]))) == 0
+
+
+def test_ipfix_sequence_counts_data_records():
+    d = Decoder()
+    tpl = template_set(10, 256, V4_TEMPLATE)
+    decode(d, ipfix_packet([tpl, data_set(256, V4_TEMPLATE, flows(5))], sequence=0),
+           ipfix_packet([data_set(256, V4_TEMPLATE, flows(3))], sequence=5),
+           ipfix_packet([data_set(256, V4_TEMPLATE, flows(2))], sequence=8 + 11))
+    assert d.counters["sequence_lost_flows"] == 11
+
+
+def test_v9_options_sampling_interval_applies_to_data():
+    d = Decoder()
+    options = options_template_set(9, 257, scope=[(1, 4)], options=[(34, 4)])
+    sampling = raw_set(257, struct.pack(">II", 0, 64))
+    out = decode(d, v9_packet([options, sampling, template_set(9, 256, V9_V4_TEMPLATE),
+                               data_set(256, V9_V4_TEMPLATE, flows(2))]))
+    assert out["bytes"].tolist() == [6400, 12800] and out["packets"].tolist() == [64, 128]
+
+
+def test_ipfix_sampling_packet_interval_and_space():
+    d = Decoder()
+    options = options_template_set(10, 258, scope=[(149, 4)], options=[(305, 4), (306, 4)])
+    sampling = raw_set(258, struct.pack(">III", 0, 1, 9))   # 1 of every 10 packets
+    out = decode(d, ipfix_packet([options, sampling, template_set(10, 256, V4_TEMPLATE),
+                                  data_set(256, V4_TEMPLATE, flows(1))]))
+    assert out["bytes"].tolist() == [1000]
+
+
+def test_ipv6_flows():
+    d = Decoder()
+    out = decode(d, ipfix_packet([template_set(10, 260, V6_TEMPLATE),
+                                  data_set(260, V6_TEMPLATE,
+                                           flows(2, src="2001:db8:1::{i}", dst="2a00:1450::1"))]))
+    assert out["v6"].tolist() == [1, 1]
+    address = int(ipaddress.IPv6Address("2001:db8:1::2"))
+    assert out["src_hi"][1] == address >> 64 and out["src_lo"][1] == address & (2**64 - 1)
+    assert out["bytes"].tolist() == [100, 200]
+
+
+def test_ipfix_variable_length_fields_and_reduced_size_counters():
+    d = Decoder()
+    # src, dst, a variable-length string (IE 96), octets in 3 bytes, packets in 1 byte.
+    body = struct.pack(">HH", 270, 5) + struct.pack(">HHHHHHHHHH", 8, 4, 12, 4, 96, 65535,
+                                                     1, 3, 2, 1)
+    records = b""
+    for i, name in enumerate([b"http", b"x" * 300, b""]):
+        prefix = bytes([len(name)]) if len(name) < 255 else b"\xff" + struct.pack(">H", len(name))
+        records += (ipaddress.IPv4Address(f"10.0.0.{i + 1}").packed + bytes([8, 8, 8, 8])
+                    + prefix + name + (70000 + i).to_bytes(3, "big") + bytes([i + 1]))
+    out = decode(d, ipfix_packet([raw_set(2, body), raw_set(270, records)]))
+    assert out["bytes"].tolist() == [70000, 70001, 70002]
+    assert out["packets"].tolist() == [1, 2, 3]
+    assert out["src_lo"].tolist() == [ip4("10.0.0.1"), ip4("10.0.0.2"), ip4("10.0.0.3")]
+
+
+def test_bad_input_is_counted_and_dropped():
+    d = Decoder()
+    good = v5_packet(flows(2))
+    absurd = raw_set(2, struct.pack(">HH", 256, 3) + struct.pack(">HHHHHH", 8, 4, 1, 0, 2, 4))
+    huge = raw_set(2, struct.pack(">HH", 257, 3) + struct.pack(">HHHHHH", 8, 4, 1, 60000, 2, 4))
+    out = decode(d, b"", b"\x00\x05", good[:30], b"\x00\x07" + good[2:],
+                 good[:2] + b"\x00\x00" + good[4:],               # count 0
+                 ipfix_packet([absurd, huge]),
+                 struct.pack(">HHIII", 10, 500, 0, 0, 0),         # length beyond the datagram
+                 v9_packet([]) + b"\x01\x00\xff\xff", good)
+    assert len(out) == 2
+    assert d.counters["drops_truncated"] >= 3 and d.counters["drops_bad_version"] == 1
+    assert d.counters["templates_rejected"] == 2 and d.counters["drops_malformed"] >= 2
+    assert d.template_count() == 0
+
+
+def test_template_flood_keeps_memory_under_the_cap():
+    limits = DecoderLimits(max_templates=500, max_template_bytes=200_000)
+    d = Decoder(limits)
+    rng = random.Random(4)
+    for batch in range(40):
+        packets = []
+        for _ in range(25):
+            sets = []
+            for _ in range(10):
+                fields = [(rng.randrange(1, 400), rng.choice([1, 2, 4, 8, 16]))
+                          for _ in range(rng.randrange(1, 60))]
+                sets.append(template_set(10, rng.randrange(256, 65535), fields))
+            packets.append(ipfix_packet(sets, domain=rng.randrange(1000)))
+        decode(d, *packets, exporter=f"198.51.100.{batch}")
+        assert d.template_count() <= 500 and d.template_bytes <= 200_000
+    assert d.counters["templates_learned"] > 5000 and d.counters["templates_evicted"] > 0
+    # Still decodes normal traffic afterwards.
+    out = decode(d, ipfix_packet([template_set(10, 256, V4_TEMPLATE),
+                                  data_set(256, V4_TEMPLATE, flows(3))]))
+    assert len(out) == 3
+
+
+def _valid_packets():
+    return [
+        v5_packet(flows(3)),
+        v9_packet([template_set(9, 256, V9_V4_TEMPLATE), data_set(256, V9_V4_TEMPLATE, flows(3)),
+                   options_template_set(9, 257, [(1, 4)], [(34, 4)]),
+                   raw_set(257, struct.pack(">II", 0, 10))]),
+        ipfix_packet([template_set(10, 256, V6_TEMPLATE),
+                      data_set(256, V6_TEMPLATE, flows(2, src="2001:db8::{i}", dst="::1")),
+                      options_template_set(10, 258, [(149, 4)], [(305, 4), (306, 4)]),
+                      raw_set(258, struct.pack(">III", 0, 0, 0))]),
+    ]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_decoders_never_crash(data):
+    d = Decoder(DecoderLimits(max_templates=50, max_held_sets=20))
+    base = bytearray(data.draw(st.sampled_from(_valid_packets())))
+    for _ in range(data.draw(st.integers(0, 12))):
+        position = data.draw(st.integers(0, len(base) - 1))
+        base[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(base)))
+    noise = data.draw(st.binary(max_size=300))
+    version = data.draw(st.sampled_from([b"\x00\x05", b"\x00\x09", b"\x00\x0a", b""]))
+    out = decode(d, bytes(base), bytes(base[:cut]), version + noise)
+    assert out.dtype == FLOW_DTYPE
+    assert d.counters["packets"] == 3
+    assert np.all(out["v6"] <= 1)
+
+
+def test_ipfix_uptime_times_use_the_system_init_time_from_options():
+    d = Decoder()
+    fields = [(8, 4), (12, 4), (22, 4), (21, 4), (1, 4), (2, 4)]
+    data = data_set(256, fields, [dict(src="10.0.0.1", dst="1.1.1.1", bytes=5,
+                                       first_ms=90_000, last_ms=95_000)])
+    # Without the exporter's boot time the export time stands in.
+    before = decode(d, ipfix_packet([template_set(10, 256, fields), data],
+                                    export_time=1_700_000_500))
+    assert before["time"].tolist() == [1_700_000_500]
+    options = options_template_set(10, 258, [(144, 4)], [(160, 8)])
+    init = raw_set(258, struct.pack(">IQ", 0, 1_700_000_000_000))
+    after = decode(d, ipfix_packet([options, init, data], export_time=1_700_000_500))
+    assert after["time"].tolist() == [1_700_000_090]
