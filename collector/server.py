@@ -27,6 +27,11 @@ from collector.rollup import ReplayGuard, Rollup, prune_packets, upsert_rollups
 
 log = logging.getLogger("abonent.collector")
 
+# Leases that ended longer ago than this are not loaded. Exports normally
+# arrive within minutes, but a BRAS that was cut off may flush its cache (or an
+# operator may replay saved exports) much later; a week of leases is a few MB.
+LEASE_WINDOW = dt.timedelta(days=7)
+
 STAT_NAMES = ("packets", "flows", "drops", "sets_unknown_template", "held_sets_dropped",
               "sequence_lost_flows", "sequence_lost_packets", "unattributed_flows",
               "unattributed_bytes", "attributed_bytes", "replayed_packets",
@@ -219,7 +224,7 @@ class CollectorServer:
 
     def reload(self) -> None:
         """Reload the address table (static addresses and current leases)."""
-        since = _utcnow() - dt.timedelta(hours=2)
+        since = _utcnow() - LEASE_WINDOW
         with self.ctx.Session() as session:
             table = load_address_table(session, since=since)
         with self._lock:

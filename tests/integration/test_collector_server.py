@@ -17,7 +17,10 @@ from tests.factories import make_account, make_service
 from tests.netflow_packets import (V9_V4_TEMPLATE, data_set, template_set, v5_packet,
                                    v9_packet)
 
-T0 = dt.datetime(2026, 11, 23, 10, 0)
+# Three hours ago, on the hour: the collector keeps leases that ended within its
+# lease window, so the test must not depend on the wall clock's date.
+T0 = (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+      - dt.timedelta(hours=3))
 EPOCH = dt.datetime(1970, 1, 1)
 
 
