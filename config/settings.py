@@ -80,6 +80,21 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # Warn when the money left lasts fewer days than this.
         "days_left": (int, 3),
     },
+    # Online top-ups, vouchers and the documents in the cabinet.
+    "payments": {
+        # The built-in test provider (a fake bank page at /testpay); off in
+        # production. Its callbacks are signed with HMAC-SHA256 under the
+        # secret; empty: derived from the cabinet's secret key.
+        "testpay_enabled": (bool, False),
+        "testpay_secret": (str, ""),
+        "min_topup": (str, "10.00"),
+        "max_topup": (str, "100000.00"),
+        # Wrong voucher codes, as Flask-Limiter limits.
+        "voucher_limits_account": (str, "5 per minute;20 per hour"),
+        "voucher_limits_address": (str, "30 per minute;200 per hour"),
+        # The seller on invoices and acts.
+        "seller": (str, "abonent ISP"),
+    },
     "smtp": {
         "host": (str, "127.0.0.1"),
         "port": (int, 25),
