@@ -51,6 +51,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "secret_key": (str, ""),
         "default_locale": (str, "ru"),
         "secure_cookies": (bool, False),
+        # Links in mails (password reset) start with this, e.g.
+        # "https://my.isp.example"; empty: the address the request came to.
+        "public_url": (str, ""),
+        "reset_token_minutes": (int, 30),
     },
     "collector": {
         "host": (str, "127.0.0.1"),
