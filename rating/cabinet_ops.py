@@ -150,6 +150,18 @@ class Statement:
     closing: Decimal
 
 
+def describe(kind: str, key: str) -> str | None:
+    """What an entry without a memo is for, read from its key.
+
+    The fee run writes no memo (a million rows a day); its key
+    ``fee:ACCOUNT:YYYY-MM-DD`` (daily) or ``fee:ACCOUNT:YYYY-MM`` (monthly)
+    names the period the fee pays for.
+    """
+    if kind == "fee" and key.startswith("fee:") and key.count(":") == 2:
+        return f"fee for {key.rsplit(':', 1)[1]}"
+    return None
+
+
 def _sum_before(session: Session, account_id: int, moment: dt.datetime) -> Decimal:
     return session.scalar(
         select(func.coalesce(func.sum(LedgerEntry.amount), 0))
@@ -170,14 +182,15 @@ def statement(session: Session, account_id: int, start: dt.datetime,
     closing = _sum_before(session, account_id, end)
     rows = session.execute(
         select(LedgerEntry.id, LedgerEntry.created_at, LedgerEntry.kind, LedgerEntry.amount,
-               LedgerEntry.memo)
+               LedgerEntry.memo, LedgerEntry.idempotency_key)
         .where(LedgerEntry.account_id == account_id, LedgerEntry.created_at >= start,
                LedgerEntry.created_at < end)
         .order_by(LedgerEntry.created_at, LedgerEntry.id)).all()
     running = opening
     lines = []
     credits = debits = Decimal("0.00")
-    for entry_id, created_at, kind, amount, memo in rows:
+    for entry_id, created_at, kind, amount, memo, key in rows:
+        memo = memo or describe(kind, key)
         running += amount
         if amount >= 0:
             credits += amount

@@ -54,3 +54,24 @@ def test_fees_round_per_day_and_pass_zero_into_throttle_and_suspend(session):
     assert account.balance == Decimal("-7.28") and account.profile == "suspended"
     changes = session.execute(select(ProfileChange.profile).order_by(ProfileChange.id)).scalars()
     assert list(changes) == ["throttled", "suspended"]
+
+
+def test_a_fee_line_in_the_statement_says_which_period_it_pays_for(session):
+    from rating.cabinet_ops import statement
+
+    daily = make_tariff(session, fee="310.00", fee_period="daily")
+    monthly = make_tariff(session, fee="500.00", fee_period="monthly")
+    by_day = make_account(session, tariff=daily.name, balance="1000")
+    by_month = make_account(session, tariff=monthly.name, balance="1000")
+    session.commit()
+    fees.charge_day(session, dt.date(2026, 1, 7))
+    # The fee run writes no memo; the statement reads the period from the key.
+    assert session.scalar(select(func.count()).select_from(LedgerEntry)
+                          .where(LedgerEntry.memo.is_not(None))) == 0
+    start, end = dt.datetime(2020, 1, 1), dt.datetime(2100, 1, 1)
+    [day_line] = [line for line in statement(session, by_day.id, start, end).lines
+                  if line.kind == "fee"]
+    [month_line] = [line for line in statement(session, by_month.id, start, end).lines
+                    if line.kind == "fee"]
+    assert (day_line.memo, day_line.amount) == ("fee for 2026-01-07", Decimal("-10.00"))
+    assert (month_line.memo, month_line.amount) == ("fee for 2026-01", Decimal("-500.00"))
