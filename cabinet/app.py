@@ -15,7 +15,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from flask import Flask, current_app, g, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
 from flask_babel import Babel, get_locale
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -84,6 +84,9 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(views.blueprint)
     auth.apply_limits(app, limiter, csrf)
+    from cabinet import api, tokens
+    api.register(app)
+    app.register_blueprint(tokens.blueprint)
 
     formatting.register(app)
 
@@ -120,6 +123,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
 
     @app.errorhandler(404)
     def _not_found(_error):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": "not found"}), 404
         return render_template("error.html", code=404, message=None), 404
 
     @app.errorhandler(429)

@@ -13,7 +13,7 @@ import logging
 import uuid
 from functools import wraps
 
-from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect,
+from flask import (Blueprint, Response, abort, current_app, flash, redirect,
                    render_template, request, url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
@@ -320,17 +320,3 @@ def traffic():
                            previous=periods.shift_month(period.first_day, -1),
                            following=periods.shift_month(period.first_day, 1))
 
-
-@blueprint.route("/api/v1/accounts/<int:account_id>")
-@login_required
-@own_account
-def api_account(account_id: int):
-    account = _account()
-    return jsonify({
-        "id": account.id, "number": account.number, "name": account.name,
-        "state": account.state, "profile": account.profile,
-        "balance": f"{account.balance:.2f}", "credit_limit": f"{account.credit_limit:.2f}",
-        "tariff": None if account.tariff is None else {
-            "name": account.tariff.name, "rate_down_kbps": account.tariff.rate_down_kbps,
-            "rate_up_kbps": account.tariff.rate_up_kbps},
-    })
