@@ -10,8 +10,9 @@ from aaa.server import RadiusServer
 from tests import factories
 
 SECRET = b"storm-secret"
-SESSIONS = 300
-INTERIMS = 3
+SESSIONS = 1_000
+INTERIMS = 5
+OPEN_SESSIONS = 10_000
 
 
 def _start(ctx, **settings):
@@ -60,17 +61,21 @@ def test_retransmit_storm_totals_match(ctx):
             events.append((session_id, "Stop", octets, (INTERIMS + 1) * 300))
             expected_in += octets[0]
             expected_out += octets[1]
-        # Every event is sent 1-3 times; a third of the copies carry a
-        # different Acct-Delay-Time (a new packet by RFC 2866 §5.2).
+        # Every event is sent 1-3 times; 30 % of the retransmits carry a
+        # changed Acct-Delay-Time (a new packet by RFC 2866 §5.2, the same event).
         copies = []
+        changed = retransmits = 0
         for event in events:
             for copy in range(rng.randint(1, 3)):
-                delay = rng.choice([0, 0, 1, 5]) if copy else 0
+                delay = rng.randint(1, 30) if copy and rng.random() < 0.3 else 0
+                retransmits += bool(copy)
+                changed += bool(delay)
                 copies.append((event, delay))
+        assert 0.25 < changed / retransmits < 0.35
         rng.shuffle(copies)
         requests = [accounting_request(SECRET, index % 256, _pairs(*event, delay))
                     for index, (event, delay) in enumerate(copies)]
-        replies = blast(requests, ("127.0.0.1", server.acct_port), SECRET, deadline_s=25)
+        replies = blast(requests, ("127.0.0.1", server.acct_port), SECRET, deadline_s=90)
         assert len(replies) == len(requests)
     finally:
         server.stop()
@@ -90,8 +95,9 @@ def test_accounting_on_with_many_open_sessions(ctx):
     try:
         starts = [accounting_request(SECRET, index % 256,
                                      _pairs(f"open-{index}", "Start", (0, 0), 0, 0))
-                  for index in range(1000)]
-        assert len(blast(starts, ("127.0.0.1", server.acct_port), SECRET)) == 1000
+                  for index in range(OPEN_SESSIONS)]
+        assert len(blast(starts, ("127.0.0.1", server.acct_port), SECRET,
+                         deadline_s=90)) == OPEN_SESSIONS
         reboot = [accounting_request(SECRET, 0, [("Acct-Status-Type", "Accounting-On")])]
         assert len(blast(reboot, ("127.0.0.1", server.acct_port), SECRET)) == 1
     finally:
@@ -99,4 +105,4 @@ def test_accounting_on_with_many_open_sessions(ctx):
     with ctx.Session() as session:
         causes = session.execute(select(RadiusSession.terminate_cause, func.count())
                                  .group_by(RadiusSession.terminate_cause)).all()
-    assert causes == [("NAS-Reboot", 1000)]
+    assert causes == [("NAS-Reboot", OPEN_SESSIONS)]
