@@ -32,6 +32,7 @@ from functools import wraps
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from limits import parse as parse_limit
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -85,11 +86,18 @@ def amount(value: Decimal | None) -> str | None:
     return f"{value:.2f}"
 
 
-@blueprint.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     # abort() inside an API view, a CSRFError (a BadRequest) and the like.
     message = exc.description if exc.code == 400 and exc.description else None
     return error(exc.code or 500, message)
+
+
+# Flask looks for a handler by status code (blueprint, then app) before it
+# looks by class, and the app has HTML ones for 400 (CSRFError), 404, 429.
+blueprint.register_error_handler(HTTPException, _http_error)
+for _code in (400, 403, 404, 405, 413, 429):
+    blueprint.register_error_handler(_code, _http_error)
+blueprint.register_error_handler(CSRFError, _http_error)
 
 
 # -- who is calling ------------------------------------------------------------

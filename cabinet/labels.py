@@ -34,9 +34,12 @@ ACTIONS = {
     "promised.grant": _l("Promised payment taken"),
     "promised.repaid": _l("Promised payment repaid"),
     "promised.expired": _l("Promised payment expired"),
+    "api_token.create": _l("API token created"), "api_token.revoke": _l("API token revoked"),
 }
 
 FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
+          "name": _l("Name"), "prefix": _l("Token"), "scope": _l("Rights"),
+          "expires_at": _l("Expires"),
           "phone_landline": _l("Landline phone"), "amount": _l("Amount"),
           "due_at": _l("Due")}
 

@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from cabinet import labels
@@ -35,10 +36,14 @@ LIFETIMES = (("30", _l("30 days")), ("90", _l("90 days")), ("365", _l("1 year"))
              ("", _l("Never")))
 
 
+def _choices(pairs) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
 class TokenForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
     scope = SelectField(_l("Rights"), choices=[])
-    expires = SelectField(_l("Expires in"), choices=LIFETIMES, default="90")
+    expires = SelectField(_l("Expires in"), choices=_choices(LIFETIMES), default="90")
 
 
 class RevokeForm(FlaskForm):
@@ -47,8 +52,8 @@ class RevokeForm(FlaskForm):
 
 def _form() -> TokenForm:
     form = TokenForm()
-    form.scope.choices = [(scope, SCOPES[scope])
-                          for scope in api_tokens.allowed_scopes(current_user.role)]
+    form.scope.choices = _choices((scope, SCOPES[scope])
+                                  for scope in api_tokens.allowed_scopes(current_user.role))
     return form
 
 
