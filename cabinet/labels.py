@@ -34,6 +34,11 @@ ACTIONS = {
     "promised.grant": _l("Promised payment taken"),
     "promised.repaid": _l("Promised payment repaid"),
     "promised.expired": _l("Promised payment expired"),
+    "password_reset.request": _l("Password reset link requested"),
+    "password.reset": _l("Password reset by e-mail link"),
+    "notify.update": _l("Notification settings changed"),
+    "request.add": _l("Service request added"),
+    "request.status": _l("Service request updated"),
     "api_token.create": _l("API token created"), "api_token.revoke": _l("API token revoked"),
 }
 
@@ -41,7 +46,10 @@ FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
           "name": _l("Name"), "prefix": _l("Token"), "scope": _l("Rights"),
           "expires_at": _l("Expires"),
           "phone_landline": _l("Landline phone"), "amount": _l("Amount"),
-          "due_at": _l("Due")}
+          "due_at": _l("Due"), "channels": _l("Channels"),
+          "low_balance_threshold": _l("Low-balance threshold"),
+          "telegram_chat_id": _l("Telegram chat id"), "request": _l("Request No."),
+          "topic": _l("Topic"), "status": _l("Status"), "answer": _l("Answer")}
 
 # rating's DomainError sentences shown in the cabinet; anything else is
 # shown as it is.

@@ -20,6 +20,7 @@ COMMANDS = {
     "nas": ("scripts.admin:nas", "NAS clients: add, list."),
     "session": ("scripts.admin:session_group", "RADIUS sessions: list, kick."),
     "ledger": ("scripts.admin:ledger_command", "An account's ledger entries."),
+    "request": ("scripts.requests_cli:request_group", "Service requests: list, set status."),
     "fees": ("scripts.fees_cli:fees", "Fees: run the daily charge by hand."),
     "coa": ("scripts.coa_cli:coa", "CoA / Disconnect jobs: list."),
     "collector": ("scripts.collector_cli:collector_group", "NetFlow collector: stats."),
