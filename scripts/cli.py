@@ -17,6 +17,7 @@ COMMANDS = {
     "service": ("scripts.admin:service", "Network services: add (PPPoE, IPoE)."),
     "pool": ("scripts.admin:pool", "IP address pools: add, list."),
     "payment": ("scripts.admin:payment", "Payments: add."),
+    "voucher": ("scripts.vouchers_cli:voucher_group", "Vouchers (prepaid cards): issue, list."),
     "nas": ("scripts.admin:nas", "NAS clients: add, list."),
     "session": ("scripts.admin:session_group", "RADIUS sessions: list, kick."),
     "ledger": ("scripts.admin:ledger_command", "An account's ledger entries."),

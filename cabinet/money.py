@@ -1,0 +1,348 @@
+"""Money in: vouchers, online top-ups through a provider, and the money
+documents (statement PDF; a company's invoice and act).
+
+Every change is a POST with a CSRF token, except the provider's callback,
+which a bank's server sends: it carries no cookie and no token, so it is
+CSRF-exempt and proven by its signature instead. A viewer may download the
+documents but not pay or redeem. Figures come from rating/; this module
+only checks forms and lays pages out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from decimal import Decimal
+
+from flask import (Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect,
+                   render_template, request, url_for)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFProtect
+from wtforms import DecimalField, HiddenField, StringField
+from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
+
+from cabinet import labels, pdf, periods
+from cabinet.app import db
+from cabinet.formatting import money as show_money
+from cabinet.views import CONTACT_EDITORS
+from rating import cabinet_ops, documents, payments, vouchers
+from rating.accounts import DomainError
+from rating.models import Account
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("money", __name__)
+
+TESTPAY = "testpay"
+DOCUMENT_KINDS = ("invoice", "act")
+DOCUMENT_MONTHS = 12
+
+
+class VoucherForm(FlaskForm):
+    code = StringField(_l("Voucher code"), validators=[DataRequired(), Length(max=64)])
+
+
+class TopupForm(FlaskForm):
+    # Decimal, never float; the limits are rating.payments'.
+    amount = DecimalField(_l("Amount"), places=2, validators=[InputRequired()])
+
+
+class BankForm(FlaskForm):
+    decision = HiddenField(validators=[AnyOf(("pay", "decline"))])
+
+
+# -- helpers ------------------------------------------------------------------
+
+# rating's sentences shown here (labels.error_text translates them).
+MESSAGES = (_l("the voucher code is wrong"), _l("this voucher has already been used"),
+            _l("a closed account cannot be topped up"),
+            _l("a top-up must be an amount like 100 or 99.50"))
+_RANGE = re.compile(r"^a top-up must be between (?P<low>[0-9.]+) and (?P<high>[0-9.]+)$")
+
+
+def error_text(error: Exception) -> str:
+    match = _RANGE.match(str(error))
+    if match is None:
+        return labels.error_text(error)
+    text = _("a top-up must be between %(low)s and %(high)s",
+             low=show_money(Decimal(match["low"])), high=show_money(Decimal(match["high"])))
+    return text[:1].upper() + text[1:]
+
+
+def _settings():
+    return current_app.extensions["abonent"].settings
+
+
+def _actor() -> str:
+    return f"cabinet:{current_user.login}"
+
+
+def _may_pay() -> bool:
+    return current_user.role in CONTACT_EDITORS
+
+
+def _account() -> Account:
+    account = db().get(Account, current_user.account_id)
+    if account is None:
+        abort(404)
+    return account
+
+
+def testpay_enabled() -> bool:
+    return bool(current_app.config.get("TESTPAY_ENABLED"))
+
+
+def testpay() -> payments.TestPay:
+    """The test provider, or 404 when the operator has not turned it on."""
+    if not testpay_enabled():
+        abort(404)
+    secret = _settings().get("payments", "testpay_secret")
+    if not secret:
+        # One secret for every worker: derived from the cabinet's key.
+        secret = hmac.new(current_app.config["SECRET_KEY"].encode(), b"testpay",
+                          hashlib.sha256).hexdigest()
+    return payments.TestPay(secret, bank_url=request.script_root + "/testpay")
+
+
+def _topup_context(voucher_form=None, topup_form=None, **extra):
+    limits = payments.Limits.from_settings(_settings())
+    return dict(voucher_form=voucher_form or VoucherForm(),
+                topup_form=topup_form or TopupForm(), limits=limits,
+                online=testpay_enabled(), may_pay=_may_pay(),
+                balance=_account().balance, **extra)
+
+
+# -- top up: the page, vouchers, online payment -------------------------------
+
+@blueprint.route("/topup")
+@login_required
+def topup():
+    return render_template("topup.html", **_topup_context())
+
+
+@blueprint.route("/topup/voucher", methods=["POST"])
+@login_required
+def redeem_voucher():
+    if not _may_pay():
+        abort(403)
+    form = VoucherForm()
+    if not form.validate_on_submit():
+        return render_template("topup.html", **_topup_context(voucher_form=form)), 400
+    session = db()
+    try:
+        result = vouchers.redeem(session, _account(), form.code.data, actor=_actor())
+    except DomainError as error:
+        session.rollback()
+        # Only the address and the account: a code is as good as money.
+        log.info("cabinet.voucher_refused account_id=%s ip=%s reason=%s",
+                 current_user.account_id, request.remote_addr, type(error).__name__)
+        return render_template("topup.html", error=error_text(error),
+                               **_topup_context(voucher_form=form)), 400
+    session.commit()
+    if result.created:
+        flash(_("The voucher is redeemed: %(amount)s RUB credited.",
+                amount=show_money(result.amount)), "ok")
+    else:
+        flash(_("This voucher was already credited to your account."), "ok")
+    return redirect(url_for("main.payments"))
+
+
+@blueprint.route("/topup/online", methods=["POST"])
+@login_required
+def start_topup():
+    if not _may_pay():
+        abort(403)
+    provider = testpay()
+    form = TopupForm()
+    if not form.validate_on_submit():
+        return render_template("topup.html", **_topup_context(topup_form=form)), 400
+    session = db()
+    try:
+        _row, checkout = payments.start(session, provider, _account(), form.amount.data,
+                                        payments.Limits.from_settings(_settings()),
+                                        actor=_actor())
+    except DomainError as error:
+        session.rollback()
+        return render_template("topup.html", error=error_text(error),
+                               **_topup_context(topup_form=form)), 400
+    session.commit()
+    log.info("cabinet.topup_started account_id=%s provider=%s txn_id=%s",
+             current_user.account_id, provider.name, checkout.txn_id)
+    return redirect(checkout.redirect_url)
+
+
+@blueprint.route("/topup/return/<txn_id>")
+@login_required
+def topup_return(txn_id: str):
+    """Where the bank sends the subscriber back: the payment's state."""
+    row = payments.find(db(), TESTPAY, txn_id)
+    if row is None or row.account_id != current_user.account_id:
+        abort(404)
+    return render_template("topup_return.html", payment=row)
+
+
+# -- the test provider's bank page and callback ------------------------------
+
+def _bank_row(txn_id: str):
+    row = payments.find(db(), TESTPAY, txn_id)
+    if row is None:
+        abort(404)
+    return row
+
+
+@blueprint.route("/testpay/<txn_id>", methods=["GET", "POST"])
+def testpay_page(txn_id: str):
+    """The fake bank: Pay or Decline. Pressing a button makes the bank send
+    its signed notice, delivered here the way the callback URL takes it."""
+    provider = testpay()
+    row = _bank_row(txn_id)
+    form = BankForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        if row.status == "pending":
+            status = "paid" if form.decision.data == "pay" else "declined"
+            body, headers = provider.notice_body(row.txn_id, row.amount, status)
+            response, code = _accept_callback(provider, body, headers)
+            if code != 200:
+                abort(code)
+        return redirect(url_for("money.topup_return", txn_id=row.txn_id))
+    return render_template("testpay.html", payment=row, form=form)
+
+
+@blueprint.route("/payments/callback/testpay", methods=["POST"])
+def testpay_callback():
+    provider = testpay()
+    response, code = _accept_callback(provider, request.get_data(cache=False),
+                                      request.headers)
+    return response, code
+
+
+def _accept_callback(provider: payments.Provider, body: bytes, headers):
+    """Verify and settle one provider notice: (JSON, status code)."""
+    try:
+        notice = provider.verify_callback(body, headers)
+    except payments.PaymentError as error:
+        log.warning("payments.callback_refused provider=%s ip=%s reason=%s", provider.name,
+                    request.remote_addr, error)
+        return jsonify({"error": str(error)}), 400
+    session = db()
+    try:
+        result = payments.settle(session, provider.name, notice)
+    except payments.PaymentError as error:
+        session.rollback()
+        log.warning("payments.callback_refused provider=%s ip=%s txn_id=%s reason=%s",
+                    provider.name, request.remote_addr, notice.txn_id, error)
+        return jsonify({"error": str(error)}), 400
+    session.commit()
+    log.info("payments.callback provider=%s txn_id=%s status=%s credited=%s", provider.name,
+             notice.txn_id, result.status, result.credited)
+    return jsonify({"ok": True, "status": result.status, "credited": result.credited}), 200
+
+
+# -- documents ----------------------------------------------------------------
+
+def _timezone() -> str:
+    return current_app.config["BABEL_DEFAULT_TIMEZONE"]
+
+
+def _pdf_response(data: bytes, name: str) -> Response:
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@blueprint.route("/payments.pdf")
+@login_required
+def statement_pdf():
+    account = _account()
+    today = periods.local_today(_timezone())
+    try:
+        period = periods.days(periods.parse_day(request.args.get("from"), today.replace(day=1)),
+                              periods.parse_day(request.args.get("to"), today), _timezone())
+        statement = cabinet_ops.statement(db(), account.id, period.start_utc, period.end_utc)
+    except (periods.PeriodError, DomainError) as error:
+        return Response(labels.error_text(error) + "\n", status=400, mimetype="text/plain")
+    data = pdf.statement(account, period, statement)
+    return _pdf_response(data, f"statement-{account.number}-{period.first_day.isoformat()}-"
+                               f"{period.last_day.isoformat()}.pdf")
+
+
+def _company() -> Account:
+    account = _account()
+    if account.kind != "company":
+        abort(404)
+    return account
+
+
+@blueprint.route("/documents")
+@login_required
+def documents_page():
+    _company()
+    today = periods.local_today(_timezone())
+    first = today.replace(day=1)
+    months = [periods.shift_month(first, -n) for n in range(DOCUMENT_MONTHS)]
+    return render_template("documents.html", months=months)
+
+
+@blueprint.route("/documents/<any(invoice, act):kind>-<month>.pdf")
+@login_required
+def month_document(kind: str, month: str):
+    if kind not in DOCUMENT_KINDS:
+        abort(404)
+    account = _company()
+    today = periods.local_today(_timezone())
+    try:
+        period = periods.month(month, _timezone(), today)
+        if period.first_day > today:
+            abort(404)
+        document = documents.month_services(db(), account.id, period.first_day,
+                                            period.last_day, period.start_utc, period.end_utc)
+    except (periods.PeriodError, DomainError) as error:
+        return Response(labels.error_text(error) + "\n", status=400, mimetype="text/plain")
+    seller = _settings().get("payments", "seller")
+    data = pdf.month_document(kind, account, document, seller)
+    return _pdf_response(data, f"{kind}-{document.number}.pdf")
+
+
+# -- wiring -------------------------------------------------------------------
+
+def _account_key() -> str:
+    return f"account:{getattr(current_user, 'account_id', None)}"
+
+
+def _refused(response) -> bool:
+    return response.status_code == 400
+
+
+def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
+    """Register the blueprint, rate-limit wrong voucher codes (per account,
+    and per address with a higher ceiling for a CGNAT), exempt the signed
+    callback from CSRF."""
+    settings = app.extensions["abonent"].settings
+    app.config.setdefault("TESTPAY_ENABLED", settings.get("payments", "testpay_enabled"))
+    app.register_blueprint(blueprint)
+    endpoint = "money.redeem_voucher"
+    view = app.view_functions[endpoint]
+    view = limiter.limit(settings.get("payments", "voucher_limits_account"),
+                         key_func=_account_key, methods=["POST"], deduct_when=_refused,
+                         scope="voucher-account")(view)
+    view = limiter.limit(settings.get("payments", "voucher_limits_address"),
+                         key_func=get_remote_address, methods=["POST"], deduct_when=_refused,
+                         scope="voucher-address")(view)
+    app.view_functions[endpoint] = view
+    csrf.exempt(app.view_functions["money.testpay_callback"])
+
+
+@blueprint.errorhandler(429)
+def _too_many_codes(_error):
+    return render_template("topup.html", error=_("Too many wrong voucher codes. Please wait "
+                                                 "and try again later."),
+                           **_topup_context()), 429
+
