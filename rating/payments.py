@@ -177,8 +177,7 @@ def start(session: Session, provider: Provider, account: Account, amount, limits
     try:
         value = money(amount)
     except (ValueError, TypeError, ArithmeticError):
-        raise PaymentError(f"amount must be an amount like 100 or 99.50, not {amount!r}") \
-            from None
+        raise PaymentError("a top-up must be an amount like 100 or 99.50") from None
     if not limits.min_amount <= value <= limits.max_amount:
         raise PaymentError(f"a top-up must be between {limits.min_amount} and "
                            f"{limits.max_amount}")
