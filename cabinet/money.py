@@ -342,6 +342,8 @@ def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
 
 @blueprint.errorhandler(429)
 def _too_many_codes(_error):
+    if not current_user.is_authenticated:
+        return render_template("error.html", code=429, message=None), 429
     return render_template("topup.html", error=_("Too many wrong voucher codes. Please wait "
                                                  "and try again later."),
                            **_topup_context()), 429

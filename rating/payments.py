@@ -161,7 +161,10 @@ class TestPay:
         try:
             data = json.loads(body)
             txn_id, status = str(data["txn_id"]), str(data["status"])
-            amount = money(str(data["amount"]))
+            # The amount is a decimal string: a JSON number would be a float.
+            if not isinstance(data["amount"], str):
+                raise TypeError("the amount must be a string")
+            amount = money(data["amount"])
         except (ValueError, TypeError, KeyError, ArithmeticError):
             raise PaymentError("the callback body is not a payment notice") from None
         if status not in CALLBACK_STATUSES or not 0 < len(txn_id) <= 64:
