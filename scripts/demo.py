@@ -91,6 +91,8 @@ def demo(host, cabinet_port, auth_port, acct_port, collector_port, coa_port, sec
         session.commit()
     radius = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port)
     cabinet = CabinetServer(ctx, host=host, port=cabinet_port)
+    # The demo pays through the built-in test bank (off in production).
+    cabinet.app.config["TESTPAY_ENABLED"] = True
     collector = CollectorServer(ctx, host=host, port=collector_port)
     radius.start()
     collector.start()
