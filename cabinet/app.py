@@ -84,6 +84,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(views.blueprint)
     auth.apply_limits(app, limiter, csrf)
+    from cabinet import plans
+    app.register_blueprint(plans.blueprint)
     from cabinet import money
     money.init_app(app, limiter, csrf)
     from cabinet import selfservice

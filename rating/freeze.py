@@ -4,14 +4,40 @@ network suspended, back to active on the chosen day."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.db import money
 from rating import oplog, policies
 from rating.accounts import DomainError
 from rating.models import Account
 from rating.options import set_profile
+
+
+@dataclass(frozen=True)
+class FreezeRules:
+    """The operator's freeze terms (settings ``[freeze]``)."""
+
+    min_days: int = 7
+    max_days: int = 90
+    # Charged per frozen day instead of the tariff's fee.
+    fee_per_day: Decimal = Decimal("0.00")
+
+    @classmethod
+    def from_settings(cls, settings) -> "FreezeRules":
+        section = settings.section("freeze")
+        return cls(min_days=section["min_days"], max_days=section["max_days"],
+                   fee_per_day=money(section["fee_per_day"]))
+
+    def first_until(self, today: dt.date) -> dt.date:
+        """The earliest day a freeze started today may end on."""
+        return today + dt.timedelta(days=self.min_days)
+
+    def last_until(self, today: dt.date) -> dt.date:
+        return today + dt.timedelta(days=self.max_days)
 
 
 def freeze(session: Session, account: Account, until: dt.date, today: dt.date, *,

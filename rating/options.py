@@ -51,6 +51,28 @@ def active_options(session: Session, account_id: int, now: dt.datetime) -> list[
         AccountOption.ends_at > now).order_by(AccountOption.ends_at)))
 
 
+def on_sale(session: Session) -> list[OptionType]:
+    """The option catalogue, turbos first, cheapest first."""
+    return list(session.scalars(select(OptionType).order_by(
+        OptionType.kind.desc(), OptionType.price, OptionType.code)))
+
+
+def check(session: Session, account: Account, code: str, now: dt.datetime) -> OptionType:
+    """A read-only check, so a page can say beforehand why an option cannot
+    be bought; ``buy`` itself relies on the guarded debit for the money."""
+    option = session.scalar(select(OptionType).where(OptionType.code == code))
+    if option is None:
+        raise DomainError("this option is not on sale")
+    if account.state != "active":
+        raise DomainError("options can be bought only on an active account")
+    if option.kind == "turbo" and any(o.option_type.kind == "turbo"
+                                      for o in active_options(session, account.id, now)):
+        raise DomainError("a turbo is already active")
+    if account.balance - option.price < -account.credit_limit:
+        raise DomainError("not enough money for this option")
+    return option
+
+
 def set_profile(session: Session, account: Account, profile: str, reason: str) -> bool:
     """Change the profile and write the outbox, in the caller's transaction."""
     if account.profile == profile:

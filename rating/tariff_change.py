@@ -7,13 +7,13 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rating import oplog
 from rating.accounts import DomainError, find_tariff
-from rating.models import Account, ProfileChange, Tariff
-from rating.tariffs import daily_fee, days_in_month
+from rating.models import Account, LedgerEntry, OperationLog, ProfileChange, Tariff
+from rating.tariffs import daily_fee, days_in_month, fee_key
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,42 @@ def allowed_from(account: Account, tariff: Tariff) -> dt.datetime | None:
     return account.tariff_changed_at + dt.timedelta(days=tariff.switch_min_days)
 
 
+def check_limit(account: Account, tariff: Tariff, now: dt.datetime) -> None:
+    """Raise DomainError while the frequency limit forbids switching to ``tariff``."""
+    limit = allowed_from(account, tariff)
+    if limit is not None and now < limit:
+        raise DomainError(f"the tariff can be changed again from {limit:%Y-%m-%d}")
+
+
+def offers(session: Session, account: Account) -> list[Tariff]:
+    """The tariffs this account may switch to: offered ones other than its own."""
+    query = select(Tariff).where(Tariff.archived.is_(False))
+    if account.tariff_id is not None:
+        query = query.where(Tariff.id != account.tariff_id)
+    return list(session.scalars(query.order_by(Tariff.fee, Tariff.name)))
+
+
+def offer(session: Session, account: Account, tariff_id) -> Tariff:
+    """The offered tariff with this id (as a form sends it); anything else,
+    an unknown, archived or the current tariff, is a DomainError."""
+    try:
+        number = int(tariff_id)
+    except (TypeError, ValueError):
+        number = 0
+    tariff = session.get(Tariff, number) if 0 < number < 2 ** 31 else None
+    if tariff is None or tariff.archived or tariff.id == account.tariff_id:
+        raise DomainError("this tariff is not offered to the account")
+    return tariff
+
+
+def switch_again_from(session: Session, now: dt.datetime) -> dt.datetime | None:
+    """After a change made at ``now``: from when the frequency limit lets the
+    account switch to any offered tariff again (None: no limit)."""
+    longest = session.scalar(select(func.max(Tariff.switch_min_days))
+                             .where(Tariff.archived.is_(False)))
+    return now + dt.timedelta(days=longest) if longest else None
+
+
 def preview(session: Session, account: Account, tariff_name: str, when: str,
             today: dt.date) -> Preview:
     tariff = find_tariff(session, tariff_name)
@@ -52,24 +88,78 @@ def preview(session: Session, account: Account, tariff_name: str, when: str,
     # billed from tomorrow, so no day is charged twice.
     starts_on = today + dt.timedelta(days=1) if when == "now" else _first_of_next_month(today)
     per_day = daily_fee(tariff.fee, starts_on) if tariff.fee_period == "daily" else None
+    if per_day is not None:
+        on_start = per_day
+    elif _month_fee_charged(session, account, starts_on):
+        # A monthly fee is keyed per account and month: a month already
+        # paid is not charged again, the new fee comes with the next month.
+        on_start = Decimal("0.00")
+    else:
+        on_start = tariff.fee
     return Preview(tariff=tariff.name, starts_on=starts_on, when=when, fee_per_day=per_day,
-                   fee_per_month=tariff.fee,
-                   charged_on_start=per_day if per_day is not None else tariff.fee,
+                   fee_per_month=tariff.fee, charged_on_start=on_start,
                    rate_down_kbps=tariff.rate_down_kbps, rate_up_kbps=tariff.rate_up_kbps)
+
+
+def _month_fee_charged(session: Session, account: Account, day: dt.date) -> bool:
+    key = fee_key(account.id, "monthly", day)
+    return session.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)) \
+        is not None
 
 
 def change(session: Session, account: Account, tariff_name: str, when: str,
            now: dt.datetime, today: dt.date, *, actor: str = "subscriber") -> Preview:
     plan = preview(session, account, tariff_name, when, today)
     tariff = find_tariff(session, tariff_name)
-    limit = allowed_from(account, tariff)
-    if limit is not None and now < limit:
-        raise DomainError(f"the tariff can be changed again from {limit:%Y-%m-%d}")
+    check_limit(account, tariff, now)
+    previous = account.tariff_changed_at
     account.next_tariff_id = tariff.id
     account.next_tariff_from = plan.starts_on
     account.tariff_changed_at = now
+    # The moment the limit counted from before, so a cancel can give it back.
     oplog.record(session, account_id=account.id, actor=actor, action="tariff.change",
-                 tariff=tariff.name, starts_on=plan.starts_on)
+                 tariff=tariff.name, starts_on=plan.starts_on,
+                 previous_changed_at=previous.isoformat() if previous else None)
+    return plan
+
+
+@dataclass(frozen=True)
+class Pending:
+    tariff: str
+    starts_on: dt.date
+
+
+def pending(session: Session, account: Account) -> Pending | None:
+    """The ordered change that has not started yet, if any."""
+    if account.next_tariff_id is None:
+        return None
+    tariff = session.get(Tariff, account.next_tariff_id)
+    return Pending(tariff=tariff.name, starts_on=account.next_tariff_from)
+
+
+def cancel(session: Session, account: Account, today: dt.date, *,
+           actor: str = "subscriber") -> Pending:
+    """Withdraw an ordered change before its start day.
+
+    The change never happened, so the frequency limit counts again from the
+    change before it (kept in the order's log line).
+    """
+    plan = pending(session, account)
+    if plan is None:
+        raise DomainError("there is no tariff change to cancel")
+    if plan.starts_on <= today:
+        raise DomainError("the tariff change has already started")
+    order = session.scalar(select(OperationLog).where(
+        OperationLog.account_id == account.id, OperationLog.action == "tariff.change")
+        .order_by(OperationLog.id.desc()).limit(1))
+    details = order.details if order is not None else {}
+    if "previous_changed_at" in details:
+        previous = details["previous_changed_at"]
+        account.tariff_changed_at = dt.datetime.fromisoformat(previous) if previous else None
+    account.next_tariff_id = None
+    account.next_tariff_from = None
+    oplog.record(session, account_id=account.id, actor=actor, action="tariff.cancel",
+                 tariff=plan.tariff, starts_on=plan.starts_on)
     return plan
 
 
