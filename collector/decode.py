@@ -54,7 +54,11 @@ V5_RECORD = np.dtype([
     ("tos", "u1"), ("src_as", ">u2"), ("dst_as", ">u2"), ("src_mask", "u1"), ("dst_mask", "u1"),
     ("pad2", ">u2"),
 ])
-assert V5_RECORD.itemsize == 48 and V5_HEADER.size == 24
+V5_HEADER_DTYPE = np.dtype([
+    ("version", ">u2"), ("count", ">u2"), ("uptime", ">u4"), ("secs", ">u4"), ("nsecs", ">u4"),
+    ("sequence", ">u4"), ("engine_type", "u1"), ("engine_id", "u1"), ("sampling", ">u2"),
+])
+assert V5_RECORD.itemsize == 48 and V5_HEADER.size == V5_HEADER_DTYPE.itemsize == 24
 V5_MAX_RECORDS = 30
 
 V9_HEADER = struct.Struct(">HHIIII")      # version, count, uptime, secs, sequence, source id
@@ -225,16 +229,14 @@ class Decoder:
 
     # -- public API ---------------------------------------------------------
 
-    def decode(self, datagrams: Iterable[tuple[object, bytes]], now: float | None = None,
-               packet_keys: list | None = None) -> np.ndarray:
+    def decode(self, datagrams: Iterable[tuple[object, bytes]],
+               now: float | None = None) -> np.ndarray:
         """Decode ``(exporter, payload)`` pairs into one FLOW_DTYPE array.
 
         ``exporter`` is any hashable naming the sender (its IP address).
-        When ``packet_keys`` is a list, a replay key per accepted export
-        packet is appended to it (see ``packet_key``).
         """
         now = _time.time() if now is None else now
-        v5_chunks, v5_meta = [], []
+        v5 = []
         parts = []
         self._groups = {}
         received = 0
@@ -244,34 +246,24 @@ class Decoder:
                 self._drop("truncated")
                 continue
             version = (data[0] << 8) | data[1]
+            if version == 5:
+                v5.append((exporter, data))    # decoded together below
+                continue
             try:
-                if version == 5:
-                    chunk, meta = self._v5(exporter, data)
-                    if chunk is not None:
-                        v5_chunks.append(chunk)
-                        v5_meta.append(meta)
-                    else:
-                        continue
-                elif version == 9:
-                    if not self._v9(exporter, data, now):
-                        continue
+                if version == 9:
+                    self._v9(exporter, data, now)
                 elif version == 10:
-                    if not self._ipfix(exporter, data, now):
-                        continue
+                    self._ipfix(exporter, data, now)
                 else:
                     self._drop("bad_version")
-                    continue
             except (struct.error, ValueError, IndexError, TypeError, OverflowError):
                 self._drop("malformed")
-                continue
-            if packet_keys is not None:
-                packet_keys.append(packet_key(exporter, data))
         self.counters.add("packets", received)
         self._expire_held(now)
         groups, self._groups = self._groups, {}
         try:
-            if v5_chunks:
-                parts.append(self._v5_flows(v5_chunks, v5_meta))
+            if v5:
+                parts.append(self._v5_batch(v5))
             for template, chunks, metas in groups.values():
                 flows = self._group_flows(template, chunks, metas)
                 if flows is not None:
@@ -296,44 +288,92 @@ class Decoder:
 
     # -- NetFlow v5 ----------------------------------------------------------
 
-    def _v5(self, exporter, data: bytes):
-        if len(data) < 24:
-            self._drop("truncated")
-            return None, None
-        _, count, uptime, secs, nsecs, sequence, etype, eid, sampling = V5_HEADER.unpack_from(data)
-        if count == 0 or count > V5_MAX_RECORDS:
-            self._drop("malformed")
-            return None, None
-        if len(data) < 24 + 48 * count:
-            self._drop("truncated")
-            return None, None
-        self._sequence(exporter, 5, (etype << 8) | eid, sequence, count, "sequence_lost_flows")
-        rate = sampling & 0x3FFF if sampling >> 14 else 1
-        return (data[24:24 + 48 * count],
-                (count, secs * 1000 + nsecs // 1_000_000 - uptime, max(rate, 1)))
-
-    def _v5_flows(self, chunks, meta) -> np.ndarray:
-        # One frombuffer over the joined records of the whole batch.
-        records = np.frombuffer(b"".join(chunks), V5_RECORD)
-        counts = np.fromiter((m[0] for m in meta), np.int64, len(meta))
-        boot_ms = np.repeat(np.fromiter((m[1] for m in meta), np.int64, len(meta)), counts)
-        rates = [m[2] for m in meta]
+    def _v5_batch(self, items: list) -> np.ndarray:
+        """Every v5 datagram of a batch at once: the headers become one array,
+        validity, sequence numbers and sampling are checked as arrays, and
+        the records of all good datagrams are read by one ``frombuffer``."""
+        short = [len(data) < V5_HEADER.size for _, data in items]
+        if any(short):
+            for _ in range(sum(short)):
+                self._drop("truncated")
+            items = [item for item, bad in zip(items, short) if not bad]
+            if not items:
+                return EMPTY_FLOWS
+        head = np.frombuffer(b"".join([data[:24] for _, data in items]), V5_HEADER_DTYPE)
+        counts = head["count"].astype(np.int64)
+        lengths = np.fromiter((len(data) for _, data in items), np.int64, len(items))
+        malformed = (counts == 0) | (counts > V5_MAX_RECORDS)
+        truncated = ~malformed & (lengths < 24 + 48 * counts)
+        good = ~(malformed | truncated)
+        if not good.all():
+            self.counters.add("drops", int((~good).sum()))
+            self.counters.add("drops_malformed", int(malformed.sum()))
+            self.counters.add("drops_truncated", int(truncated.sum()))
+            keep = np.flatnonzero(good)
+            items = [items[i] for i in keep]
+            head, counts = head[keep], counts[keep]
+            if not items:
+                return EMPTY_FLOWS
+        self._v5_sequences(items, head, counts)
+        records = np.frombuffer(b"".join([data[24:24 + 48 * int(n)] for (_, data), n
+                                          in zip(items, counts)]), V5_RECORD)
+        boot_ms = (head["secs"].astype(np.int64) * 1000
+                   + head["nsecs"].astype(np.int64) // 1_000_000
+                   - head["uptime"].astype(np.int64))
+        sampling = head["sampling"].astype(np.int64)
+        rates = np.where(sampling >> 14 != 0, np.maximum(sampling & 0x3FFF, 1), 1)
         out = np.empty(len(records), FLOW_DTYPE)
-        out["time"] = (boot_ms + records["first"].astype(np.int64)) // 1000
+        out["time"] = (np.repeat(boot_ms, counts) + records["first"].astype(np.int64)) // 1000
         out["src_hi"] = 0
         out["src_lo"] = records["src"]
         out["dst_hi"] = 0
         out["dst_lo"] = records["dst"]
         out["v6"] = 0
         out["proto"] = records["proto"]
-        if max(rates) == 1:
+        if rates.max() == 1:
             out["bytes"] = records["bytes"]
             out["packets"] = records["packets"]
         else:
-            rate = np.repeat(np.asarray(rates, np.uint64), counts)
+            rate = np.repeat(rates.astype(np.uint64), counts)
             out["bytes"] = records["bytes"].astype(np.uint64) * rate
             out["packets"] = records["packets"].astype(np.uint64) * rate
         return out
+
+    def _v5_sequences(self, items: list, head: np.ndarray, counts: np.ndarray) -> None:
+        """Flow sequence numbers per (exporter, engine), in arrival order.
+
+        Without a late packet the losses of a run are the sum of its gaps,
+        an array expression; a run with a late packet is walked one datagram
+        at a time (``_sequence``), which is what the arrays stand for.
+        """
+        exporters: dict = {}
+        exporter_of = np.fromiter((exporters.setdefault(exporter, len(exporters))
+                                   for exporter, _ in items), np.int64, len(items))
+        engine = (head["engine_type"].astype(np.int64) << 8) | head["engine_id"]
+        group = (exporter_of << 16) | engine
+        names = list(exporters)
+        sequence = head["sequence"].astype(np.int64)
+        several = len(exporters) > 1 or engine.min() != engine.max()
+        for value in np.unique(group) if several else group[:1]:
+            rows = np.flatnonzero(group == value) if several else slice(None)
+            seq, n = sequence[rows], counts[rows]
+            exporter, domain = names[int(value) >> 16], int(value) & 0xFFFF
+            key = (exporter, 5, domain)
+            expected = np.empty(len(seq), np.int64)
+            expected[1:] = (seq[:-1] + n[:-1]) & 0xFFFFFFFF
+            previous = self.sequences.get(key)
+            expected[0] = seq[0] if previous is None else previous
+            gaps = (seq - expected) & 0xFFFFFFFF
+            if (gaps >= 0x80000000).any():
+                for one, many in zip(seq.tolist(), n.tolist()):
+                    self._sequence(exporter, 5, domain, one, many, "sequence_lost_flows")
+                continue
+            lost = int(gaps.sum())
+            if lost:
+                self.counters.add("sequence_lost_flows", lost)
+            self.sequences[key] = int(seq[-1] + n[-1]) & 0xFFFFFFFF
+            if len(self.sequences) > 4 * self.limits.max_templates:
+                self.sequences.pop(next(iter(self.sequences)))
 
     # -- NetFlow v9 ----------------------------------------------------------
 
@@ -746,7 +786,12 @@ class Decoder:
         self.counters.add("drops_" + reason)
 
 
-def packet_key(exporter, data: bytes) -> bytes:
+def exporter_seed(exporter) -> int:
+    """The CRC-32 of an exporter's name: the start value of its packet keys."""
+    return zlib.crc32(str(exporter).encode())
+
+
+def packet_key(exporter, data: bytes, seed: int | None = None) -> bytes:
     """16 bytes naming one export packet from one exporter (replay detection).
 
     The header's times and sequence number (bytes 4..16 in v5, v9 and IPFIX)
@@ -754,5 +799,6 @@ def packet_key(exporter, data: bytes) -> bytes:
     gives the same key, two different packets practically never do. It costs
     a fraction of a cryptographic hash, which matters at 100k packets/s.
     """
-    return zlib.crc32(data, zlib.crc32(str(exporter).encode())).to_bytes(4, "big") + \
-        data[4:16].ljust(12, b"\0")
+    if seed is None:
+        seed = exporter_seed(exporter)
+    return zlib.crc32(data, seed).to_bytes(4, "big") + data[4:16].ljust(12, b"\0")

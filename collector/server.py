@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from collector.attribute import AddressTable, TrafficClasses, attribute, load_address_table
-from collector.decode import Counters, Decoder, DecoderLimits, packet_key
+from collector.decode import Counters, Decoder, DecoderLimits, exporter_seed, packet_key
 from collector.rollup import ReplayGuard, Rollup, prune_packets, upsert_rollups
 
 log = logging.getLogger("abonent.collector")
@@ -54,15 +54,25 @@ class Pipeline:
         self.classes = classes or TrafficClasses()
         self.rollup = Rollup()
         self.guard = ReplayGuard(replay_capacity)
+        self._seeds: dict = {}       # exporter -> CRC-32 of its name (packet keys)
 
     def ingest(self, datagrams: Sequence[tuple[object, bytes]], now: float | None = None) -> int:
         """One batch of ``(exporter, payload)``; returns the number of flows decoded."""
         fresh = []
+        seeds, accept = self._seeds, self.guard.accept
+        replayed = 0
         for exporter, data in datagrams:
-            if self.guard.accept(packet_key(exporter, data)):
+            seed = seeds.get(exporter)
+            if seed is None:
+                if len(seeds) > 65536:
+                    seeds.clear()
+                seed = seeds[exporter] = exporter_seed(exporter)
+            if accept(packet_key(exporter, data, seed)):
                 fresh.append((exporter, data))
             else:
-                self.counters.add("replayed_packets")
+                replayed += 1
+        if replayed:
+            self.counters.add("replayed_packets", replayed)
         flows = self.decoder.decode(fresh, now)
         if len(flows):
             result = attribute(flows, self.table, self.classes)
