@@ -111,8 +111,9 @@ class _FamilyTable:
         table.lease_accounts = np.zeros(0, np.int64)
         return table
 
-    dense_top = None     # IPv4 only: /16 → block number (-1: no subscriber there)
-    dense_blocks = None  # (blocks, 65536) int32: range index per address, -1 none
+    dense_top = None     # IPv4 only: /16 → block number (the last block: no subscriber)
+    dense_flat = None    # (blocks + 1) × 65536 int32: range index per address, -1 none
+    static_or_none = None  # ``static`` and NO_ACCOUNT after it: static_or_none[-1]
 
     def build_dense(self, max_blocks: int = 256) -> None:
         """IPv4: a direct map per used /16 (256 KiB each), when few enough are used.
@@ -130,9 +131,11 @@ class _FamilyTable:
                                                            last16[spans > 1])]))
         if len(used) > max_blocks:
             return
-        top = np.full(65536, -1, np.int32)
-        top[used] = np.arange(len(used), dtype=np.int32)
-        blocks = np.full((len(used), 65536), -1, np.int32)
+        # Unused /16s point at one extra block of -1s, so a lookup is two
+        # gathers with no mask.
+        top = np.full(65536, len(used), np.int64)
+        top[used] = np.arange(len(used))
+        blocks = np.full((len(used) + 1, 65536), -1, np.int32)
         single = self.starts == self.ends
         index = np.arange(len(self.starts), dtype=np.int32)
         addresses = self.starts[single].astype(np.int64)
@@ -143,7 +146,8 @@ class _FamilyTable:
                 low = max(first, block << 16) & 0xFFFF
                 high = min(last, (block << 16) | 0xFFFF) & 0xFFFF
                 blocks[top[block], low:high + 1] = i
-        self.dense_top, self.dense_blocks = top, blocks
+        self.dense_top, self.dense_flat = top << 16, blocks.reshape(-1)
+        self.static_or_none = np.append(self.static, np.int64(NO_ACCOUNT))
 
     @property
     def nbytes(self) -> int:
@@ -152,18 +156,13 @@ class _FamilyTable:
         if self.ends is not self.starts:
             arrays.append(self.ends)
         if self.dense_top is not None:
-            arrays += [self.dense_top, self.dense_blocks]
+            arrays += [self.dense_top, self.dense_flat, self.static_or_none]
         return sum(a.nbytes for a in arrays)
 
     def _index(self, keys: np.ndarray):
         """Range index per key and whether the key is inside that range."""
         if self.dense_top is not None:
-            block = self.dense_top[(keys >> np.uint64(16)).astype(np.intp)]
-            inside = block >= 0
-            i = np.full(len(keys), -1, np.int64)
-            chosen = np.flatnonzero(inside)
-            i[chosen] = self.dense_blocks[block[chosen],
-                                          (keys[chosen] & np.uint64(0xFFFF)).astype(np.intp)]
+            i = self._dense(keys).astype(np.int64)
             inside = i >= 0
             i[~inside] = 0
             return i, inside
@@ -176,7 +175,14 @@ class _FamilyTable:
             inside &= keys <= self.ends[i]
         return i, inside
 
+    def _dense(self, keys: np.ndarray) -> np.ndarray:
+        """Range index per IPv4 key, -1 where none: two gathers."""
+        keys = keys.astype(np.int64)
+        return self.dense_flat[self.dense_top[keys >> 16] | (keys & 0xFFFF)]
+
     def lookup(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+        if self.dense_top is not None and not len(self.lease_keys) and len(keys):
+            return self.static_or_none[self._dense(keys)]   # -1 → the NO_ACCOUNT at the end
         result = np.full(len(keys), NO_ACCOUNT, np.int64)
         if not len(self.starts) or not len(keys):
             return result

@@ -5,6 +5,7 @@ import ipaddress
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from collector.attribute import (NO_ACCOUNT, AddressTable, Assignment, TrafficClasses,
                                  attribute)
@@ -49,7 +50,7 @@ def test_an_address_that_moves_between_accounts_mid_hour(direct_map):
         Assignment(9, "100.64.0.8"),                      # static
     ])
     if not direct_map:       # the binary-search path (many /16s in use)
-        table.v4.dense_top = table.v4.dense_blocks = None
+        table.v4.dense_top = table.v4.dense_flat = None
     assert lookup(table, "100.64.0.7", T0 - dt.timedelta(seconds=1)) == NO_ACCOUNT
     assert lookup(table, "100.64.0.7", T0 + dt.timedelta(minutes=5)) == 1
     assert lookup(table, "100.64.0.7", T0 + dt.timedelta(minutes=20)) == 2
@@ -71,7 +72,7 @@ def test_ipv6_prefixes_and_ipv4_prefixes(direct_map):
     table = AddressTable([Assignment(7, "2001:db8:100::/56"), Assignment(8, "2001:db8:200::/64"),
                           Assignment(4, "192.0.2.0/30"), Assignment(5, "10.2.0.0/15")])
     if not direct_map:
-        table.v4.dense_top = table.v4.dense_blocks = None
+        table.v4.dense_top = table.v4.dense_flat = None
     assert lookup(table, "10.2.0.0", T0) == 5 and lookup(table, "10.3.255.255", T0) == 5
     assert lookup(table, "10.4.0.0", T0) == NO_ACCOUNT
     assert lookup(table, "10.1.255.255", T0) == NO_ACCOUNT
@@ -148,3 +149,30 @@ def test_rollup_merges_batches_exactly_across_compactions():
             ["in", "out"].index(r["direction"])): [r["bytes"], r["packets"]]
            for r in rollup.take(["internet", "local"])}
     assert got == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 50),                       # account
+                          st.integers(0, 3), st.integers(0, 255), st.integers(0, 255),
+                          st.sampled_from([32, 32, 32, 30, 24, 15])),   # prefix length
+                min_size=1, max_size=30),
+       st.lists(st.tuples(st.integers(0, 4), st.integers(0, 255), st.integers(0, 255)),
+                min_size=1, max_size=200),
+       st.booleans())
+def test_direct_map_and_binary_search_agree(assignments, probes, with_lease):
+    """The /16 direct map (with its shortcut when no lease is loaded) answers
+    exactly what the sorted-range search answers."""
+    items = [Assignment(account, str(ipaddress.ip_network(
+        f"10.{block}.{c}.{d}/{length}", strict=False)))
+        for account, block, c, d, length in assignments]
+    if with_lease:
+        items.append(Assignment(99, "10.4.0.1", T0, T0 + dt.timedelta(minutes=10)))
+    dense, search = AddressTable(items), AddressTable(items)
+    search.v4.dense_top = search.v4.dense_flat = None
+    assert dense.v4.dense_top is not None
+    keys = np.array([(10 << 24) | (b << 16) | (c << 8) | d for b, c, d in probes], np.uint64)
+    times = np.full(len(keys), ts(T0 + dt.timedelta(minutes=5)), np.int64)
+    zeros = np.zeros(len(keys), np.uint64)
+    v6 = np.zeros(len(keys), np.uint8)
+    assert dense.lookup(zeros, keys, v6, times).tolist() == \
+        search.lookup(zeros, keys, v6, times).tolist()
