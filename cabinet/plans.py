@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("plans", __name__)
 
 WHENS = ("now", "next_period")
+DAY_FORMAT = "d MMMM y"  # 24 ноября 2026, 24 November 2026
 
 # rating's sentences on these pages, marked for the catalogue (labels.error_text
 # translates any sentence the catalogue holds).
@@ -131,7 +132,8 @@ def long_date(day: dt.date | dt.datetime | None) -> str:
         return "—"
     if isinstance(day, dt.datetime):
         day = day.replace(tzinfo=dt.timezone.utc)
-    return format_date(day, "long")
+    # Not "long": Russian's ends in "г.", which a sentence's full stop doubles.
+    return format_date(day, DAY_FORMAT)
 
 
 def time_left(ends_at: dt.datetime, now: dt.datetime) -> str:

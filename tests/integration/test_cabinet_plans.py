@@ -71,7 +71,7 @@ def _first_of_next_month(day: dt.date) -> dt.date:
 
 
 def _long(day: dt.date, locale: str = "en") -> str:
-    return format_date(day, "long", locale=locale)
+    return format_date(day, "d MMMM y", locale=locale)
 
 
 def form_fields(html: str, action: str) -> dict[str, str]:
@@ -298,7 +298,10 @@ def test_freeze_within_bounds_then_unfreeze_early(owner, cabinet_ctx, plan):
     account = _account(cabinet_ctx, subscriber.account_id)
     assert (account.state, account.frozen_until, account.profile) == \
         ("frozen", until, "suspended")
-    assert f'<strong>Frozen until {_long(until)}.</strong>' in owner.get("/").text
+    overview = owner.get("/").text
+    assert f'<strong>Frozen until {_long(until)}.</strong>' in overview
+    assert "The account is frozen at your request, so the access is off." in overview
+    assert "below the credit limit" not in overview
     page = owner.get("/freeze").text
     assert 'data-test="unfreeze"' in page and 'data-test="freeze"' not in page
 
