@@ -1,7 +1,7 @@
-"""Fee jobs on two scheduler "nodes" over 60 simulated days with an outage."""
+"""Fee jobs on two scheduler processes over 60 simulated days with an outage."""
 
 import datetime as dt
-import threading
+import multiprocessing
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -12,24 +12,39 @@ from tests.conftest import make_context
 from tests.factories import make_account, make_tariff
 
 
+def _scheduler_node(db_url, start, days, outage, barrier, done):
+    """One scheduler process: each simulated day, both nodes fire at once."""
+    node = make_context(db_url)
+    try:
+        for offset in range(days):
+            today = start + dt.timedelta(days=offset)
+            barrier.wait(timeout=120)
+            if today in outage:
+                continue  # both nodes down: the next run catches up
+            jobs.run_fees(node.engine, node.Session, today)
+        done.put("ok")
+    finally:
+        node.dispose()
+
+
 def test_two_schedulers_over_60_days_with_an_outage_charge_once_a_day(db_url):
-    node_a, node_b = make_context(db_url), make_context(db_url)
+    node_a = make_context(db_url)
     with node_a.Session() as session:
         tariff = make_tariff(session, fee="300.00", fee_period="daily")
         ids = [make_account(session, tariff=tariff.name, balance="10000").id for _ in range(25)]
         session.commit()
     start = dt.date(2026, 3, 1)
     outage = {start + dt.timedelta(days=d) for d in (20, 21, 22)}
-    for offset in range(60):
-        today = start + dt.timedelta(days=offset)
-        if today in outage:
-            continue  # both nodes down: the next run catches up
-        threads = [threading.Thread(target=jobs.run_fees, args=(n.engine, n.Session, today))
-                   for n in (node_a, node_b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    spawn = multiprocessing.get_context("spawn")
+    barrier, done = spawn.Barrier(2), spawn.Queue()
+    nodes = [spawn.Process(target=_scheduler_node, args=(db_url, start, 60, outage, barrier, done))
+             for _ in range(2)]
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        node.join(300)
+    assert [node.exitcode for node in nodes] == [0, 0]
+    assert [done.get(timeout=5) for _ in nodes] == ["ok", "ok"]
     with node_a.Session() as session:
         fees_per_account = session.execute(
             select(LedgerEntry.account_id, func.count()).where(LedgerEntry.kind == "fee")
@@ -46,7 +61,6 @@ def test_two_schedulers_over_60_days_with_an_outage_charge_once_a_day(db_url):
         assert ledger.balance_mismatches(session) == []
     assert jobs.last_fee_day(node_a.Session) == start + dt.timedelta(days=59)
     node_a.dispose()
-    node_b.dispose()
 
 
 def test_the_lock_lets_one_node_in(pg_url):
