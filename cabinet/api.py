@@ -30,7 +30,7 @@ import time
 from decimal import Decimal
 from functools import wraps
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from limits import parse as parse_limit
@@ -124,25 +124,42 @@ def _over_limit(token_id: int):
                  **{"Retry-After": str(retry_after)})
 
 
+def bearer_caller():
+    """``(caller, None)`` for a valid token in this request's Authorization
+    header, else ``(None, the error answer)``. Checked once per request."""
+    if "api_bearer" in g:
+        return g.api_bearer
+    scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        result = None, error(401, "the Authorization header must be 'Bearer <token>'",
+                             **{"WWW-Authenticate": 'Bearer realm="abonent"'})
+    else:
+        found = api_tokens.authenticate(db(), secret, utcnow())
+        if found is None:
+            # Never the token itself in a log line.
+            log.info("cabinet.api_token_refused ip=%s", request.remote_addr)
+            result = None, error(401, "the token is unknown, revoked or expired",
+                                 **{"WWW-Authenticate": 'Bearer realm="abonent", '
+                                                        'error="invalid_token"'})
+        else:
+            result = found, _over_limit(found.token_id)
+            if result[1] is not None:
+                result = None, result[1]
+    g.api_bearer = result
+    return result
+
+
 def authenticated(view):
-    """A bearer token or a logged-in session; sets ``g.api_caller``."""
+    """A bearer token or a logged-in session; sets ``g.api_caller``.
+
+    With an Authorization header the cookie is not looked at: a browser
+    that is logged in but sends a bad token is refused.
+    """
     @wraps(view)
     def wrapper(**kwargs):
-        header = request.headers.get("Authorization")
-        if header is not None:
-            scheme, _, secret = header.strip().partition(" ")
-            secret = secret.strip()
-            if scheme.lower() != "bearer" or not secret:
-                return error(401, "the Authorization header must be 'Bearer <token>'",
-                             **{"WWW-Authenticate": 'Bearer realm="abonent"'})
-            found = api_tokens.authenticate(db(), secret, utcnow())
-            if found is None:
-                # Never the token itself in a log line.
-                log.info("cabinet.api_token_refused ip=%s", request.remote_addr)
-                return error(401, "the token is unknown, revoked or expired",
-                             **{"WWW-Authenticate": 'Bearer realm="abonent", '
-                                                    'error="invalid_token"'})
-            refused = _over_limit(found.token_id)
+        if "Authorization" in request.headers:
+            found, refused = bearer_caller()
             if refused is not None:
                 return refused
             g.api_caller = found
@@ -158,6 +175,21 @@ def authenticated(view):
                                   current_user.login, current_user.role)
         return view(**kwargs)
     return wrapper
+
+
+def _load_user_from_bearer(req):
+    """Flask-Login's request loader: ``login_required`` API routes of other
+    blueprints take a bearer token too (reads; their changes still need a
+    CSRF token). The principal is never put in the session."""
+    if not req.path.startswith("/api/") or "Authorization" not in req.headers:
+        return None
+    found, refused = bearer_caller()
+    if refused is not None:
+        if refused.status_code == 429:
+            abort(refused)
+        return None
+    from cabinet.auth import Principal
+    return Principal(found.user_id, found.account_id, found.login, found.role, epoch=-1)
 
 
 def own_account(view):
@@ -433,3 +465,4 @@ def register(app: Flask) -> None:
     # (``authenticated``).
     app.extensions["csrf"].exempt(blueprint)
     app.register_error_handler(405, _method_not_allowed)
+    app.login_manager.request_loader(_load_user_from_bearer)

@@ -254,9 +254,9 @@ OPERATIONS: dict[str, tuple[str, str, dict]] = {
     }),
     "selfservice.api_requests": ("get", ACCOUNT_PATH + "/requests", {
         "operationId": "getRequests", "summary": "The account's service requests",
-        "parameters": ACCOUNT_PARAMETERS, "security": [{"cookie": []}],
+        "parameters": ACCOUNT_PARAMETERS,
         "responses": {"200": _json({"type": "array", "items": _ref("ServiceRequest")},
-                                   "Newest first."), **_errors(401, 404)},
+                                   "Newest first."), **READ_ERRORS},
     }),
 }
 

@@ -299,36 +299,8 @@ def test_login_limit_counts_only_failures(client, cabinet_ctx, subscriber):
         client.post("/logout", data={"csrf_token": csrf_token(page.text)})
 
 
-def _snapshot(ctx):
-    with ctx.Session() as session:
-        return (
-            session.scalar(select(func.count()).select_from(OperationLog)),
-            session.scalar(select(func.count()).select_from(LedgerEntry)),
-            session.execute(select(CabinetUser.id, CabinetUser.session_epoch,
-                                   CabinetUser.password_hash, CabinetUser.locale)).all(),
-            session.execute(select(Account.id, Account.balance, Account.email, Account.phone,
-                                   Account.profile, Account.version)).all(),
-        )
-
-
-def test_no_get_changes_anything(app, logged_in, cabinet_ctx, subscriber):
-    _seed_ledger(cabinet_ctx, subscriber.account_id)
-    before = _snapshot(cabinet_ctx)
-    visited = 0
-    for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or rule.endpoint == "static":
-            continue
-        arguments = {"account_id": subscriber.account_id} if "account_id" in rule.arguments \
-            else {}
-        path = rule.build(arguments)[1]
-        for query in ("", "?month=2026-11&from=2026-10-01&to=2026-11-30"):
-            assert logged_in.get(path + query).status_code < 500, path
-            visited += 1
-    assert visited >= 18
-    assert _snapshot(cabinet_ctx) == before
-    # And every state-changing endpoint refuses GET.
-    for path in ("/logout", "/lang", "/sessions/end-all"):
-        assert logged_in.get(path).status_code == 405
+# "No GET changes anything" walks every route of the app, for every role,
+# in tests/integration/test_cabinet_routes.py.
 
 
 def test_one_address_has_a_ceiling_across_logins(client):
