@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import email.header
 import hashlib
+import html
 import json
 import logging
 import re
@@ -185,6 +186,36 @@ def test_an_expired_link_is_refused(client, cabinet_ctx, inbox):
                                            "csrf_token": csrf_token(page.text)})
     assert response.status_code == 400 and "has expired" in response.text
     assert log_in(client, subscriber.login, subscriber.password).status_code == 302
+
+
+def test_links_name_the_public_url_not_the_host_header(db_url, tmp_path, inbox):
+    from cabinet.app import create_app
+    context = make_context(db_url, data_dir=tmp_path, smtp_port=inbox.port,
+                           cabinet_public_url="https://my.isp.example/")
+    try:
+        subscriber = _with_mail(context)
+        browser = create_app(context, testing=True).test_client()
+        page = browser.get("/forgot", headers={"Host": "evil.example"})
+        browser.post("/forgot", headers={"Host": "evil.example"},
+                     data={"identifier": subscriber.login, "csrf_token": csrf_token(page.text)})
+        (message,) = inbox.wait(1)
+        assert LINK.search(_text(message)).group(1) == "https://my.isp.example"
+        assert "evil.example" not in _text(message)
+    finally:
+        context.dispose()
+
+
+def test_switching_the_language_keeps_the_reset_form(client, cabinet_ctx, inbox):
+    subscriber = _with_mail(cabinet_ctx)
+    _ask_for_link(client, subscriber.login)
+    path, token = _link_from(inbox.wait(1)[0])
+    page = client.get(path).text
+    next_path = html.unescape(re.search(r'name="next" value="([^"]+)"', page).group(1))
+    assert next_path == path
+    switched = client.post("/lang", data={"lang": "en", "next": next_path,
+                                          "csrf_token": csrf_token(page)})
+    assert switched.headers["Location"] == path
+    assert "Set the new password" in client.get(path).text
 
 
 def test_a_made_up_token_is_refused_in_russian(client, cabinet_ctx):
