@@ -615,3 +615,38 @@ def test_voucher_cli_refuses_bad_input(abonent, args, message):
     result = abonent("voucher", "issue", *args, code=2)
     assert message in result.stderr and "Traceback" not in result.output
     assert json.loads(abonent("voucher", "list", "--json").stdout) == []
+
+
+def test_the_same_callback_arriving_twice_at_once_credits_once(pg_url):
+    """Banks retry: two deliveries of one notice race on two workers."""
+    ctx = make_context(pg_url)
+    try:
+        provider = payments.TestPay(SECRET)
+        with ctx.Session() as session:
+            account = accounts.create_account(session, number="race-cb", name="Payer")
+            row, _checkout = payments.start(session, provider, account, "250",
+                                            payments.Limits(), actor="test")
+            session.commit()
+            account_id, txn = account.id, row.txn_id
+        body, headers = provider.notice_body(txn, Decimal("250.00"), "paid")
+        barrier = threading.Barrier(4)
+        credited = []
+
+        def deliver():
+            notice = provider.verify_callback(body, headers)
+            with ctx.Session() as session:
+                barrier.wait()
+                result = payments.settle(session, "testpay", notice)
+                session.commit()
+                credited.append(result.credited)
+
+        threads = [threading.Thread(target=deliver) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(credited) == [False, False, False, True]
+        assert _balance(ctx, account_id) == Decimal("250.00")
+        assert _row(ctx, txn).status == "paid"
+    finally:
+        ctx.dispose()
