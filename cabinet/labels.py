@@ -50,7 +50,7 @@ ACTIONS = {
 }
 
 FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
-          "name": _l("Name"), "prefix": _l("Token"), "scope": _l("Rights"),
+          "token_name": _l("Token name"), "prefix": _l("Token"), "scope": _l("Rights"),
           "expires_at": _l("Expires"),
           "phone_landline": _l("Landline phone"), "amount": _l("Amount"),
           "voucher": _l("Voucher"), "txn_id": _l("Transaction"), "provider": _l("Provider"),

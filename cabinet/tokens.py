@@ -32,6 +32,11 @@ blueprint = Blueprint("tokens", __name__)
 SCOPES = {"owner": _l("Owner: read and change"),
           "accountant": _l("Accountant: read and change"),
           "viewer": _l("Viewer: read only")}
+# rating.api_tokens' sentences, marked for translation (labels.error_text).
+MESSAGES = (_l("a token needs a name of 1 to 100 characters"),
+            _l("a token cannot have more rights than its user"),
+            _l("a token may live 1 to 366 days"),
+            _l("a login may have at most 20 active tokens; revoke one first"))
 LIFETIMES = (("30", _l("30 days")), ("90", _l("90 days")), ("365", _l("1 year")),
              ("", _l("Never")))
 
@@ -41,7 +46,7 @@ def _choices(pairs) -> list[SelectChoice]:
 
 
 class TokenForm(FlaskForm):
-    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
+    name = StringField(_l("Token name"), validators=[DataRequired(), Length(max=100)])
     scope = SelectField(_l("Rights"), choices=[])
     expires = SelectField(_l("Expires in"), choices=_choices(LIFETIMES), default="90")
 

@@ -121,7 +121,8 @@ def create(session: Session, user_id: int, *, name: str, scope: str | None = Non
     session.add(token)
     session.flush()
     oplog.record(session, account_id=user.account_id, actor=actor, action="api_token.create",
-                 name=name, prefix=token.prefix, scope=scope, expires_at=token.expires_at)
+                 token_name=name, prefix=token.prefix, scope=scope,
+                 expires_at=token.expires_at)
     return token, secret
 
 
@@ -141,7 +142,7 @@ def revoke(session: Session, user_id: int, token_id: int, *, now: dt.datetime | 
     account_id = session.scalar(select(CabinetUser.account_id)
                                 .where(CabinetUser.id == user_id))
     oplog.record(session, account_id=account_id, actor=actor, action="api_token.revoke",
-                 name=token.name, prefix=token.prefix)
+                 token_name=token.name, prefix=token.prefix)
     return True
 
 
