@@ -541,3 +541,61 @@ def test_open_requests_are_capped(cabinet_ctx, subscriber):
                                                text="one more", request_id="form-extra1",
                                                actor="t")
         assert created and row.status == "new"
+
+
+# -- the settings take effect; a link is spent once under concurrency ----------
+
+def test_saved_settings_drive_the_low_balance_notices(logged_in, cabinet_ctx, subscriber):
+    from rating import notify
+    from rating.models import Notification
+    post_form(logged_in, "/contacts", {"email": "ivan@example.ru"})
+    response = post_form(logged_in, "/notifications", {
+        "channels": ["email", "telegram"], "telegram_chat_id": "-100200300",
+        "low_balance_threshold": "600"})
+    assert response.status_code == 302
+    with cabinet_ctx.Session() as session:
+        assert notify.queue(session, dt.date(2026, 11, 23)) == 2
+        session.commit()
+        sent = {(n.channel, n.recipient, n.kind) for n in session.scalars(select(Notification))}
+    assert sent == {("email", "ivan@example.ru", "low-balance"),
+                    ("telegram", "-100200300", "low-balance")}
+
+
+def test_two_tabs_spend_one_link_once(pg_url, tmp_path, monkeypatch):
+    """PostgreSQL: the second tab's claim finds the link taken, even though
+    it had checked the link before the first tab committed."""
+    from rating import selfservice
+    context = make_context(pg_url, data_dir=tmp_path)
+    try:
+        subscriber = seed_subscriber(context, email="ivan@example.ru")
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        with context.Session() as session:
+            mail = selfservice.request_reset(session, subscriber.login, now, minutes=30,
+                                             actor="test")
+            session.commit()
+        rules = selfservice.check_new_password
+        interleaved = []
+
+        def first_tab_wins_meanwhile(user, new):
+            rules(user, new)
+            if not interleaved:
+                interleaved.append(True)
+                with context.Session() as other:
+                    selfservice.complete_reset(other, mail.token, "first-tab-pass", now,
+                                               actor="test")
+                    other.commit()
+
+        monkeypatch.setattr(selfservice, "check_new_password", first_tab_wins_meanwhile)
+        with context.Session() as session:
+            with pytest.raises(selfservice.ResetLinkError, match="already been used"):
+                selfservice.complete_reset(session, mail.token, "second-tab-pass", now,
+                                           actor="test")
+            session.rollback()
+        with context.Session() as session:
+            user = session.scalar(select(CabinetUser).where(
+                CabinetUser.login == subscriber.login))
+            assert user.session_epoch == 2
+            from rating.passwords import verify_password
+            assert verify_password("first-tab-pass", user.password_hash)
+    finally:
+        context.dispose()
