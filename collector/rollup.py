@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from collector.attribute import ATTRIBUTED_DTYPE, DIRECTIONS
+from collector.attribute import ATTRIBUTED_DTYPE, DIRECTIONS, Attributed
 from collector.models import INTERVAL_SECONDS, CollectorPacket, TrafficRollup
 
 _ACCOUNT_SHIFT = np.uint64(35)
@@ -52,20 +52,30 @@ class Rollup:
         self.dropped_rows = 0
 
     def add(self, rows: np.ndarray) -> None:
+        """Rows of ATTRIBUTED_DTYPE."""
         assert rows.dtype == ATTRIBUTED_DTYPE
-        if not len(rows):
+        self.add_columns(rows["account"], rows["time"], rows["class"], rows["direction"],
+                         rows["bytes"], rows["packets"])
+
+    def add_attributed(self, result: Attributed) -> None:
+        self.add_columns(result.account, result.time, result.traffic_class, result.direction,
+                         result.bytes, result.packets)
+
+    def add_columns(self, account, time, traffic_class, direction, octets, packets) -> None:
+        if not len(account):
             return
-        account = rows["account"]
-        ok = (account >= 0) & (account <= MAX_ACCOUNT_ID) & (rows["time"] >= 0)
+        ok = (account >= 0) & (account <= MAX_ACCOUNT_ID) & (time >= 0)
         if not ok.all():
             self.dropped_rows += int((~ok).sum())
-            rows = rows[ok]
-        interval = (rows["time"] // INTERVAL_SECONDS).astype(np.uint64)
-        keys = ((rows["account"].astype(np.uint64) << _ACCOUNT_SHIFT)
+            account, time, traffic_class, direction, octets, packets = (
+                column[ok] for column in (account, time, traffic_class, direction, octets,
+                                          packets))
+        interval = (time // INTERVAL_SECONDS).astype(np.uint64)
+        keys = ((account.astype(np.uint64) << _ACCOUNT_SHIFT)
                 | ((interval & _INTERVAL_MASK) << _INTERVAL_SHIFT)
-                | ((rows["class"].astype(np.uint64) & _CLASS_MASK) << _CLASS_SHIFT)
-                | rows["direction"].astype(np.uint64))
-        part = _reduce(keys, rows["bytes"], rows["packets"])
+                | ((traffic_class.astype(np.uint64) & _CLASS_MASK) << _CLASS_SHIFT)
+                | direction.astype(np.uint64))
+        part = _reduce(keys, octets, packets)
         self._parts.append(part)
         self._size += len(part[0])
         if self._size > self._next_compact and len(self._parts) > 1:

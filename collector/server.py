@@ -78,8 +78,8 @@ class Pipeline:
             result = attribute(flows, self.table, self.classes)
             self.counters.add("unattributed_flows", result.unattributed_flows)
             self.counters.add("unattributed_bytes", result.unattributed_bytes)
-            self.counters.add("attributed_bytes", int(result.rows["bytes"].sum()))
-            self.rollup.add(result.rows)
+            self.counters.add("attributed_bytes", int(result.bytes.sum()))
+            self.rollup.add_attributed(result)
         return len(flows)
 
     def flush(self, session_factory) -> int:
