@@ -10,6 +10,7 @@ only checks forms and lays pages out.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -18,6 +19,7 @@ from decimal import Decimal
 
 from flask import (Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect,
                    render_template, request, url_for)
+from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter
@@ -287,7 +289,11 @@ def documents_page():
     _company()
     today = periods.local_today(_timezone())
     first = today.replace(day=1)
-    months = [periods.shift_month(first, -n) for n in range(DOCUMENT_MONTHS)]
+    months = []
+    for n in range(DOCUMENT_MONTHS):
+        value = periods.shift_month(first, -n)
+        day = dt.date.fromisoformat(f"{value}-01")
+        months.append((value, format_date(day, "LLLL yyyy")))
     return render_template("documents.html", months=months)
 
 

@@ -521,7 +521,9 @@ def test_company_invoice_and_act_in_russian(client, cabinet_ctx, company, kind, 
     log_in(client, company.login, company.password, lang="ru")
     _seed_ledger(cabinet_ctx, company.account_id)
     assert "/documents" in client.get("/payments").text
-    assert f'href="/documents/{kind}-' in client.get("/documents").text
+    listing = client.get("/documents").text
+    assert f'href="/documents/{kind}-' in listing
+    assert re.search(r">[а-я]+ \d{4}<", listing)  # month names, in Russian
     response = client.get(f"/documents/{kind}-2026-11.pdf")
     assert f"{kind}-{company.number}-202611.pdf" in response.headers["Content-Disposition"]
     text = _pdf_text(response)
