@@ -332,3 +332,32 @@ def apply_batch(connection, records: list[AcctRecord]) -> None:
         else:
             pending[record.key] = (merge(held[0], record), min(held[1], record.started_at))
     flush()
+
+
+# -- sessions the NAS went silent about ---------------------------------------
+
+STALE_CAUSE = "Stale-Session"   # not an RFC 2866 cause: we closed it, the NAS never said
+_CLOSE_STALE_LEASE = text(
+    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
+    "WHERE s.id = :session_id AND ip_leases.open_address = s.framed_ip "
+    "AND ip_leases.account_id = s.account_id")
+
+
+def close_stale_sessions(connection, now: dt.datetime, silent_for: dt.timedelta) -> int:
+    """Close open sessions not heard of (no Interim, no Stop) for ``silent_for``.
+
+    A NAS that lost power or a Stop that never arrived would otherwise keep
+    a session, and its pool address, open for ever. The session ends when it
+    was last heard of, with cause ``Stale-Session``; its lease closes at the
+    same moment. Safe to run on several nodes at once: a closed session no
+    longer matches.
+    """
+    table = RadiusSession.__table__
+    closed = connection.execute(
+        update(table)
+        .where(table.c.stopped_at.is_(None), table.c.updated_at < now - silent_for)
+        .values(stopped_at=table.c.updated_at, terminate_cause=STALE_CAUSE)
+        .returning(table.c.id)).scalars().all()
+    if closed:
+        connection.execute(_CLOSE_STALE_LEASE, [{"session_id": i} for i in closed])
+    return len(closed)

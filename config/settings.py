@@ -39,6 +39,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "auth_port": (int, 1812),
         "acct_port": (int, 1813),
         "interim_interval": (int, 300),
+        # A session with no Interim or Stop for this many interim intervals
+        # is closed by the scheduler (cause Stale-Session); 0: never.
+        "stale_after_intervals": (int, 3),
         "session_timeout": (int, 0),
         # Group commit: the writer commits what it has after this many ms.
         "batch_ms": (int, 5),

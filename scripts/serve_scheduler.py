@@ -13,6 +13,7 @@ import logging
 import click
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from aaa import accounting
 from collector import radius_usage
 from config.db import money, utcnow
 from rating import jobs, notify
@@ -43,6 +44,16 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
             radius_usage.roll_up(session, utcnow() - dt.timedelta(hours=2))
             session.commit()
 
+    interim = ctx.settings.get("radius", "interim_interval")
+    stale_after = ctx.settings.get("radius", "stale_after_intervals")
+
+    def stale_sessions_job():
+        with ctx.engine.begin() as connection:
+            closed = accounting.close_stale_sessions(
+                connection, utcnow(), dt.timedelta(seconds=interim * stale_after))
+        if closed:
+            log.info("radius.stale_sessions_closed count=%d", closed)
+
     smtp = ctx.settings.section("smtp")
     channels = {"email": notify.EmailChannel(smtp["host"], smtp["port"], smtp["sender"]),
                 "sms": notify.LoggingChannel("sms"),
@@ -66,6 +77,9 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                       coalesce=True, max_instances=1)
     scheduler.add_job(notify_job, "interval", minutes=15, id="notifications", coalesce=True,
                       max_instances=1)
+    if interim > 0 and stale_after > 0:
+        scheduler.add_job(stale_sessions_job, "interval", minutes=1, id="stale_sessions",
+                          coalesce=True, max_instances=1)
     return scheduler
 
 
