@@ -327,11 +327,33 @@ def _refused(response) -> bool:
     return response.status_code == 400
 
 
+def _check_settings(settings) -> None:
+    """A typo in [payments] stops the start, not a subscriber's payment."""
+    from limits import parse_many
+
+    from config.settings import SettingsError
+    try:
+        limits = payments.Limits.from_settings(settings)
+    except (ValueError, TypeError, ArithmeticError):
+        raise SettingsError("settings payments.min_topup and payments.max_topup must be "
+                            "amounts like 10.00") from None
+    if not Decimal("0") < limits.min_amount <= limits.max_amount:
+        raise SettingsError("setting payments.min_topup must be positive and at most "
+                            "payments.max_topup")
+    for key in ("voucher_limits_account", "voucher_limits_address"):
+        try:
+            parse_many(settings.get("payments", key))
+        except ValueError:
+            raise SettingsError(f"setting payments.{key} must look like "
+                                f"'5 per minute;20 per hour'") from None
+
+
 def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
     """Register the blueprint, rate-limit wrong voucher codes (per account,
     and per address with a higher ceiling for a CGNAT), exempt the signed
     callback from CSRF."""
     settings = app.extensions["abonent"].settings
+    _check_settings(settings)
     app.config.setdefault("TESTPAY_ENABLED", settings.get("payments", "testpay_enabled"))
     app.register_blueprint(blueprint)
     endpoint = "money.redeem_voucher"

@@ -652,3 +652,18 @@ def test_the_same_callback_arriving_twice_at_once_credits_once(pg_url):
         assert _row(ctx, txn).status == "paid"
     finally:
         ctx.dispose()
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("payments_min_topup", "ten"), ("payments_max_topup", "5.00"),
+    ("payments_voucher_limits_account", "five a minute"),
+])
+def test_bad_payment_settings_stop_the_start(tmp_path, setting, value):
+    from cabinet.app import create_app
+    from config.settings import SettingsError
+    ctx = make_context(f"sqlite:///{tmp_path}/x.sqlite3", data_dir=tmp_path, **{setting: value})
+    try:
+        with pytest.raises(SettingsError, match="payments"):
+            create_app(ctx, testing=True)
+    finally:
+        ctx.dispose()
