@@ -38,6 +38,7 @@ class Subscriber:
     rate_up_kbps: int
     negative_rate_kbps: int
     version: int
+    ipv6_prefix: str | None = None      # delegated (DHCPv6-PD), RFC 4818
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def decide(subscriber: Subscriber | None, credentials_valid: bool, *, vendor: st
     address = subscriber.static_ipv4 or framed_ip
     if address:
         pairs.append(("Framed-IP-Address", address))
+    if subscriber.ipv6_prefix:
+        pairs.append(("Delegated-IPv6-Prefix", subscriber.ipv6_prefix))
     if interim_interval > 0:
         pairs.append(("Acct-Interim-Interval", interim_interval))
     if session_timeout > 0:

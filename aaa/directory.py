@@ -119,7 +119,8 @@ def _subscriber_query():
                    Service.password, Service.mac, Service.circuit_id, Service.static_ipv4,
                    Service.pool, Account.state, Account.profile,
                    func.coalesce(Tariff.rate_down_kbps, 0), func.coalesce(Tariff.rate_up_kbps, 0),
-                   func.coalesce(Tariff.negative_rate_kbps, 0), Account.version)
+                   func.coalesce(Tariff.negative_rate_kbps, 0), Account.version,
+                   Service.ipv6_prefix)
             .join(Account, Account.id == Service.account_id)
             .outerjoin(Tariff, Tariff.id == Account.tariff_id)
             .where(Service.active.is_(True)))
@@ -127,12 +128,13 @@ def _subscriber_query():
 
 def _view(*row) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
-     state, profile, down, up, negative, version) = row
+     state, profile, down, up, negative, version, ipv6_prefix) = row
     return Subscriber(service_id=service_id, kind=kind, account_id=account_id,
                       account_number=number, login=login, password=password, mac=mac,
                       circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
                       account_state=state, profile=profile or "normal", rate_down_kbps=down,
-                      rate_up_kbps=up, negative_rate_kbps=negative, version=version)
+                      rate_up_kbps=up, negative_rate_kbps=negative, version=version,
+                      ipv6_prefix=ipv6_prefix)
 
 
 class SubscriberDirectory:

@@ -221,8 +221,10 @@ def service():
 @click.option("--circuit-id", help="IPoE: DHCP Option-82 Agent-Circuit-Id.")
 @click.option("--ip", "static_ipv4", help="Static IPv4 address.")
 @click.option("--pool", help="Address pool, for a service with no static address.")
+@click.option("--ipv6-prefix", help="Delegated IPv6 prefix (DHCPv6-PD), e.g. 2001:db8:1200::/56.")
 @json_option
-def service_add(number, kind, login, password, mac, circuit_id, static_ipv4, pool, as_json):
+def service_add(number, kind, login, password, mac, circuit_id, static_ipv4, pool, ipv6_prefix,
+                as_json):
     """Add a service to an account: a PPPoE login or an IPoE binding."""
     if kind == "pppoe" and not (login and password):
         raise CliError("a PPPoE service needs --login and --password")
@@ -242,9 +244,19 @@ def service_add(number, kind, login, password, mac, circuit_id, static_ipv4, poo
             raise CliError(f"{mac!r} is not a MAC address") from None
     if static_ipv4 and pool:
         raise CliError("give a static --ip or a --pool, not both")
+    if ipv6_prefix:
+        try:
+            network = netaddr.IPNetwork(ipv6_prefix, version=6)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            raise CliError(f"{ipv6_prefix!r} is not an IPv6 prefix") from None
+        if network.prefixlen > 64 or network.network != network.ip:
+            raise CliError(f"{ipv6_prefix!r} must be a network of /64 or wider, "
+                           f"e.g. {network.cidr}")
+        ipv6_prefix = str(network.cidr)
     unique = {"login": (Service.login, login), "MAC": (Service.mac, mac),
               "circuit id": (Service.circuit_id, circuit_id),
-              "address": (Service.static_ipv4, static_ipv4)}
+              "address": (Service.static_ipv4, static_ipv4),
+              "IPv6 prefix": (Service.ipv6_prefix, ipv6_prefix)}
     with transaction() as session:
         owner = acc.find_account(session, number)
         for what, (column, value) in unique.items():
@@ -253,13 +265,14 @@ def service_add(number, kind, login, password, mac, circuit_id, static_ipv4, poo
         if pool and session.scalar(select(IpPool.id).where(IpPool.name == pool)) is None:
             raise CliError(f"pool {pool!r} does not exist")
         created = Service(account_id=owner.id, kind=kind, login=login, password=password,
-                          mac=mac, circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool)
+                          mac=mac, circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
+                          ipv6_prefix=ipv6_prefix)
         session.add(created)
         session.flush()
         owner.version += 1
         oplog.record(session, account_id=owner.id, actor=ACTOR, action="service.add",
                      kind=kind, login=login, mac=mac, circuit_id=circuit_id,
-                     static_ipv4=static_ipv4, pool=pool)
+                     static_ipv4=static_ipv4, pool=pool, ipv6_prefix=ipv6_prefix)
         view = service_view(created)
     name = login or mac or circuit_id
     emit_json(view) if as_json else click.echo(f"service {name} added to account {number}")

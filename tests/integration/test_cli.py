@@ -123,3 +123,17 @@ def test_ipoe_service_and_pool(abonent):
         assert message in abonent("service", "add", "20", *args, code=2).stderr
     assert "not" in abonent("pool", "add", "bad", "300.1.1.0/24", code=2).stderr
     assert len(js(abonent("account", "show", "20", "--json"))["services"]) == 1
+
+
+def test_delegated_ipv6_prefix(abonent):
+    abonent("account", "add", "21", "--name", "D")
+    made = js(abonent("service", "add", "21", "--login", "v6", "--password", "p",
+                      "--ipv6-prefix", "2001:DB8:1200::/56", "--json"))
+    assert made["ipv6_prefix"] == "2001:db8:1200::/56"
+    for prefix, message in [("2001:db8::/72", "/64 or wider"),
+                            ("2001:db8:1200::1/56", "e.g. 2001:db8:1200::/56"),
+                            ("10.0.0.0/8", "not an IPv6 prefix"),
+                            ("2001:db8:1200::/56", "already used")]:
+        assert message in abonent("service", "add", "21", "--login", f"x{len(prefix)}",
+                                  "--password", "p", "--ipv6-prefix", prefix, code=2).stderr
+    assert len(js(abonent("account", "show", "21", "--json"))["services"]) == 1

@@ -19,7 +19,7 @@ def radius(ctx):
     with ctx.Session() as session:
         account = factories.make_account(session, number="500001")
         factories.make_service(session, account, login="alice", password="correct horse",
-                               static_ipv4="10.20.0.5")
+                               static_ipv4="10.20.0.5", ipv6_prefix="2001:db8:4400::/56")
         factories.make_nas(session, name="bras-1", address="127.0.0.1", secret="testing123",
                            vendor="mikrotik")
         session.commit()
@@ -42,6 +42,7 @@ def test_pap_accept_carries_ip_interim_and_rate(radius, ctx):
     output = radclient(radius, "auth", 'User-Name = "alice", User-Password = "correct horse"')
     assert "Received Access-Accept" in output, output
     assert "Framed-IP-Address = 10.20.0.5" in output
+    assert "Delegated-IPv6-Prefix = 2001:db8:4400::/56" in output
     interval = ctx.settings.get("radius", "interim_interval")
     assert f"Acct-Interim-Interval = {interval}" in output
     # The factory tariff is 100000 down / 50000 up; MikroTik wants "up/down".
