@@ -96,8 +96,11 @@ def _today() -> dt.date:
     return periods.local_today(current_app.config["BABEL_DEFAULT_TIMEZONE"])
 
 
-def _account() -> Account:
-    account = db().get(Account, current_user.account_id)
+def _account(lock: bool = False) -> Account:
+    """The logged-in account; ``lock`` for a change: the row is held until the
+    commit, so a form sent twice at once is decided one after the other."""
+    account = db().get(Account, current_user.account_id,
+                       with_for_update={"of": Account} if lock else None)
     if account is None:
         abort(404)
     return account
@@ -308,7 +311,7 @@ def tariff_change_post():
     if not _posted(form):
         return _tariffs_page(_error(DomainError(FORM_DAMAGED)), 400)
     session = db()
-    account = _account()
+    account = _account(lock=True)
     today, now = _today(), utcnow()
     try:
         tariff = tariff_change.offer(session, account, form.tariff.data)
@@ -335,7 +338,7 @@ def tariff_cancel():
     if not _posted(form):
         abort(400)
     session = db()
-    account = _account()
+    account = _account(lock=True)
     try:
         plan = tariff_change.cancel(session, account, _today(), actor=_actor())
     except DomainError as error:
@@ -368,7 +371,7 @@ def freeze_page():
     if not _posted(form):
         return _freeze_page(form, status=400)
     session = db()
-    account = _account()
+    account = _account(lock=True)
     rules = freeze.FreezeRules.from_settings(current_app.extensions["abonent"].settings)
     try:
         freeze.freeze(session, account, form.until.data, _today(), min_days=rules.min_days,
@@ -389,7 +392,7 @@ def unfreeze():
     if not _posted(form):
         abort(400)
     session = db()
-    account = _account()
+    account = _account(lock=True)
     try:
         freeze.unfreeze(session, account, actor=_actor())
     except DomainError as error:
@@ -462,7 +465,7 @@ def option_buy():
         abort(400)
     code = form.code.data
     session = db()
-    account = _account()
+    account = _account(lock=True)
     option = next((o for o in options.on_sale(session) if o.code == code), None)
     try:
         if option is None:

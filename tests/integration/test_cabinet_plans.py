@@ -518,3 +518,42 @@ def test_archived_and_current_tariffs_are_not_offered(cabinet_ctx, plan):
         account = session.get(Account, subscriber.account_id)
         assert [t.name for t in tariff_change.offers(session, account)] == ["Fast 500"]
         assert session.get(Tariff, ids["old"]).archived
+
+
+def test_a_change_waits_for_the_account_row(pg_url, tmp_path):
+    """Two changes at once (a double tap, two devices) are decided one after
+    the other: the second sees what the first did (PostgreSQL; SQLite has
+    one writer)."""
+    import threading
+    import time
+
+    from cabinet.app import create_app
+    from rating import freeze as freezing
+
+    ctx = make_context(pg_url, data_dir=tmp_path)
+    try:
+        subscriber = seed_subscriber(ctx, balance="500")
+        browser = create_app(ctx, testing=True).test_client()
+        log_in(browser, subscriber.login, subscriber.password, lang="en")
+        fields = form_fields(browser.get("/freeze").text, "/freeze")
+        today = _today()
+        answer = {}
+        with ctx.Session() as other:
+            # Another request holds the row and freezes the account.
+            account = other.get(Account, subscriber.account_id, with_for_update={"of": Account})
+            thread = threading.Thread(target=lambda: answer.update(
+                response=browser.post("/freeze", data=fields)))
+            thread.start()
+            time.sleep(0.5)
+            freezing.freeze(other, account, today + dt.timedelta(days=30), today,
+                            min_days=7, max_days=90, actor="other")
+            other.commit()
+        thread.join(timeout=10)
+        response = answer["response"]
+        assert response.status_code == 400
+        assert "Only an active account can be frozen" in response.text
+        assert _count(ctx, OperationLog, OperationLog.action == "account.freeze") == 1
+        assert _account(ctx, subscriber.account_id).frozen_until == \
+            today + dt.timedelta(days=30)
+    finally:
+        ctx.dispose()
