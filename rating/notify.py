@@ -16,7 +16,7 @@ from decimal import Decimal
 from email.message import EmailMessage
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,8 +80,20 @@ def days_left(balance: Decimal, credit_limit: Decimal, fee_per_day: Decimal) -> 
 def queue(session: Session, today: dt.date, *, warn_days: int = 3) -> int:
     """Queue today's low-balance and runs-out notices; returns how many."""
     rows = []
+    # Only accounts with something to say are read: below their own
+    # threshold, or with less than ``warn_days`` of their tariff's daily fee
+    # left (balance + credit < warn_days x fee, the fee worked out here: no
+    # money is multiplied in SQL).
+    running_out = [
+        and_(Account.tariff_id == tariff_id,
+             Account.balance + Account.credit_limit < warn_days * daily_fee(fee, today))
+        for tariff_id, fee in session.execute(
+            select(Tariff.id, Tariff.fee).where(Tariff.fee_period == "daily", Tariff.fee > 0))]
+    worth_a_notice = or_(and_(Account.low_balance_threshold.is_not(None),
+                              Account.balance < Account.low_balance_threshold), *running_out)
     accounts = session.execute(select(Account, Tariff).outerjoin(
-        Tariff, Tariff.id == Account.tariff_id).where(Account.state == "active")).all()
+        Tariff, Tariff.id == Account.tariff_id).where(Account.state == "active",
+                                                      worth_a_notice)).all()
     for account, tariff in accounts:
         notices = []
         if account.low_balance_threshold is not None and \

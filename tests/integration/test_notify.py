@@ -40,6 +40,8 @@ def test_low_balance_and_runs_out_are_mailed_once_a_day(ctx, smtp):
         low = make_account(session, tariff=tariff.name, balance="25", email="low@example.net")
         low.low_balance_threshold = Decimal("100")
         make_account(session, tariff=tariff.name, balance="500", email="rich@example.net")
+        # Exactly three days of fee left is not "less than three days".
+        make_account(session, tariff=tariff.name, balance="30", email="edge@example.net")
         sms = make_account(session, tariff=tariff.name, balance="5", phone="+79000000001")
         sms.notify_channels = ["sms"]
         session.commit()
