@@ -17,7 +17,7 @@ from config.db import utcnow
 from rating import options, tariff_change
 from rating.accounts import create_cabinet_user
 from rating.models import (Account, AccountOption, CabinetUser, LedgerEntry, OperationLog,
-                           OptionType, Tariff)
+                           Tariff)
 from tests.conftest import make_context
 from tests.factories import make_tariff
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
@@ -329,7 +329,8 @@ def test_options_on_sale_and_a_purchase_without_money_is_refused(client, cabinet
     assert "+10.0 GB of traffic" in pack and "30 days" in pack and "150.00 RUB" in pack
 
     confirm = client.get("/options/buy?code=gb10").text
-    assert "Not enough money for this option" in confirm and 'data-test="confirm-buy"' not in confirm
+    assert "Not enough money for this option" in confirm
+    assert 'data-test="confirm-buy"' not in confirm
 
     before = snapshot(cabinet_ctx)
     token = csrf_token(confirm)
