@@ -352,6 +352,8 @@ def install(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
     view = limiter.limit(RESET_ADDRESS_LIMITS, methods=["POST"])(view)
     app.view_functions["selfservice.reset"] = view
     csrf.exempt(view)  # ResetForm checks the CSRF token itself
-    access_log = logging.getLogger("werkzeug")
-    if not any(isinstance(f, _MaskTokens) for f in access_log.filters):
-        access_log.addFilter(_MaskTokens())
+    # werkzeug's server, and gunicorn's access log should someone turn it on.
+    for name in ("werkzeug", "gunicorn.access"):
+        access_log = logging.getLogger(name)
+        if not any(isinstance(f, _MaskTokens) for f in access_log.filters):
+            access_log.addFilter(_MaskTokens())

@@ -311,6 +311,11 @@ def test_the_access_log_masks_the_token(app, cabinet_ctx, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
     assert any("/reset?token=***&x=1" in line for line in lines), lines
     assert "s3cr3t" not in caplog.text
+    # gunicorn's access log (off in contrib/gunicorn.conf.py) is masked too.
+    caplog.set_level(logging.INFO, logger="gunicorn.access")
+    logging.getLogger("gunicorn.access").info('%(h)s "%(r)s" %(s)s', {
+        "h": "127.0.0.1", "r": "GET /reset?token=s3cr3t-T0ken HTTP/1.1", "s": "200"})
+    assert "s3cr3t" not in caplog.text and "/reset?token=*** HTTP/1.1" in caplog.text
 
 
 # -- notification settings --------------------------------------------------------
