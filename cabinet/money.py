@@ -17,8 +17,8 @@ import logging
 import re
 from decimal import Decimal
 
-from flask import (Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect,
-                   render_template, request, url_for)
+from flask import (Blueprint, Flask, Response, abort, current_app, flash, has_request_context,
+                   jsonify, redirect, render_template, request, url_for)
 from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -366,6 +366,15 @@ def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
                          scope="voucher-address")(view)
     app.view_functions[endpoint] = view
     csrf.exempt(app.view_functions["money.testpay_callback"])
+
+
+@blueprint.app_context_processor
+def _money_globals():
+    """The payments page (main.payments) shows a card top-up form when it may."""
+    if not has_request_context():  # e.g. a mail rendered by a background job
+        return {}
+    return {"money_card_topup": bool(current_user.is_authenticated and _may_pay()
+                                     and testpay_enabled())}
 
 
 @blueprint.errorhandler(429)

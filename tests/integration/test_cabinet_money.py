@@ -315,6 +315,19 @@ def test_pay_through_the_test_bank(logged_in, cabinet_ctx, subscriber):
     assert _balance(cabinet_ctx, subscriber.account_id) == Decimal("350.50")
 
 
+def test_the_payments_page_starts_a_card_payment(client, logged_in, cabinet_ctx, subscriber):
+    page = logged_in.get("/payments").text
+    assert 'data-test="payments-topup"' in page
+    response = logged_in.post("/topup/online", data={"amount": "99.90",
+                                                     "csrf_token": csrf_token(page)})
+    assert response.status_code == 302 and "/testpay/" in response.location
+    assert _row(cabinet_ctx).amount == Decimal("99.90")
+    _add_user(cabinet_ctx, subscriber.account_id, "viewer-p", "viewer")
+    viewer = logged_in.application.test_client()
+    log_in(viewer, "viewer-p", "role-pass-123", lang="en")
+    assert 'data-test="payments-topup"' not in viewer.get("/payments").text
+
+
 def test_a_declined_payment_moves_no_money(logged_in, cabinet_ctx, subscriber):
     location = _start(logged_in).location
     declined = _bank(logged_in, location, "decline")
@@ -416,6 +429,7 @@ def test_without_the_test_provider_there_is_no_online_payment(db_url, tmp_path):
         log_in(client, person.login, person.password, lang="en")
         page = client.get("/topup")
         assert "Online payment is not available" in page.text
+        assert 'data-test="payments-topup"' not in client.get("/payments").text
         assert _start(client).status_code == 404
         assert client.get("/testpay/tp-x").status_code == 404
         assert _callback(client, {"txn_id": "x", "amount": "1.00",
