@@ -89,10 +89,9 @@ def test_redeem_a_voucher_and_pay_through_the_test_bank(browser, cabinet_server,
         assert _balance(ctx, subscriber.account_id) == Decimal("600.00")
         shot("voucher-redeemed")
 
-        # A card payment through the test bank: Pay.
-        page.goto(f"{cabinet_server.url}/topup")
-        page.fill("[data-test=topup-amount]", "250")
-        page.click("[data-test=topup-submit]")
+        # A card payment through the test bank, from the payments page: Pay.
+        page.fill("[data-test=payments-topup-amount]", "250")
+        page.click("[data-test=payments-topup-submit]")
         page.wait_for_selector("[data-test=bank-pay]")
         assert words["bank"] in page.inner_text("main")
         assert "250" in page.inner_text("[data-test=bank-amount]")
