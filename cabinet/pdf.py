@@ -54,8 +54,7 @@ class _Document(FPDF):
         """One table row; a long text wraps inside its cell."""
         self.set_font(FONT, "B" if bold else "", 9)
         line_height = 5
-        lines = max(len(self.multi_cell(w, line_height, str(text), dry_run=True,
-                                        output="LINES")) for text, w in zip(cells, widths))
+        lines = max(self._lines(str(text), w, line_height) for text, w in zip(cells, widths))
         height = lines * line_height + 2
         if self.will_page_break(height):
             self.add_page()
@@ -70,6 +69,12 @@ class _Document(FPDF):
         self.set_xy(self.l_margin, y + height)
         self.set_draw_color(221, 227, 232)
         self.line(self.l_margin, y + height, self.l_margin + sum(widths), y + height)
+
+    def _lines(self, text: str, width: float, line_height: float) -> int:
+        # Most cells fit on one line; only a long one is laid out to count.
+        if self.get_string_width(text) <= width - 2 * self.c_margin:
+            return 1
+        return len(self.multi_cell(width, line_height, text, dry_run=True, output="LINES"))
 
     def paragraph(self, text: str, bold: bool = False, size: int = 10) -> None:
         self.set_font(FONT, "B" if bold else "", size)
