@@ -50,8 +50,8 @@ def _fits(page, viewport, what):
 
 @pytest.mark.parametrize("lang", ["ru", "en"])
 @pytest.mark.parametrize("device", ["phone", "desktop"])
-def test_redeem_a_voucher_and_pay_through_the_test_bank(browser, cabinet_server, db_url,  # noqa: F811
-                                                        artifacts, lang, device):
+def test_redeem_a_voucher_and_pay_through_the_test_bank(
+        browser, cabinet_server, db_url, artifacts, lang, device):  # noqa: F811
     ctx = cabinet_server.app.extensions["abonent"]
     subscriber = seed_subscriber(ctx, balance="100")
     with ctx.Session() as session:
