@@ -301,7 +301,8 @@ def tariff_confirm():
     return render_template("plans/tariff_confirm.html", offer=_offer(tariff, account, now),
                            plan=plan, reason=reason, form=form, may_change=_may_change(),
                            again=tariff_change.switch_again_from(session, now),
-                           current=account.tariff)
+                           current=account.tariff,
+                           pending=tariff_change.pending(session, account))
 
 
 @blueprint.route("/tariff/change", methods=["POST"])

@@ -212,6 +212,27 @@ def test_a_pending_change_is_cancelled_and_the_limit_given_back(owner, cabinet_c
         .status_code == 302
 
 
+def test_a_new_order_replaces_the_pending_one(owner, cabinet_ctx, plan):
+    subscriber, _ids = plan
+    with cabinet_ctx.Session() as session:
+        lite = make_tariff(session, name="Lite 50", fee="400.00", fee_period="daily").id
+        mini = make_tariff(session, name="Mini 20", fee="300.00", fee_period="daily").id
+        session.commit()
+    confirm = owner.get(f"/tariff/confirm?tariff={lite}&when=next_period").text
+    assert 'data-test="replaces"' not in confirm
+    assert owner.post("/tariff/change", data=form_fields(confirm, "/tariff/change")) \
+        .status_code == 302
+    confirm = owner.get(f"/tariff/confirm?tariff={mini}&when=now").text
+    start = _first_of_next_month(_today())
+    assert (f"This replaces the change to Lite 50 ordered from {_long(start)}."
+            in confirm)
+    assert owner.post("/tariff/change", data=form_fields(confirm, "/tariff/change")) \
+        .status_code == 302
+    account = _account(cabinet_ctx, subscriber.account_id)
+    assert (account.next_tariff_id, account.next_tariff_from) == \
+        (mini, _today() + dt.timedelta(days=1))
+
+
 def test_the_frequency_limit_refuses_and_says_from_when(owner, cabinet_ctx, plan):
     subscriber, ids = plan
     changed_at = utcnow().replace(microsecond=0) - dt.timedelta(days=5)
