@@ -98,9 +98,11 @@ def _today() -> dt.date:
 
 def _account(lock: bool = False) -> Account:
     """The logged-in account; ``lock`` for a change: the row is held until the
-    commit, so a form sent twice at once is decided one after the other."""
+    commit, so a form sent twice at once is decided one after the other, and
+    it is read afresh (the request may have loaded it before the lock)."""
     account = db().get(Account, current_user.account_id,
-                       with_for_update={"of": Account} if lock else None)
+                       with_for_update={"of": Account} if lock else None,
+                       populate_existing=lock)
     if account is None:
         abort(404)
     return account
