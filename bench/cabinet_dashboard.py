@@ -1,52 +1,163 @@
 """Cabinet dashboard throughput and latency over HTTP (req/s, p50, p99).
 
-    python -m bench.cabinet_dashboard [--accounts 10000] [--sessions 20] [--users 50]
-        [--concurrency 8] [--seconds 10] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
+    python -m bench.cabinet_dashboard [--server werkzeug|gunicorn] [--accounts 100000]
+        [--sessions 20] [--users 1] [--traffic-days 365] [--concurrency 8]
+        [--requests 20000] [--seconds 20] [--workers 2] [--threads 4]
+        [--url postgresql+psycopg://postgres@127.0.0.1/postgres] [--profile 0]
 
 Creates a scratch PostgreSQL database (or uses ``--url sqlite:///file``),
-seeds N accounts, each with a cabinet login, a payment and S RADIUS
-sessions, starts ``CabinetServer`` (the threaded werkzeug server of
-``abonent serve cabinet``) on a free loopback port, logs U subscribers in,
-then C client threads fetch ``GET /`` with their cookies for T seconds.
-Prints requests per second and latency percentiles of the dashboard.
+seeds N accounts, each with a cabinet login, a payment and a few RADIUS
+sessions, and gives each of the U subscribers who log in S sessions and a
+year (D days) of 5-minute NetFlow rollups in both directions (105,120 x 2
+rows each).
+On PostgreSQL the seed is set-based (INSERT ... SELECT generate_series),
+so 100,000 accounts take seconds. Then it serves the cabinet with
+gunicorn (contrib/gunicorn.conf.py, cabinet.wsgi:app) or with
+``CabinetServer`` (the threaded werkzeug server of ``abonent serve
+cabinet``) on a free loopback port, logs the U subscribers in, and C
+client threads on kept-alive connections fetch ``GET /`` with their
+cookies until R requests are done or T seconds have passed, whichever
+comes first. Prints requests per second, latency percentiles and the load
+average (the box may be shared). ``--profile N`` first runs N dashboards
+in-process under cProfile and prints where the time goes.
 """
-
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import http.client
 import logging
+import os
+import pstats
 import re
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from aaa.models import Nas, Session as NetworkSession
-from cabinet.app import CabinetServer
+from cabinet.app import CabinetServer, create_app
+from collector.models import TrafficRollup
 from config.context import open_context
 from config.migrate import upgrade
+from config.db import Base
 from config.settings import load_settings
-from rating.models import Account, CabinetUser, LedgerEntry, Tariff
+from rating.models import Account, CabinetUser, LedgerEntry, OptionType, Tariff
 from rating.passwords import hash_password
 
 PASSWORD = "bench-password-1"
+ROOT = Path(__file__).resolve().parent.parent
+INTERVALS_PER_DAY = 24 * 12  # 5-minute rollups
 
 
-def seed(ctx, accounts: int, sessions: int) -> None:
+def _series_insert(table, columns: dict[str, str], source: str, params: dict) -> str:
+    """``INSERT INTO table (...) SELECT ... FROM source``: the given SQL
+    expressions, and every other NOT NULL column from its model default,
+    so a column someone adds with a default does not break the seed."""
+    names, values = [], []
+    for column in table.columns:
+        if column.name in columns:
+            names.append(column.name)
+            values.append(columns[column.name])
+            continue
+        default = column.default
+        if column.nullable or column.server_default is not None or column.primary_key:
+            continue
+        if default is None:
+            raise SystemExit(f"seed: {table.name}.{column.name} needs a value")
+        names.append(column.name)
+        if default.is_callable:
+            values.append(":now")  # utcnow
+        else:
+            key = f"d_{column.name}"
+            params[key] = default.arg
+            values.append(f":{key}")
+    return (f"INSERT INTO {table.name} ({', '.join(names)}) "
+            f"SELECT {', '.join(values)} FROM {source}")
+
+
+def seed_series(ctx, accounts: int, sessions: int, other_sessions: int, traffic_ids: list[int],
+                traffic_days: int) -> None:
+    """Set-based seed for PostgreSQL: a handful of INSERT ... SELECT
+    generate_series statements, one transaction, then ANALYZE. The
+    logged-in subscribers (``traffic_ids``) get S sessions and the year of
+    traffic, everyone else ``other_sessions`` sessions (each session row
+    costs five index entries and two foreign-key checks)."""
+    tables = Base.metadata.tables
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    now = now.replace(minute=now.minute - now.minute % 5)
+    params = {"now": now, "accounts": accounts, "hash": hash_password(PASSWORD)}
+    statements = [
+        _series_insert(tables["accounts"], {
+            "id": "a", "number": "lpad(a::text, 9, '0')", "name": "'Bench ' || a",
+            "tariff_id": "1", "balance": "500.00"}, "generate_series(1, :accounts) a", params),
+        _series_insert(tables["cabinet_users"], {
+            "id": "a", "account_id": "a", "login": "'bench' || a", "password_hash": ":hash"},
+            "generate_series(1, :accounts) a", params),
+        _series_insert(tables["ledger_entries"], {
+            "account_id": "a", "amount": "500.00", "kind": "'payment'", "author": "'bench'",
+            "idempotency_key": "'payment:bench:' || a"},
+            "generate_series(1, :accounts) a", params),
+    ]
+    if sessions or other_sessions:
+        params.update(sessions=sessions, other_sessions=other_sessions,
+                      traffic_ids=traffic_ids)
+        statements.append(_series_insert(tables["sessions"], {
+            "nas_id": "1", "acct_session_id": "a || '-' || s", "username": "'u' || a",
+            "account_id": "a", "framed_ip": "'100.64.' || (a % 250) || '.' || (s % 250)",
+            "started_at": ":now - (s + 1) * interval '6 hours'",
+            "updated_at": ":now - (s + 1) * interval '6 hours'",
+            "stopped_at": ":now - (s + 1) * interval '6 hours' + interval '5 hours'",
+            "octets_in": "a::bigint * 1000", "octets_out": "a::bigint * 100000"},
+            "generate_series(1, :accounts) a, LATERAL generate_series(0, CASE WHEN "
+            "a = ANY(CAST(:traffic_ids AS integer[])) THEN :sessions ELSE :other_sessions END - 1) s",
+            params))
+    if traffic_ids and traffic_days:
+        params.update(traffic_ids=traffic_ids, intervals=traffic_days * INTERVALS_PER_DAY)
+        statements.append(_series_insert(tables["traffic_rollups"], {
+            "account_id": "a", "interval_start": ":now - i * interval '5 minutes'",
+            "direction": "d", "bytes": "(i % 97 + 1) * (CASE d WHEN 'in' THEN 3000000 "
+                                       "ELSE 200000 END)::bigint",
+            "packets": "i % 97 + 1", "source": "'netflow'"},
+            "unnest(CAST(:traffic_ids AS integer[])) a, generate_series(0, :intervals - 1) i, "
+            "(VALUES ('in'), ('out')) AS v(d)", params))
+    with ctx.Session() as db:
+        db.add(Tariff(id=1, name="Bench 100", fee=Decimal("600.00"), rate_down_kbps=100_000,
+                      rate_up_kbps=50_000, negative_rate_kbps=1_000))
+        db.add(Nas(id=1, name="bench-nas", address="192.0.2.1", secret="bench"))
+        # A turbo on sale: the dashboard offers it (and draws its form).
+        db.add(OptionType(code="turbo", name="Turbo", kind="turbo", price=Decimal("50.00"),
+                          duration_hours=24, rate_multiplier=2))
+        db.flush()
+        for statement in statements:
+            db.execute(text(statement),
+                       {k: v for k, v in params.items() if f":{k}" in statement})
+        db.commit()
+    with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def seed_rows(ctx, accounts: int, sessions: int) -> None:
+    """Row by row from Python (SQLite): fine for a few thousand accounts."""
     password_hash = hash_password(PASSWORD)  # one scrypt, shared: seeding is not the figure
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with ctx.Session() as db:
         db.add(Tariff(id=1, name="Bench 100", fee=Decimal("600.00"), rate_down_kbps=100_000,
                       rate_up_kbps=50_000, negative_rate_kbps=1_000))
         db.add(Nas(id=1, name="bench-nas", address="192.0.2.1", secret="bench"))
+        db.add(OptionType(code="turbo", name="Turbo", kind="turbo", price=Decimal("50.00"),
+                          duration_hours=24, rate_multiplier=2))
         db.flush()
         batch = 5_000
         for low in range(1, accounts + 1, batch):
@@ -74,6 +185,27 @@ def seed(ctx, accounts: int, sessions: int) -> None:
         db.commit()
 
 
+def seed_traffic_rows(ctx, account_ids, days: int) -> None:
+    """A year of 5-minute rollups from Python (SQLite), in batches."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    now = now.replace(minute=now.minute - now.minute % 5)
+    with ctx.Session() as db:
+        for account_id in account_ids:
+            rows = []
+            for i in range(days * INTERVALS_PER_DAY):
+                start = now - dt.timedelta(minutes=5 * i)
+                for direction, size in (("in", 3_000_000), ("out", 200_000)):
+                    rows.append(dict(account_id=account_id, interval_start=start,
+                                     direction=direction, bytes=(i % 97 + 1) * size,
+                                     packets=i % 97 + 1, source="netflow"))
+                if len(rows) >= 20_000:
+                    db.execute(insert(TrafficRollup), rows)
+                    rows = []
+            if rows:
+                db.execute(insert(TrafficRollup), rows)
+        db.commit()
+
+
 def log_in(host: str, port: int, login: str) -> str:
     """The session cookie after a form login (GET for the token, then POST)."""
     conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -93,30 +225,101 @@ def log_in(host: str, port: int, login: str) -> str:
     return response.getheader("Set-Cookie").split(";")[0]
 
 
-def hammer(host: str, port: int, cookies: list[str], concurrency: int,
-           seconds: float) -> tuple[list[float], int]:
+class Gunicorn:
+    """The cabinet under gunicorn with contrib/gunicorn.conf.py, on loopback."""
+
+    def __init__(self, url: str, data_dir: str, port: int, workers: int, threads: int):
+        env = dict(os.environ, ABONENT_DATABASE_URL=url, ABONENT_DATA_DIR=data_dir,
+                   ABONENT_CABINET_BIND=f"127.0.0.1:{port}",
+                   ABONENT_CABINET_WORKERS=str(workers), ABONENT_CABINET_THREADS=str(threads))
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.port = port
+        self.process = subprocess.Popen(
+            [str(gunicorn), "-c", str(ROOT / "contrib" / "gunicorn.conf.py"), "cabinet.wsgi:app"],
+            cwd=ROOT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {self.process.returncode}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/login")
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit("gunicorn did not start in 60 s")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def hammer(host: str, port: int, cookies: list[str], concurrency: int, seconds: float,
+           requests: int) -> tuple[list[float], int, float]:
+    """C threads, each on a kept-alive connection, fetch the dashboard until
+    ``requests`` are done or ``seconds`` have passed. Returns latencies,
+    errors and the elapsed time."""
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
+    issued = 0
+    started_at = time.perf_counter()
+    deadline = started_at + seconds
+
+    def take() -> bool:
+        nonlocal issued
+        with lock:
+            if issued >= requests:
+                return False
+            issued += 1
+            return True
 
     def worker(index: int) -> None:
         nonlocal errors
         mine: list[float] = []
         bad = 0
         n = index
-        while time.perf_counter() < deadline:
+        conn = None
+        while time.perf_counter() < deadline and take():
             cookie = cookies[n % len(cookies)]
             n += concurrency
             started = time.perf_counter()
-            conn = http.client.HTTPConnection(host, port, timeout=30)
-            conn.request("GET", "/", headers={"Cookie": cookie})
-            response = conn.getresponse()
-            body = response.read()
-            conn.close()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, port, timeout=30)
+                conn.request("GET", "/", headers={"Cookie": cookie})
+                response = conn.getresponse()
+                body = response.read()
+                if response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                if conn is not None:
+                    conn.close()
+                conn = None
+                bad += 1
+                continue
             mine.append(time.perf_counter() - started)
             if response.status != 200 or b'data-test="balance"' not in body:
                 bad += 1
+        if conn is not None:
+            conn.close()
         with lock:
             latencies.extend(mine)
             errors += bad
@@ -126,16 +329,48 @@ def hammer(host: str, port: int, cookies: list[str], concurrency: int,
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, errors
+    return latencies, errors, time.perf_counter() - started_at
+
+
+def profile(ctx, login: str, count: int) -> None:
+    """N dashboards in-process (Flask test client) under cProfile."""
+    app = create_app(ctx)
+    client = app.test_client()
+    page = client.get("/login").text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    client.post("/login", data={"login": login, "password": PASSWORD, "csrf_token": token})
+    for _ in range(20):
+        client.get("/")
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for _ in range(count):
+        assert client.get("/").status_code == 200
+    profiler.disable()
+    print(f"in-process dashboard: {(time.perf_counter() - started) / count * 1000:.2f} ms each "
+          f"over {count}")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--sessions", type=int, default=20, help="sessions per account")
-    parser.add_argument("--users", type=int, default=50, help="subscribers logged in")
+    parser.add_argument("--server", choices=("werkzeug", "gunicorn"), default="werkzeug")
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int, default=20,
+                        help="sessions per logged-in subscriber")
+    parser.add_argument("--other-sessions", type=int, default=3,
+                        help="sessions per other account (PostgreSQL seed)")
+    parser.add_argument("--users", type=int, default=1, help="subscribers logged in")
+    parser.add_argument("--traffic-days", type=int, default=365,
+                        help="days of 5-minute rollups for each logged-in subscriber")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--requests", type=int, default=20_000, help="stop after this many")
+    parser.add_argument("--seconds", type=float, default=20, help="or after this long")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="first profile N in-process dashboards")
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     # werkzeug's access log line per request would be part of the figure.
@@ -147,35 +382,57 @@ def main() -> None:
         admin = create_engine(args.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+        admin.dispose()
         url = make_url(args.url).set(database=scratch).render_as_string(hide_password=False)
     else:
         url = args.url
     data_dir = tempfile.mkdtemp(prefix="abonent-bench-")
     ctx = open_context(settings=load_settings(environ={"ABONENT_DATABASE_URL": url,
                                                        "ABONENT_DATA_DIR": data_dir}))
+    step = max(1, args.accounts // args.users)
+    logins = [n for n in range(1, args.accounts + 1, step)][:args.users]
     try:
         upgrade(ctx.engine)
         started = time.perf_counter()
-        seed(ctx, args.accounts, args.sessions)
-        print(f"seeded {args.accounts} accounts x {args.sessions} sessions "
-              f"in {time.perf_counter() - started:.1f} s ({ctx.engine.dialect.name})")
-        server = CabinetServer(ctx, host="127.0.0.1", port=0).start()
+        if ctx.engine.dialect.name == "postgresql":
+            seed_series(ctx, args.accounts, args.sessions, args.other_sessions, logins,
+                        args.traffic_days)
+        else:
+            seed_rows(ctx, args.accounts, args.sessions)
+            seed_traffic_rows(ctx, logins, args.traffic_days)
+        with ctx.Session() as db:
+            rollups = db.scalar(text("SELECT count(*) FROM traffic_rollups"))
+        print(f"seeded {args.accounts} accounts x {args.sessions} sessions, {rollups} traffic "
+              f"rollups in {time.perf_counter() - started:.1f} s ({ctx.engine.dialect.name})")
+        if args.profile:
+            profile(ctx, f"bench{logins[0]}", args.profile)
+
+        if args.server == "gunicorn":
+            server = Gunicorn(url, data_dir, _free_port(), args.workers, args.threads)
+            stop = server.stop
+            where = (f"gunicorn {args.workers} workers x {args.threads} threads "
+                     f"(contrib/gunicorn.conf.py)")
+        else:
+            server = CabinetServer(ctx, host="127.0.0.1", port=0).start()
+            stop = server.stop
+            where = "werkzeug threaded server"
         try:
-            step = max(1, args.accounts // args.users)
-            cookies = [log_in("127.0.0.1", server.port, f"bench{n}")
-                       for n in range(1, args.accounts + 1, step)][:args.users]
-            hammer("127.0.0.1", server.port, cookies, args.concurrency, 1)  # warm-up
-            latencies, errors = hammer("127.0.0.1", server.port, cookies, args.concurrency,
-                                       args.seconds)
+            cookies = [log_in("127.0.0.1", server.port, f"bench{n}") for n in logins]
+            hammer("127.0.0.1", server.port, cookies, args.concurrency, 2, 500)  # warm-up
+            latencies, errors, elapsed = hammer("127.0.0.1", server.port, cookies,
+                                                args.concurrency, args.seconds, args.requests)
         finally:
-            server.stop()
+            stop()
         latencies.sort()
         count = len(latencies)
         p99 = latencies[min(count - 1, int(count * 0.99))]
-        print(f"dashboard GET /: {count / args.seconds:.0f} req/s over {args.seconds:.0f} s, "
-              f"concurrency {args.concurrency}, {len(cookies)} subscribers, errors {errors}")
+        print(f"dashboard GET / on {where}: {count / elapsed:.0f} req/s, {count} requests in "
+              f"{elapsed:.1f} s, concurrency {args.concurrency}, {len(cookies)} subscribers, "
+              f"errors {errors}")
         print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
               f"p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
+        print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+              + f" on {os.cpu_count()} CPUs")
     finally:
         ctx.dispose()
         if scratch:

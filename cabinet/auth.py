@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flask import (Blueprint, Flask, jsonify, redirect, render_template, request,
+from flask import (Blueprint, Flask, g, jsonify, redirect, render_template, request,
                    session, url_for)
 from flask_babel import gettext as _
 from flask_limiter import Limiter
@@ -20,6 +20,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from flask_login import UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from cabinet.app import db
 from cabinet.forms import LanguageForm, LoginForm
@@ -59,9 +60,14 @@ def load_user(identifier: str) -> Principal | None:
         user_id, epoch = (int(part) for part in identifier.split(":"))
     except ValueError:
         return None
-    user = db().get(CabinetUser, user_id)
+    # With the account (and its tariff) in the same SELECT: nearly every
+    # page shows it. Holding the row on ``g`` keeps it in the session's
+    # identity map for this request, so the pages' get(Account, ...) are
+    # answered from memory.
+    user = db().get(CabinetUser, user_id, options=[joinedload(CabinetUser.account)])
     if user is None or user.session_epoch != epoch:
         return None
+    g.account_row = user.account
     return Principal.of(user)
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 import uuid
+from dataclasses import dataclass
+from decimal import Decimal
 from functools import wraps
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect,
@@ -67,24 +70,55 @@ def own_account(view):
     return wrapper
 
 
+@dataclass(frozen=True)
+class TurboOffer:
+    rate_multiplier: int
+    duration_hours: int
+    price: Decimal
+
+
+# The offer is a catalogue row that changes seldom: the dashboard (the
+# busiest page) reads it from the process's memory, fresh for this long.
+# Buying charges the stored price, whatever a page showed.
+OFFER_TTL_SECONDS = 30.0
+
+
+def _turbo_on_sale(session) -> TurboOffer | None:
+    cache = current_app.extensions.setdefault("abonent_turbo_offer", {})
+    now = time.monotonic()
+    if cache.get("until", 0.0) > now:
+        return cache["offer"]
+    row = session.scalar(select(OptionType).where(OptionType.code == TURBO_CODE))
+    if row is None:
+        return None  # not cached: an offer put on sale shows at once
+    offer = TurboOffer(row.rate_multiplier, row.duration_hours, row.price)
+    cache.update(offer=offer, until=now + OFFER_TTL_SECONDS)
+    return offer
+
+
 def _turbo_offer(session, speed):
     """The turbo on sale, unless one is on or the role may not buy."""
     if speed is None or speed.profile != "normal" or current_user.role not in CONTACT_EDITORS:
         return None
-    return session.scalar(select(OptionType).where(OptionType.code == TURBO_CODE))
+    return _turbo_on_sale(session)
 
 
 @blueprint.route("/")
 @login_required
 def dashboard():
-    account = _account()
     session = db()
-    speed = cabinet_ops.speed_now(session, session.get(Account, account.id), utcnow())
-    form = TurboForm(request_id=uuid.uuid4().hex)
+    # Held for the whole request, so every later get() of the account (the
+    # view model, the speed, the plan overview) is served from the
+    # session's identity map instead of another SELECT.
+    row = session.get(Account, current_user.account_id)
+    account = _account()
+    speed = cabinet_ops.speed_now(session, row, utcnow())
+    turbo = _turbo_offer(session, speed)
+    form = TurboForm(request_id=uuid.uuid4().hex) if turbo is not None else None
     return render_template("dashboard.html", account=account, speed=speed,
                            profile=labels.PROFILES.get(account.profile),
                            sessions=queries.recent_sessions(session, account.id),
-                           turbo=_turbo_offer(session, speed), turbo_form=form)
+                           turbo=turbo, turbo_form=form)
 
 
 @blueprint.route("/turbo", methods=["POST"])

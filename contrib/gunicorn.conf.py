@@ -1,0 +1,49 @@
+"""gunicorn settings for the subscriber cabinet.
+
+    ABONENT_CONFIG=/etc/abonent/abonent.toml \\
+        gunicorn -c contrib/gunicorn.conf.py cabinet.wsgi:app
+
+Put nginx (or another proxy doing TLS) in front; set cabinet.secure_cookies
+then. Every worker opens its own database pool (the app is built after
+the fork: no preload), and the workers share the cabinet's secret key
+through the file in data_dir (or cabinet.secret_key), so a session made by
+one worker is good in the others.
+
+Environment overrides: ABONENT_CABINET_BIND, ABONENT_CABINET_WORKERS,
+ABONENT_CABINET_THREADS.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("ABONENT_CABINET_BIND", "127.0.0.1:8080")
+
+# A page is mostly Python (routing, templates): one process per core does
+# the work, and a few threads in each cover the time a request waits for
+# PostgreSQL. gthread also keeps connections alive between requests.
+workers = int(os.environ.get("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count()))
+worker_class = "gthread"
+threads = int(os.environ.get("ABONENT_CABINET_THREADS", "4"))
+keepalive = 5
+backlog = 512
+
+# Build the app in each worker: a database pool must not cross a fork.
+preload_app = False
+
+# Recycle workers now and then (a slow leak cannot grow forever); the
+# jitter keeps them from restarting at once.
+max_requests = 20_000
+max_requests_jitter = 2_000
+timeout = 30
+graceful_timeout = 20
+
+# No access log by default: a password-reset link carries its token in
+# the query string, and a log line is not the place for it. The proxy's
+# log (with its own masking) is the access log.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("ABONENT_CABINET_LOGLEVEL", "warning")
+
+# Trust X-Forwarded-* only from the proxy on this host.
+forwarded_allow_ips = "127.0.0.1"
+proc_name = "abonent-cabinet"
