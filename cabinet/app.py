@@ -25,7 +25,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from config.context import Context
 from cabinet import formatting
-from cabinet.i18n import LOCALES, select_locale
+from cabinet.i18n import LOCALES, CabinetRequest, select_locale
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     app.extensions["abonent"] = ctx
+    app.request_class = CabinetRequest
 
     csrf = CSRFProtect(app)
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
