@@ -7,6 +7,7 @@ decimals in the page's locale; the cabinet never does arithmetic on it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 
 from babel import Locale, dates, numbers
@@ -89,13 +90,40 @@ def volume(octets: int | None) -> str:
             f"{request.translations.ugettext(_UNITS[unit])}")
 
 
+_STANDARD = ("short", "medium", "long", "full")
+_DATETIME_FORMATTERS: dict[tuple[str, str], Callable[[dt.datetime], str]] = {}
+
+
+def _datetime_formatter(locale: Locale, format: str) -> Callable[[dt.datetime], str]:
+    """What babel.dates.format_datetime does with a format, with the
+    locale's patterns looked up and parsed once per process."""
+    key = (str(locale), format)
+    formatter = _DATETIME_FORMATTERS.get(key)
+    if formatter is None:
+        if format in _STANDARD:
+            joint = dates.get_datetime_format(format, locale).replace("'", "")
+            day = dates.parse_pattern(dates.get_date_format(format, locale))
+            hour = dates.parse_pattern(dates.get_time_format(format, locale))
+
+            def formatter(value, locale=locale, joint=joint, day=day, hour=hour):
+                return (joint.replace("{0}", hour.apply(value, locale))
+                        .replace("{1}", day.apply(value, locale)))
+        else:
+            pattern = dates.parse_pattern(format)
+
+            def formatter(value, locale=locale, pattern=pattern):
+                return pattern.apply(value, locale)
+        _DATETIME_FORMATTERS[key] = formatter
+    return formatter
+
+
 def when(value: dt.datetime | None, format: str = "short") -> str:
     """A stored (naive UTC) time in the operator's time zone."""
     if value is None:
         return "—"
     request = _request()
-    return dates.format_datetime(value.replace(tzinfo=dt.timezone.utc), format,
-                                 tzinfo=request.zone, locale=request.locale)
+    local = value.replace(tzinfo=dt.timezone.utc).astimezone(request.zone)
+    return _datetime_formatter(request.locale, format)(local)
 
 
 def register(app: Flask) -> None:
