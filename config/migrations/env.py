@@ -12,8 +12,6 @@ import collector.radius_usage  # noqa: F401,E402
 import rating.models  # noqa: F401,E402
 import rating.requests  # noqa: F401,E402
 import rating.selfservice  # noqa: F401,E402
-import rating.requests  # noqa: F401,E402
-import rating.selfservice  # noqa: F401,E402
 import rating.payments  # noqa: F401,E402
 import rating.vouchers  # noqa: F401,E402
 import rating.api_tokens  # noqa: F401,E402
