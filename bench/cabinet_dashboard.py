@@ -2,7 +2,7 @@
 
     python -m bench.cabinet_dashboard [--server werkzeug|gunicorn] [--accounts 100000]
         [--sessions 20] [--users 1] [--traffic-days 365] [--concurrency 8]
-        [--requests 20000] [--seconds 20] [--workers 2] [--threads 4]
+        [--requests 20000] [--seconds 20] [--workers 0] [--threads 0]
         [--path /] [--url postgresql+psycopg://postgres@127.0.0.1/postgres] [--profile 0]
 
 Creates a scratch PostgreSQL database (or uses ``--url sqlite:///file``),
@@ -230,8 +230,11 @@ class Gunicorn:
 
     def __init__(self, url: str, data_dir: str, port: int, workers: int, threads: int):
         env = dict(os.environ, ABONENT_DATABASE_URL=url, ABONENT_DATA_DIR=data_dir,
-                   ABONENT_CABINET_BIND=f"127.0.0.1:{port}",
-                   ABONENT_CABINET_WORKERS=str(workers), ABONENT_CABINET_THREADS=str(threads))
+                   ABONENT_CABINET_BIND=f"127.0.0.1:{port}")
+        if workers:
+            env["ABONENT_CABINET_WORKERS"] = str(workers)
+        if threads:
+            env["ABONENT_CABINET_THREADS"] = str(threads)
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.port = port
         self.process = subprocess.Popen(
@@ -366,9 +369,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--requests", type=int, default=20_000, help="stop after this many")
     parser.add_argument("--seconds", type=float, default=20, help="or after this long")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                        help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gunicorn worker processes (0: contrib/gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads per gunicorn worker (0: contrib/gunicorn.conf.py's)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="first profile N in-process dashboards")
     parser.add_argument("--path", default="/",
@@ -412,8 +416,9 @@ def main() -> None:
         if args.server == "gunicorn":
             server = Gunicorn(url, data_dir, _free_port(), args.workers, args.threads)
             stop = server.stop
-            where = (f"gunicorn {args.workers} workers x {args.threads} threads "
-                     f"(contrib/gunicorn.conf.py)")
+            workers = args.workers or (os.cpu_count() or 1) + 1
+            threads = args.threads or 2
+            where = f"gunicorn {workers} workers x {threads} threads (contrib/gunicorn.conf.py)"
         else:
             server = CabinetServer(ctx, host="127.0.0.1", port=0).start()
             stop = server.stop

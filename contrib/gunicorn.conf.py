@@ -18,12 +18,14 @@ import os
 
 bind = os.environ.get("ABONENT_CABINET_BIND", "127.0.0.1:8080")
 
-# A page is mostly Python (routing, templates): one process per core does
-# the work, and a few threads in each cover the time a request waits for
-# PostgreSQL. gthread also keeps connections alive between requests.
-workers = int(os.environ.get("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count()))
+# A page is mostly Python (routing, templates), so the GIL lets one thread
+# of a process run at a time: a process per core and one more (to fill
+# the time one waits for PostgreSQL), two threads each. gthread also keeps
+# connections alive between requests. On the 2-core bench box 3 x 2 beat
+# 2 x 4 and 4 x 2 (bench/cabinet_dashboard.py --server gunicorn).
+workers = int(os.environ.get("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count() + 1))
 worker_class = "gthread"
-threads = int(os.environ.get("ABONENT_CABINET_THREADS", "4"))
+threads = int(os.environ.get("ABONENT_CABINET_THREADS", "2"))
 keepalive = 5
 backlog = 512
 
