@@ -256,6 +256,22 @@ class Gunicorn:
                     raise SystemExit("gunicorn did not start in 60 s")
                 time.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the master and its workers so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, ppid = int(entry.name), int(fields[1])
+            if pid == self.process.pid or ppid == self.process.pid:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -427,9 +443,11 @@ def main() -> None:
             cookies = [log_in("127.0.0.1", server.port, f"bench{n}") for n in logins]
             hammer("127.0.0.1", server.port, cookies, args.concurrency, 2, 500,
                    args.path)  # warm-up
+            cpu_before = server.cpu_seconds() if args.server == "gunicorn" else None
             latencies, errors, elapsed = hammer("127.0.0.1", server.port, cookies,
                                                 args.concurrency, args.seconds, args.requests,
                                                 args.path)
+            cpu_used = server.cpu_seconds() - cpu_before if cpu_before is not None else None
         finally:
             stop()
         latencies.sort()
@@ -440,6 +458,9 @@ def main() -> None:
               f"errors {errors}")
         print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
               f"p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
+        if cpu_used is not None:
+            # Less at the mercy of the box's other load than req/s.
+            print(f"gunicorn CPU per request: {cpu_used / count * 1000:.1f} ms")
         print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
               + f" on {os.cpu_count()} CPUs")
     finally:
