@@ -794,11 +794,16 @@ def exporter_seed(exporter) -> int:
 def packet_key(exporter, data: bytes, seed: int | None = None) -> bytes:
     """16 bytes naming one export packet from one exporter (replay detection).
 
-    The header's times and sequence number (bytes 4..16 in v5, v9 and IPFIX)
-    and a CRC-32 of the exporter and the whole datagram: a replayed packet
-    gives the same key, two different packets practically never do. It costs
-    a fraction of a cryptographic hash, which matters at 100k packets/s.
+    A CRC-32 of the exporter and the whole datagram, then the header's time
+    and sequence number: v9 (uptime, secs, sequence) and IPFIX (export time,
+    sequence, domain) have them in bytes 4..16; v5 has uptime and secs in
+    4..12 and the flow sequence in 16..20. A replayed packet gives the same
+    key; two different packets of one exporter differ in their sequence
+    number, so a CRC collision alone (one in 2^32 pairs: about one in a run
+    of 100,000 packets) cannot make a new packet look like a replay. It
+    costs a fraction of a cryptographic hash, which matters at 100k packets/s.
     """
     if seed is None:
         seed = exporter_seed(exporter)
-    return zlib.crc32(data, seed).to_bytes(4, "big") + data[4:16].ljust(12, b"\0")
+    header = data[4:12] + data[16:20] if data[:2] == b"\x00\x05" else data[4:16]
+    return zlib.crc32(data, seed).to_bytes(4, "big") + header.ljust(12, b"\0")

@@ -30,12 +30,14 @@ MAX_ACCOUNT_ID = (1 << 28) - 1
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
-def _reduce(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray):
+def _reduce(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray, runs: bool = False):
     if not len(keys):
         return keys, octets, packets
     # Equal keys are summed, so their order does not matter: introsort is
-    # 2.5x faster than the stable sort on 30,000 random 64-bit keys.
-    order = np.argsort(keys)
+    # 2.5x faster than the stable sort on 30,000 random 64-bit keys. Parts
+    # being merged are each sorted already: the stable sort (timsort) finds
+    # those runs and merges them.
+    order = np.argsort(keys, kind="stable" if runs else None)
     keys, octets, packets = keys[order], octets[order], packets[order]
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     return keys[starts], np.add.reduceat(octets, starts), np.add.reduceat(packets, starts)
@@ -86,7 +88,7 @@ class Rollup:
 
     def _compact(self) -> None:
         keys, octets, packets = (np.concatenate([p[i] for p in self._parts]) for i in range(3))
-        self._parts = [_reduce(keys, octets, packets)]
+        self._parts = [_reduce(keys, octets, packets, runs=True)]
         self._size = len(self._parts[0][0])
 
     def __len__(self) -> int:
