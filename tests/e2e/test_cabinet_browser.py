@@ -20,6 +20,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1366, "height": 900}}
 
 
+def log_in(page, url: str, subscriber) -> None:
+    """Log in through the form and wait for the overview."""
+    page.goto(f"{url}/login")
+    page.fill("input[name=login]", subscriber.login)
+    page.fill("input[name=password]", subscriber.password)
+    page.click("[data-test=login-submit]")
+    page.wait_for_selector("[data-test=balance]")
+
+
 @pytest.fixture
 def cabinet_server(db_url, tmp_path):
     context = make_context(db_url, data_dir=tmp_path)
@@ -97,11 +106,7 @@ def test_every_page_fits_a_phone(browser, cabinet_server, db_url, artifacts):
 
     page = browser.new_page(viewport=VIEWPORTS["phone"], locale="ru-RU")
     try:
-        page.goto(f"{cabinet_server.url}/login")
-        page.fill("input[name=login]", subscriber.login)
-        page.fill("input[name=password]", subscriber.password)
-        page.click("[data-test=login-submit]")
-        page.wait_for_selector("[data-test=balance]")
+        log_in(page, cabinet_server.url, subscriber)
         for path in ("/payments", "/promised", "/sessions", "/traffic", "/contacts", "/history",
                      "/password"):
             response = page.goto(f"{cabinet_server.url}{path}")

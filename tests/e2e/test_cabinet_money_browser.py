@@ -16,7 +16,7 @@ from cabinet.app import CabinetServer
 from rating import vouchers
 from rating.models import Account
 from tests.conftest import free_tcp_port, make_context
-from tests.e2e.test_cabinet_browser import VIEWPORTS, browser  # noqa: F401 (fixture)
+from tests.e2e.test_cabinet_browser import VIEWPORTS, browser, log_in  # noqa: F401 (fixture)
 from tests.integration.cabinet_helpers import seed_subscriber
 
 pytestmark = pytest.mark.peer
@@ -68,11 +68,7 @@ def test_redeem_a_voucher_and_pay_through_the_test_bank(
 
     page = browser.new_page(viewport=viewport, locale=words["locale"])
     try:
-        page.goto(f"{cabinet_server.url}/login")
-        page.fill("input[name=login]", subscriber.login)
-        page.fill("input[name=password]", subscriber.password)
-        page.click("[data-test=login-submit]")
-        page.wait_for_selector("[data-test=balance]")
+        log_in(page, cabinet_server.url, subscriber)
         assert page.evaluate("document.documentElement.lang") == lang
 
         # The payments page leads to the top-up page.

@@ -14,7 +14,7 @@ import pytest
 
 from cabinet import periods
 from rating import options
-from tests.e2e.test_cabinet_browser import (VIEWPORTS, browser,  # noqa: F401 (fixtures)
+from tests.e2e.test_cabinet_browser import (VIEWPORTS, browser, log_in,  # noqa: F401 (fixtures)
                                              cabinet_server)
 from tests.factories import make_tariff
 from tests.integration.cabinet_helpers import seed_subscriber
@@ -68,11 +68,7 @@ def test_plan_pages_in_a_browser(browser, cabinet_server, db_url, artifacts, lan
                             full_page=True)
 
         try:
-            page.goto(f"{cabinet_server.url}/login")
-            page.fill("input[name=login]", subscriber.login)
-            page.fill("input[name=password]", subscriber.password)
-            page.click("[data-test=login-submit]")
-            page.wait_for_selector("[data-test=balance]")
+            log_in(page, cabinet_server.url, subscriber)
 
             # The tariff change: 1. choose, 2. cost and start, 3. confirm.
             page.click(f"nav.tabs >> text={text['nav']}")

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.test_cabinet_browser import VIEWPORTS, browser, cabinet_server  # noqa: F401
+from tests.e2e.test_cabinet_browser import VIEWPORTS, browser, cabinet_server, log_in  # noqa: F401
 from tests.integration.cabinet_helpers import seed_subscriber
 
 pytestmark = pytest.mark.peer
@@ -46,11 +46,7 @@ def test_make_use_and_revoke_a_token(browser, cabinet_server, db_url, artifacts,
     for name, viewport in VIEWPORTS.items():
         page = browser.new_page(viewport=viewport, locale="ru-RU")
         try:
-            page.goto(f"{cabinet_server.url}/login")
-            page.fill("input[name=login]", subscriber.login)
-            page.fill("input[name=password]", subscriber.password)
-            page.click("[data-test=login-submit]")
-            page.wait_for_selector("[data-test=balance]")
+            log_in(page, cabinet_server.url, subscriber)
             if lang == "en":
                 page.click("[data-test=lang-en]")
                 page.wait_for_selector("text=Balance")
