@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -57,6 +60,51 @@ def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class Inbox(Message):
+    """The mail a real SMTP server on loopback (aiosmtpd) received."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+        self.port: int | None = None
+
+    def handle_message(self, message):
+        self.messages.append(message)
+
+    def wait(self, count: int, timeout: float = 10.0):
+        """At least ``count`` messages (all of them), waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.messages) >= count, f"{len(self.messages)} mails, wanted {count}"
+        return self.messages
+
+    def wait_for(self, recipient: str, timeout: float = 10.0):
+        """The first message to ``recipient``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if message["To"] == recipient:
+                    return message
+            time.sleep(0.05)
+        raise AssertionError(f"no mail to {recipient}")
+
+    @staticmethod
+    def text(message) -> str:
+        return message.get_payload(decode=True).decode(message.get_content_charset() or "utf-8")
+
+
+@pytest.fixture
+def inbox():
+    """A real SMTP server on a free loopback port; ``inbox.port`` names it."""
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_tcp_port())
+    controller.start()
+    handler.port = controller.port
+    yield handler
+    controller.stop()
 
 
 def _pg_available() -> bool:

@@ -9,16 +9,13 @@ is ever downloaded. Every page is screenshotted into test-artifacts/.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 
 from cabinet.app import CabinetServer
 from rating import ledger
 from rating import requests as service_requests
-from tests.conftest import free_tcp_port, make_context
+from tests.conftest import Inbox, free_tcp_port, make_context
 from tests.e2e.test_cabinet_browser import VIEWPORTS, browser  # noqa: F401 (fixture)
 from tests.integration.cabinet_helpers import seed_subscriber
 
@@ -36,36 +33,6 @@ WORDS = {
            "saved": "Notification settings saved", "registered": "is registered",
            "in_progress": "in progress", "forgot": "Forgot password?"},
 }
-
-
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-    def link_for(self, recipient: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.messages:
-                if message["To"] == recipient:
-                    text = message.get_payload(decode=True).decode(
-                        message.get_content_charset() or "utf-8")
-                    return LINK.search(text).group(0)
-            time.sleep(0.05)
-        raise AssertionError(f"no mail to {recipient}")
-
-
-@pytest.fixture
-def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_tcp_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
 
 
 @pytest.fixture
@@ -118,7 +85,7 @@ def test_self_service_pages(browser, cabinet_server, db_url, artifacts, inbox, l
         assert words["sent"] in page.inner_text("[data-test=forgot-sent]")
         shot("forgot-sent")
 
-        link = inbox.link_for(mail)
+        link = LINK.search(Inbox.text(inbox.wait_for(mail))).group(0)
         assert link.startswith(url + "/reset?token=")
         page.goto(link)
         assert page.inner_text("[data-test=reset-login]") == subscriber.login

@@ -14,8 +14,6 @@ import time
 from decimal import Decimal
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
@@ -25,38 +23,12 @@ from rating.accounts import DomainError, create_cabinet_user
 from rating.models import Account, CabinetUser, OperationLog
 from rating.selfservice import PasswordReset
 from scripts.cli import cli
-from tests.conftest import free_tcp_port, make_context
+from tests.conftest import Inbox, free_tcp_port, make_context
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
     app, client, csrf_token, log_in, post_form, seed_subscriber, set_language)
 
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]+"')
 LINK = re.compile(r"(https?://\S+)(/reset\?token=([A-Za-z0-9_\-]+))")
-
-
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-    def wait(self, count: int, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(self.messages) >= count, f"{len(self.messages)} mails, wanted {count}"
-        return self.messages
-
-
-@pytest.fixture
-def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_tcp_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
 
 
 @pytest.fixture
@@ -68,8 +40,7 @@ def cabinet_ctx(db_url, tmp_path, inbox):
     context.dispose()
 
 
-def _text(message) -> str:
-    return message.get_payload(decode=True).decode(message.get_content_charset() or "utf-8")
+_text = Inbox.text
 
 
 def _subject(message) -> str:

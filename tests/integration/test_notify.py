@@ -3,9 +3,6 @@
 import datetime as dt
 from decimal import Decimal
 
-import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from sqlalchemy import select
 
 from rating import notify
@@ -14,26 +11,7 @@ from tests.conftest import free_tcp_port
 from tests.factories import make_account, make_tariff
 
 
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_tcp_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
-def test_low_balance_and_runs_out_are_mailed_once_a_day(ctx, smtp):
-    controller, inbox = smtp
+def test_low_balance_and_runs_out_are_mailed_once_a_day(ctx, inbox):
     today = dt.date(2026, 4, 1)
     with ctx.Session() as session:
         tariff = make_tariff(session, fee="300.00", fee_period="daily")  # 10.00 a day
@@ -49,7 +27,7 @@ def test_low_balance_and_runs_out_are_mailed_once_a_day(ctx, smtp):
         assert notify.queue(session, today) == 0  # a second run, or a second node
         session.commit()
     sms_gateway = notify.LoggingChannel("sms")
-    channels = {"email": notify.EmailChannel("127.0.0.1", controller.port, "billing@isp.test"),
+    channels = {"email": notify.EmailChannel("127.0.0.1", inbox.port, "billing@isp.test"),
                 "sms": sms_gateway}
     assert notify.deliver(ctx.Session, channels) == 3
     assert notify.deliver(ctx.Session, channels) == 0
