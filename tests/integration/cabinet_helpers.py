@@ -91,6 +91,13 @@ def log_in(client, login, password, lang=None):
                                        "csrf_token": csrf_token(page.text)})
 
 
+@pytest.fixture
+def logged_in(client, subscriber):
+    """The client logged in, in English, as the test module's ``subscriber``."""
+    assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
+    return client
+
+
 def post_form(client, path, data):
     """POST like a browser: the CSRF token from the page at the same path."""
     page = client.get(path)

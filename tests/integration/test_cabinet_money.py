@@ -22,7 +22,7 @@ from rating.vouchers import Voucher
 from scripts.cli import cli
 from tests.conftest import make_context
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
-    app, client, csrf_token, log_in, seed_subscriber)
+    app, client, csrf_token, log_in, logged_in, seed_subscriber)
 
 SECRET = "testpay-secret-for-tests"
 
@@ -38,12 +38,6 @@ def cabinet_ctx(db_url, tmp_path):
 @pytest.fixture
 def subscriber(cabinet_ctx):
     return seed_subscriber(cabinet_ctx, balance="100")
-
-
-@pytest.fixture
-def logged_in(client, subscriber):
-    assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
-    return client
 
 
 def _issue(ctx, count=1, amount="500", batch="t1") -> list[str]:

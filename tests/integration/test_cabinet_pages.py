@@ -17,19 +17,13 @@ from rating import accounts, ledger
 from rating.models import (Account, AccountOption, CabinetUser, LedgerEntry, OperationLog,
                            OptionType)
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
-    app, cabinet_ctx, client, csrf_token, log_in, post_form, seed_network_session,
+    app, cabinet_ctx, client, csrf_token, log_in, logged_in, post_form, seed_network_session,
     seed_subscriber)
 
 
 @pytest.fixture
 def subscriber(cabinet_ctx):
     return seed_subscriber(cabinet_ctx, balance="500")
-
-
-@pytest.fixture
-def logged_in(client, subscriber):
-    assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
-    return client
 
 
 def _set(ctx, model, row_id, **values):

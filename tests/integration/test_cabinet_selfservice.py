@@ -25,7 +25,7 @@ from rating.selfservice import PasswordReset
 from scripts.cli import cli
 from tests.conftest import Inbox, free_tcp_port, make_context
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
-    app, client, csrf_token, log_in, post_form, seed_subscriber, set_language)
+    app, client, csrf_token, log_in, logged_in, post_form, seed_subscriber, set_language)
 
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]+"')
 LINK = re.compile(r"(https?://\S+)(/reset\?token=([A-Za-z0-9_\-]+))")
@@ -294,12 +294,6 @@ def test_the_access_log_masks_the_token(app, cabinet_ctx, caplog):
 @pytest.fixture
 def subscriber(cabinet_ctx):
     return seed_subscriber(cabinet_ctx, balance="500")
-
-
-@pytest.fixture
-def logged_in(client, subscriber):
-    assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
-    return client
 
 
 def _notify_state(ctx, account_id):
