@@ -107,6 +107,24 @@ def inbox():
     controller.stop()
 
 
+@pytest.fixture
+def abonent(db_url):
+    """Run the `abonent` command against the test database:
+    ``abonent("account", "list", "--json", code=0)`` asserts the exit code."""
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+
+    runner = CliRunner()
+
+    def run(*args, code=0):
+        result = runner.invoke(cli, list(args), env={"ABONENT_DATABASE_URL": db_url},
+                               catch_exceptions=False)
+        assert result.exit_code == code, (result.output, result.stderr)
+        return result
+    return run
+
+
 def _pg_available() -> bool:
     try:
         engine = create_engine(PG_URL)

@@ -11,7 +11,6 @@ import threading
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from rating import accounts, fees, ledger, payments, vouchers
@@ -19,7 +18,6 @@ from rating.accounts import create_cabinet_user
 from rating.models import Account, LedgerEntry, OperationLog
 from rating.payments import ProviderPayment
 from rating.vouchers import Voucher
-from scripts.cli import cli
 from tests.conftest import make_context
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
     app, client, csrf_token, log_in, logged_in, seed_subscriber)
@@ -572,18 +570,6 @@ def test_a_viewer_may_download_documents(client, cabinet_ctx, company):
 
 
 # -- the voucher CLI ----------------------------------------------------------
-
-@pytest.fixture
-def abonent(db_url):
-    runner = CliRunner()
-
-    def run(*args, code=0):
-        result = runner.invoke(cli, list(args), env={"ABONENT_DATABASE_URL": db_url},
-                               catch_exceptions=False)
-        assert result.exit_code == code, (result.output, result.stderr)
-        return result
-    return run
-
 
 def test_voucher_cli_issues_codes_once_and_lists_them(abonent, db_url):
     issued = json.loads(abonent("voucher", "issue", "--count", "3", "--amount", "299.90",

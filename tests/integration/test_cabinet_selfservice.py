@@ -14,7 +14,6 @@ import time
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from rating import ledger
@@ -22,7 +21,6 @@ from rating import requests as service_requests
 from rating.accounts import DomainError, create_cabinet_user
 from rating.models import Account, CabinetUser, OperationLog
 from rating.selfservice import PasswordReset
-from scripts.cli import cli
 from tests.conftest import Inbox, free_tcp_port, make_context
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
     app, client, csrf_token, log_in, logged_in, post_form, seed_subscriber, set_language)
@@ -394,18 +392,6 @@ def test_every_new_post_refuses_a_missing_csrf_token(logged_in, cabinet_ctx, sub
 
 
 # -- service requests --------------------------------------------------------------
-
-@pytest.fixture
-def abonent(cabinet_ctx, db_url):
-    runner = CliRunner()
-
-    def run(*args, code=0):
-        result = runner.invoke(cli, list(args), env={"ABONENT_DATABASE_URL": db_url},
-                               catch_exceptions=False)
-        assert result.exit_code == code, (result.output, result.stderr)
-        return result
-    return run
-
 
 def test_a_request_goes_from_the_cabinet_to_the_operator_and_back(logged_in, cabinet_ctx,
                                                                   subscriber, abonent):

@@ -8,18 +8,6 @@ from click.testing import CliRunner
 from scripts.cli import cli
 
 
-@pytest.fixture
-def abonent(db_url):
-    runner = CliRunner()
-
-    def run(*args, code=0):
-        result = runner.invoke(cli, list(args), env={"ABONENT_DATABASE_URL": db_url},
-                               catch_exceptions=False)
-        assert result.exit_code == code, (result.output, result.stderr)
-        return result
-    return run
-
-
 def js(result):
     return json.loads(result.stdout)
 
