@@ -294,8 +294,7 @@ class Decoder:
         the records of all good datagrams are read by one ``frombuffer``."""
         short = [len(data) < V5_HEADER.size for _, data in items]
         if any(short):
-            for _ in range(sum(short)):
-                self._drop("truncated")
+            self._drop("truncated", sum(short))
             items = [item for item, bad in zip(items, short) if not bad]
             if not items:
                 return EMPTY_FLOWS
@@ -306,9 +305,8 @@ class Decoder:
         truncated = ~malformed & (lengths < 24 + 48 * counts)
         good = ~(malformed | truncated)
         if not good.all():
-            self.counters.add("drops", int((~good).sum()))
-            self.counters.add("drops_malformed", int(malformed.sum()))
-            self.counters.add("drops_truncated", int(truncated.sum()))
+            self._drop("malformed", int(malformed.sum()))
+            self._drop("truncated", int(truncated.sum()))
             keep = np.flatnonzero(good)
             items = [items[i] for i in keep]
             head, counts = head[keep], counts[keep]
@@ -371,38 +369,35 @@ class Decoder:
             lost = int(gaps.sum())
             if lost:
                 self.counters.add("sequence_lost_flows", lost)
-            self.sequences[key] = int(seq[-1] + n[-1]) & 0xFFFFFFFF
-            if len(self.sequences) > 4 * self.limits.max_templates:
-                self.sequences.pop(next(iter(self.sequences)))
+            self._expect(key, int(seq[-1] + n[-1]))
 
     # -- NetFlow v9 ----------------------------------------------------------
 
-    def _v9(self, exporter, data: bytes, now: float) -> bool:
+    def _v9(self, exporter, data: bytes, now: float) -> None:
         if len(data) < 20:
             self._drop("truncated")
-            return False
+            return
         _, _count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
         self._sequence(exporter, 9, source, sequence, 1, "sequence_lost_packets")
         context = (9, exporter, source, secs, uptime)
-        return self._sets(data, 20, len(data), context, now)
+        self._sets(data, 20, len(data), context, now)
 
     # -- IPFIX ---------------------------------------------------------------
 
-    def _ipfix(self, exporter, data: bytes, now: float) -> bool:
+    def _ipfix(self, exporter, data: bytes, now: float) -> None:
         if len(data) < 16:
             self._drop("truncated")
-            return False
+            return
         _, length, export_time, sequence, domain = IPFIX_HEADER.unpack_from(data)
         if length < 16 or length > len(data):
             self._drop("truncated")
-            return False
+            return
         context = (10, exporter, domain, export_time, None)
         records = self._sets(data, 16, length, context, now)
         if records < 0:
-            return False
+            return
         self._sequence(exporter, 10, domain, sequence, records, "sequence_lost_flows",
                        unknown=self._last_had_unknown)
-        return True
 
     # -- sets shared by v9 and IPFIX ------------------------------------------
 
@@ -777,13 +772,18 @@ class Decoder:
             # Records of an unknown template cannot be counted; resynchronise.
             self.sequences.pop(key, None)
         elif expected is None or gap < 0x80000000:
-            self.sequences[key] = (sequence + count) & 0xFFFFFFFF
+            self._expect(key, sequence + count)
+
+    def _expect(self, key, sequence: int) -> None:
+        """The next sequence number of (exporter, version, domain); the oldest
+        key is forgotten beyond a bound, so spoofed exporters cannot grow it."""
+        self.sequences[key] = sequence & 0xFFFFFFFF
         if len(self.sequences) > 4 * self.limits.max_templates:
             self.sequences.pop(next(iter(self.sequences)))
 
-    def _drop(self, reason: str) -> None:
-        self.counters.add("drops")
-        self.counters.add("drops_" + reason)
+    def _drop(self, reason: str, count: int = 1) -> None:
+        self.counters.add("drops", count)
+        self.counters.add("drops_" + reason, count)
 
 
 def exporter_seed(exporter) -> int:
