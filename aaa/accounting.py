@@ -283,16 +283,20 @@ _OPEN_LEASE = text(
     "AND s.stopped_at IS NULL AND s.framed_ip IS NOT NULL AND s.account_id IS NOT NULL "
     "ON CONFLICT (open_address) DO UPDATE SET session_id = excluded.session_id "
     "WHERE ip_leases.account_id = excluded.account_id")
-_CLOSE_LEASE = text(
-    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
-    "WHERE s.nas_id = :nas_id AND s.acct_session_id = :acct_session_id "
-    "AND s.stopped_at IS NOT NULL AND ip_leases.open_address = s.framed_ip "
-    "AND ip_leases.account_id = s.account_id")
+
+
+def _close_leases_of(sessions: str):
+    """Close the open leases of the stopped sessions that ``sessions`` (a
+    condition on ``s``) names, at the moment each session stopped."""
+    return text(
+        "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
+        f"WHERE {sessions} AND s.stopped_at IS NOT NULL "
+        "AND ip_leases.open_address = s.framed_ip AND ip_leases.account_id = s.account_id")
+
+
+_CLOSE_LEASE = _close_leases_of("s.nas_id = :nas_id AND s.acct_session_id = :acct_session_id")
 # After Accounting-On/Off closed the NAS's sessions: their leases close too.
-_CLOSE_NAS_LEASES = text(
-    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
-    "WHERE s.nas_id = :nas_id AND s.stopped_at IS NOT NULL "
-    "AND ip_leases.open_address = s.framed_ip AND ip_leases.account_id = s.account_id")
+_CLOSE_NAS_LEASES = _close_leases_of("s.nas_id = :nas_id")
 
 
 def _follow_leases(connection, held) -> None:
@@ -337,10 +341,7 @@ def apply_batch(connection, records: list[AcctRecord]) -> None:
 # -- sessions the NAS went silent about ---------------------------------------
 
 STALE_CAUSE = "Stale-Session"   # not an RFC 2866 cause: we closed it, the NAS never said
-_CLOSE_STALE_LEASE = text(
-    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
-    "WHERE s.id = :session_id AND ip_leases.open_address = s.framed_ip "
-    "AND ip_leases.account_id = s.account_id")
+_CLOSE_STALE_LEASE = _close_leases_of("s.id = :session_id")
 
 
 def close_stale_sessions(connection, now: dt.datetime, silent_for: dt.timedelta) -> int:
