@@ -133,13 +133,7 @@ def seed_series(ctx, accounts: int, sessions: int, other_sessions: int, traffic_
             "unnest(CAST(:traffic_ids AS integer[])) a, generate_series(0, :intervals - 1) i, "
             "(VALUES ('in'), ('out')) AS v(d)", params))
     with ctx.Session() as db:
-        db.add(Tariff(id=1, name="Bench 100", fee=Decimal("600.00"), rate_down_kbps=100_000,
-                      rate_up_kbps=50_000, negative_rate_kbps=1_000))
-        db.add(Nas(id=1, name="bench-nas", address="192.0.2.1", secret="bench"))
-        # A turbo on sale: the dashboard offers it (and draws its form).
-        db.add(OptionType(code="turbo", name="Turbo", kind="turbo", price=Decimal("50.00"),
-                          duration_hours=24, rate_multiplier=2))
-        db.flush()
+        _seed_catalogue(db)
         for statement in statements:
             db.execute(text(statement),
                        {k: v for k, v in params.items() if f":{k}" in statement})
@@ -148,17 +142,22 @@ def seed_series(ctx, accounts: int, sessions: int, other_sessions: int, traffic_
         conn.execute(text("ANALYZE"))
 
 
+def _seed_catalogue(db) -> None:
+    """The tariff, the NAS and a turbo on sale (the dashboard offers it and draws its form)."""
+    db.add(Tariff(id=1, name="Bench 100", fee=Decimal("600.00"), rate_down_kbps=100_000,
+                  rate_up_kbps=50_000, negative_rate_kbps=1_000))
+    db.add(Nas(id=1, name="bench-nas", address="192.0.2.1", secret="bench"))
+    db.add(OptionType(code="turbo", name="Turbo", kind="turbo", price=Decimal("50.00"),
+                      duration_hours=24, rate_multiplier=2))
+    db.flush()
+
+
 def seed_rows(ctx, accounts: int, sessions: int) -> None:
     """Row by row from Python (SQLite): fine for a few thousand accounts."""
     password_hash = hash_password(PASSWORD)  # one scrypt, shared: seeding is not the figure
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with ctx.Session() as db:
-        db.add(Tariff(id=1, name="Bench 100", fee=Decimal("600.00"), rate_down_kbps=100_000,
-                      rate_up_kbps=50_000, negative_rate_kbps=1_000))
-        db.add(Nas(id=1, name="bench-nas", address="192.0.2.1", secret="bench"))
-        db.add(OptionType(code="turbo", name="Turbo", kind="turbo", price=Decimal("50.00"),
-                          duration_hours=24, rate_multiplier=2))
-        db.flush()
+        _seed_catalogue(db)
         batch = 5_000
         for low in range(1, accounts + 1, batch):
             ids = range(low, min(low + batch, accounts + 1))
