@@ -311,6 +311,10 @@ def _follow_leases(connection, held) -> None:
         connection.execute(_CLOSE_LEASE, closed)
 
 
+def _record_key(held: tuple[AcctRecord, dt.datetime]) -> tuple[int, str]:
+    return held[0].nas_id, held[0].acct_session_id
+
+
 def apply_batch(connection, records: list[AcctRecord]) -> None:
     """Write records in arrival order; Accounting-On/Off close the NAS's open
     sessions that started before it (RFC 2866 §5.1: the NAS rebooted)."""
@@ -318,7 +322,9 @@ def apply_batch(connection, records: list[AcctRecord]) -> None:
 
     def flush():
         if pending:
-            held = list(pending.values())
+            # In key order: two workers' batches (aaa.workers) that touch
+            # the same sessions then lock their rows in the same order.
+            held = sorted(pending.values(), key=_record_key)
             _upsert(connection, held)
             _follow_leases(connection, held)
             pending.clear()

@@ -29,6 +29,10 @@ from rating.models import Account, ProfileChange, Tariff
 
 log = logging.getLogger(__name__)
 
+# Source addresses remembered as matching a NAS prefix (a miss is not
+# remembered: an unknown source must not fill memory).
+MATCHED_LIMIT = 65_536
+
 # Up to this many cached accounts, their versions are compared every second.
 VERSION_CHECK_LIMIT = 20_000
 
@@ -53,6 +57,10 @@ class NasTable:
         self._refresh_s = refresh_s
         self._exact: dict[str, NasClient] = {}
         self._prefixes: list[NasClient] = []  # longest prefix first
+        # Source address -> the prefix client it matched: a NAS sends from
+        # one address, and ipaddress parsing costs more than the rest of
+        # the lookup. Replaced with the table; bounded.
+        self._matched: dict[str, NasClient] = {}
         self._loaded_at = 0.0
         self._miss_reload_at = 0.0
         self._lock = threading.Lock()
@@ -79,21 +87,25 @@ class NasTable:
                 prefixes.append(client)
         prefixes.sort(key=lambda c: c.network.prefixlen, reverse=True)
         with self._lock:
-            self._exact, self._prefixes = exact, prefixes
+            self._exact, self._prefixes, self._matched = exact, prefixes, {}
             self._loaded_at = time.monotonic()
 
     def _find(self, address: str) -> NasClient | None:
         client = self._exact.get(address)
         if client is not None:
             return client
-        if not self._prefixes:
-            return None
+        matched = self._matched
+        client = matched.get(address)
+        if client is not None or not self._prefixes:
+            return client
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
         for candidate in self._prefixes:
             if ip.version == candidate.network.version and ip in candidate.network:
+                if len(matched) < MATCHED_LIMIT:
+                    matched[address] = candidate
                 return candidate
         return None
 

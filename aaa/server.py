@@ -119,8 +119,11 @@ def _reader_sessionmaker(ctx):
 
 class RadiusServer:
     def __init__(self, ctx, host: str | None = None, auth_port: int | None = None,
-                 acct_port: int | None = None):
+                 acct_port: int | None = None, reuse_port: bool = False):
         settings = ctx.settings
+        # Several processes on the same ports (aaa.workers): every one of
+        # them, the first included, must set SO_REUSEPORT before binding.
+        self.reuse_port = reuse_port
         self.ctx = ctx
         self.host = host if host is not None else settings.get("radius", "host")
         self._wanted_auth_port = auth_port if auth_port is not None else settings.get(
@@ -155,6 +158,8 @@ class RadiusServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, port))
         return sock
 

@@ -1,10 +1,10 @@
 """Accounting-Requests per second committed to PostgreSQL.
 
     python bench/radius_acct.py [--requests 100000] [--sessions 5000] [--window 1024]
-                                [--seconds 60] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
+                                [--seconds 60] [--workers 0] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Seeds a scratch database, runs the RADIUS server in a child process, and
-sends Start then Interim-Updates round-robin over ``--sessions`` sessions
+sends Start then Interim-Updates (18 attributes) round-robin over ``--sessions`` sessions
 from this process over loopback, at most ``--window`` unanswered at a time.
 A reply is only sent after the batch holding the request committed, so
 answered/s is committed/s. Prints req/s, p50/p99 latency and a check that
@@ -38,15 +38,30 @@ def _int(kind: int, value: int) -> bytes:
 
 
 def builder(sessions: int):
-    names = [_attr(44, f"bench-{n:08d}".encode()) + _attr(1, f"user{n % sessions + 1}".encode())
+    """Start, then Interim-Updates: 18 attributes each, as a MikroTik or
+    accel-ppp BRAS sends them (MikroTik adds gigawords and Event-Timestamp;
+    those change nothing here)."""
+    fixed = [_attr(1, f"user{n % sessions + 1}".encode())            # User-Name
+             + _attr(44, f"bench-{n:08d}".encode())                   # Acct-Session-Id
+             + _attr(4, bytes((127, 0, 0, 1)))                        # NAS-IP-Address
+             + _int(5, 15728640 + n)                                  # NAS-Port
+             + _int(61, 15)                                           # NAS-Port-Type Ethernet
+             + _int(6, 2) + _int(7, 1)                                # Framed service, PPP
+             + _attr(8, bytes((10, n >> 16 & 255, n >> 8 & 255, n & 255)))  # Framed-IP
+             + _attr(31, f"02:00:{n >> 24 & 255:02X}:{n >> 16 & 255:02X}:"
+                         f"{n >> 8 & 255:02X}:{n & 255:02X}".encode())   # Calling-Station-Id
+             + _attr(30, b"bras-bench")                               # Called-Station-Id
+             + _attr(32, b"bras-bench-1")                             # NAS-Identifier
              for n in range(sessions)]
 
     def build(number: int, identifier: int) -> bytes:
         session = number % sessions
         round_ = number // sessions
         status = 1 if round_ == 0 else 3
-        body = (names[session] + _int(40, status) + _int(46, round_ * 60)
-                + _int(42, round_ * 1000) + _int(43, round_ * 5000))
+        body = (fixed[session] + _int(40, status) + _int(41, 0)
+                + _int(46, round_ * 60)
+                + _int(42, round_ * 1000) + _int(43, round_ * 5000)
+                + _int(47, round_ * 10) + _int(48, round_ * 50))
         head = struct.pack("!BBH", 4, identifier, 20 + len(body))
         return head + hashlib.md5(head + _ZERO16 + body + SECRET).digest() + body
     return build
@@ -58,10 +73,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5_000)
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="server processes (0: one per CPU, as abonent serve radius)")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
     with scratch_database(args.url, args.sessions) as url:
-        with server_process(url) as (_auth_port, acct_port, stats):
+        with server_process(url, args.workers) as (_auth_port, acct_port, stats):
             build = builder(args.sessions)
             requests = [build(n, n & 0xFF) for n in range(args.requests)]
             answered, lost, elapsed, latencies = load(
@@ -79,7 +96,8 @@ def main() -> None:
           f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms")
     print(f"stored: {rows:,} sessions, octets_in total {int(octets_in):,} "
           f"(upper bound sent {sum(r * 1000 for r in rounds[-args.sessions:]):,}); "
-          f"server stats {stats}")
+          f"server stats {stats}; server CPU per request "
+          f"{stats['server_cpu_s'] / max(1, answered) * 1e6:.0f} us")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Access-Requests per second (PAP + Message-Authenticator) and p99 latency.
 
     python bench/radius_auth.py [--requests 100000] [--subscribers 5000] [--window 256]
-                                [--seconds 60] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
+                                [--seconds 60] [--workers 0] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Seeds a scratch PostgreSQL database with ``--subscribers`` PPPoE services,
 runs the RADIUS server in a child process and sends Access-Requests for them
@@ -47,10 +47,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=5_000)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="server processes (0: one per CPU, as abonent serve radius)")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
     with scratch_database(args.url, args.subscribers) as url:
-        with server_process(url) as (auth_port, _acct_port, stats):
+        with server_process(url, args.workers) as (auth_port, _acct_port, stats):
             build = builder(args.subscribers)
             requests = [build(n, n & 0xFF) for n in range(args.requests)]
             answered, lost, elapsed, latencies = load(
@@ -59,7 +61,8 @@ def main() -> None:
     print(f"auth: {answered:,} answered in {elapsed:.2f} s = {answered / elapsed:,.0f} req/s; "
           f"lost {lost}; window {args.window}; p50 {percentile(latencies, 0.5) * 1000:.2f} ms, "
           f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms")
-    print(f"server stats {stats}")
+    print(f"server stats {stats}; server CPU per request "
+          f"{stats['server_cpu_s'] / max(1, answered) * 1e6:.0f} us")
     if stats.get("auth_accept") != answered:
         raise SystemExit("not every answer was an Access-Accept")
 

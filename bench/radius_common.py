@@ -4,7 +4,6 @@ load generator on loopback."""
 
 from __future__ import annotations
 
-import multiprocessing
 import selectors
 import socket
 import time
@@ -23,6 +22,7 @@ from rating.models import Account, Tariff
 
 SECRET = b"bench-secret"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+NAS_SOURCES = 8  # source addresses the load generator sends from
 
 
 @contextmanager
@@ -46,7 +46,8 @@ def scratch_database(base_url: str, subscribers: int):
             ids = conn.execute(select(Account.id).order_by(Account.id)).scalars().all()
             conn.execute(insert(Service), [dict(account_id=i, kind="pppoe", login=f"user{i}",
                                                 password=f"pw{i}") for i in ids])
-            conn.execute(insert(Nas), dict(name="bench", address="127.0.0.1",
+            # One NAS entry for the loopback fleet the load generator binds.
+            conn.execute(insert(Nas), dict(name="bench", address="127.0.0.0/24",
                                            secret=SECRET.decode(), vendor="mikrotik"))
         with engine.connect() as conn:
             conn.execute(text("ANALYZE"))
@@ -60,62 +61,63 @@ def scratch_database(base_url: str, subscribers: int):
         admin.dispose()
 
 
-def _serve(url: str, ready, stop, ports) -> None:
+@contextmanager
+def server_process(url: str, workers: int = 0):
+    """The RADIUS server as ``abonent serve radius`` runs it: ``workers``
+    processes sharing the ports (aaa.workers; 0 = one per CPU). Yields
+    (auth_port, acct_port, stats); stats fill in (summed) on exit."""
     import logging
 
-    from aaa.server import RadiusServer
-    from config.context import open_context
+    from aaa.workers import WorkerPool, default_count
     from config.settings import load_settings
 
     logging.basicConfig(level=logging.ERROR)
-    from aaa.server import tune_process
-    tune_process()  # as `abonent serve radius` does
-    ctx = open_context(settings=load_settings(environ={"ABONENT_DATABASE_URL": url}))
-    server = RadiusServer(ctx, host="127.0.0.1", auth_port=0, acct_port=0).start()
-    ports.put((server.auth_port, server.acct_port))
-    ready.set()
-    stop.wait()
-    ports.put(dict(server.stats))
-    server.stop()
-    ctx.dispose()
-
-
-@contextmanager
-def server_process(url: str):
-    context = multiprocessing.get_context("spawn")
-    ready, stop, ports = context.Event(), context.Event(), context.Queue()
-    process = context.Process(target=_serve, args=(url, ready, stop, ports), daemon=True)
-    process.start()
-    if not ready.wait(60):
-        process.kill()
-        raise SystemExit("the RADIUS server did not start")
-    auth_port, acct_port = ports.get()
-    stats = {}
+    settings = load_settings(environ={"ABONENT_DATABASE_URL": url})
+    pool = WorkerPool(settings, workers or default_count(settings), host="127.0.0.1",
+                      auth_port=0, acct_port=0).start()
+    stats: dict = {}
+    pids = pool.pids()
+    cpu_before = cpu_seconds(pids)
     try:
-        yield auth_port, acct_port, stats
+        yield pool.auth_port, pool.acct_port, stats
     finally:
-        stop.set()
+        # Less at the mercy of whatever else the box runs than req/s.
+        stats["server_cpu_s"] = round(cpu_seconds(pids) - cpu_before, 2)
+        stats.update(pool.stop())
+        stats["workers"] = pool.count
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    import os
+    total = 0
+    for pid in pids:
         try:
-            stats.update(ports.get(timeout=30))
-        except Exception:
-            pass
-        process.join(30)
-        if process.is_alive():
-            process.kill()
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load(requests: list[bytes], port: int, *, window: int, seconds: float,
-         lost_after_s: float = 2.0):
+         lost_after_s: float = 2.0, sources: int = NAS_SOURCES):
     """Send pre-built ``requests`` (request n carries identifier n % 256)
     with at most ``window`` unanswered; returns (answered, lost, elapsed_s,
-    latencies_s). A request unanswered after ``lost_after_s`` counts as lost."""
+    latencies_s). A request unanswered after ``lost_after_s`` counts as lost.
+
+    The sockets are bound to ``sources`` loopback addresses (127.0.0.1,
+    127.0.0.2, ...): a fleet of NASes, which is what lets the kernel spread
+    the datagrams over the server's worker processes."""
     count = len(requests)
-    per_identifier = max(1, (window + 255) // 256)
+    per_identifier = max(sources, (window + 255) // 256)
     sockets = []
     selector = selectors.DefaultSelector()
     for number in range(per_identifier):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind((f"127.0.0.{1 + number % sources}", 0))
         sock.connect(("127.0.0.1", port))
         sock.setblocking(False)
         sockets.append(sock)

@@ -47,6 +47,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "batch_ms": (int, 5),
         "batch_max": (int, 2000),
         "duplicate_window": (int, 30),
+        # Server processes sharing the ports (SO_REUSEPORT, aaa.workers);
+        # 0: one per CPU on PostgreSQL, one on SQLite.
+        "workers": (int, 0),
     },
     "cabinet": {
         "host": (str, "127.0.0.1"),

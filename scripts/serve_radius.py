@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 
 import click
 
@@ -16,13 +17,30 @@ from scripts.common import CliError, get_context
               help="Authentication UDP port (default: settings radius.auth_port).")
 @click.option("--acct-port", default=None, type=click.IntRange(0, 65535),
               help="Accounting UDP port (default: settings radius.acct_port).")
-def radius(host, auth_port, acct_port):
+@click.option("--workers", default=None, type=click.IntRange(0, 256),
+              help="Server processes sharing the ports (default: settings radius.workers; "
+                   "0: one per CPU on PostgreSQL, one on SQLite).")
+def radius(host, auth_port, acct_port, workers):
     """Serve RADIUS Access-Request and Accounting-Request for the NAS fleet."""
-    from aaa.server import RadiusServer, tune_process
+    from aaa.workers import default_count
 
     ctx = get_context()
     logging.basicConfig(level=ctx.settings.get("", "log_level"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if ctx.settings.get("radius", "workers") < 0:
+        raise CliError("setting radius.workers must be 0 (one per CPU) or more")
+    count = workers or default_count(ctx.settings)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    if count == 1:
+        _serve_in_process(ctx, host, auth_port, acct_port, done)
+    else:
+        _serve_workers(ctx, count, host, auth_port, acct_port, done)
+
+
+def _serve_in_process(ctx, host, auth_port, acct_port, done: threading.Event) -> None:
+    from aaa.server import RadiusServer, tune_process
+
     tune_process()
     server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port)
     try:
@@ -31,12 +49,33 @@ def radius(host, auth_port, acct_port):
         raise CliError(f"cannot listen on {server.host}: {error.strerror or error}") from None
     click.echo(f"radius: auth on {server.host}:{server.auth_port}, "
                f"accounting on {server.host}:{server.acct_port}", err=True)
-    done = []
-    signal.signal(signal.SIGTERM, lambda *_: done.append(True))
     try:
-        while not done:
-            signal.pause() if hasattr(signal, "pause") else None
+        while not done.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+
+
+def _serve_workers(ctx, count, host, auth_port, acct_port, done: threading.Event) -> None:
+    from aaa.workers import WorkerPool
+
+    pool = WorkerPool(ctx.settings, count, host=host, auth_port=auth_port,
+                      acct_port=acct_port)
+    try:
+        pool.start()
+    except OSError as error:
+        raise CliError(f"cannot listen on {pool.host}: {error}") from None
+    click.echo(f"radius: {count} workers, auth on {pool.host}:{pool.auth_port}, "
+               f"accounting on {pool.host}:{pool.acct_port}", err=True)
+    healthy = True
+    try:
+        healthy = pool.supervise(done)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pool.stop()
+    if not healthy:
+        click.echo("radius: workers keep dying; stopped (see the log)", err=True)
+        raise SystemExit(1)

@@ -315,3 +315,21 @@ def test_mschapv2(radius, password, accepted):
         assert decoded.vendor[(311, 26)] == [b"\x05" + expected.encode()]
     else:
         assert decoded.code == wire.ACCESS_REJECT and (311, 26) not in decoded.vendor
+
+
+def test_a_remembered_prefix_match_gives_way_to_a_narrower_nas_after_reload(ctx):
+    from aaa.directory import NasTable
+
+    with ctx.Session() as session:
+        factories.make_nas(session, name="wide", address="127.0.0.0/8", secret="w")
+        session.commit()
+    table = NasTable(ctx.Session)
+    assert table.lookup("127.0.0.7").name == "wide"
+    assert table.lookup("127.0.0.7").name == "wide"   # now from the remembered match
+    assert table.lookup("10.9.9.9") is None
+    with ctx.Session() as session:
+        factories.make_nas(session, name="narrow", address="127.0.0.0/24", secret="n")
+        session.commit()
+    table.reload()
+    assert table.lookup("127.0.0.7").name == "narrow"
+    assert table.lookup("127.1.0.7").name == "wide"

@@ -1,0 +1,222 @@
+"""`abonent serve radius --workers N`: several processes on one pair of ports
+(SO_REUSEPORT), each a whole server, supervised by the parent."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pyrad import packet
+from pyrad.client import Client
+from pyrad.dictionary import Dictionary
+from sqlalchemy import select
+
+from aaa import accounting
+from aaa.dictionary import DICTIONARY_PATH
+from aaa.models import Session as RadiusSession
+from config.db import utcnow
+from tests import factories
+from tests.conftest import free_udp_port
+
+SECRET = b"workers-secret"
+SOURCES = 16  # loopback source addresses, i.e. NASes: the kernel hashes on them
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class Workers:
+    """`abonent serve radius --workers 2` as a child process."""
+
+    def __init__(self, db_url: str, count: int = 2):
+        self.auth_port, self.acct_port = free_udp_port(), free_udp_port()
+        env = dict(os.environ, ABONENT_DATABASE_URL=db_url, ABONENT_LOG_LEVEL="INFO")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "serve", "radius", "--host", "127.0.0.1",
+             "--auth-port", str(self.auth_port), "--acct-port", str(self.acct_port),
+             "--workers", str(count)],
+            env=env, stderr=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parents[2])
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for("radius: 2 workers" if count == 2 else f"radius: {count} workers")
+
+    def _read(self):
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in:\n" + "".join(self.lines))
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(10)
+        self.process.stderr.close()
+        return code
+
+
+def _client(workers: Workers, source: str) -> Client:
+    client = Client(server="127.0.0.1", authport=workers.auth_port,
+                    acctport=workers.acct_port, secret=SECRET,
+                    dict=Dictionary(str(DICTIONARY_PATH)), timeout=3, retries=3)
+    client.bind((source, 0))
+    return client
+
+
+@pytest.fixture
+def fleet(ctx, db_url):
+    with ctx.Session() as session:
+        for n in range(SOURCES):
+            account = factories.make_account(session, number=f"7100{n:02d}")
+            factories.make_service(session, account, login=f"w{n}", password=f"pw-{n}")
+        # One entry for the whole loopback fleet: the smallest prefix that matches.
+        factories.make_nas(session, name="fleet", address="127.0.0.0/8",
+                           secret=SECRET.decode(), vendor="mikrotik")
+        session.commit()
+    workers = Workers(db_url)
+    try:
+        yield workers
+    finally:
+        workers.stop()
+
+
+def _account(client: Client, login: str, session_id: str, status: str, octets: int):
+    request = client.CreateAcctPacket(User_Name=login)
+    request["Acct-Status-Type"] = status
+    request["Acct-Session-Id"] = session_id
+    request["Acct-Input-Octets"] = octets
+    request["Acct-Output-Octets"] = octets * 3
+    reply = client.SendPacket(request)
+    assert reply.code == packet.AccountingResponse
+
+
+def test_workers_share_the_ports_and_store_every_session(fleet, ctx):
+    clients = [_client(fleet, f"127.0.0.{n + 1}") for n in range(SOURCES)]
+    try:
+        for n, client in enumerate(clients):
+            auth = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=f"w{n}")
+            auth["User-Password"] = auth.PwCrypt(f"pw-{n}")
+            assert client.SendPacket(auth).code == packet.AccessAccept
+            _account(client, f"w{n}", f"s-{n}", "Start", 0)
+            for round_ in range(1, 4):
+                _account(client, f"w{n}", f"s-{n}", "Interim-Update", 1000 * round_ + n)
+    finally:
+        for client in clients:
+            client._CloseSocket()
+    assert fleet.stop() == 0
+    with ctx.Session() as session:
+        stored = {row.acct_session_id: (row.octets_in, row.octets_out)
+                  for row in session.scalars(select(RadiusSession))}
+    assert stored == {f"s-{n}": (3000 + n, 3 * (3000 + n)) for n in range(SOURCES)}
+    # Both workers answered some of the fleet (16 sources on 2 workers: all
+    # on one has a chance of 2 ** -15), and each logged what it did.
+    committed = [int(m.group(1)) for line in fleet.lines
+                 if (m := re.search(r"radius\.worker_stopped .* acct_committed=(\d+)", line))]
+    assert len(committed) == 2 and all(committed), "".join(fleet.lines)
+    assert sum(committed) == SOURCES * 4
+    assert any("radius.workers_stopped" in line and f"acct_committed={SOURCES * 4}" in line
+               for line in fleet.lines)
+
+
+def test_a_killed_worker_is_replaced(fleet):
+    parent = fleet.process.pid
+    deadline = time.monotonic() + 30
+    while len(workers := _children(parent)) < 2:
+        assert time.monotonic() < deadline, "the two workers never showed up"
+        time.sleep(0.1)
+    # multiprocessing's spawn also starts a resource tracker; the workers
+    # are the children running the server.
+    victims = [pid for pid in workers
+               if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+    os.kill(victims[0], signal.SIGKILL)
+    fleet.wait_for("radius.worker_died")
+    deadline = time.monotonic() + 30
+    while len([p for p in _children(parent) if p != victims[0]]) < len(workers):
+        assert time.monotonic() < deadline, "no worker took the dead one's place"
+        time.sleep(0.1)
+    # Every source is answered again, whichever worker the kernel picks.
+    clients = [_client(fleet, f"127.0.0.{n + 1}") for n in range(SOURCES)]
+    try:
+        for n, client in enumerate(clients):
+            _account(client, f"w{n}", f"after-{n}", "Start", 0)
+    finally:
+        for client in clients:
+            client._CloseSocket()
+    assert fleet.stop() == 0
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--workers", "-1"], {}, "--workers"),
+    ([], {"ABONENT_RADIUS_WORKERS": "-1"}, "radius.workers"),
+    ([], {"ABONENT_RADIUS_WORKERS": "many"}, "ABONENT_RADIUS_WORKERS"),
+])
+def test_bad_worker_counts_are_refused(db_url, args, env, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "serve", "radius", "--auth-port", "0",
+         "--acct-port", "0", *args],
+        env=dict(os.environ, ABONENT_DATABASE_URL=db_url, **env), capture_output=True,
+        text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_batches_of_two_writers_on_the_same_sessions_do_not_deadlock(pg_url):
+    """Two workers' batches naming the same sessions in opposite orders, at
+    once, over and over: written in key order, neither waits on the other
+    in a cycle (PostgreSQL would abort one with a deadlock error)."""
+    from tests.conftest import make_context
+
+    ctx = make_context(pg_url)
+    keys = [f"shared-{n}" for n in range(50)]
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def writer(order):
+        try:
+            for round_ in range(20):
+                now = utcnow()
+                records = [accounting.AcctRecord(nas_id=nas_id, status=accounting.INTERIM,
+                                                 event_time=now, acct_session_id=key,
+                                                 username="u", octets_in=round_)
+                           for key in order]
+                barrier.wait(10)
+                with ctx.engine.begin() as connection:
+                    accounting.apply_batch(connection, records)
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            errors.append(error)
+            barrier.abort()
+
+    with ctx.Session() as session:
+        nas_id = factories.make_nas(session, name="shared", address="127.0.0.9",
+                                    secret="x").id
+        session.commit()
+    threads = [threading.Thread(target=writer, args=(order,))
+               for order in (keys, list(reversed(keys)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    ctx.dispose()
+    assert errors == []
