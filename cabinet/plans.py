@@ -26,7 +26,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField
 from wtforms.validators import DataRequired, InputRequired, Length
 
-from cabinet import labels, periods
+from cabinet import labels, periods, queries
 from cabinet.app import db
 from cabinet.formatting import when as _when
 from cabinet.views import CONTACT_EDITORS
@@ -188,30 +188,31 @@ class Overview:
     frozen_until: dt.date | None
     options: list[ActiveOption]
     may_change: bool
-    form: AccountForm
+    form: AccountForm | None
+
+
+def _running(active, now: dt.datetime) -> list[ActiveOption]:
+    return [ActiveOption(o.name, o.kind, o.ends_at, time_left(o.ends_at, now)) for o in active]
 
 
 def _active(session, account_id: int, now: dt.datetime) -> list[ActiveOption]:
-    return [ActiveOption(o.option_type.name, o.option_type.kind, o.ends_at,
-                         time_left(o.ends_at, now))
-            for o in options.active_options(session, account_id, now)]
+    return _running(queries.active_options(session, account_id, now), now)
 
 
-def plans_overview() -> Overview:
+def overview(account, active, now: dt.datetime) -> Overview:
     """What the dashboard shows of the plan: an ordered tariff change, a
-    freeze, running options."""
-    session = db()
-    account = _account()
-    return Overview(pending=tariff_change.pending(session, account),
+    freeze, running options; from the account and its active options as
+    cabinet.queries reads them (account_view, active_options)."""
+    pending = (None if account.next_tariff is None else
+               tariff_change.Pending(tariff=account.next_tariff,
+                                     starts_on=account.next_tariff_from))
+    may_change = _may_change()
+    return Overview(pending=pending,
                     frozen_until=account.frozen_until if account.state == "frozen" else None,
-                    options=_active(session, account.id, utcnow()),
-                    may_change=_may_change(), form=_form(AccountForm))
-
-
-@blueprint.app_context_processor
-def _globals():
-    # A callable: only the pages that show it pay for the queries.
-    return {"plans_overview": plans_overview}
+                    options=_running(active, now),
+                    may_change=may_change,
+                    # Only the cancel button draws it.
+                    form=_form(AccountForm) if pending is not None and may_change else None)
 
 
 # -- tariff change: 1. choose, 2. cost and start, 3. confirm -------------------------

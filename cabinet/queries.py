@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from aaa.models import Session as NetworkSession
 from collector.models import TrafficRollup
-from rating.models import Account, OperationLog
+from rating.models import (Account, AccountOption, CabinetUser, OperationLog, OptionType,
+                           Tariff)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class AccountView:
     phone: str | None
     phone_landline: str | None
     tariff: TariffView | None
+    frozen_until: dt.date | None = None
+    # An ordered tariff change that has not started yet: the tariff's name.
+    next_tariff: str | None = None
+    next_tariff_from: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -62,29 +67,100 @@ class SessionView:
         return self.octets_down + self.octets_up
 
 
-def account_view(db: Session, account_id: int) -> AccountView | None:
-    account = db.get(Account, account_id)
-    if account is None:
-        return None
-    tariff = account.tariff
+# Plain Core reads (tables, not ORM entities): building ORM objects and
+# their identity map was most of the cost of the busiest pages.
+_ACCOUNTS = Account.__table__
+_TARIFFS = Tariff.__table__
+_NEXT_TARIFFS = Tariff.__table__.alias("next_tariffs")
+_USERS = CabinetUser.__table__
+_SESSIONS = NetworkSession.__table__
+_OPTIONS = AccountOption.__table__
+_OPTION_TYPES = OptionType.__table__
+
+_ACCOUNT_COLUMNS = (
+    _ACCOUNTS.c.id, _ACCOUNTS.c.number, _ACCOUNTS.c.name, _ACCOUNTS.c.kind, _ACCOUNTS.c.state,
+    _ACCOUNTS.c.balance, _ACCOUNTS.c.credit_limit, _ACCOUNTS.c.profile, _ACCOUNTS.c.email,
+    _ACCOUNTS.c.phone, _ACCOUNTS.c.phone_landline, _ACCOUNTS.c.frozen_until,
+    _ACCOUNTS.c.next_tariff_from, _NEXT_TARIFFS.c.name.label("next_tariff"),
+    _ACCOUNTS.c.tariff_id, _TARIFFS.c.name.label("tariff_name"), _TARIFFS.c.fee,
+    _TARIFFS.c.fee_period, _TARIFFS.c.rate_down_kbps, _TARIFFS.c.rate_up_kbps,
+    _TARIFFS.c.negative_rate_kbps)
+_ACCOUNT_JOINS = (_ACCOUNTS.outerjoin(_TARIFFS, _TARIFFS.c.id == _ACCOUNTS.c.tariff_id)
+                  .outerjoin(_NEXT_TARIFFS, _NEXT_TARIFFS.c.id == _ACCOUNTS.c.next_tariff_id))
+
+
+def _account_of(row) -> AccountView:
     return AccountView(
-        id=account.id, number=account.number, name=account.name, kind=account.kind,
-        state=account.state, balance=account.balance, credit_limit=account.credit_limit,
-        profile=account.profile, email=account.email, phone=account.phone,
-        phone_landline=account.phone_landline,
-        tariff=None if tariff is None else TariffView(
-            name=tariff.name, fee=tariff.fee, fee_period=tariff.fee_period,
-            rate_down_kbps=tariff.rate_down_kbps, rate_up_kbps=tariff.rate_up_kbps,
-            negative_rate_kbps=tariff.negative_rate_kbps))
+        id=row.id, number=row.number, name=row.name, kind=row.kind, state=row.state,
+        balance=row.balance, credit_limit=row.credit_limit, profile=row.profile,
+        email=row.email, phone=row.phone, phone_landline=row.phone_landline,
+        tariff=None if row.tariff_id is None else TariffView(
+            name=row.tariff_name, fee=row.fee, fee_period=row.fee_period,
+            rate_down_kbps=row.rate_down_kbps, rate_up_kbps=row.rate_up_kbps,
+            negative_rate_kbps=row.negative_rate_kbps),
+        frozen_until=row.frozen_until, next_tariff=row.next_tariff,
+        next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None)
+
+
+def account_view(db: Session, account_id: int) -> AccountView | None:
+    row = db.execute(select(*_ACCOUNT_COLUMNS).select_from(_ACCOUNT_JOINS)
+                     .where(_ACCOUNTS.c.id == account_id)).first()
+    return None if row is None else _account_of(row)
+
+
+@dataclass(frozen=True)
+class LoginView:
+    """A cabinet login and its account, read in one SELECT per request."""
+
+    user_id: int
+    account_id: int
+    login: str
+    role: str
+    session_epoch: int
+    account: AccountView
+
+
+_LOGIN = (select(_USERS.c.id.label("user_id"), _USERS.c.account_id, _USERS.c.login,
+                 _USERS.c.role, _USERS.c.session_epoch, *_ACCOUNT_COLUMNS)
+          .select_from(_USERS.join(_ACCOUNT_JOINS, _ACCOUNTS.c.id == _USERS.c.account_id)))
+
+
+def login_view(db: Session, user_id: int) -> LoginView | None:
+    row = db.execute(_LOGIN.where(_USERS.c.id == user_id)).first()
+    if row is None:
+        return None
+    return LoginView(row.user_id, row.account_id, row.login, row.role, row.session_epoch,
+                     _account_of(row))
+
+
+@dataclass(frozen=True)
+class ActiveOptionView:
+    name: str
+    kind: str
+    rate_multiplier: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+
+def active_options(db: Session, account_id: int, now: dt.datetime) -> list[ActiveOptionView]:
+    """rating.options.active_options as plain values: not ended, soonest end first."""
+    rows = db.execute(
+        select(_OPTION_TYPES.c.name, _OPTION_TYPES.c.kind, _OPTION_TYPES.c.rate_multiplier,
+               _OPTIONS.c.starts_at, _OPTIONS.c.ends_at)
+        .select_from(_OPTIONS.join(_OPTION_TYPES,
+                                   _OPTION_TYPES.c.id == _OPTIONS.c.option_type_id))
+        .where(_OPTIONS.c.account_id == account_id, _OPTIONS.c.status == "active",
+               _OPTIONS.c.ends_at > now)
+        .order_by(_OPTIONS.c.ends_at)).all()
+    return [ActiveOptionView(*row) for row in rows]
 
 
 def recent_sessions(db: Session, account_id: int, limit: int = 10) -> list[SessionView]:
     rows = db.execute(
-        select(NetworkSession.started_at, NetworkSession.stopped_at, NetworkSession.framed_ip,
-               NetworkSession.octets_out, NetworkSession.octets_in,
-               NetworkSession.terminate_cause)
-        .where(NetworkSession.account_id == account_id)
-        .order_by(NetworkSession.started_at.desc(), NetworkSession.id.desc())
+        select(_SESSIONS.c.started_at, _SESSIONS.c.stopped_at, _SESSIONS.c.framed_ip,
+               _SESSIONS.c.octets_out, _SESSIONS.c.octets_in, _SESSIONS.c.terminate_cause)
+        .where(_SESSIONS.c.account_id == account_id)
+        .order_by(_SESSIONS.c.started_at.desc(), _SESSIONS.c.id.desc())
         .limit(limit)).all()
     return [SessionView(*row) for row in rows]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import wraps
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect,
+from flask import (Blueprint, Response, abort, current_app, flash, g, redirect,
                    render_template, request, url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
@@ -106,19 +106,25 @@ def _turbo_offer(session, speed):
 @blueprint.route("/")
 @login_required
 def dashboard():
+    from cabinet import plans
     session = db()
-    # Held for the whole request, so every later get() of the account (the
-    # view model, the speed, the plan overview) is served from the
-    # session's identity map instead of another SELECT.
-    row = session.get(Account, current_user.account_id)
-    account = _account()
-    speed = cabinet_ops.speed_now(session, row, utcnow())
+    # The login's SELECT has read the account (auth.load_user); a GET
+    # changes nothing, so it is still the account as of this request.
+    account = g.get("login_account") or _account()
+    now = utcnow()
+    active = queries.active_options(session, account.id, now)
+    tariff = account.tariff
+    speed = None if tariff is None else cabinet_ops.speed_with_options(
+        account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps, tariff.negative_rate_kbps,
+        active, now)
     turbo = _turbo_offer(session, speed)
-    form = TurboForm(request_id=uuid.uuid4().hex) if turbo is not None else None
     return render_template("dashboard.html", account=account, speed=speed,
                            profile=labels.PROFILES.get(account.profile),
+                           plan=plans.overview(account, active, now),
                            sessions=queries.recent_sessions(session, account.id),
-                           turbo=turbo, turbo_form=form)
+                           # TurboForm's fields, drawn by the template without
+                           # building the form (it validates the POST).
+                           turbo=turbo, turbo_request_id=uuid.uuid4().hex if turbo else None)
 
 
 @blueprint.route("/turbo", methods=["POST"])

@@ -236,6 +236,24 @@ def active_turbo(session: Session, account_id: int, now: dt.datetime):
         .order_by(AccountOption.ends_at.desc())).first()
 
 
+def speed_with_options(profile: str, rate_down_kbps: int, rate_up_kbps: int,
+                       negative_rate_kbps: int, options, now: dt.datetime) -> SpeedNow:
+    """Pure: speed_now over the account's active options already read (each
+    with ``starts_at``, ``ends_at`` and ``rate_multiplier``), for a page that
+    lists them anyway: the turbo is the started one that ends last, as
+    active_turbo picks it."""
+    turbo = None
+    if profile == "turbo":
+        for option in options:
+            if option.starts_at <= now and (turbo is None or option.ends_at > turbo.ends_at):
+                turbo = option
+    if turbo is None:
+        return speed_for_profile(profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps)
+    down, up = profile_speed("turbo", rate_down_kbps, rate_up_kbps, negative_rate_kbps,
+                             turbo_multiplier=turbo.rate_multiplier) or (0, 0)
+    return SpeedNow(profile, down, up, turbo.ends_at)
+
+
 def speed_for_profile(profile: str, rate_down_kbps: int, rate_up_kbps: int,
                       negative_rate_kbps: int, turbo=None) -> SpeedNow:
     """Pure: the profile's speed from the tariff's figures (rating.speeds)."""
