@@ -21,7 +21,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from aaa.authorize import Subscriber
 from aaa.models import Nas, Service
@@ -138,6 +139,18 @@ def _subscriber_query():
             .where(Service.active.is_(True)))
 
 
+def _versions_of(ids: list[int], session):
+    """SELECT id, version for these accounts. On PostgreSQL the ids travel
+    as ONE array parameter: an IN list of thousands of bind parameters is
+    compiled by SQLAlchemy and parsed by psycopg afresh every second (it
+    was a fifth of a RADIUS worker's time with 5,000 cached accounts)."""
+    statement = select(Account.id, Account.version)
+    if session.get_bind().dialect.name == "postgresql":
+        return statement.where(Account.id == any_(bindparam("ids", ids,
+                                                            type_=ARRAY(Integer))))
+    return statement.where(Account.id.in_(ids))
+
+
 def _view(*row) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
      state, profile, down, up, negative, version, ipv6_prefix) = row
@@ -226,9 +239,8 @@ class SubscriberDirectory:
                 changed.add(account_id)
                 self._last_change_id = change_id
             if cached and len(cached) <= VERSION_CHECK_LIMIT:
-                versions = dict(session.execute(
-                    select(Account.id, Account.version)
-                    .where(Account.id.in_({e[0].account_id for e in cached.values()}))).all())
+                ids = sorted({e[0].account_id for e in cached.values()})
+                versions = dict(session.execute(_versions_of(ids, session)).all())
                 changed.update(sub.account_id for sub, _ in cached.values()
                                if versions.get(sub.account_id) != sub.version)
         if not changed:

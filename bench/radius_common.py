@@ -68,12 +68,12 @@ def server_process(url: str, workers: int = 0):
     (auth_port, acct_port, stats); stats fill in (summed) on exit."""
     import logging
 
-    from aaa.workers import WorkerPool, default_count
+    from aaa.workers import RadiusWorkers, default_count
     from config.settings import load_settings
 
     logging.basicConfig(level=logging.ERROR)
     settings = load_settings(environ={"ABONENT_DATABASE_URL": url})
-    pool = WorkerPool(settings, workers or default_count(settings), host="127.0.0.1",
+    pool = RadiusWorkers(settings, workers or default_count(settings), host="127.0.0.1",
                       auth_port=0, acct_port=0).start()
     stats: dict = {}
     pids = pool.pids()

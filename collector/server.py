@@ -27,6 +27,30 @@ from collector.rollup import ReplayGuard, Rollup, prune_packets, upsert_rollups
 
 log = logging.getLogger("abonent.collector")
 
+def serve_worker(index, args, ready, stop) -> dict:
+    """One collector process of ``abonent serve collector --workers N``
+    (config.workers): a CollectorServer on the shared port until stopped."""
+    from config.context import open_context
+
+    settings, host, port, classes, flush_seconds = args
+    ctx = open_context(settings=settings)
+    server = CollectorServer(ctx, host=host, port=port, classes=classes,
+                             flush_seconds=flush_seconds)
+    try:
+        server.start()
+    except OSError:
+        ctx.dispose()
+        raise
+    ready(server.port)
+    try:
+        stop.wait()
+    finally:
+        server.stop()   # flushes what it holds
+        ctx.dispose()
+    counters = server.pipeline.counters
+    return {name: counters[name] for name in ("packets", "flows", "drops")}
+
+
 # Leases that ended longer ago than this are not loaded. Exports normally
 # arrive within minutes, but a BRAS that was cut off may flush its cache (or an
 # operator may replay saved exports) much later; a week of leases is a few MB.
@@ -111,16 +135,21 @@ class Pipeline:
 
 
 class PipelineMetrics:
-    """A prometheus_client collector reading the pipeline's counters."""
+    """A prometheus_client collector reading the pipeline's counters, or
+    (``from_files``) the sum of every collector process's stats file."""
 
     GAUGES = ("templates", "template_bytes", "held_sets", "address_table_bytes",
               "replay_window_packets")
 
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
+    def __init__(self, pipeline: Pipeline | None = None, stats=None):
+        self._stats = stats if stats is not None else pipeline.stats
+
+    @classmethod
+    def from_files(cls, ctx) -> "PipelineMetrics":
+        return cls(stats=lambda: read_stats(ctx)["counters"])
 
     def collect(self):
-        stats = self.pipeline.stats()
+        stats = self._stats()
         for name, value in sorted(stats.items()):
             if name in self.GAUGES:
                 metric = GaugeMetricFamily(f"abonent_collector_{name}", name.replace("_", " "))

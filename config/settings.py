@@ -67,6 +67,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "port": (int, 2055),
         # TOML file with [classes] name = ["prefix", ...]; empty: all "internet".
         "classes": (str, ""),
+        # Collector processes sharing the port (SO_REUSEPORT); 0: one per
+        # CPU on PostgreSQL, one on SQLite.
+        "workers": (int, 0),
     },
     "coa": {
         "timeout": (float, 2.0),

@@ -78,3 +78,18 @@ def _cell(value: Any) -> str:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (snake_case keys).")
+
+
+def supervise(pool, done, name: str) -> None:
+    """Run a config.workers pool until ``done`` (SIGTERM) or Ctrl-C, then
+    stop it; exit 1 if its workers kept dying."""
+    healthy = True
+    try:
+        healthy = pool.supervise(done)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pool.stop()
+    if not healthy:
+        click.echo(f"{name}: workers keep dying; stopped (see the log)", err=True)
+        raise SystemExit(1)

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from scripts.common import CliError, get_context
+from scripts.common import CliError, get_context, supervise
 
 
 @click.command()
@@ -27,9 +27,10 @@ def radius(host, auth_port, acct_port, workers):
     ctx = get_context()
     logging.basicConfig(level=ctx.settings.get("", "log_level"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if ctx.settings.get("radius", "workers") < 0:
-        raise CliError("setting radius.workers must be 0 (one per CPU) or more")
-    count = workers or default_count(ctx.settings)
+    try:
+        count = workers or default_count(ctx.settings)
+    except ValueError as error:
+        raise CliError(str(error)) from None
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     if count == 1:
@@ -59,9 +60,9 @@ def _serve_in_process(ctx, host, auth_port, acct_port, done: threading.Event) ->
 
 
 def _serve_workers(ctx, count, host, auth_port, acct_port, done: threading.Event) -> None:
-    from aaa.workers import WorkerPool
+    from aaa.workers import RadiusWorkers
 
-    pool = WorkerPool(ctx.settings, count, host=host, auth_port=auth_port,
+    pool = RadiusWorkers(ctx.settings, count, host=host, auth_port=auth_port,
                       acct_port=acct_port)
     try:
         pool.start()
@@ -69,13 +70,4 @@ def _serve_workers(ctx, count, host, auth_port, acct_port, done: threading.Event
         raise CliError(f"cannot listen on {pool.host}: {error}") from None
     click.echo(f"radius: {count} workers, auth on {pool.host}:{pool.auth_port}, "
                f"accounting on {pool.host}:{pool.acct_port}", err=True)
-    healthy = True
-    try:
-        healthy = pool.supervise(done)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pool.stop()
-    if not healthy:
-        click.echo("radius: workers keep dying; stopped (see the log)", err=True)
-        raise SystemExit(1)
+    supervise(pool, done, "radius")

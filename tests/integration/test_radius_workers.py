@@ -22,59 +22,20 @@ from aaa.models import Session as RadiusSession
 from config.db import utcnow
 from tests import factories
 from tests.conftest import free_udp_port
+from tests.serve_process import ServeProcess
 
 SECRET = b"workers-secret"
 SOURCES = 16  # loopback source addresses, i.e. NASes: the kernel hashes on them
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-class Workers:
+class Workers(ServeProcess):
     """`abonent serve radius --workers 2` as a child process."""
 
-    def __init__(self, db_url: str, count: int = 2):
+    def __init__(self, db_url: str):
         self.auth_port, self.acct_port = free_udp_port(), free_udp_port()
-        env = dict(os.environ, ABONENT_DATABASE_URL=db_url, ABONENT_LOG_LEVEL="INFO")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", "serve", "radius", "--host", "127.0.0.1",
-             "--auth-port", str(self.auth_port), "--acct-port", str(self.acct_port),
-             "--workers", str(count)],
-            env=env, stderr=subprocess.PIPE, text=True,
-            cwd=Path(__file__).resolve().parents[2])
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.wait_for("radius: 2 workers" if count == 2 else f"radius: {count} workers")
-
-    def _read(self):
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} in:\n" + "".join(self.lines))
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=60)
-        self._reader.join(10)
-        self.process.stderr.close()
-        return code
+        super().__init__(["radius", "--host", "127.0.0.1", "--auth-port", str(self.auth_port),
+                          "--acct-port", str(self.acct_port), "--workers", "2"],
+                         {"ABONENT_DATABASE_URL": db_url}, ready="radius: 2 workers")
 
 
 def _client(workers: Workers, source: str) -> Client:
@@ -141,19 +102,12 @@ def test_workers_share_the_ports_and_store_every_session(fleet, ctx):
 
 
 def test_a_killed_worker_is_replaced(fleet):
-    parent = fleet.process.pid
-    deadline = time.monotonic() + 30
-    while len(workers := _children(parent)) < 2:
-        assert time.monotonic() < deadline, "the two workers never showed up"
-        time.sleep(0.1)
-    # multiprocessing's spawn also starts a resource tracker; the workers
-    # are the children running the server.
-    victims = [pid for pid in workers
-               if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
-    os.kill(victims[0], signal.SIGKILL)
+    workers = fleet.workers(2)
+    assert len(workers) == 2, "the two workers never showed up"
+    os.kill(workers[0], signal.SIGKILL)
     fleet.wait_for("radius.worker_died")
     deadline = time.monotonic() + 30
-    while len([p for p in _children(parent) if p != victims[0]]) < len(workers):
+    while len([p for p in fleet.workers(2) if p != workers[0]]) < 2:
         assert time.monotonic() < deadline, "no worker took the dead one's place"
         time.sleep(0.1)
     # Every source is answered again, whichever worker the kernel picks.

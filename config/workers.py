@@ -1,0 +1,196 @@
+"""Supervised worker processes, for servers that share their ports.
+
+One Python process runs Python on one core at a time (the GIL). A RADIUS
+server or a flow collector on a multi-core box runs several copies of
+itself, each bound with SO_REUSEPORT to the same ports, so that the kernel
+spreads the senders over them (by a hash of source and destination). This
+module is the part they share: start the copies, restart one that dies,
+stop them all cleanly.
+
+A worker is a module-level function ``target(index, args, ready, stop)``
+run in a spawned process: it starts its server, calls ``ready(value)``
+once it listens (the first worker's value may fix what the others bind,
+e.g. the ports it picked for port 0), runs until ``stop`` (a
+threading.Event set by SIGTERM) and returns its counters as a dict.
+
+Each worker reports on a pipe of its own: nothing is shared between the
+workers that a SIGKILL of one could leave locked (a multiprocessing.Event
+shared with a killed worker can stay locked for ever).
+
+    pool = WorkerPool(target, args, count=2, name="radius")
+    pool.start()                        # the first worker's ready value
+    healthy = pool.supervise(done)      # until done.set(); False: gave up
+    pool.stop()                         # counters summed over the workers
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 5      # a minute; a worker that keeps dying is a bug, not bad luck
+START_TIMEOUT_S = 60
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def count_for(settings, section: str) -> int:
+    """``<section>.workers``, where 0 means one per CPU on PostgreSQL and one
+    on SQLite (a single file takes one writer at a time: more processes
+    would only queue for it)."""
+    configured = settings.get(section, "workers")
+    if configured < 0:
+        raise ValueError(f"setting {section}.workers must be 0 (one per CPU) or more")
+    if configured:
+        return configured
+    if settings.database_url.startswith("sqlite"):
+        return 1
+    return cpu_count()
+
+
+def _child(target, index, args, report, log_level, name) -> None:
+    logging.basicConfig(level=log_level,
+                        format=f"%(asctime)s %(levelname)s %(name)s[{name}-{index}] %(message)s")
+    stop = threading.Event()
+    # Ctrl-C reaches the whole process group: the parent decides and sends
+    # SIGTERM, so that a worker does not die in the middle of a write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    listening = []
+
+    def ready(value) -> None:
+        listening.append(True)
+        report.send(("ready", value))
+
+    try:
+        stats = target(index, args, ready, stop) or {}
+    except Exception as error:
+        if not listening:
+            report.send(("failed", f"{getattr(error, 'strerror', None) or error}"))
+            return
+        raise
+    log.info("%s.worker_stopped worker=%s pid=%s %s", name, index, os.getpid(),
+             " ".join(f"{k}={v}" for k, v in sorted(stats.items())))
+    report.send(("stats", stats))
+
+
+class WorkerPool:
+    def __init__(self, target: Callable, args: Any, count: int, name: str,
+                 rebind: Callable[[Any, Any], Any] | None = None):
+        """``rebind(args, first_ready_value)`` gives the args of the other
+        workers (default: the same args)."""
+        if count < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.target, self.args, self.count, self.name = target, args, count, name
+        self._rebind = rebind
+        self._mp = multiprocessing.get_context("spawn")
+        # index -> (process, the read end of its report pipe)
+        self._workers: dict[int, tuple] = {}
+        self._restarts: list[float] = []
+        self.stats: dict[str, int] = {}
+        self._log_level = logging.getLogger().getEffectiveLevel()
+
+    def _spawn(self, index: int) -> Any:
+        reader, writer = self._mp.Pipe(duplex=False)
+        process = self._mp.Process(
+            target=_child, name=f"abonent-{self.name}-{index}", daemon=True,
+            args=(self.target, index, self.args, writer, self._log_level, self.name))
+        process.start()
+        writer.close()  # the child holds it; EOF here once the child is gone
+        self._workers[index] = (process, reader)
+        if not reader.poll(START_TIMEOUT_S):
+            raise OSError(f"{self.name} worker {index} did not start in {START_TIMEOUT_S} s")
+        try:
+            kind, value = reader.recv()
+        except EOFError:
+            process.join(5)
+            raise OSError(f"{self.name} worker {index} exited with {process.exitcode} "
+                          "before it was listening") from None
+        if kind == "failed":
+            raise OSError(value)
+        return value
+
+    def start(self) -> Any:
+        """Start every worker; returns the first one's ready value. OSError
+        (after stopping those started) if one cannot listen."""
+        try:
+            first = self._spawn(0)
+            if self._rebind is not None:
+                self.args = self._rebind(self.args, first)
+            for index in range(1, self.count):
+                self._spawn(index)
+        except OSError:
+            self.stop()
+            raise
+        return first
+
+    def supervise(self, done: threading.Event, poll_s: float = 1.0) -> bool:
+        """Until ``done``: restart a worker that died. Gives up after
+        MAX_RESTARTS in a minute and answers False; True when ``done``."""
+        while not done.wait(poll_s):
+            for index, (process, reader) in list(self._workers.items()):
+                if process.is_alive():
+                    continue
+                self._collect(reader)
+                now = time.monotonic()
+                self._restarts = [t for t in self._restarts if now - t < 60] + [now]
+                log.error("%s.worker_died worker=%s exitcode=%s", self.name, index,
+                          process.exitcode)
+                if len(self._restarts) > MAX_RESTARTS:
+                    log.error("%s.workers_giving_up restarts_in_a_minute=%s", self.name,
+                              len(self._restarts))
+                    return False
+                try:
+                    self._spawn(index)
+                except OSError as error:
+                    log.error("%s.worker_restart_failed worker=%s error=%s", self.name, index,
+                              error)
+        return True
+
+    def pids(self) -> list[int]:
+        return [process.pid for process, _ in self._workers.values() if process.is_alive()]
+
+    def _collect(self, reader) -> None:
+        """Add what a stopped worker reported; close its pipe."""
+        try:
+            while reader.poll(0):
+                kind, value = reader.recv()
+                if kind == "stats":
+                    for name, number in value.items():
+                        self.stats[name] = self.stats.get(name, 0) + number
+        except (EOFError, OSError):
+            pass
+        reader.close()
+
+    def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
+        """SIGTERM every worker (each finishes what it holds), wait, and
+        return their counters summed."""
+        for process, _ in self._workers.values():
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + timeout_s
+        for process, _ in self._workers.values():
+            process.join(max(0.1, deadline - time.monotonic()))
+        for process, reader in self._workers.values():
+            if process.is_alive():
+                log.error("%s.worker_kill pid=%s (did not stop in %s s)", self.name,
+                          process.pid, timeout_s)
+                process.kill()
+                process.join(5)
+            self._collect(reader)
+        self._workers.clear()
+        log.info("%s.workers_stopped %s", self.name,
+                 " ".join(f"{k}={v}" for k, v in sorted(self.stats.items())))
+        return self.stats
