@@ -1,7 +1,7 @@
 """Collector throughput: flows/s decoded, attributed and aggregated, v5 / v9 / IPFIX.
 
     python bench/collector_ingest.py [--subscribers 1000000] [--flows 3000000] [--batch 1000]
-        [--loopback] [--loopback-seconds 5]
+        [--processes 0] [--loopback] [--loopback-seconds 5]
 
 Loads N attributable subscriber addresses (100.64.0.0/10, one account each)
 into the address table and prints its memory. Then, per protocol, builds
@@ -12,6 +12,11 @@ and IPFIX: a softflowd-like template of 13 fields, as many records as fit in
 decode, attribution of both addresses, 5-minute rollup. Every flow has a
 subscriber on one side, so every byte must be attributed; the run checks
 that the rollup holds exactly the bytes sent.
+
+Then it runs ``--processes`` collectors at once (default one per CPU, as
+``abonent serve collector`` runs on PostgreSQL), each with its own table and
+its own exporter's datagrams, and prints the flows/s of all of them from the
+first start to the last finish.
 
 With ``--loopback`` it also starts a ``CollectorServer`` on a free
 127.0.0.1 port and a sender process that sends the same datagrams over UDP
@@ -145,6 +150,40 @@ def run_in_memory(table, datagrams, total_bytes, batch):
     return flows, elapsed, keys
 
 
+def _process_share(version, flows, subscribers, batch, seed, barrier, results):
+    """One collector process of ``--processes N``: its own address table and
+    its own exporter's datagrams (the kernel gives each SO_REUSEPORT
+    process whole exporters), timed from a common start."""
+    addresses = SUB_BASE + np.arange(subscribers, dtype=np.uint64)
+    table = AddressTable.from_static_ipv4(addresses,
+                                          np.arange(1, subscribers + 1, dtype=np.int64))
+    datagrams, total_bytes = build(version, np.random.default_rng(seed), flows, subscribers)
+    barrier.wait(600)
+    started = time.monotonic()
+    got, _elapsed, keys = run_in_memory(table, datagrams, total_bytes, batch)
+    results.put((got, started, time.monotonic(), len(datagrams), keys))
+
+
+def run_processes(version, flows, subscribers, batch, processes):
+    """``processes`` collectors at once, each on flows/processes flows:
+    (flows, seconds from the first start to the last finish, datagrams)."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    share = flows // processes
+    workers = [context.Process(target=_process_share,
+                               args=(version, share, subscribers, batch, 100 + i, barrier,
+                                     results))
+               for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    done = [results.get(timeout=900) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    total = sum(d[0] for d in done)
+    elapsed = max(d[2] for d in done) - min(d[1] for d in done)
+    return total, elapsed, sum(d[3] for d in done)
+
+
 def _sender(port, datagrams, seconds, rate, sent_value):
     """Send for at most ``seconds``; ``rate`` datagrams/s (0: as fast as possible)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -213,7 +252,13 @@ def main(argv=None):
     parser.add_argument("--loopback-rate", type=float, default=0,
                         help="flows/s the sender paces itself to (0: as fast as it can)")
     parser.add_argument("--protocols", default="5,9,10")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also run N collector processes at once, each on its own "
+                             "exporters' share, as `abonent serve collector --workers N` "
+                             "does (0: one per CPU; 1: skip)")
     args = parser.parse_args(argv)
+    from config.workers import cpu_count
+    processes = args.processes or cpu_count()
     args.flows = min(args.flows, 20_000_000)
 
     started = time.perf_counter()
@@ -230,6 +275,12 @@ def main(argv=None):
         print(f"{name:10s} in memory: {flows:,} flows in {len(datagrams):,} datagrams, "
               f"{elapsed:.2f} s → {flows / elapsed:,.0f} flows/s "
               f"(decoded + attributed + aggregated into {keys:,} rollup rows, no loss)")
+        if processes > 1:
+            total, seconds, count = run_processes(version, args.flows, args.subscribers,
+                                                  args.batch, processes)
+            print(f"{name:10s} {processes} processes: {total:,} flows in {count:,} datagrams, "
+                  f"{seconds:.2f} s → {total / seconds:,.0f} flows/s (each process checked "
+                  f"no loss; table per process {table.nbytes / 2**20:.1f} MiB)")
         if args.loopback:
             sent, received, got_flows, seconds = run_loopback(
                 table, datagrams, min(args.loopback_seconds, 30), flows / len(datagrams),
