@@ -23,6 +23,7 @@ reason; the secret and the password never reach a log.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import socket
@@ -119,8 +120,11 @@ def _reader_sessionmaker(ctx):
 
 class RadiusServer:
     def __init__(self, ctx, host: str | None = None, auth_port: int | None = None,
-                 acct_port: int | None = None, reuse_port: bool = False):
+                 acct_port: int | None = None, reuse_port: bool = False,
+                 freeze_heap: bool = False):
         settings = ctx.settings
+        # Only for a process that is nothing but this server (see _settle).
+        self.freeze_heap = freeze_heap
         # Several processes on the same ports (aaa.workers): every one of
         # them, the first included, must set SO_REUSEPORT before binding.
         self.reuse_port = reuse_port
@@ -177,11 +181,29 @@ class RadiusServer:
             threading.Thread(target=self._writer_loop, name="radius-writer", daemon=True),
             threading.Thread(target=self._refresh_loop, name="radius-refresh", daemon=True),
         ]
+        self._settle()
         for thread in self._threads:
             thread.start()
         log.info("radius.started host=%s auth_port=%s acct_port=%s",
                  self.host, self.auth_port, self.acct_port)
         return self
+
+    def _settle(self) -> None:
+        """Keep the caches out of the cyclic garbage collector's way.
+
+        A full (generation 2) collection walks every object, and the
+        directory, duplicate and decision caches are hundreds of thousands
+        of them: with 5,000 subscribers one pass held the GIL for ~88 ms,
+        which is the auth p99. ``gc.freeze()`` moves what exists now to a
+        generation the collector never walks; objects are still freed by
+        reference counting when dropped, so replaced cache entries go as
+        before. Only a reference cycle that becomes garbage after it was
+        frozen stays until the process ends (the caches make none). Run at
+        start and after every refresh, so the heap the collector walks is
+        only what the last second made."""
+        if self.freeze_heap:
+            gc.collect()
+            gc.freeze()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -560,3 +582,5 @@ class RadiusServer:
                     self.directory.refresh_changed()
             except Exception:
                 log.exception("radius.refresh_failed")
+            if self.freeze_heap:
+                gc.freeze()

@@ -38,7 +38,7 @@ def _serve(index, args, ready, stop) -> dict:
     tune_process()
     ctx = open_context(settings=settings)
     server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port,
-                          reuse_port=True)
+                          reuse_port=True, freeze_heap=True)
     try:
         server.start()
     except OSError:

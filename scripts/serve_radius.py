@@ -43,7 +43,8 @@ def _serve_in_process(ctx, host, auth_port, acct_port, done: threading.Event) ->
     from aaa.server import RadiusServer, tune_process
 
     tune_process()
-    server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port)
+    server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port,
+                          freeze_heap=True)
     try:
         server.start()
     except OSError as error:

@@ -333,3 +333,18 @@ def test_a_remembered_prefix_match_gives_way_to_a_narrower_nas_after_reload(ctx)
     table.reload()
     assert table.lookup("127.0.0.7").name == "narrow"
     assert table.lookup("127.1.0.7").name == "wide"
+
+
+def test_a_server_only_process_keeps_its_caches_out_of_the_collector(ctx):
+    """freeze_heap (abonent serve radius): what exists at start is frozen, so
+    a full collection does not walk the caches while requests wait."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    server = RadiusServer(ctx, host="127.0.0.1", auth_port=0, acct_port=0, freeze_heap=True)
+    try:
+        server.start()
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        server.stop()
+        gc.unfreeze()
