@@ -21,6 +21,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from config.context import Context
@@ -96,6 +97,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     app.register_blueprint(tokens.blueprint)
 
     formatting.register(app)
+    app.extensions["abonent_nav"] = {}
+    app.jinja_env.globals["nav_tabs"] = nav_tabs
 
     @app.context_processor
     def _globals():
@@ -139,6 +142,24 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         return render_template("error.html", code=429, message=None), 429
 
     return app
+
+
+# Languages x pages x script roots; a bound, should a proxy send odd ones.
+NAV_CACHE_SIZE = 512
+
+
+def nav_tabs() -> Markup:
+    """The tab bar of the logged-in pages (_nav.html). It is the same for
+    every subscriber, so each process draws it once per language and page."""
+    cache = current_app.extensions["abonent_nav"]
+    key = (request.script_root, formatting.locale_key(), request.endpoint)
+    html = cache.get(key)
+    if html is None:
+        if len(cache) >= NAV_CACHE_SIZE:
+            cache.clear()
+        template = current_app.jinja_env.get_template("_nav.html")
+        html = cache[key] = Markup(template.render(current=request.endpoint))
+    return html
 
 
 def db():
