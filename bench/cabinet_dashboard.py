@@ -4,6 +4,7 @@
         [--sessions 20] [--users 1] [--traffic-days 365] [--concurrency 8]
         [--requests 20000] [--seconds 20] [--workers 0] [--threads 0]
         [--path /] [--url postgresql+psycopg://postgres@127.0.0.1/postgres] [--profile 0]
+        [--client python|wrk]
 
 Creates a scratch PostgreSQL database (or uses ``--url sqlite:///file``),
 seeds N accounts, each with a cabinet login, a payment and a few RADIUS
@@ -17,8 +18,11 @@ gunicorn (contrib/gunicorn.conf.py, cabinet.wsgi:app) or with
 cabinet``) on a free loopback port, logs the U subscribers in, and C
 client threads on kept-alive connections fetch ``GET /`` with their
 cookies until R requests are done or T seconds have passed, whichever
-comes first. Prints requests per second, latency percentiles and the load
-average (the box may be shared). ``--profile N`` first runs N dashboards
+comes first. ``--client wrk`` drives the load with wrk (a C load generator:
+the Python client threads share the cores with the server and cost it a
+good part of them) for T seconds, one thread, C connections, the
+subscribers' cookies taken in turn. Prints requests per second, latency
+percentiles and the load average (the box may be shared). ``--profile N`` first runs N dashboards
 in-process under cProfile and prints where the time goes.
 """
 from __future__ import annotations
@@ -350,6 +354,51 @@ def hammer(host: str, port: int, cookies: list[str], concurrency: int, seconds: 
     return latencies, errors, time.perf_counter() - started_at
 
 
+# wrk's script: each request carries the next subscriber's cookie.
+WRK_SCRIPT = """
+cookies = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  local cookie = cookies[(counter %% #cookies) + 1]
+  return wrk.format("GET", nil, {["Cookie"] = cookie})
+end
+"""
+
+
+def _wrk_seconds(text: str) -> float:
+    """wrk's "12.34ms" / "1.20s" / "870.00us" as seconds."""
+    for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * scale
+    raise ValueError(f"not a wrk duration: {text}")
+
+
+def hammer_wrk(host: str, port: int, cookies: list[str], concurrency: int, seconds: float,
+               path: str = "/") -> dict:
+    """wrk -t1 -cC -dT --latency against the page. Returns requests,
+    elapsed seconds, req/s, p50 and p99 (seconds) and the failures (socket
+    errors and answers other than 2xx/3xx)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % ", ".join(f'"{c}"' for c in cookies))
+    try:
+        output = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+             "-s", script.name, f"http://{host}:{port}{path}"],
+            check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(script.name)
+    done = re.search(r"(\d+) requests in ([\d.]+)(\w+)", output)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    count = int(done.group(1))
+    elapsed = _wrk_seconds(done.group(2) + done.group(3))
+    return {"requests": count, "elapsed": elapsed, "rate": count / elapsed,
+            "p50": _wrk_seconds(latency["50"]), "p99": _wrk_seconds(latency["99"]),
+            "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0)}
+
+
 def profile(ctx, login: str, count: int) -> None:
     """N dashboards in-process (Flask test client) under cProfile."""
     app = create_app(ctx)
@@ -393,6 +442,9 @@ def main() -> None:
     parser.add_argument("--path", default="/",
                         help="the page to fetch: / (the dashboard), /traffic (reads the rollups)")
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--client", choices=("python", "wrk"), default="python",
+                        help="the load generator: Python threads (http.client) or wrk "
+                             "(runs for --seconds; --requests does not apply)")
     args = parser.parse_args()
     # werkzeug's access log line per request would be part of the figure.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -440,23 +492,38 @@ def main() -> None:
             where = "werkzeug threaded server"
         try:
             cookies = [log_in("127.0.0.1", server.port, f"bench{n}") for n in logins]
-            hammer("127.0.0.1", server.port, cookies, args.concurrency, 2, 500,
-                   args.path)  # warm-up
+            _, warm_errors, _ = hammer("127.0.0.1", server.port, cookies, args.concurrency, 2,
+                                       500, args.path)  # warm-up
+            if warm_errors and args.client == "wrk":
+                # wrk counts a redirect to the login form as a success.
+                raise SystemExit(f"warm-up: {warm_errors} requests did not get the page")
             cpu_before = server.cpu_seconds() if args.server == "gunicorn" else None
-            latencies, errors, elapsed = hammer("127.0.0.1", server.port, cookies,
-                                                args.concurrency, args.seconds, args.requests,
-                                                args.path)
+            if args.client == "wrk":
+                figures = hammer_wrk("127.0.0.1", server.port, cookies, args.concurrency,
+                                     args.seconds, args.path)
+            else:
+                latencies, errors, elapsed = hammer("127.0.0.1", server.port, cookies,
+                                                    args.concurrency, args.seconds,
+                                                    args.requests, args.path)
             cpu_used = server.cpu_seconds() - cpu_before if cpu_before is not None else None
         finally:
             stop()
-        latencies.sort()
-        count = len(latencies)
-        p99 = latencies[min(count - 1, int(count * 0.99))]
-        print(f"GET {args.path} on {where}: {count / elapsed:.0f} req/s, {count} requests in "
-              f"{elapsed:.1f} s, concurrency {args.concurrency}, {len(cookies)} subscribers, "
-              f"errors {errors}")
-        print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-              f"p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
+        if args.client == "wrk":
+            count = figures["requests"]
+            print(f"GET {args.path} on {where}, wrk: {figures['rate']:.0f} req/s, {count} "
+                  f"requests in {figures['elapsed']:.1f} s, concurrency {args.concurrency}, "
+                  f"{len(cookies)} subscribers, errors {figures['errors']}")
+            print(f"latency p50 {figures['p50'] * 1000:.1f} ms, "
+                  f"p99 {figures['p99'] * 1000:.1f} ms")
+        else:
+            latencies.sort()
+            count = len(latencies)
+            p99 = latencies[min(count - 1, int(count * 0.99))]
+            print(f"GET {args.path} on {where}: {count / elapsed:.0f} req/s, {count} requests "
+                  f"in {elapsed:.1f} s, concurrency {args.concurrency}, {len(cookies)} "
+                  f"subscribers, errors {errors}")
+            print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+                  f"p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
         if cpu_used is not None:
             # Less at the mercy of the box's other load than req/s.
             print(f"gunicorn CPU per request: {cpu_used / count * 1000:.1f} ms")
