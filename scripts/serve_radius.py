@@ -34,23 +34,26 @@ def radius(host, auth_port, acct_port, workers):
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     if count == 1:
-        _serve_in_process(ctx, host, auth_port, acct_port, done)
+        from aaa.server import RadiusServer, tune_process
+
+        tune_process()
+        server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port,
+                              freeze_heap=True)
     else:
-        _serve_workers(ctx, count, host, auth_port, acct_port, done)
+        from aaa.workers import RadiusWorkers
 
-
-def _serve_in_process(ctx, host, auth_port, acct_port, done: threading.Event) -> None:
-    from aaa.server import RadiusServer, tune_process
-
-    tune_process()
-    server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port,
-                          freeze_heap=True)
+        server = RadiusWorkers(ctx.settings, count, host=host, auth_port=auth_port,
+                               acct_port=acct_port)
     try:
         server.start()
     except OSError as error:
         raise CliError(f"cannot listen on {server.host}: {error.strerror or error}") from None
-    click.echo(f"radius: auth on {server.host}:{server.auth_port}, "
+    workers = f"{count} workers, " if count > 1 else ""
+    click.echo(f"radius: {workers}auth on {server.host}:{server.auth_port}, "
                f"accounting on {server.host}:{server.acct_port}", err=True)
+    if count > 1:
+        supervise(server, done, "radius")
+        return
     try:
         while not done.wait(1.0):
             pass
@@ -58,17 +61,3 @@ def _serve_in_process(ctx, host, auth_port, acct_port, done: threading.Event) ->
         pass
     finally:
         server.stop()
-
-
-def _serve_workers(ctx, count, host, auth_port, acct_port, done: threading.Event) -> None:
-    from aaa.workers import RadiusWorkers
-
-    pool = RadiusWorkers(ctx.settings, count, host=host, auth_port=auth_port,
-                      acct_port=acct_port)
-    try:
-        pool.start()
-    except OSError as error:
-        raise CliError(f"cannot listen on {pool.host}: {error}") from None
-    click.echo(f"radius: {count} workers, auth on {pool.host}:{pool.auth_port}, "
-               f"accounting on {pool.host}:{pool.acct_port}", err=True)
-    supervise(pool, done, "radius")

@@ -42,6 +42,16 @@ def rollups(ctx):
     return sorted(tuple(r) for r in rows)
 
 
+def collector_stats(db_url, data_dir) -> dict:
+    """`abonent collector stats --json`: the sum of the processes' stats files."""
+    result = CliRunner().invoke(collector_group, ["stats", "--json"], obj={"config_path": None},
+                                env={"ABONENT_DATABASE_URL": db_url,
+                                     "ABONENT_DATA_DIR": str(data_dir)},
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def test_udp_exports_become_rollups_once_even_when_replayed(db_url, tmp_path):
     ctx = make_context(db_url, data_dir=tmp_path)
     with ctx.Session() as s, s.begin():
@@ -99,12 +109,7 @@ def test_udp_exports_become_rollups_once_even_when_replayed(db_url, tmp_path):
     with ctx.Session() as s:
         assert s.scalar(select(func.count()).select_from(CollectorPacket)) == 2
 
-    result = CliRunner().invoke(collector_group, ["stats", "--json"], obj={"config_path": None},
-                                env={"ABONENT_DATABASE_URL": db_url,
-                                     "ABONENT_DATA_DIR": str(tmp_path)},
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    stats = json.loads(result.stdout)
+    stats = collector_stats(db_url, tmp_path)
     assert len(stats["processes"]) == 2
     assert stats["counters"]["unattributed_bytes"] == 444
     assert stats["counters"]["replayed_packets"] == 3

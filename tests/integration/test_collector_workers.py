@@ -2,18 +2,16 @@
 (SO_REUSEPORT) summing into the same rollups, supervised by the parent."""
 
 import datetime as dt
-import json
 import re
 import socket
 import time
 
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from collector.models import TrafficRollup
-from scripts.collector_cli import collector_group
 from tests.conftest import free_udp_port, make_context
 from tests.factories import make_account, make_service
+from tests.integration.test_collector_server import collector_stats
 from tests.netflow_packets import v5_packet
 from tests.serve_process import ServeProcess
 
@@ -66,12 +64,7 @@ def test_two_collector_workers_share_the_port_and_the_rollups(db_url, tmp_path):
     assert len(flows) == 2 and all(flows), "".join(collector.lines)
     assert sum(flows) == EXPORTERS * 3
     # `abonent collector stats` sums the workers' stats files.
-    result = CliRunner().invoke(collector_group, ["stats", "--json"], obj={"config_path": None},
-                                env={"ABONENT_DATABASE_URL": db_url,
-                                     "ABONENT_DATA_DIR": str(tmp_path)},
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    document = collector_stats(db_url, tmp_path)
     assert len(document["processes"]) == 2
     assert document["counters"]["flows"] == EXPORTERS * 3
     ctx.dispose()
