@@ -277,15 +277,32 @@ def when(value: dt.datetime | None, format: str = "short") -> str:
     return _datetime_formatter(request.locale, format, request.locale_key)(local)
 
 
+# Messages per catalogue whose Markup _() keeps; the templates' literals
+# are a few hundred, a bound in case a template passes _() a variable.
+_MARKUP_CACHE_SIZE = 2048
+
+
 @pass_context
 def _template_gettext(context, message: str, **variables) -> str:
     """The templates' _(): what jinja2.ext's newstyle gettext does (escaped
     variables, "%%" always read as a format), without its alias's two extra
-    context.call hops per message; a page has some forty."""
-    text = _request().translations.ugettext(message)
-    if context.eval_ctx.autoescape:
-        text = Markup(text)
-    return text % variables
+    context.call hops per message; a page has some forty. A message without
+    variables is made into Markup once per catalogue."""
+    translations = _request().translations
+    if not context.eval_ctx.autoescape:
+        return translations.ugettext(message) % variables
+    if variables:
+        return Markup(translations.ugettext(message)) % variables
+    try:
+        cache = translations.abonent_markup
+    except AttributeError:
+        cache = translations.abonent_markup = {}
+    text = cache.get(message)
+    if text is None:
+        if len(cache) >= _MARKUP_CACHE_SIZE:
+            cache.clear()
+        text = cache[message] = Markup(translations.ugettext(message)) % {}
+    return text
 
 
 def register(app: Flask) -> None:
