@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bench.radius_common import (DEFAULT_URL, SECRET, load, percentile,  # noqa: E402
+from bench.radius_common import (DEFAULT_URL, SECRET, load, report,  # noqa: E402
                                  scratch_database, server_process)
 
 _ZERO16 = bytes(16)
@@ -75,30 +75,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=0,
                         help="server processes (0: one per CPU, as abonent serve radius)")
+    parser.add_argument("--generator", choices=("c", "python"), default="c",
+                        help="load generator: bench/udpload.c (default) or Python")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
+    build = builder(args.sessions)
+    requests = [build(n, n & 0xFF) for n in range(args.requests)]
     with scratch_database(args.url, args.sessions) as url:
         with server_process(url, args.workers) as (_auth_port, acct_port, stats):
-            build = builder(args.sessions)
-            requests = [build(n, n & 0xFF) for n in range(args.requests)]
-            answered, lost, elapsed, latencies = load(
-                requests, acct_port, window=args.window,
-                seconds=args.seconds)
+            result = load(requests, acct_port, window=args.window, seconds=args.seconds,
+                          generator=args.generator)
         engine = create_engine(url)
         with engine.connect() as conn:
             rows, octets_in = conn.execute(text(
                 "SELECT count(*), coalesce(sum(octets_in), 0) FROM sessions")).one()
         engine.dispose()
-    rounds = [(n // args.sessions) for n in range(answered + lost)]
-    print(f"accounting: {answered:,} committed in {elapsed:.2f} s = "
-          f"{answered / elapsed:,.0f} req/s; lost {lost}; window {args.window}; "
-          f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms")
+    report("accounting committed", result, args.window, stats)
+    # Interim n of a session carries n * 1000 input octets; sent in order.
+    sent = min(args.requests, result.answered + result.lost)
+    rounds = [n // args.sessions for n in range(max(0, sent - args.sessions), sent)]
     print(f"stored: {rows:,} sessions, octets_in total {int(octets_in):,} "
-          f"(upper bound sent {sum(r * 1000 for r in rounds[-args.sessions:]):,}); "
-          f"server stats {stats}; server CPU per request "
-          f"{stats['server_cpu_s'] / max(1, answered) * 1e6:.0f} us")
-
+          f"(upper bound sent {sum(r * 1000 for r in rounds):,})")
 
 if __name__ == "__main__":
     main()

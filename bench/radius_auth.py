@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aaa import packet as wire  # noqa: E402
-from bench.radius_common import (DEFAULT_URL, SECRET, load, percentile,  # noqa: E402
+from bench.radius_common import (DEFAULT_URL, SECRET, load, report,  # noqa: E402
                                  scratch_database, server_process)
 
 
@@ -49,23 +49,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=0,
                         help="server processes (0: one per CPU, as abonent serve radius)")
+    parser.add_argument("--generator", choices=("c", "python"), default="c",
+                        help="load generator: bench/udpload.c (default) or Python")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
+    build = builder(args.subscribers)
+    requests = [build(n, n & 0xFF) for n in range(args.requests)]
     with scratch_database(args.url, args.subscribers) as url:
         with server_process(url, args.workers) as (auth_port, _acct_port, stats):
-            build = builder(args.subscribers)
-            requests = [build(n, n & 0xFF) for n in range(args.requests)]
-            answered, lost, elapsed, latencies = load(
-                requests, auth_port, window=args.window,
-                seconds=args.seconds)
-    print(f"auth: {answered:,} answered in {elapsed:.2f} s = {answered / elapsed:,.0f} req/s; "
-          f"lost {lost}; window {args.window}; p50 {percentile(latencies, 0.5) * 1000:.2f} ms, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms")
-    print(f"server stats {stats}; server CPU per request "
-          f"{stats['server_cpu_s'] / max(1, answered) * 1e6:.0f} us")
-    if stats.get("auth_accept") != answered:
+            result = load(requests, auth_port, window=args.window, seconds=args.seconds,
+                          generator=args.generator)
+    report("auth answered", result, args.window, stats)
+    if stats.get("auth_reject") or stats.get("auth_accept", 0) < result.answered:
         raise SystemExit("not every answer was an Access-Accept")
-
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from decimal import Decimal
 
@@ -101,11 +102,71 @@ def cpu_seconds(pids) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
+class LoadResult:
+    answered: int
+    lost: int
+    elapsed_s: float
+    p50_s: float
+    p99_s: float
+    cpu_s: float        # what the load generator itself spent
+    generator: str
+
+
 def load(requests: list[bytes], port: int, *, window: int, seconds: float,
-         lost_after_s: float = 2.0, sources: int = NAS_SOURCES):
+         generator: str = "c", sources: int = NAS_SOURCES) -> LoadResult:
     """Send pre-built ``requests`` (request n carries identifier n % 256)
-    with at most ``window`` unanswered; returns (answered, lost, elapsed_s,
-    latencies_s). A request unanswered after ``lost_after_s`` counts as lost.
+    with at most ``window`` unanswered, by the C generator (bench/udpload.c,
+    compiled on first use) or, without a C compiler or with
+    ``generator="python"``, by the Python one."""
+    if generator == "c":
+        binary = _udpload()
+        if binary is not None:
+            return _load_c(binary, requests, port, window, seconds, sources)
+        print("bench: no C compiler (cc); using the Python load generator, which costs "
+              "the server several times more of the box's CPU")
+    return _load_python(requests, port, window=window, seconds=seconds, sources=sources)
+
+
+def _udpload() -> str | None:
+    """bench/udpload.c compiled into a cache folder (rebuilt when it changes)."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    source = Path(__file__).with_name("udpload.c")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    binary = Path(tempfile.gettempdir()) / f"abonent-udpload-{digest}"
+    if not binary.exists():
+        partial = binary.with_suffix(f".{os.getpid()}")
+        subprocess.run([compiler, "-O2", "-o", str(partial), str(source)], check=True)
+        partial.replace(binary)
+    return str(binary)
+
+
+def _load_c(binary, requests, port, window, seconds, sources) -> LoadResult:
+    import subprocess
+    import struct
+
+    payload = b"".join(struct.pack("!H", len(r)) + r for r in requests)
+    result = subprocess.run([binary, str(port), str(window), str(seconds), str(sources)],
+                            input=payload, capture_output=True, check=True,
+                            timeout=seconds + 60)
+    answered, lost, elapsed, p50, p99, cpu = result.stdout.split()
+    return LoadResult(int(answered), int(lost), float(elapsed), float(p50), float(p99),
+                      float(cpu), "C (bench/udpload.c)")
+
+
+def _load_python(requests: list[bytes], port: int, *, window: int, seconds: float,
+                 lost_after_s: float = 2.0, sources: int = NAS_SOURCES) -> LoadResult:
+    """The same in Python: request n carries identifier n % 256; a request
+    unanswered after ``lost_after_s`` counts as lost.
 
     The sockets are bound to ``sources`` loopback addresses (127.0.0.1,
     127.0.0.2, ...): a fleet of NASes, which is what lets the kernel spread
@@ -128,6 +189,7 @@ def load(requests: list[bytes], port: int, *, window: int, seconds: float,
     latencies = []
     answered = lost = sent = 0
     clock = time.perf_counter
+    cpu_started = time.process_time()
     started = clock()
     stop_at = started + seconds
     last_sweep = started
@@ -168,7 +230,9 @@ def load(requests: list[bytes], port: int, *, window: int, seconds: float,
     elapsed = clock() - started
     for sock in sockets:
         sock.close()
-    return answered, lost, elapsed, latencies
+    return LoadResult(answered, lost, elapsed, percentile(latencies, 0.5),
+                      percentile(latencies, 0.99), time.process_time() - cpu_started,
+                      "Python")
 
 
 def percentile(values, fraction: float) -> float:
@@ -176,3 +240,15 @@ def percentile(values, fraction: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def report(what: str, result: LoadResult, window: int, stats: dict) -> None:
+    """The figure lines both benches print."""
+    answered = max(1, result.answered)
+    print(f"{what}: {result.answered:,} in {result.elapsed_s:.2f} s = "
+          f"{result.answered / result.elapsed_s:,.0f} req/s; lost {result.lost}; "
+          f"window {window}; p50 {result.p50_s * 1000:.2f} ms, "
+          f"p99 {result.p99_s * 1000:.2f} ms; {stats.get('workers')} server processes")
+    print(f"CPU per request: server {stats['server_cpu_s'] / answered * 1e6:.0f} us, "
+          f"load generator ({result.generator}) {result.cpu_s / answered * 1e6:.0f} us; "
+          f"server stats {stats}")
