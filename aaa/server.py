@@ -61,10 +61,12 @@ class DuplicateCache:
     """RFC 5080 §2.2.2: an identical request inside the window gets the
     cached reply instead of being processed again."""
 
+    RAW, REPLY = 1, 2
+
     def __init__(self, window_s: float, limit: int = 65536):
         self.window_s = window_s
         self.limit = limit
-        self._entries: OrderedDict[tuple, tuple[float, bytes, bytes | None]] = OrderedDict()
+        self._entries: OrderedDict[tuple, list] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -84,12 +86,18 @@ class DuplicateCache:
                 return None
             return reply if reply is not None else True
 
-    def put(self, key: tuple, raw: bytes, reply: bytes | None) -> None:
+    def put(self, key: tuple, raw: bytes, reply: bytes | None) -> list:
+        """Remember the request; returns its entry [stamp, raw, reply], which
+        the accounting writer completes in place once the record is stored
+        (``entry[REPLY] = reply``) or voids if it was not (``entry[RAW] =
+        b""``: a retransmit is then processed afresh)."""
+        entry = [time.monotonic(), raw, reply]
         with self._lock:
-            self._entries[key] = (time.monotonic(), raw, reply)
+            self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.limit:
                 self._entries.popitem(last=False)
+        return entry
 
 
 def tune_process() -> None:
@@ -504,8 +512,8 @@ class RadiusServer:
             self._drop(source, "writer-behind", client)
             return
         reply = wire.encode_reply(wire.ACCOUNTING_RESPONSE, request, client.secret)
-        self.acct_duplicates.put(key, request.raw, None)
-        self._queue.put((record, reply, source, key, request.raw))
+        entry = self.acct_duplicates.put(key, request.raw, None)
+        self._queue.put((record, reply, source, entry))
 
     def _owner(self, username: str):
         if "\ufffd" in username:
@@ -553,13 +561,13 @@ class RadiusServer:
             # afresh (the duplicate entry is forgotten).
             log.exception("radius.acct_commit_failed nas_id=%s acct_session_id=%r",
                           records[0].nas_id, records[0].acct_session_id)
-            for _record, _reply, _source, key, _raw in batch:
-                self.acct_duplicates.put(key, b"", None)
+            for _record, _reply, _source, entry in batch:
+                entry[DuplicateCache.RAW] = b""
             return
         self.stats["acct_committed"] += len(records)
         sock = self._acct_socket
-        for _record, reply, source, key, raw in batch:
-            self.acct_duplicates.put(key, raw, reply)
+        for _record, reply, source, entry in batch:
+            entry[DuplicateCache.REPLY] = reply
             try:
                 sock.sendto(reply, source)
             except OSError as error:
