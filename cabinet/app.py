@@ -40,10 +40,45 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 
                            "base-uri 'none'; object-src 'none'")
 
 
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+
+
+class CabinetFlask(Flask):
+    """Flask asks ensure_sync about every hook and the view on every request
+    (an inspect.iscoroutinefunction each, some fifteen a page). Whether a
+    function is async does not change, so the answer is kept (bounded: a
+    hook made per request, after_this_request's, only churns it)."""
+
+    _SYNC_CACHE_SIZE = 1024
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._sync[func]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable
+            return super().ensure_sync(func)
+        if len(self._sync) >= self._SYNC_CACHE_SIZE:
+            self._sync.clear()
+        sync = self._sync[func] = super().ensure_sync(func)
+        return sync
+
+
 def create_app(ctx: Context, testing: bool = False) -> Flask:
     settings = ctx.settings
-    app = Flask("cabinet", root_path=str(HERE), template_folder="templates",
-                static_folder="static")
+    app = CabinetFlask("cabinet", root_path=str(HERE), template_folder="templates",
+                       static_folder="static")
     secure = bool(settings.get("cabinet", "secure_cookies"))
     app.config.update(
         TESTING=testing,
@@ -110,16 +145,17 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         if db is not None:
             db.close()
 
+    security_headers = SECURITY_HEADERS + ((HSTS,) if secure else ())
+
     @app.after_request
     def _security_headers(response):
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        # What setdefault does for each, with one pass over the headers
+        # (each setdefault scanned them all again).
+        present = {key.lower() for key, _value in headers.items()}
+        for key, value in security_headers:
+            if key.lower() not in present:
+                headers.add(key, value)
         if request.endpoint != "static":
             # Pages show a balance and personal data: no shared caches, and
             # the back button after logout must not show them either.
