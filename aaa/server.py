@@ -54,7 +54,6 @@ DROP_LOG_PER_S = 20
 # dropped (the NAS retransmits) than queued without bound.
 QUEUE_LIMIT_BATCHES = 50
 
-_WAKE = b"\x00"  # a datagram shorter than a header: wakes a loop on stop
 
 
 class DuplicateCache:
@@ -218,12 +217,13 @@ class RadiusServer:
         for sock in (self._auth_socket, self._acct_socket):
             if sock is None:
                 continue
+            # Wakes a thread blocked in recvfrom (Linux: it returns b"").
+            # Not a datagram to ourselves: with SO_REUSEPORT workers it may
+            # reach another worker, and this one would wait on. Linux
+            # answers ENOTCONN for an unconnected UDP socket, and wakes the
+            # reader all the same.
             try:
-                target = sock.getsockname()[:2]
-                if target[0] in ("0.0.0.0", "::"):
-                    target = ("127.0.0.1" if target[0] == "0.0.0.0" else "::1", target[1])
-                with socket.socket(sock.family, socket.SOCK_DGRAM) as waker:
-                    waker.sendto(_WAKE, target)
+                sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
         self._queue.put(None)
