@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from rating import oplog
 from rating.accounts import DomainError, NotFound
 from rating.choices import CREDIT_KINDS
-from rating.models import Account, AccountOption, CabinetUser, LedgerEntry
+from rating.models import Account, AccountOption, CabinetUser, LedgerEntry, OptionType
 from rating.passwords import hash_password, verify_password
 from rating.speeds import profile_speed
 
@@ -229,9 +229,13 @@ def speed_now(session: Session, account: Account, now: dt.datetime) -> SpeedNow 
 
 
 def active_turbo(session: Session, account_id: int, now: dt.datetime):
+    """The running turbo that ends last (a traffic pack running beside it is
+    not one: it would show the tariff's speed and the pack's end)."""
     return session.scalars(
         select(AccountOption)
+        .join(OptionType, OptionType.id == AccountOption.option_type_id)
         .where(AccountOption.account_id == account_id, AccountOption.status == "active",
+               OptionType.kind == "turbo",
                AccountOption.starts_at <= now, AccountOption.ends_at > now)
         .order_by(AccountOption.ends_at.desc())).first()
 
@@ -239,13 +243,14 @@ def active_turbo(session: Session, account_id: int, now: dt.datetime):
 def speed_with_options(profile: str, rate_down_kbps: int, rate_up_kbps: int,
                        negative_rate_kbps: int, options, now: dt.datetime) -> SpeedNow:
     """Pure: speed_now over the account's active options already read (each
-    with ``starts_at``, ``ends_at`` and ``rate_multiplier``), for a page that
-    lists them anyway: the turbo is the started one that ends last, as
-    active_turbo picks it."""
+    with ``kind``, ``starts_at``, ``ends_at`` and ``rate_multiplier``), for a
+    page that lists them anyway: the turbo is the started one that ends
+    last, as active_turbo picks it."""
     turbo = None
     if profile == "turbo":
         for option in options:
-            if option.starts_at <= now and (turbo is None or option.ends_at > turbo.ends_at):
+            if option.kind == "turbo" and option.starts_at <= now and (
+                    turbo is None or option.ends_at > turbo.ends_at):
                 turbo = option
     if turbo is None:
         return speed_for_profile(profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps)

@@ -66,3 +66,27 @@ def test_negative_balance_overrides_turbo_and_expiry_keeps_the_throttle(session,
     session.commit()
     session.refresh(account)
     assert account.profile == "throttled"
+
+
+def test_speed_now_is_the_turbos_even_with_a_longer_traffic_pack_beside_it(session, turbo):
+    """A traffic pack is not a turbo: the page shows the turbo's speed and its end."""
+    from cabinet import queries
+    from rating import cabinet_ops
+
+    options.create_option_type(session, code="pack", name="10 GB", kind="traffic",
+                               price="30.00", duration_hours=24 * 30, traffic_mb=10_000)
+    account = make_account(session, balance="500")
+    bought = options.buy(session, account, "turbo", NOW, request_id="t")
+    options.buy(session, account, "pack", NOW, request_id="p")
+    session.commit()
+    later = NOW + dt.timedelta(hours=1)
+    tariff = account.tariff
+    speed = cabinet_ops.speed_now(session, account, later)
+    assert speed.profile == "turbo" and speed.until == bought.ends_at
+    assert speed.rate_down_kbps == 2 * tariff.rate_down_kbps
+    # The dashboard's pure path over the options it lists says the same.
+    listed = queries.active_options(session, account.id, later)
+    assert {o.kind for o in listed} == {"turbo", "traffic"}
+    assert cabinet_ops.speed_with_options(
+        account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
+        tariff.negative_rate_kbps, listed, later) == speed
