@@ -147,7 +147,10 @@ def _note_checkin(_dbapi_connection, record) -> None:
 
 
 def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
-    if time.monotonic() - record.info.get("checked_in_at", 0.0) < IDLE_PING_S:
+    # No stamp: the connection was opened for this checkout (the pool clears
+    # ``info`` with the connection it belongs to), so it is alive.
+    checked_in_at = record.info.get("checked_in_at")
+    if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_PING_S:
         return
     try:
         with dbapi_connection.cursor() as cursor:

@@ -37,6 +37,11 @@ def test_a_connection_used_a_moment_ago_is_not_pinged():
             raise AssertionError("pinged a connection that was just used")
 
     db._ping_if_idle(Unreachable(), Record(), None)   # returns without a ping
+
+    class Fresh:
+        info = {}   # opened for this checkout: never checked in
+
+    db._ping_if_idle(Unreachable(), Fresh(), None)
     Record.info["checked_in_at"] -= db.IDLE_PING_S + 1
     try:
         db._ping_if_idle(Unreachable(), Record(), None)
