@@ -55,7 +55,6 @@ DROP_LOG_PER_S = 20
 QUEUE_LIMIT_BATCHES = 50
 
 
-
 class DuplicateCache:
     """RFC 5080 §2.2.2: an identical request inside the window gets the
     cached reply instead of being processed again."""

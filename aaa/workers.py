@@ -32,25 +32,14 @@ def default_count(settings) -> int:
 
 def _serve(index, args, ready, stop) -> dict:
     from aaa.server import RadiusServer, tune_process
-    from config.context import open_context
 
     settings, host, auth_port, acct_port = args
     tune_process()
-    ctx = open_context(settings=settings)
-    server = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port,
-                          reuse_port=True, freeze_heap=True)
-    try:
-        server.start()
-    except OSError:
-        ctx.dispose()
-        raise
-    ready((server.auth_port, server.acct_port))
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        server.stop()
-        ctx.dispose()
+    server = workers.serve_until_stopped(
+        settings, lambda ctx: RadiusServer(ctx, host=host, auth_port=auth_port,
+                                           acct_port=acct_port, reuse_port=True,
+                                           freeze_heap=True),
+        ready, stop, lambda server: (server.auth_port, server.acct_port))
     return dict(server.stats)
 
 

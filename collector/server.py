@@ -27,30 +27,6 @@ from collector.rollup import ReplayGuard, Rollup, prune_packets, upsert_rollups
 
 log = logging.getLogger("abonent.collector")
 
-def serve_worker(index, args, ready, stop) -> dict:
-    """One collector process of ``abonent serve collector --workers N``
-    (config.workers): a CollectorServer on the shared port until stopped."""
-    from config.context import open_context
-
-    settings, host, port, classes, flush_seconds = args
-    ctx = open_context(settings=settings)
-    server = CollectorServer(ctx, host=host, port=port, classes=classes,
-                             flush_seconds=flush_seconds)
-    try:
-        server.start()
-    except OSError:
-        ctx.dispose()
-        raise
-    ready(server.port)
-    try:
-        stop.wait()
-    finally:
-        server.stop()   # flushes what it holds
-        ctx.dispose()
-    counters = server.pipeline.counters
-    return {name: counters[name] for name in ("packets", "flows", "drops")}
-
-
 # Leases that ended longer ago than this are not loaded. Exports normally
 # arrive within minutes, but a BRAS that was cut off may flush its cache (or an
 # operator may replay saved exports) much later; a week of leases is a few MB.
@@ -365,3 +341,18 @@ class CollectorServer:
             temporary.replace(path)
         except OSError:
             log.exception("cannot write collector stats")
+
+
+def serve_worker(index, args, ready, stop) -> dict:
+    """One collector process of ``abonent serve collector --workers N``
+    (config.workers): a CollectorServer on the shared port until stopped
+    (stopping flushes what it holds)."""
+    from config.workers import serve_until_stopped
+
+    settings, host, port, classes, flush_seconds = args
+    server = serve_until_stopped(
+        settings, lambda ctx: CollectorServer(ctx, host=host, port=port, classes=classes,
+                                              flush_seconds=flush_seconds),
+        ready, stop, lambda server: server.port)
+    counters = server.pipeline.counters
+    return {name: counters[name] for name in ("packets", "flows", "drops")}

@@ -60,6 +60,29 @@ def count_for(settings, section: str) -> int:
     return cpu_count()
 
 
+def serve_until_stopped(settings, make_server, ready, stop, listening):
+    """The body of most workers: open a context, ``make_server(ctx)``, start
+    it, report ``listening(server)``, run until ``stop``, then stop the
+    server (it finishes what it holds) and close the context. Returns the
+    stopped server, for its counters."""
+    from config.context import open_context
+
+    ctx = open_context(settings=settings)
+    server = make_server(ctx)
+    try:
+        server.start()
+    except OSError:
+        ctx.dispose()
+        raise
+    ready(listening(server))
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        ctx.dispose()
+    return server
+
+
 def _child(target, index, args, report, log_level, name) -> None:
     logging.basicConfig(level=log_level,
                         format=f"%(asctime)s %(levelname)s %(name)s[{name}-{index}] %(message)s")
