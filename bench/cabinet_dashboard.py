@@ -51,6 +51,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from aaa.models import Nas, Session as NetworkSession
+from bench.procstat import children, cpu_seconds
 from cabinet.app import CabinetServer, create_app
 from collector.models import TrafficRollup
 from config.context import open_context
@@ -261,19 +262,8 @@ class Gunicorn:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) of the master and its workers so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            pid, ppid = int(entry.name), int(fields[1])
-            if pid == self.process.pid or ppid == self.process.pid:
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+        master = self.process.pid
+        return cpu_seconds([master, *children(master)])
 
     def stop(self) -> None:
         if self.process.poll() is None:

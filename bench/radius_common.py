@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
+from bench.procstat import cpu_seconds
 from config.db import make_engine
 from config.migrate import upgrade
 from aaa.models import Nas, Service
@@ -86,20 +87,6 @@ def server_process(url: str, workers: int = 0):
         stats["server_cpu_s"] = round(cpu_seconds(pids) - cpu_before, 2)
         stats.update(pool.stop())
         stats["workers"] = pool.count
-
-
-def cpu_seconds(pids) -> float:
-    """User + system CPU time of these processes so far (Linux /proc)."""
-    import os
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
