@@ -4,14 +4,20 @@ load generator on loopback."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import selectors
+import shutil
 import socket
+import struct
+import subprocess
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
@@ -76,7 +82,7 @@ def server_process(url: str, workers: int = 0):
     logging.basicConfig(level=logging.ERROR)
     settings = load_settings(environ={"ABONENT_DATABASE_URL": url})
     pool = RadiusWorkers(settings, workers or default_count(settings), host="127.0.0.1",
-                      auth_port=0, acct_port=0).start()
+                         auth_port=0, acct_port=0).start()
     stats: dict = {}
     pids = pool.pids()
     cpu_before = cpu_seconds(pids)
@@ -117,13 +123,6 @@ def load(requests: list[bytes], port: int, *, window: int, seconds: float,
 
 def _udpload() -> str | None:
     """bench/udpload.c compiled into a cache folder (rebuilt when it changes)."""
-    import hashlib
-    import os
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
@@ -138,9 +137,6 @@ def _udpload() -> str | None:
 
 
 def _load_c(binary, requests, port, window, seconds, sources) -> LoadResult:
-    import subprocess
-    import struct
-
     payload = b"".join(struct.pack("!H", len(r)) + r for r in requests)
     result = subprocess.run([binary, str(port), str(window), str(seconds), str(sources)],
                             input=payload, capture_output=True, check=True,
