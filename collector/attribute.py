@@ -111,15 +111,17 @@ class _FamilyTable:
         table.lease_accounts = np.zeros(0, np.int64)
         return table
 
-    dense_top = None     # IPv4 only: /16 → block number (the last block: no subscriber)
-    dense_flat = None    # (blocks + 1) × 65536 int32: range index per address, -1 none
-    static_or_none = None  # ``static`` and NO_ACCOUNT after it: static_or_none[-1]
+    dense_top = None     # IPv4 only: /16 → block number × 65536 (the last block: no subscriber)
+    dense_flat = None    # (blocks + 1) × 65536 int32 codes, one per address (see build_dense)
 
     def build_dense(self, max_blocks: int = 256) -> None:
         """IPv4: a direct map per used /16 (256 KiB each), when few enough are used.
 
         Replaces the binary search by two array gathers; addresses outside
         every used /16 (most remote ends of flows) are rejected by the first.
+        Each address holds a code: its static owner (>= 0) when its range has
+        no lease, so most lookups end there; -1 for nobody; ``-2 - index``
+        for a range with leases (or an owner beyond int32), looked up further.
         """
         if not len(self.starts) or int(self.ends[-1]) >= 2**32:
             return
@@ -131,28 +133,28 @@ class _FamilyTable:
                                                            last16[spans > 1])]))
         if len(used) > max_blocks:
             return
+        index = np.arange(len(self.starts), dtype=np.int64)
+        further = np.zeros(len(self.starts), bool)
+        further[(self.lease_keys >> np.uint64(32)).astype(np.int64)] = True
+        further |= self.static >= 2**31
+        codes = np.where(further, -2 - index, self.static).astype(np.int32)
         # Unused /16s point at one extra block of -1s, so a lookup is two
-        # gathers with no mask.
+        # gathers with no mask. int32: the gathers are random reads, and
+        # half the bytes keep more of the map in the caches (two collector
+        # workers share one L3).
         top = np.full(65536, len(used), np.int64)
         top[used] = np.arange(len(used))
         blocks = np.full((len(used) + 1, 65536), -1, np.int32)
         single = self.starts == self.ends
-        index = np.arange(len(self.starts), dtype=np.int32)
         addresses = self.starts[single].astype(np.int64)
-        blocks[top[addresses >> 16], addresses & 0xFFFF] = index[single]
+        blocks[top[addresses >> 16], addresses & 0xFFFF] = codes[single]
         for i in np.flatnonzero(~single):      # prefixes: few
             first, last = int(self.starts[i]), int(self.ends[i])
             for block in range(first >> 16, (last >> 16) + 1):
                 low = max(first, block << 16) & 0xFFFF
                 high = min(last, (block << 16) | 0xFFFF) & 0xFFFF
-                blocks[top[block], low:high + 1] = i
-        # int32 where the values fit: the gathers are random reads, and half
-        # the bytes keep more of the map in the caches (two collector
-        # workers share one L3).
+                blocks[top[block], low:high + 1] = codes[i]
         self.dense_top, self.dense_flat = (top << 16).astype(np.int32), blocks.reshape(-1)
-        owners = np.append(self.static, np.int64(NO_ACCOUNT))
-        fits = not len(self.static) or int(self.static.max()) < 2**31
-        self.static_or_none = owners.astype(np.int32) if fits else owners
 
     @property
     def nbytes(self) -> int:
@@ -161,16 +163,24 @@ class _FamilyTable:
         if self.ends is not self.starts:
             arrays.append(self.ends)
         if self.dense_top is not None:
-            arrays += [self.dense_top, self.dense_flat, self.static_or_none]
+            arrays += [self.dense_top, self.dense_flat]
         return sum(a.nbytes for a in arrays)
 
-    def _index(self, keys: np.ndarray):
-        """Range index per key and whether the key is inside that range."""
+    def lookup(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+        if not len(self.starts) or not len(keys):
+            return np.full(len(keys), NO_ACCOUNT, np.int64)
         if self.dense_top is not None:
-            i = self._dense(keys).astype(np.int64)
-            inside = i >= 0
-            i[~inside] = 0
-            return i, inside
+            wide = keys.astype(np.int64)
+            codes = self.dense_flat[self.dense_top[wide >> 16] | (wide & 0xFFFF)]
+            result = codes.astype(np.int64)      # owners; -1 is NO_ACCOUNT
+            further = np.flatnonzero(codes < NO_ACCOUNT)
+            if len(further):
+                i = -2 - result[further]
+                found = self.static[i]
+                self._leases(i, np.ones(len(i), bool), times[further], found)
+                result[further] = found
+            return result
+        result = np.full(len(keys), NO_ACCOUNT, np.int64)
         i = np.searchsorted(self.starts, keys, side="right").astype(np.int64) - 1
         inside = i >= 0
         i[~inside] = 0
@@ -178,32 +188,23 @@ class _FamilyTable:
             inside &= self.starts[i] == keys
         else:
             inside &= keys <= self.ends[i]
-        return i, inside
-
-    def _dense(self, keys: np.ndarray) -> np.ndarray:
-        """Range index per IPv4 key, -1 where none: two gathers."""
-        keys = keys.astype(np.int64)
-        return self.dense_flat[self.dense_top[keys >> 16] | (keys & 0xFFFF)]
-
-    def lookup(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
-        if self.dense_top is not None and not len(self.lease_keys) and len(keys):
-            # -1 → the NO_ACCOUNT at the end
-            return self.static_or_none[self._dense(keys)].astype(np.int64, copy=False)
-        result = np.full(len(keys), NO_ACCOUNT, np.int64)
-        if not len(self.starts) or not len(keys):
-            return result
-        i, inside = self._index(keys)
         result[inside] = self.static[i[inside]]
-        if len(self.lease_keys):
-            t = np.clip(times, 0, int(_FOREVER)).astype(np.uint64)
-            probe = (i.astype(np.uint64) << np.uint64(32)) | t
-            j = np.searchsorted(self.lease_keys, probe, side="right").astype(np.int64) - 1
-            ok = inside & (j >= 0)
-            j[~ok] = 0
-            ok &= (self.lease_keys[j] >> np.uint64(32)) == i.astype(np.uint64)
-            ok &= times < self.lease_ends[j]
-            result[ok] = self.lease_accounts[j[ok]]
+        self._leases(i, inside, times, result)
         return result
+
+    def _leases(self, i: np.ndarray, inside: np.ndarray, times: np.ndarray,
+                result: np.ndarray) -> None:
+        """Where range ``i`` had a lease at ``times``, its holder into ``result``."""
+        if not len(self.lease_keys):
+            return
+        t = np.clip(times, 0, int(_FOREVER)).astype(np.uint64)
+        probe = (i.astype(np.uint64) << np.uint64(32)) | t
+        j = np.searchsorted(self.lease_keys, probe, side="right").astype(np.int64) - 1
+        ok = inside & (j >= 0)
+        j[~ok] = 0
+        ok &= (self.lease_keys[j] >> np.uint64(32)) == i.astype(np.uint64)
+        ok &= times < self.lease_ends[j]
+        result[ok] = self.lease_accounts[j[ok]]
 
 
 class AddressTable:
@@ -348,6 +349,11 @@ def attribute(flows: np.ndarray, table: AddressTable, classes: TrafficClasses) -
     The destination's owner receives it ("in"), the source's owner sends it
     ("out"); traffic between two subscribers gives one row each. The class
     comes from the other side's address.
+
+    A flow gives its row in its own place (the destination's owner if it has
+    one, else the source's), so the columns are the flows' own with no
+    gather; flows between two subscribers add their "out" rows at the end,
+    and flows of nobody are left out.
     """
     assert flows.dtype == FLOW_DTYPE
     times = flows["time"]
@@ -356,20 +362,31 @@ def attribute(flows: np.ndarray, table: AddressTable, classes: TrafficClasses) -
     src_account = table.lookup(flows["src_hi"], flows["src_lo"], v6, times)
     to_sub = dst_account != NO_ACCOUNT
     from_sub = src_account != NO_ACCOUNT
-    lost = ~(to_sub | from_sub)
-    take_in, take_out = np.flatnonzero(to_sub), np.flatnonzero(from_sub)
-    take = np.concatenate((take_in, take_out))
-    n_in = len(take_in)
-    direction = np.full(len(take), DIRECTION_OUT, np.uint8)
-    direction[:n_in] = DIRECTION_IN
-    # The class of a row comes from the flow's other end: the source for
-    # "in" rows, the destination for "out" rows.
-    other_hi = np.concatenate((flows["src_hi"][take_in], flows["dst_hi"][take_out]))
-    other_lo = np.concatenate((flows["src_lo"][take_in], flows["dst_lo"][take_out]))
-    unattributed = int(lost.sum())
-    return Attributed(
-        account=np.concatenate((dst_account[take_in], src_account[take_out])),
-        time=times[take], traffic_class=classes.classify(other_hi, other_lo, v6[take]),
-        direction=direction, bytes=flows["bytes"][take], packets=flows["packets"][take],
-        unattributed_flows=unattributed,
-        unattributed_bytes=int(flows["bytes"][lost].sum()) if unattributed else 0)
+    account = np.where(to_sub, dst_account, src_account)
+    direction = (~to_sub).view(np.uint8)              # DIRECTION_OUT where not "in"
+    if len(classes.names) == 1:
+        traffic_class = np.zeros(len(flows), np.int64)
+    else:
+        traffic_class = classes.classify(np.where(to_sub, flows["src_hi"], flows["dst_hi"]),
+                                         np.where(to_sub, flows["src_lo"], flows["dst_lo"]), v6)
+    columns = [account, np.ascontiguousarray(times), traffic_class, direction,
+               np.ascontiguousarray(flows["bytes"]), np.ascontiguousarray(flows["packets"])]
+    unattributed = unattributed_bytes = 0
+    both = np.flatnonzero(to_sub & from_sub)
+    kept = to_sub | from_sub
+    if not kept.all():
+        lost = ~kept
+        unattributed = int(lost.sum())
+        unattributed_bytes = int(columns[4][lost].sum())
+        columns = [column[kept] for column in columns]
+    if len(both):
+        out_class = (np.zeros(len(both), np.int64) if len(classes.names) == 1 else
+                     classes.classify(flows["dst_hi"][both], flows["dst_lo"][both], v6[both]))
+        extra = [src_account[both], times[both], out_class,
+                 np.full(len(both), DIRECTION_OUT, np.uint8), flows["bytes"][both],
+                 flows["packets"][both]]
+        columns = [np.concatenate((column, more)) for column, more in zip(columns, extra)]
+    account, times, traffic_class, direction, octets, packets = columns
+    return Attributed(account=account, time=times, traffic_class=traffic_class,
+                      direction=direction, bytes=octets, packets=packets,
+                      unattributed_flows=unattributed, unattributed_bytes=unattributed_bytes)

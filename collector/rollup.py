@@ -1,8 +1,8 @@
 """Per (account, 5-minute interval, class, direction) sums, and their upsert.
 
-``Rollup.add`` reduces a batch of attributed rows with a sort and
-``np.add.reduceat`` into one row per key; batches pile up as small arrays
-and are merged once more at flush time. ``flush`` writes one upsert per key
+``Rollup.add`` keeps a batch of attributed rows as a key per row; batches
+pile up and are summed together by one sort and running sums when enough
+are pending, and at flush time. ``flush`` writes one upsert per key
 and the digests of the export packets that contributed, in one transaction:
 a replayed export packet is recognised by ``ReplayGuard`` and skipped, and a
 packet whose rollup was never committed is not remembered as seen.
@@ -11,7 +11,6 @@ packet whose rollup was never committed is not remembered as seen.
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -26,29 +25,94 @@ _INTERVAL_SHIFT = np.uint64(9)
 _INTERVAL_MASK = np.uint64((1 << 26) - 1)
 _CLASS_SHIFT = np.uint64(1)
 _CLASS_MASK = np.uint64(0xFF)
+_LOW_MASK = np.uint64((1 << 9) - 1)
 MAX_ACCOUNT_ID = (1 << 28) - 1
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
-def _reduce(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray, runs: bool = False):
+def _reduce(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray):
+    """One row per distinct key, sorted, with its octets and packets summed."""
     if not len(keys):
         return keys, octets, packets
-    # Equal keys are summed, so their order does not matter: introsort is
-    # 2.5x faster than the stable sort on 30,000 random 64-bit keys. Parts
-    # being merged are each sorted already: the stable sort (timsort) finds
-    # those runs and merges them.
-    order = np.argsort(keys, kind="stable" if runs else None)
-    keys, octets, packets = keys[order], octets[order], packets[order]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(octets, starts), np.add.reduceat(packets, starts)
+    packed = _packed_order(keys)
+    if packed is None:
+        # Equal keys are summed, so their order does not matter.
+        order = np.argsort(keys)
+        keys = keys[order]
+    else:
+        order, keys = packed
+    last = np.empty(len(keys), bool)                  # the last row of each key
+    last[-1] = True
+    np.not_equal(keys[1:], keys[:-1], out=last[:-1])
+    ends = np.flatnonzero(last)
+    return keys[ends], _segment_sums(octets[order], ends), _segment_sums(packets[order], ends)
+
+
+def _segment_sums(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Sums of the runs of ``values`` that end at ``ends``: differences of
+    the running sum. Unsigned arithmetic wraps, so the differences are exact
+    while each run's sum fits in 64 bits. ``np.add.reduceat`` costs a call
+    of the inner loop per run, and most runs here are one row long."""
+    totals = np.cumsum(values, dtype=np.uint64)[ends]
+    totals[1:] -= totals[:-1].copy()
+    return totals
+
+
+def _packed_order(keys: np.ndarray):
+    """``(order, keys[order])`` by one plain sort instead of an argsort, or None.
+
+    The keys of a buffer use few of their 64 bits: accounts below a million
+    take 20 of the 28 account bits, and the intervals span a few of 2^26
+    values. Re-packed as ``account | interval - first | class, direction``
+    they leave room for the row number in the low bits, so ``np.sort`` (SIMD,
+    about 3x faster than ``np.argsort`` on 64-bit keys, and 8x faster than
+    the stable one) gives the order and the sorted keys at once.
+    """
+    n = len(keys)
+    index_bits = max(1, (n - 1).bit_length())
+    account = keys >> _ACCOUNT_SHIFT
+    interval = (keys >> _INTERVAL_SHIFT) & _INTERVAL_MASK
+    low = keys & _LOW_MASK                             # class and direction
+    first = int(interval.min())
+    interval_bits = (int(interval.max()) - first).bit_length()
+    low_bits = int(low.max()).bit_length()
+    account_bits = int(account.max()).bit_length()
+    if account_bits + interval_bits + low_bits + index_bits > 64:
+        return None
+    packed = account << np.uint64(interval_bits + low_bits)
+    if interval_bits:
+        interval -= np.uint64(first)
+        packed |= interval << np.uint64(low_bits)
+    packed |= low
+    packed <<= np.uint64(index_bits)
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << index_bits) - 1)).astype(np.intp)
+    packed >>= np.uint64(index_bits)
+    # Back to the canonical layout (same order: both compare account first).
+    low = packed & np.uint64((1 << low_bits) - 1)
+    interval = (packed >> np.uint64(low_bits)) & np.uint64((1 << interval_bits) - 1)
+    interval += np.uint64(first)
+    packed >>= np.uint64(interval_bits + low_bits)
+    packed <<= _ACCOUNT_SHIFT
+    packed |= interval << _INTERVAL_SHIFT
+    packed |= low
+    return order, packed
 
 
 class Rollup:
-    """In-memory sums waiting for a flush."""
+    """In-memory sums waiting for a flush.
+
+    Batches are kept as they come (a key per row, mostly distinct within a
+    batch) and summed together when the rows pending pass ``compact_at``,
+    doubling each time, and before they are read: one sort over many
+    batches costs less than a sort per batch and a merge.
+    """
 
     def __init__(self, compact_at: int = 2_000_000):
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._size = 0
+        self._reduced = True            # _parts is one summed, sorted part (or none)
         self.compact_at = compact_at
         self._next_compact = compact_at
         self.dropped_rows = 0
@@ -72,28 +136,32 @@ class Rollup:
             account, time, traffic_class, direction, octets, packets = (
                 column[ok] for column in (account, time, traffic_class, direction, octets,
                                           packets))
+            if not len(account):
+                return
         interval = (time // INTERVAL_SECONDS).astype(np.uint64)
-        keys = ((account.astype(np.uint64) << _ACCOUNT_SHIFT)
-                | ((interval & _INTERVAL_MASK) << _INTERVAL_SHIFT)
-                | ((traffic_class.astype(np.uint64) & _CLASS_MASK) << _CLASS_SHIFT)
-                | direction.astype(np.uint64))
-        part = _reduce(keys, octets, packets)
-        self._parts.append(part)
-        self._size += len(part[0])
-        if self._size > self._next_compact and len(self._parts) > 1:
+        keys = account.astype(np.uint64) << _ACCOUNT_SHIFT
+        keys |= (interval & _INTERVAL_MASK) << _INTERVAL_SHIFT
+        keys |= (traffic_class.astype(np.uint64) & _CLASS_MASK) << _CLASS_SHIFT
+        keys |= direction
+        self._parts.append((keys, np.asarray(octets, np.uint64), np.asarray(packets, np.uint64)))
+        self._size += len(keys)
+        self._reduced = False
+        if self._size > self._next_compact:
             self._compact()
-            # Merge again only when the pending parts have doubled: keeps the
+            # Sum again only when the rows pending have doubled: keeps the
             # cost per row constant when many distinct keys are waiting.
             self._next_compact = max(self.compact_at, 2 * self._size)
 
     def _compact(self) -> None:
+        if self._reduced:
+            return
         keys, octets, packets = (np.concatenate([p[i] for p in self._parts]) for i in range(3))
-        self._parts = [_reduce(keys, octets, packets, runs=True)]
+        self._parts = [_reduce(keys, octets, packets)]
         self._size = len(self._parts[0][0])
+        self._reduced = True
 
     def __len__(self) -> int:
-        if len(self._parts) > 1:
-            self._compact()
+        self._compact()
         return self._size
 
     def totals(self) -> tuple[int, int, int]:
@@ -139,14 +207,26 @@ class Rollup:
 
 
 class ReplayGuard:
-    """Digests of recent export packets; bounded, oldest forgotten first."""
+    """Digests of recent export packets; bounded, oldest forgotten first.
+
+    Two generations of sets: new digests go into the recent one, and when it
+    holds half the capacity it becomes the older one and the one before is
+    dropped. So between half and all of the last ``capacity`` packets are
+    remembered, at the price of a set lookup (an ordered dict costs twice
+    that per packet, and packets come at 100k/s).
+    """
 
     def __init__(self, capacity: int = 262_144):
-        # ~165 bytes per remembered packet (bytes object + dict slot): the
-        # default window costs ~40 MiB and covers minutes of a busy exporter.
+        # ~130 bytes per remembered packet (bytes object + set slot): the
+        # default window costs ~32 MiB and covers minutes of a busy exporter.
         self.capacity = capacity
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._generation = max(1, capacity // 2)
+        self._recent: set[bytes] = set()
+        self._older: set[bytes] = set()
         self.pending: list[bytes] = []       # accepted since the last flush
+
+    def __len__(self) -> int:
+        return len(self._recent) + len(self._older)
 
     def load(self, session, since: dt.datetime) -> int:
         query = (select(CollectorPacket.digest).where(CollectorPacket.seen_at >= since)
@@ -157,13 +237,14 @@ class ReplayGuard:
         return len(digests)
 
     def _remember(self, digest: bytes) -> None:
-        self._seen[digest] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+        recent = self._recent
+        recent.add(digest)
+        if len(recent) >= self._generation:
+            self._older, self._recent = recent, set()
 
     def accept(self, digest: bytes) -> bool:
         """True the first time a digest is seen; False for a replay."""
-        if digest in self._seen:
+        if digest in self._recent or digest in self._older:
             return False
         self._remember(digest)
         self.pending.append(digest)
@@ -172,7 +253,8 @@ class ReplayGuard:
     def forget(self, digests: Iterable[bytes]) -> None:
         """A flush failed: these packets are not counted anywhere."""
         for digest in digests:
-            self._seen.pop(digest, None)
+            self._recent.discard(digest)
+            self._older.discard(digest)
 
 
 def _insert(session):

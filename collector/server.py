@@ -106,7 +106,7 @@ class Pipeline:
         values["template_bytes"] = self.decoder.template_bytes
         values["held_sets"] = self.decoder.held_sets
         values["address_table_bytes"] = self.table.nbytes
-        values["replay_window_packets"] = len(self.guard._seen)
+        values["replay_window_packets"] = len(self.guard)
         return values
 
 

@@ -125,6 +125,44 @@ def test_rollup_sums_per_account_interval_class_direction():
     assert rollup.take(classes.names) == []
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 5, 1000, 2**20, 2**28 - 1]),    # account
+                          st.sampled_from([0, 300, 301, 10**9, 2**26 * 300 - 1]),  # time
+                          st.integers(0, 3), st.integers(0, 1),                  # class, dir
+                          st.sampled_from([0, 1, 40, 2**40, 2**56])),            # bytes
+                min_size=1, max_size=80))
+def test_rollup_sums_equal_a_dictionary(rows):
+    """The packed sort (few key bits used) and the running-sum differences
+    give exactly the sums of a dictionary."""
+    check_rollup_sums(rows)
+
+
+def test_rollup_falls_back_when_the_keys_leave_no_room_for_the_row_number():
+    """Accounts near 2^28, intervals 2^26 apart, every class bit and 256
+    rows: 28 + 26 + 3 + 8 bits do not fit in 64, so the argsort path sums."""
+    rows = [(2**28 - 1 if i % 2 else 1, 0 if i % 3 else 2**26 * 300 - 1, 3, i % 2, 2**55 + i)
+            for i in range(256)]
+    check_rollup_sums(rows, batch=256)
+
+
+def check_rollup_sums(rows, batch=7):
+    rollup = Rollup(compact_at=len(rows) // 2 + 1)
+    expected = {}
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch]
+        columns = [np.array(c, t) for c, t in zip(zip(*part), ("i8", "i8", "i8", "u1", "u8"))]
+        rollup.add_columns(*columns, columns[4] // 2 + 1)
+        for account, time, klass, direction, size in part:
+            total = expected.setdefault((account, time // 300 * 300, klass, direction), [0, 0])
+            total[0] += size
+            total[1] += size // 2 + 1
+    names = ["internet", "a", "b", "c"]
+    got = {(r["account_id"], ts(r["interval_start"]), names.index(r["traffic_class"]),
+            ["in", "out"].index(r["direction"])): [r["bytes"], r["packets"]]
+           for r in rollup.take(names)}
+    assert got == expected
+
+
 def test_rollup_merges_batches_exactly_across_compactions():
     from collector.attribute import ATTRIBUTED_DTYPE
 
@@ -151,27 +189,32 @@ def test_rollup_merges_batches_exactly_across_compactions():
     assert got == expected
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 50),                       # account
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 7, 50, 2**31 - 1, 2**31, 2**40]),  # account
                           st.integers(0, 3), st.integers(0, 255), st.integers(0, 255),
                           st.sampled_from([32, 32, 32, 30, 24, 15])),   # prefix length
                 min_size=1, max_size=30),
-       st.lists(st.tuples(st.integers(0, 4), st.integers(0, 255), st.integers(0, 255)),
+       st.lists(st.tuples(st.integers(0, 4), st.integers(0, 255), st.integers(0, 255),
+                          st.integers(0, 20)),                          # minutes after T0
                 min_size=1, max_size=200),
-       st.booleans())
-def test_direct_map_and_binary_search_agree(assignments, probes, with_lease):
-    """The /16 direct map (with its shortcut when no lease is loaded) answers
-    exactly what the sorted-range search answers."""
+       st.lists(st.tuples(st.integers(60, 70), st.integers(0, 4), st.integers(0, 3),
+                          st.integers(0, 15), st.integers(1, 15)),     # lease: start, length
+                max_size=6))
+def test_direct_map_and_binary_search_agree(assignments, probes, leases):
+    """The /16 direct map (owners in the map, leased ranges and owners
+    beyond int32 looked up further) answers exactly what the sorted-range
+    search answers."""
     items = [Assignment(account, str(ipaddress.ip_network(
         f"10.{block}.{c}.{d}/{length}", strict=False)))
         for account, block, c, d, length in assignments]
-    if with_lease:
-        items.append(Assignment(99, "10.4.0.1", T0, T0 + dt.timedelta(minutes=10)))
+    items += [Assignment(account, f"10.{block}.{c}.1", T0 + dt.timedelta(minutes=begin),
+                         T0 + dt.timedelta(minutes=begin + length))
+              for account, block, c, begin, length in leases]
     dense, search = AddressTable(items), AddressTable(items)
     search.v4.dense_top = search.v4.dense_flat = None
     assert dense.v4.dense_top is not None
-    keys = np.array([(10 << 24) | (b << 16) | (c << 8) | d for b, c, d in probes], np.uint64)
-    times = np.full(len(keys), ts(T0 + dt.timedelta(minutes=5)), np.int64)
+    keys = np.array([(10 << 24) | (b << 16) | (c << 8) | d for b, c, d, _ in probes], np.uint64)
+    times = np.array([ts(T0 + dt.timedelta(minutes=m)) for *_, m in probes], np.int64)
     zeros = np.zeros(len(keys), np.uint64)
     v6 = np.zeros(len(keys), np.uint8)
     assert dense.lookup(zeros, keys, v6, times).tolist() == \
