@@ -3,8 +3,10 @@
 import datetime as dt
 import hashlib
 import os
+import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from aaa import accounting
 from aaa import packet as wire
@@ -178,3 +180,49 @@ def test_mschapv2_rfc2759_vectors():
         (True, b"\x07S=407A5589115FD0D6209F510FE9C04566932CDA56")
     assert mschap.verify("wrong", "User", authenticator, attribute)[0] is False
     assert mschap.verify("clientPass", "User", authenticator, attribute[:49])[0] is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=100), st.binary(max_size=300))
+def test_hmac_md5_from_saved_states_equals_the_library(secret, message):
+    """Secrets shorter and longer than MD5's 64-byte block, twice each (the
+    saved states must not be consumed by the first use)."""
+    import hmac
+
+    for _ in range(2):
+        assert wire.hmac_md5(secret, message) == hmac.digest(secret, message, "md5")
+
+
+def test_password_keystream_matches_rfc_2865_by_hand():
+    """User-Password hiding against MD5(secret + authenticator) spelled out."""
+    secret, authenticator = b"s3cret", bytes(range(16))
+    hidden = wire.encrypt_password(b"x" * 20, secret, authenticator)
+    first = hashlib.md5(secret + authenticator).digest()
+    assert bytes(a ^ b for a, b in zip(hidden[:16], first)) == b"x" * 16
+    second = hashlib.md5(secret + hidden[:16]).digest()
+    assert bytes(a ^ b for a, b in zip(hidden[16:], second)) == b"xxxx" + bytes(12)
+
+
+def test_duplicate_cache_answers_within_the_window_and_stays_bounded():
+    from aaa.server import DuplicateCache
+
+    cache = DuplicateCache(window_s=30, limit=100)
+    entries = {}
+    for n in range(1000):
+        key = ("10.0.0.1", 4, n & 0xFF, n.to_bytes(16, "big"))
+        assert cache.get(key, b"raw%d" % n) is None
+        entries[n] = cache.put(key, b"raw%d" % n, None)
+        assert len(cache) <= 100
+    last = ("10.0.0.1", 4, 999 & 0xFF, (999).to_bytes(16, "big"))
+    assert cache.get(last, b"raw999") is True            # in flight
+    entries[999][DuplicateCache.REPLY] = b"reply"
+    assert cache.get(last, b"raw999") == b"reply"
+    assert cache.get(last, b"other bytes") is None      # same key, new request
+    assert cache.get(last, b"raw999") is None
+    recent = [n for n in range(1000)
+              if cache.get(("10.0.0.1", 4, n & 0xFF, n.to_bytes(16, "big")), b"raw%d" % n)]
+    assert recent and min(recent) >= 900 - 1 and len(recent) >= 49
+    expired = DuplicateCache(window_s=0, limit=100)
+    expired.put(last, b"raw", b"reply")
+    time.sleep(0.01)
+    assert expired.get(last, b"raw") is None
