@@ -78,6 +78,37 @@ def test_contacts_are_validated_saved_and_logged(logged_in, cabinet_ctx, subscri
     assert "Contacts changed" in history and "+79123456789" in history
 
 
+def test_pages_read_outside_a_transaction_and_forms_write_in_one(logged_in, cabinet_ctx,
+                                                                  subscriber):
+    """On PostgreSQL a GET's statements run on an autocommit connection (no
+    BEGIN/ROLLBACK round trips); a POST's run in a transaction. SQLite
+    begins its own transactions (config.db) and is left as it was."""
+    from flask import request
+    from sqlalchemy import event
+
+    seen = []
+
+    def record(connection, cursor, statement, *args):
+        seen.append((request.method, connection.connection.dbapi_connection.autocommit
+                     if connection.dialect.name == "postgresql" else None))
+
+    event.listen(cabinet_ctx.engine, "before_cursor_execute", record)
+    try:
+        assert logged_in.get("/").status_code == 200
+        response = post_form(logged_in, "/contacts", {"email": "ivan@example.ru",
+                                                      "phone": "", "phone_landline": ""})
+    finally:
+        event.remove(cabinet_ctx.engine, "before_cursor_execute", record)
+    reads = {autocommit for method, autocommit in seen if method == "GET"}
+    writes = {autocommit for method, autocommit in seen if method == "POST"}
+    postgres = cabinet_ctx.engine.dialect.name == "postgresql"
+    assert response.status_code == 302
+    assert reads == ({True} if postgres else {None})
+    assert writes == ({False} if postgres else {None})
+    with cabinet_ctx.Session() as session:
+        assert session.get(Account, subscriber.account_id).email == "ivan@example.ru"
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("email", "not-an-address", "E-mail must look like name@example.ru"),
     ("phone", "call me", "A phone number may hold only digits"),
