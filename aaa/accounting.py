@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
-from sqlalchemy import and_, func, text, update
+from sqlalchemy import and_, case, func, text, update
 
 from aaa import packet as wire
 from aaa.dictionary import value_name
@@ -196,10 +196,20 @@ _COLUMNS = ("nas_id", "acct_session_id", "username", "account_id", "service_id",
 _PG_TYPES = ("int", "text", "text", "int", "int", "text", "text", "timestamp", "timestamp",
              "timestamp", "bigint", "bigint", "bigint", "bigint", "bigint", "text")
 
+# A session we closed ourselves (``close_stale_sessions``: the NAS went
+# silent) reopens when the NAS speaks of it again with a newer record: an
+# Interim reopens it, a Stop puts its real end and cause in place of our guess.
+STALE_CAUSE = "Stale-Session"   # not an RFC 2866 cause: we closed it, the NAS never said
+_REOPEN = (f"sessions.terminate_cause = '{STALE_CAUSE}' "
+           "AND excluded.updated_at > sessions.stopped_at")
+
 # PostgreSQL: the whole batch is one statement over arrays (unnest), so the
-# server parses and plans once per batch instead of once per row.
+# server parses and plans once per batch instead of once per row. The same
+# statement opens a lease for each open session with an address that has
+# none: an Interim whose Start never arrived, or one that reopened a
+# session (its lease then starts where the closed one ended).
 _PG_UPSERT = (
-    "INSERT INTO sessions (" + ", ".join(_COLUMNS) + ") SELECT * FROM unnest("
+    "WITH up AS (INSERT INTO sessions (" + ", ".join(_COLUMNS) + ") SELECT * FROM unnest("
     + ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES) + ") "
     "ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET "
     "username = coalesce(nullif(sessions.username, ''), excluded.username), "
@@ -209,13 +219,33 @@ _PG_UPSERT = (
     "calling_station_id = coalesce(excluded.calling_station_id, sessions.calling_station_id), "
     "started_at = least(sessions.started_at, excluded.started_at), "
     "updated_at = greatest(sessions.updated_at, excluded.updated_at), "
-    "stopped_at = coalesce(sessions.stopped_at, excluded.stopped_at), "
+    f"stopped_at = CASE WHEN {_REOPEN} THEN excluded.stopped_at "
+    "ELSE coalesce(sessions.stopped_at, excluded.stopped_at) END, "
     "octets_in = greatest(sessions.octets_in, excluded.octets_in), "
     "octets_out = greatest(sessions.octets_out, excluded.octets_out), "
     "packets_in = greatest(sessions.packets_in, excluded.packets_in), "
     "packets_out = greatest(sessions.packets_out, excluded.packets_out), "
     "session_time = greatest(sessions.session_time, excluded.session_time), "
-    "terminate_cause = coalesce(sessions.terminate_cause, excluded.terminate_cause)")
+    f"terminate_cause = CASE WHEN {_REOPEN} THEN excluded.terminate_cause "
+    "ELSE coalesce(sessions.terminate_cause, excluded.terminate_cause) END "
+    "RETURNING id, account_id, framed_ip, started_at, stopped_at) "
+    "INSERT INTO ip_leases (account_id, address, valid_from, open_address, session_id) "
+    "SELECT up.account_id, up.framed_ip, coalesce((SELECT max(l.valid_to) FROM ip_leases l "
+    "WHERE l.address = up.framed_ip AND l.session_id = up.id), up.started_at), "
+    "up.framed_ip, up.id FROM up "
+    "WHERE up.stopped_at IS NULL AND up.framed_ip IS NOT NULL AND up.account_id IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM ip_leases o WHERE o.open_address = up.framed_ip) "
+    "ON CONFLICT (open_address) DO NOTHING")
+
+# SQLite: the same lease rule, one session at a time after the upsert.
+_LEASE_IF_NONE = text(
+    "INSERT INTO ip_leases (account_id, address, valid_from, open_address, session_id) "
+    "SELECT s.account_id, s.framed_ip, coalesce((SELECT max(l.valid_to) FROM ip_leases l "
+    "WHERE l.address = s.framed_ip AND l.session_id = s.id), s.started_at), s.framed_ip, s.id "
+    "FROM sessions s WHERE s.nas_id = :nas_id AND s.acct_session_id = :acct_session_id "
+    "AND s.stopped_at IS NULL AND s.framed_ip IS NOT NULL AND s.account_id IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM ip_leases o WHERE o.open_address = s.framed_ip) "
+    "ON CONFLICT (open_address) DO NOTHING")
 
 
 def _upsert_postgresql(connection, held) -> None:
@@ -242,6 +272,7 @@ def _upsert(connection, held) -> None:
     statement = insert(table)
     new = statement.excluded
     c = table.c
+    reopen = and_(c.terminate_cause == STALE_CAUSE, new.updated_at > c.stopped_at)
     statement = statement.on_conflict_do_update(
         index_elements=[c.nas_id, c.acct_session_id],
         set_=dict(
@@ -252,15 +283,21 @@ def _upsert(connection, held) -> None:
             calling_station_id=func.coalesce(new.calling_station_id, c.calling_station_id),
             started_at=least(c.started_at, new.started_at),
             updated_at=greatest(c.updated_at, new.updated_at),
-            stopped_at=func.coalesce(c.stopped_at, new.stopped_at),
+            stopped_at=case((reopen, new.stopped_at),
+                            else_=func.coalesce(c.stopped_at, new.stopped_at)),
             octets_in=greatest(c.octets_in, new.octets_in),
             octets_out=greatest(c.octets_out, new.octets_out),
             packets_in=greatest(c.packets_in, new.packets_in),
             packets_out=greatest(c.packets_out, new.packets_out),
             session_time=greatest(c.session_time, new.session_time),
-            terminate_cause=func.coalesce(c.terminate_cause, new.terminate_cause),
+            terminate_cause=case((reopen, new.terminate_cause),
+                                 else_=func.coalesce(c.terminate_cause, new.terminate_cause)),
         ))
     connection.execute(statement, rows)
+    keys = [dict(nas_id=r.nas_id, acct_session_id=r.acct_session_id)
+            for r, _ in held if r.status != STOP]
+    if keys:
+        connection.execute(_LEASE_IF_NONE, keys)
 
 
 def _close_nas_sessions(connection, nas_id: int, at: dt.datetime, cause: str) -> int:
@@ -346,7 +383,6 @@ def apply_batch(connection, records: list[AcctRecord]) -> None:
 
 # -- sessions the NAS went silent about ---------------------------------------
 
-STALE_CAUSE = "Stale-Session"   # not an RFC 2866 cause: we closed it, the NAS never said
 _CLOSE_STALE_LEASE = _close_leases_of("s.id = :session_id")
 
 
