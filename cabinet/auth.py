@@ -17,12 +17,12 @@ from flask import (Blueprint, Flask, g, jsonify, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect, generate_csrf
 from flask_login import UserMixin, current_user, login_user, logout_user
 from sqlalchemy import select
 
 from cabinet import queries
-from cabinet.app import db
+from cabinet.app import db, reads
 from cabinet.forms import LanguageForm, LoginForm
 from cabinet.i18n import LOCALES
 from rating import cabinet_ops
@@ -64,7 +64,7 @@ def load_user(identifier: str) -> Principal | None:
     # busiest page) shows them, and building ORM objects for the login cost
     # more than the rest of the query. Pages that change the account read
     # it themselves.
-    found = queries.login_view(db(), user_id)
+    found = queries.login_view(reads(), user_id)
     if found is None or found.session_epoch != epoch:
         return None
     g.login_account = found.account
@@ -112,6 +112,14 @@ def login():
             if lang:
                 session["lang"] = lang
             login_user(Principal.of(user))
+            # The new session's CSRF secret goes out with the login's own
+            # cookie. Made later, by the first page with a form, it would
+            # be a second Set-Cookie, and a client that keeps the login's
+            # cookie (a script, the bench) would have the session re-signed
+            # and a new secret made on every page (~0.4 ms each). The token
+            # this request's form made (from the cleared secret) goes first.
+            g.pop("csrf_token", None)
+            generate_csrf()
             log.info("cabinet.login account_id=%s user_id=%s ip=%s", user.account_id, user.id,
                      request.remote_addr)
             return redirect(safe_target(request.args.get("next")))

@@ -23,7 +23,7 @@ from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
 from cabinet import charts, labels, periods, queries
-from cabinet.app import db
+from cabinet.app import db, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, volume, when
 from config.db import utcnow
@@ -83,12 +83,12 @@ class TurboOffer:
 OFFER_TTL_SECONDS = 30.0
 
 
-def _turbo_on_sale(session) -> TurboOffer | None:
+def _turbo_on_sale() -> TurboOffer | None:
     cache = current_app.extensions.setdefault("abonent_turbo_offer", {})
     now = time.monotonic()
     if cache.get("until", 0.0) > now:
         return cache["offer"]
-    row = session.scalar(select(OptionType).where(OptionType.code == TURBO_CODE))
+    row = db().scalar(select(OptionType).where(OptionType.code == TURBO_CODE))
     if row is None:
         return None  # not cached: an offer put on sale shows at once
     offer = TurboOffer(row.rate_multiplier, row.duration_hours, row.price)
@@ -96,18 +96,18 @@ def _turbo_on_sale(session) -> TurboOffer | None:
     return offer
 
 
-def _turbo_offer(session, speed):
+def _turbo_offer(speed):
     """The turbo on sale, unless one is on or the role may not buy."""
     if speed is None or speed.profile != "normal" or current_user.role not in CONTACT_EDITORS:
         return None
-    return _turbo_on_sale(session)
+    return _turbo_on_sale()
 
 
 @blueprint.route("/")
 @login_required
 def dashboard():
     from cabinet import plans
-    session = db()
+    session = reads()
     # The login's SELECT has read the account (auth.load_user); a GET
     # changes nothing, so it is still the account as of this request.
     account = g.get("login_account") or _account()
@@ -117,7 +117,7 @@ def dashboard():
     speed = None if tariff is None else cabinet_ops.speed_with_options(
         account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps, tariff.negative_rate_kbps,
         active, now)
-    turbo = _turbo_offer(session, speed)
+    turbo = _turbo_offer(speed)
     return render_template("dashboard.html", account=account, speed=speed,
                            profile=labels.PROFILES.get(account.profile),
                            plan=plans.overview(account, active, now),
