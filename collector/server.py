@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -165,7 +166,8 @@ class CollectorServer:
                  classes: Mapping[str, Sequence[str]] | TrafficClasses | None = None,
                  flush_seconds: float = 60.0, reload_seconds: float = 60.0,
                  batch_max: int = 2000, batch_ms: float = 20.0,
-                 limits: DecoderLimits | None = None, write_stats: bool = True):
+                 limits: DecoderLimits | None = None, write_stats: bool = True,
+                 workers: int = 1):
         self.ctx = ctx
         self.host = host or ctx.settings.get("collector", "host")
         self.port = ctx.settings.get("collector", "port") if port is None else port
@@ -177,6 +179,7 @@ class CollectorServer:
         self.batch_max = batch_max
         self.batch_ms = batch_ms
         self.write_stats = write_stats
+        self.workers = workers          # processes sharing the port (steer_by_exporter)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._maintainer: threading.Thread | None = None
@@ -200,6 +203,8 @@ class CollectorServer:
             except OSError:
                 continue
         sock.bind((self.host, self.port))
+        if self.workers > 1:
+            steer_by_exporter(sock, self.workers)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self.sock = sock
@@ -343,16 +348,63 @@ class CollectorServer:
             log.exception("cannot write collector stats")
 
 
+SO_ATTACH_REUSEPORT_CBPF = 51      # Linux 4.5+
+_NET = -0x100000 & 0xFFFFFFFF       # SKF_NET_OFF: offsets from the IP header
+
+
+def _exporter_program(workers: int) -> bytes:
+    """Classic BPF choosing the socket of a SO_REUSEPORT group by the
+    datagram's source address: the last 32 bits of it (IPv4 or IPv6)
+    modulo the number of workers. Instructions: (code, jt, jf, k)."""
+    program = [
+        (0x30, 0, 0, _NET),            # ldb [ip + 0]      version and IHL
+        (0x74, 0, 0, 4),               # rsh #4            the version
+        (0x15, 0, 2, 6),               # jeq #6 ? next : +2
+        (0x20, 0, 0, _NET + 20),       # ld [ip + 20]      IPv6 source, last word
+        (0x05, 0, 0, 1),               # ja +1
+        (0x20, 0, 0, _NET + 12),       # ld [ip + 12]      IPv4 source
+        (0x94, 0, 0, workers),         # mod #workers
+        (0x16, 0, 0, 0),               # ret a             the socket's index
+    ]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def steer_by_exporter(sock: socket.socket, workers: int) -> bool:
+    """Give each exporter address one worker, whatever its source port.
+
+    Without this the kernel picks a SO_REUSEPORT socket by a hash of the
+    address and the port, so an exporter that sends from several ports
+    (or a replay of saved exports from another port) reaches several
+    workers: their templates, sequence numbers and replay windows are each
+    worker's own, so a replay would be counted twice. Sockets join the
+    group in the order the workers bind; a restarted worker joins at the
+    end, and an index past the group falls back to the kernel's hash.
+    False where the kernel refuses the program (not Linux, before 4.5).
+    """
+    import ctypes
+
+    code = _exporter_program(workers)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(code) // 8, ctypes.addressof(buffer))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as error:
+        log.warning("collector: cannot steer exporters to workers (%s); "
+                    "the kernel's port hash decides", error)
+        return False
+    return True
+
+
 def serve_worker(index, args, ready, stop) -> dict:
     """One collector process of ``abonent serve collector --workers N``
     (config.workers): a CollectorServer on the shared port until stopped
     (stopping flushes what it holds)."""
     from config.workers import serve_until_stopped
 
-    settings, host, port, classes, flush_seconds = args
+    settings, host, port, classes, flush_seconds, workers = args
     server = serve_until_stopped(
         settings, lambda ctx: CollectorServer(ctx, host=host, port=port, classes=classes,
-                                              flush_seconds=flush_seconds),
+                                              flush_seconds=flush_seconds, workers=workers),
         ready, stop, lambda server: server.port)
     counters = server.pipeline.counters
     return {name: counters[name] for name in ("packets", "flows", "drops")}

@@ -102,8 +102,9 @@ def _serve_workers(ctx, count, host, port, classes, flush_seconds, metrics_port,
 
     host = host or ctx.settings.get("collector", "host")
     port = ctx.settings.get("collector", "port") if port is None else port
-    pool = WorkerPool(serve_worker, (ctx.settings, host, port, classes, flush_seconds), count,
-                      "collector", rebind=lambda args, bound: (*args[:2], bound, *args[3:]))
+    args = (ctx.settings, host, port, classes, flush_seconds, count)
+    pool = WorkerPool(serve_worker, args, count, "collector",
+                      rebind=lambda args, bound: (*args[:2], bound, *args[3:]))
     try:
         port = pool.start()
     except OSError as error:

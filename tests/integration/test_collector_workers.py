@@ -6,6 +6,7 @@ import re
 import socket
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from collector.models import TrafficRollup
@@ -67,6 +68,54 @@ def test_two_collector_workers_share_the_port_and_the_rollups(db_url, tmp_path):
     document = collector_stats(db_url, tmp_path)
     assert len(document["processes"]) == 2
     assert document["counters"]["flows"] == EXPORTERS * 3
+    ctx.dispose()
+
+
+@pytest.mark.parametrize("listen, exporter", [("127.0.0.1", "127.0.0.9"), ("::1", "::1")])
+def test_one_exporter_reaches_one_worker_whatever_its_source_port(db_url, tmp_path, listen,
+                                                                   exporter):
+    """The workers steer by exporter address (steer_by_exporter, IPv4 and
+    IPv6): 12 source ports of one exporter all reach one worker, so a replay
+    of its export from yet another port is recognised as one and counted
+    once."""
+    ctx = make_context(db_url, data_dir=tmp_path)
+    with ctx.Session() as s, s.begin():
+        account = make_account(s)
+        make_service(s, account, static_ipv4="100.64.8.1")
+        account_id = account.id
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    secs = int((now - dt.datetime(1970, 1, 1)).total_seconds())
+    port = free_udp_port()
+    collector = ServeProcess(
+        ["collector", "--host", listen, "--port", str(port), "--workers", "2",
+         "--flush-seconds", "0.3"],
+        {"ABONENT_DATABASE_URL": db_url, "ABONENT_DATA_DIR": str(tmp_path)},
+        ready="collector: 2 workers")
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    packets = [v5_packet([dict(src="93.184.216.34", dst="100.64.8.1", bytes=100 + n,
+                               packets=1)], sequence=n, unix_secs=secs, uptime_ms=100_000)
+               for n in range(12)]
+    try:
+        for data in packets + packets[:1]:      # the last one: a replay, from a new port
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.bind((exporter, 0))
+                sock.sendto(data, (listen, port))
+        expected = sum(100 + n for n in range(12))
+        deadline = time.monotonic() + 30
+        while True:
+            with ctx.Session() as s:
+                stored = s.scalar(select(func.sum(TrafficRollup.bytes))
+                                  .where(TrafficRollup.account_id == account_id))
+            replayed = collector_stats(db_url, tmp_path)["counters"]["replayed_packets"]
+            if (stored == expected and replayed == 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (stored, replayed) == (expected, 1)
+    finally:
+        assert collector.stop() == 0
+    flows = [int(m.group(1)) for line in collector.lines
+             if (m := re.search(r"collector\.worker_stopped .* flows=(\d+)", line))]
+    assert sorted(flows) == [0, 12], "".join(collector.lines)
     ctx.dispose()
 
 
