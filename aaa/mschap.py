@@ -201,3 +201,24 @@ def verify(password: str, username: str, authenticator_challenge: bytes,
     success = authenticator_response(password, received, peer_challenge,
                                      authenticator_challenge, username)
     return True, ident + success.encode()
+
+
+# -- MPPE keys, RFC 3079 -----------------------------------------------------------
+
+_MPPE_MASTER = b"This is the MPPE Master Key"
+_CLIENT_SENDS = (b"On the client side, this is the send key; "
+                 b"on the server side, it is the receive key.")
+_CLIENT_RECEIVES = (b"On the client side, this is the receive key; "
+                    b"on the server side, it is the send key.")
+
+
+def mppe_keys(password: str, nt_response: bytes) -> tuple[bytes, bytes]:
+    """The server's (the NAS's) 128-bit MPPE start keys after MS-CHAPv2,
+    RFC 3079 §3.4: (send key, receive key)."""
+    hash_hash = md4(nt_password_hash(password))
+    master = hashlib.sha1(hash_hash + nt_response + _MPPE_MASTER).digest()[:16]
+
+    def start_key(magic: bytes) -> bytes:
+        return hashlib.sha1(master + bytes(40) + magic + b"\xf2" * 40).digest()[:16]
+
+    return start_key(_CLIENT_RECEIVES), start_key(_CLIENT_SENDS)

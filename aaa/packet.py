@@ -250,6 +250,41 @@ def encrypt_password(password: bytes, secret: bytes, authenticator: bytes) -> by
     return bytes(result)
 
 
+def salt_encrypt(value: bytes, secret: bytes, authenticator: bytes, salt: bytes) -> bytes:
+    """RFC 2548 §2.4.2 (MS-MPPE-Send-Key and -Recv-Key): the salt, then
+    length octet + value, zero-padded to 16s, each block XORed with
+    MD5(secret + authenticator + salt), then MD5(secret + previous block)."""
+    if len(salt) != 2 or not salt[0] & 0x80:
+        raise ValueError("the salt is 2 octets with the high bit set")
+    plain = bytes((len(value),)) + value
+    plain += bytes(-len(plain) % 16)
+    result = bytearray(salt)
+    previous = authenticator + salt
+    for start in range(0, len(plain), 16):
+        key = _md5_after_secret(secret, previous)
+        previous = (int.from_bytes(plain[start:start + 16], "big")
+                    ^ int.from_bytes(key, "big")).to_bytes(16, "big")
+        result += previous
+    return bytes(result)
+
+
+def salt_decrypt(data: bytes, secret: bytes, authenticator: bytes) -> bytes:
+    """The inverse of salt_encrypt (tests, and a NAS's side)."""
+    if len(data) < 18 or (len(data) - 2) % 16:
+        raise MalformedPacket(f"salt-encrypted value of {len(data)} octets")
+    salt, cipher = data[:2], data[2:]
+    plain = bytearray()
+    previous = authenticator + salt
+    for start in range(0, len(cipher), 16):
+        block = cipher[start:start + 16]
+        key = _md5_after_secret(secret, previous)
+        plain += (int.from_bytes(block, "big") ^ int.from_bytes(key, "big")).to_bytes(16, "big")
+        previous = block
+    if plain[0] > len(plain) - 1:
+        raise MalformedPacket("salt-encrypted length octet beyond the value")
+    return bytes(plain[1:1 + plain[0]])
+
+
 # -- encoding --------------------------------------------------------------
 
 def attribute(kind: int, value: bytes) -> bytes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
 import socket
 import sys
@@ -46,6 +47,8 @@ CALLING_STATION_ID = 31
 MS_CHAP_CHALLENGE = (311, 11)  # RFC 2548
 MS_CHAP2_RESPONSE = (311, 25)
 MS_CHAP2_SUCCESS = (311, 26)
+MS_MPPE_ENCRYPTION_POLICY, MS_MPPE_ENCRYPTION_TYPES = (311, 7), (311, 8)
+MS_MPPE_SEND_KEY, MS_MPPE_RECV_KEY = (311, 16), (311, 17)
 
 DROP_LOG_PER_S = 20
 # Accounting requests waiting for the writer, as multiples of batch_max:
@@ -110,6 +113,22 @@ class DuplicateCache:
             if len(recent) >= self._generation:
                 self._older, self._recent = recent, {}
         return entry
+
+
+def _mppe_attributes(password: str, nt_response: bytes, secret: bytes,
+                     authenticator: bytes) -> bytes:
+    """RFC 2548 §2.4: the MPPE keys of an MS-CHAPv2 login (RFC 3079), so that
+    a PPTP or L2TP NAS can encrypt; encryption allowed, 40 or 128 bits, as
+    FreeRADIUS's rlm_mschap sends by default. Each key has its own salt."""
+    send, receive = mschap.mppe_keys(password, nt_response)
+    first, second = os.urandom(2)
+    salts = bytes((first | 0x80, second)), bytes((first | 0x80, second ^ 1))
+    return (wire.vendor_attribute(*MS_MPPE_ENCRYPTION_POLICY, wire.integer(1))
+            + wire.vendor_attribute(*MS_MPPE_ENCRYPTION_TYPES, wire.integer(6))
+            + wire.vendor_attribute(*MS_MPPE_SEND_KEY, wire.salt_encrypt(
+                send, secret, authenticator, salts[0]))
+            + wire.vendor_attribute(*MS_MPPE_RECV_KEY, wire.salt_encrypt(
+                receive, secret, authenticator, salts[1])))
 
 
 def tune_process() -> None:
@@ -432,8 +451,9 @@ class RadiusServer:
                 if valid:
                     # RFC 2548 §2.3.3: the NAS passes this on so that the
                     # client can check the server knew the password too.
-                    extra = wire.vendor_attribute(MS_CHAP2_SUCCESS[0], MS_CHAP2_SUCCESS[1],
-                                                  success)
+                    extra = (wire.vendor_attribute(*MS_CHAP2_SUCCESS, success)
+                             + _mppe_attributes(subscriber.password, chap2[0][26:50],
+                                                client.secret, request.authenticator))
         else:
             subscriber = self._find_binding(request, username)
             valid = subscriber is not None and binding_valid(subscriber)

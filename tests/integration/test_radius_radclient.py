@@ -65,6 +65,25 @@ def test_chap_accept(radius):
     assert "Received Access-Accept" in output, output
 
 
+def test_mschapv2_accept_carries_mppe_keys_radclient_decrypts(radius):
+    """radclient decrypts MS-MPPE-Send-Key and -Recv-Key itself (RFC 2548
+    salt encryption, with the secret and its request's authenticator): they
+    must be the RFC 3079 keys of the login."""
+    import os
+
+    from aaa import mschap
+    challenge, peer = os.urandom(16), os.urandom(16)
+    response = b"\x01\x00" + peer + bytes(8) + mschap.nt_response(challenge, peer, "alice",
+                                                                  "correct horse")
+    output = radclient(radius, "auth", f'User-Name = "alice", MS-CHAP-Challenge = '
+                       f'0x{challenge.hex()}, MS-CHAP2-Response = 0x{response.hex()}')
+    assert "Received Access-Accept" in output, output
+    send, receive = mschap.mppe_keys("correct horse", response[26:])
+    assert f"MS-MPPE-Send-Key = 0x{send.hex()}" in output, output
+    assert f"MS-MPPE-Recv-Key = 0x{receive.hex()}" in output, output
+    assert "MS-MPPE-Encryption-Policy = Encryption-Allowed" in output, output
+
+
 def test_wrong_secret_gets_no_answer(radius):
     output = radclient(radius, "acct", 'User-Name = "alice", Acct-Status-Type = Start, '
                        'Acct-Session-Id = "x1"', secret="not-the-secret", wait_s=1)

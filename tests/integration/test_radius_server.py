@@ -313,8 +313,16 @@ def test_mschapv2(radius, password, accepted):
         assert decoded.code == wire.ACCESS_ACCEPT
         expected = mschap.authenticator_response("pw-bob", response[26:], peer, challenge, "bob")
         assert decoded.vendor[(311, 26)] == [b"\x05" + expected.encode()]
+        # MPPE keys (RFC 2548 §2.4, RFC 3079), salt-encrypted with the request's authenticator.
+        keys = [wire.salt_decrypt(decoded.vendor[(311, kind)][0], SECRET, request[4:20])
+                for kind in (16, 17)]
+        assert tuple(keys) == mschap.mppe_keys("pw-bob", response[26:])
+        assert decoded.vendor[(311, 16)][0][:2] != decoded.vendor[(311, 17)][0][:2]
+        assert decoded.vendor[(311, 7)] == [wire.integer(1)]
+        assert decoded.vendor[(311, 8)] == [wire.integer(6)]
     else:
         assert decoded.code == wire.ACCESS_REJECT and (311, 26) not in decoded.vendor
+        assert (311, 16) not in decoded.vendor
 
 
 def test_a_remembered_prefix_match_gives_way_to_a_narrower_nas_after_reload(ctx):

@@ -182,6 +182,42 @@ def test_mschapv2_rfc2759_vectors():
     assert mschap.verify("clientPass", "User", authenticator, attribute[:49])[0] is False
 
 
+def test_mppe_keys_rfc_3079_vectors():
+    """RFC 3079 §3.5.3 (128-bit keys): the server's send key is the sample's
+    SendStartKey128."""
+    from aaa import mschap
+    response = bytes.fromhex("82309ECD8D708B5EA08FAA3981CD83544233114A3D85D6DF")
+    assert mschap.md4(mschap.nt_password_hash("clientPass")).hex() == \
+        "41c00c584bd2d91c4017a2a12fa59f3f"
+    send, receive = mschap.mppe_keys("clientPass", response)
+    assert send.hex() == "8b7cdc149b993a1ba118cb153f56dccb"
+    # The receive key: the same construction with the other magic string.
+    master = bytes.fromhex("FDECE3717A8C838CB388E527AE3CDD31")
+    magic = (b"On the client side, this is the send key; "
+             b"on the server side, it is the receive key.")
+    assert receive == hashlib.sha1(master + bytes(40) + magic + b"\xf2" * 40).digest()[:16]
+
+
+@pytest.mark.parametrize("value", [b"", b"k" * 16, b"x" * 31, b"y" * 200])
+def test_salt_encryption_rfc_2548(value):
+    authenticator, salt = bytes(range(16)), b"\x85\x01"
+    hidden = wire.salt_encrypt(value, SECRET, authenticator, salt)
+    assert hidden[:2] == salt and (len(hidden) - 2) % 16 == 0
+    assert len(hidden) - 2 >= len(value) + 1
+    # The first block by hand: (length octet + value) XOR MD5(secret + authenticator + salt).
+    plain = (bytes((len(value),)) + value + bytes(16))[:16]
+    key = hashlib.md5(SECRET + authenticator + salt).digest()
+    assert bytes(a ^ b for a, b in zip(hidden[2:18], key)) == plain
+    assert wire.salt_decrypt(hidden, SECRET, authenticator) == value
+    try:
+        wrong = wire.salt_decrypt(hidden, SECRET, bytes(16))   # another request's
+    except wire.MalformedPacket:
+        wrong = None
+    assert wrong != value
+    with pytest.raises(ValueError):
+        wire.salt_encrypt(value, SECRET, authenticator, b"\x05\x01")   # high bit clear
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=100), st.binary(max_size=300))
 def test_hmac_md5_from_saved_states_equals_the_library(secret, message):
