@@ -187,6 +187,7 @@ class RadiusServer:
         self.acct_duplicates = DuplicateCache(window)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = threading.Event()
+        self._running = False           # read by the receive loops (see _receive_loop)
         self._threads: list[threading.Thread] = []
         self._auth_socket: socket.socket | None = None
         self._acct_socket: socket.socket | None = None
@@ -214,6 +215,7 @@ class RadiusServer:
         self.auth_port = self._auth_socket.getsockname()[1]
         self.acct_port = self._acct_socket.getsockname()[1]
         self._stopping.clear()
+        self._running = True
         self._threads = [
             threading.Thread(target=self._auth_loop, name="radius-auth", daemon=True),
             threading.Thread(target=self._acct_loop, name="radius-acct", daemon=True),
@@ -245,6 +247,7 @@ class RadiusServer:
             gc.freeze()
 
     def stop(self) -> None:
+        self._running = False
         self._stopping.set()
         for sock in (self._auth_socket, self._acct_socket):
             if sock is None:
@@ -315,15 +318,19 @@ class RadiusServer:
 
     def _receive_loop(self, sock: socket.socket, handle, kind: str) -> None:
         """Read datagrams until stopped; ``handle`` returns a reply to send now,
-        or None (no answer, or the accounting writer answers after commit)."""
-        while not self._stopping.is_set():
+        or None (no answer, or the accounting writer answers after commit).
+
+        Stopping is read from a plain attribute (``_running``): an Event's
+        is_set() is a Python call, twice per datagram."""
+        receive, send = sock.recvfrom, sock.sendto
+        while self._running:
             try:
-                data, source = sock.recvfrom(4096)
+                data, source = receive(4096)
             except OSError:
-                if self._stopping.is_set():
+                if not self._running:
                     return
                 continue
-            if self._stopping.is_set():
+            if not self._running:
                 return
             try:
                 reply = handle(data, source)
@@ -332,7 +339,7 @@ class RadiusServer:
                 continue
             if reply is not None:
                 try:
-                    sock.sendto(reply, source)
+                    send(reply, source)
                 except OSError as error:
                     log.warning("radius.send_failed src=%s:%s error=%s", source[0], source[1],
                                 error)
