@@ -9,18 +9,20 @@ one process.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
 import threading
 from pathlib import Path
 
-from flask import Flask, current_app, g, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request, session
 from flask_babel import Babel, get_locale
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 from markupsafe import Markup
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -144,9 +146,14 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     app.extensions["abonent_nav"] = {}
     app.jinja_env.globals["nav_tabs"] = nav_tabs
 
+    token = csrf_token_function(app)
+    app.jinja_env.globals["csrf_token"] = token
+
     @app.context_processor
     def _globals():
-        return {"LOCALES": LOCALES, "get_locale": get_locale}
+        # csrf_token here too: Flask-WTF's own context processor hands the
+        # templates its generate_csrf.
+        return {"LOCALES": LOCALES, "get_locale": get_locale, "csrf_token": token}
 
     @app.teardown_appcontext
     def _close_db(_error):
@@ -190,6 +197,30 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         return render_template("error.html", code=429, message=None), 429
 
     return app
+
+
+def csrf_token_function(app: Flask):
+    """The templates' csrf_token(): flask_wtf.csrf.generate_csrf (the same
+    secret in the session, the same token, kept in ``g`` for the forms)
+    with its serializer made once instead of on every page."""
+    field = app.config["WTF_CSRF_FIELD_NAME"]
+    serializer = URLSafeTimedSerializer(app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key,
+                                        salt="wtf-csrf-token")
+
+    def csrf_token() -> str:
+        token = g.get(field)
+        if token is None:
+            if field not in session:
+                session[field] = hashlib.sha1(os.urandom(64)).hexdigest()
+            try:
+                token = serializer.dumps(session[field])
+            except TypeError:
+                session[field] = hashlib.sha1(os.urandom(64)).hexdigest()
+                token = serializer.dumps(session[field])
+            setattr(g, field, token)
+        return token
+
+    return csrf_token
 
 
 def _safe_method() -> bool:

@@ -1,6 +1,7 @@
 """What keeps a cabinet page cheap must not cost a guarantee: the login's
 cookie already carries the CSRF secret, GET and HEAD skip Flask-Limiter
-because every limit is on a POST."""
+because every limit is on a POST, the templates' csrf_token() is
+Flask-WTF's token."""
 
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ def test_every_rate_limit_is_on_a_post(app):
     assert len(decorated) >= 7  # login x2, voucher x2, forgot x2, reset
     for limit in decorated:
         assert limit.methods and set(limit.methods) <= {"post"}, limit
+
+
+def test_the_templates_csrf_token_is_flask_wtfs(app):
+    """cabinet.app's csrf_token() keeps its serializer; the token is still
+    Flask-WTF's: it validates, and the forms of the page reuse it."""
+    from flask import g
+    from flask_wtf.csrf import generate_csrf, validate_csrf
+
+    with app.test_request_context("/"):
+        token = app.jinja_env.globals["csrf_token"]()
+        validate_csrf(token)
+        assert g.csrf_token == token and generate_csrf() == token
