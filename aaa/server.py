@@ -38,6 +38,7 @@ from aaa import mschap, pools
 from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize_mac, pap_valid
 from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, SubscriberDirectory
+from config import workers
 from config.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -160,13 +161,14 @@ def _reader_sessionmaker(ctx):
 class RadiusServer:
     def __init__(self, ctx, host: str | None = None, auth_port: int | None = None,
                  acct_port: int | None = None, reuse_port: bool = False,
-                 freeze_heap: bool = False):
+                 freeze_heap: bool = False, workers: int = 1):
         settings = ctx.settings
         # Only for a process that is nothing but this server (see _settle).
         self.freeze_heap = freeze_heap
         # Several processes on the same ports (aaa.workers): every one of
         # them, the first included, must set SO_REUSEPORT before binding.
         self.reuse_port = reuse_port
+        self.workers = workers          # processes sharing the ports (see _bind)
         self.ctx = ctx
         self.host = host if host is not None else settings.get("radius", "host")
         self._wanted_auth_port = auth_port if auth_port is not None else settings.get(
@@ -205,6 +207,11 @@ class RadiusServer:
         if self.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, port))
+        if self.reuse_port and self.workers > 1:
+            # A worker by NAS address and RADIUS Identifier: one NAS sending
+            # from one port (most do) reaches every worker, and a retransmit
+            # (same Identifier) the one that saw the original.
+            workers.steer(sock, self.workers, payload_byte=1)
         return sock
 
     def start(self) -> "RadiusServer":

@@ -14,7 +14,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import threading
 import time
 from pathlib import Path
@@ -348,27 +347,6 @@ class CollectorServer:
             log.exception("cannot write collector stats")
 
 
-SO_ATTACH_REUSEPORT_CBPF = 51      # Linux 4.5+
-_NET = -0x100000 & 0xFFFFFFFF       # SKF_NET_OFF: offsets from the IP header
-
-
-def _exporter_program(workers: int) -> bytes:
-    """Classic BPF choosing the socket of a SO_REUSEPORT group by the
-    datagram's source address: the last 32 bits of it (IPv4 or IPv6)
-    modulo the number of workers. Instructions: (code, jt, jf, k)."""
-    program = [
-        (0x30, 0, 0, _NET),            # ldb [ip + 0]      version and IHL
-        (0x74, 0, 0, 4),               # rsh #4            the version
-        (0x15, 0, 2, 6),               # jeq #6 ? next : +2
-        (0x20, 0, 0, _NET + 20),       # ld [ip + 20]      IPv6 source, last word
-        (0x05, 0, 0, 1),               # ja +1
-        (0x20, 0, 0, _NET + 12),       # ld [ip + 12]      IPv4 source
-        (0x94, 0, 0, workers),         # mod #workers
-        (0x16, 0, 0, 0),               # ret a             the socket's index
-    ]
-    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
-
-
 def steer_by_exporter(sock: socket.socket, workers: int) -> bool:
     """Give each exporter address one worker, whatever its source port.
 
@@ -376,23 +354,10 @@ def steer_by_exporter(sock: socket.socket, workers: int) -> bool:
     address and the port, so an exporter that sends from several ports
     (or a replay of saved exports from another port) reaches several
     workers: their templates, sequence numbers and replay windows are each
-    worker's own, so a replay would be counted twice. Sockets join the
-    group in the order the workers bind; a restarted worker joins at the
-    end, and an index past the group falls back to the kernel's hash.
-    False where the kernel refuses the program (not Linux, before 4.5).
-    """
-    import ctypes
+    worker's own, so a replay would be counted twice."""
+    from config.workers import steer
 
-    code = _exporter_program(workers)
-    buffer = ctypes.create_string_buffer(code, len(code))
-    fprog = struct.pack("@HP", len(code) // 8, ctypes.addressof(buffer))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
-    except OSError as error:
-        log.warning("collector: cannot steer exporters to workers (%s); "
-                    "the kernel's port hash decides", error)
-        return False
-    return True
+    return steer(sock, workers)
 
 
 def serve_worker(index, args, ready, stop) -> dict:

@@ -29,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import struct
 import threading
 import time
 from typing import Any, Callable
@@ -58,6 +59,59 @@ def count_for(settings, section: str) -> int:
     if settings.database_url.startswith("sqlite"):
         return 1
     return cpu_count()
+
+
+SO_ATTACH_REUSEPORT_CBPF = 51      # Linux 4.5+
+_NET = -0x100000 & 0xFFFFFFFF       # SKF_NET_OFF: offsets from the IP header
+
+
+def reuseport_program(workers: int, payload_byte: int | None = None) -> bytes:
+    """Classic BPF choosing the socket of a SO_REUSEPORT group: the last 32
+    bits of the datagram's source address (IPv4, or IPv6 after a version
+    check), plus the UDP payload's octet ``payload_byte`` if given, modulo
+    the number of workers. Instructions: (code, jt, jf, k)."""
+    program = [
+        (0x30, 0, 0, _NET),            # ldb [ip + 0]      version and IHL
+        (0x74, 0, 0, 4),               # rsh #4            the version
+        (0x15, 0, 2, 6),               # jeq #6 ? next : +2
+        (0x20, 0, 0, _NET + 20),       # ld [ip + 20]      IPv6 source, last word
+        (0x05, 0, 0, 1),               # ja +1
+        (0x20, 0, 0, _NET + 12),       # ld [ip + 12]      IPv4 source
+    ]
+    if payload_byte is not None:
+        program += [
+            (0x07, 0, 0, 0),           # tax               x = source
+            (0x30, 0, 0, payload_byte),  # ldb [payload_byte]
+            (0x0C, 0, 0, 0),           # add x
+        ]
+    program += [
+        (0x94, 0, 0, workers),         # mod #workers
+        (0x16, 0, 0, 0),               # ret a             the socket's index
+    ]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def steer(sock, workers: int, payload_byte: int | None = None) -> bool:
+    """Attach ``reuseport_program`` to the SO_REUSEPORT group of ``sock``.
+
+    Without it the kernel picks a socket by a hash of source address and
+    port. Sockets join the group in the order the workers bind; a
+    restarted worker joins at the end, and an index past the group falls
+    back to the kernel's hash. False (with a warning) where the kernel
+    refuses the program: not Linux, or before 4.5."""
+    import ctypes
+    import socket
+
+    code = reuseport_program(workers, payload_byte)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(code) // 8, ctypes.addressof(buffer))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as error:
+        log.warning("workers: cannot steer datagrams to workers (%s); "
+                    "the kernel's address and port hash decides", error)
+        return False
+    return True
 
 
 def serve_until_stopped(settings, make_server, ready, stop, listening):

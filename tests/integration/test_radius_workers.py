@@ -105,6 +105,46 @@ def test_workers_share_the_ports_and_store_every_session(fleet, ctx):
                for line in fleet.lines)
 
 
+def test_one_nas_on_one_port_reaches_every_worker(fleet, ctx):
+    """Most BRAS send everything from one address and port; the kernel's
+    hash would give all of it to one worker. The workers steer by Identifier
+    too (config.workers.steer), so both answer, and a retransmit (same
+    Identifier and bytes) is still answered from the duplicate cache."""
+    import socket
+
+    from aaa.client import access_request
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:
+        nas.bind(("127.0.0.1", 0))
+        nas.settimeout(5)
+        for identifier in range(40):
+            request = access_request(SECRET, identifier, "w0", "pw-0")
+            for _ in range(2):                  # the original, then a retransmit
+                nas.sendto(request, ("127.0.0.1", fleet.auth_port))
+                reply = nas.recv(4096)
+                assert reply[0] == packet.AccessAccept and reply[1] == identifier
+    client = _client(fleet, "127.0.0.1")
+    try:
+        for round_ in range(40):
+            _account(client, "w0", "one-port", "Interim-Update", 100 * round_)
+    finally:
+        client._CloseSocket()
+    assert fleet.stop() == 0
+    accepted = [int(m.group(1)) for line in fleet.lines
+                if (m := re.search(r"radius\.worker_stopped .* auth_accept=(\d+)", line))]
+    committed = [int(m.group(1)) for line in fleet.lines
+                 if (m := re.search(r"radius\.worker_stopped .* acct_committed=(\d+)", line))]
+    assert len(accepted) == 2 and all(accepted), "".join(fleet.lines)
+    assert len(committed) == 2 and all(committed), "".join(fleet.lines)
+    # 40, not 80: each retransmit reached the worker that had the original
+    # and was answered from its duplicate cache.
+    assert sum(accepted) == sum(committed) == 40
+    with ctx.Session() as session:
+        row = session.scalar(select(RadiusSession).where(
+            RadiusSession.acct_session_id == "one-port"))
+    assert row.octets_in == 3900
+
+
 def test_a_killed_worker_is_replaced(fleet):
     workers = fleet.workers(2)
     assert len(workers) == 2, "the two workers never showed up"
