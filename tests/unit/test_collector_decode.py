@@ -249,12 +249,13 @@ def test_ipfix_uptime_times_use_the_system_init_time_from_options():
     assert after["time"].tolist() == [1_700_000_090]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["192.0.2.1", "192.0.2.2"]),     # exporter
                           st.sampled_from([(0, 0), (1, 2)]),                # engine
                           st.integers(0, 4) | st.just(2**32 - 2),          # sequence step
                           st.integers(-1, 31),                              # flow count
-                          st.sampled_from(["ok", "short", "extra", "tiny"]),
+                          st.sampled_from(["ok", "ok", "ok", "short", "extra", "extra48",
+                                           "tiny"]),
                           st.sampled_from([0, (1 << 14) | 10])),           # sampling
                 min_size=1, max_size=40))
 def test_v5_batch_decodes_as_one_datagram_at_a_time(packets):
@@ -271,8 +272,10 @@ def test_v5_batch_decodes_as_one_datagram_at_a_time(packets):
             if records else struct.pack(">HHIIIIBBH", 5, 0, 1, 1, 0, 1, 0, 0, 0)
         if count > 30:      # a count beyond the v5 maximum
             data = data[:2] + struct.pack(">H", count) + data[4:]
+        # "ok" batches take the joined-buffer path; "extra48" keeps every
+        # length a multiple of 24 but has trailing octets; "extra" does not.
         data = {"ok": data, "short": data[:-5], "extra": data + b"\0" * 7,
-                "tiny": data[:20]}[shape]
+                "extra48": data + b"\0" * 48, "tiny": data[:20]}[shape]
         datagrams.append((exporter, data))
     together, apart = Decoder(), Decoder()
     batch = together.decode(datagrams, now=1000.0)
