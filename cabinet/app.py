@@ -107,7 +107,10 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     app.request_class = CabinetRequest
 
     csrf = CSRFProtect(app)
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
+    # Attempt counters: per process (memory://) unless cabinet.rate_limit_storage
+    # names a shared store (Redis) for several gunicorn workers or nodes.
+    limiter = Limiter(get_remote_address, app=app,
+                      storage_uri=settings.get("cabinet", "rate_limit_storage"),
                       headers_enabled=False)
     Babel(app, locale_selector=select_locale)
     app.extensions["abonent_limiter"] = limiter

@@ -61,6 +61,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # "https://my.isp.example"; empty: the address the request came to.
         "public_url": (str, ""),
         "reset_token_minutes": (int, 30),
+        # Where the login, reset and voucher attempt counters live. memory://
+        # counts per process: right for `abonent serve cabinet` (one process);
+        # with several gunicorn workers or nodes use redis://host:6379/0 so
+        # that each limit holds across all of them.
+        "rate_limit_storage": (str, "memory://"),
     },
     "collector": {
         "host": (str, "127.0.0.1"),

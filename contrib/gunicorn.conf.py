@@ -7,7 +7,10 @@ Put nginx (or another proxy doing TLS) in front; set cabinet.secure_cookies
 then. Every worker opens its own database pool (the app is built after
 the fork: no preload), and the workers share the cabinet's secret key
 through the file in data_dir (or cabinet.secret_key), so a session made by
-one worker is good in the others.
+one worker is good in the others. The login, reset and voucher attempt
+limits count per worker unless cabinet.rate_limit_storage points at Redis
+(redis://127.0.0.1:6379/0): with N workers a guesser gets N times the
+attempts, so set it (gunicorn warns at start when it is not set).
 
 Environment overrides: ABONENT_CABINET_BIND, ABONENT_CABINET_WORKERS,
 ABONENT_CABINET_THREADS.
@@ -49,6 +52,18 @@ loglevel = os.environ.get("ABONENT_CABINET_LOGLEVEL", "warning")
 # Trust X-Forwarded-* only from the proxy on this host.
 forwarded_allow_ips = "127.0.0.1"
 proc_name = "abonent-cabinet"
+
+
+def on_starting(server):
+    """Warn when several workers would each keep their own attempt counters."""
+    from config.settings import load_settings
+
+    storage = load_settings().get("cabinet", "rate_limit_storage")
+    if server.cfg.workers > 1 and storage.startswith("memory://"):
+        server.log.warning(
+            "cabinet.rate_limit_storage is %s: each of the %d workers counts login and "
+            "voucher attempts apart; point it at Redis (redis://host:6379/0) to share them",
+            storage, server.cfg.workers)
 
 
 def post_worker_init(worker):
