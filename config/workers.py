@@ -66,10 +66,14 @@ _NET = -0x100000 & 0xFFFFFFFF       # SKF_NET_OFF: offsets from the IP header
 
 
 def reuseport_program(workers: int, payload_byte: int | None = None) -> bytes:
-    """Classic BPF choosing the socket of a SO_REUSEPORT group: the last 32
-    bits of the datagram's source address (IPv4, or IPv6 after a version
-    check), plus the UDP payload's octet ``payload_byte`` if given, modulo
-    the number of workers. Instructions: (code, jt, jf, k)."""
+    """Classic BPF choosing the socket of a SO_REUSEPORT group: a hash of
+    the last 32 bits of the datagram's source address (IPv4, or IPv6 after a
+    version check) and, if given, the UDP payload's octet ``payload_byte``,
+    modulo the number of workers. Each is multiplied by an odd constant
+    (wrapping at 32 bits) and the high half taken: a plain sum would follow
+    any pattern a sender has (a load generator that ties its source address
+    to the Identifier sent every request to one worker).
+    Instructions: (code, jt, jf, k)."""
     program = [
         (0x30, 0, 0, _NET),            # ldb [ip + 0]      version and IHL
         (0x74, 0, 0, 4),               # rsh #4            the version
@@ -77,18 +81,30 @@ def reuseport_program(workers: int, payload_byte: int | None = None) -> bytes:
         (0x20, 0, 0, _NET + 20),       # ld [ip + 20]      IPv6 source, last word
         (0x05, 0, 0, 1),               # ja +1
         (0x20, 0, 0, _NET + 12),       # ld [ip + 12]      IPv4 source
+        (0x24, 0, 0, 0x9E3779B1),      # mul #k1
     ]
     if payload_byte is not None:
         program += [
-            (0x07, 0, 0, 0),           # tax               x = source
+            (0x07, 0, 0, 0),           # tax               x = hashed source
             (0x30, 0, 0, payload_byte),  # ldb [payload_byte]
+            (0x24, 0, 0, 0x85EBCA6B),  # mul #k2
             (0x0C, 0, 0, 0),           # add x
         ]
     program += [
+        (0x74, 0, 0, 16),              # rsh #16           the well-mixed half
         (0x94, 0, 0, workers),         # mod #workers
         (0x16, 0, 0, 0),               # ret a             the socket's index
     ]
     return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def spread(workers: int, source: int, payload: int | None = None) -> int:
+    """What reuseport_program computes, in Python (tests, and to reason
+    about a sender's spread): the worker index."""
+    value = (source * 0x9E3779B1) & 0xFFFFFFFF
+    if payload is not None:
+        value = (value + payload * 0x85EBCA6B) & 0xFFFFFFFF
+    return (value >> 16) % workers
 
 
 def steer(sock, workers: int, payload_byte: int | None = None) -> bool:

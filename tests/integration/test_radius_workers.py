@@ -130,15 +130,20 @@ def test_one_nas_on_one_port_reaches_every_worker(fleet, ctx):
     finally:
         client._CloseSocket()
     assert fleet.stop() == 0
-    accepted = [int(m.group(1)) for line in fleet.lines
-                if (m := re.search(r"radius\.worker_stopped .* auth_accept=(\d+)", line))]
+    accepted = {int(m.group(1)): int(m.group(2)) for line in fleet.lines
+                if (m := re.search(r"radius\.worker_stopped worker=(\d+) .* auth_accept=(\d+)",
+                                   line))}
+    # The kernel ran the BPF program: each worker got what its model says.
+    from config.workers import spread
+    expected = [sum(spread(2, 0x7F000001, identifier) == worker for identifier in range(40))
+                for worker in (0, 1)]
+    assert [accepted.get(0), accepted.get(1)] == expected, "".join(fleet.lines)
     committed = [int(m.group(1)) for line in fleet.lines
                  if (m := re.search(r"radius\.worker_stopped .* acct_committed=(\d+)", line))]
-    assert len(accepted) == 2 and all(accepted), "".join(fleet.lines)
-    assert len(committed) == 2 and all(committed), "".join(fleet.lines)
+    assert all(expected) and len(committed) == 2 and all(committed), "".join(fleet.lines)
     # 40, not 80: each retransmit reached the worker that had the original
     # and was answered from its duplicate cache.
-    assert sum(accepted) == sum(committed) == 40
+    assert sum(accepted.values()) == sum(committed) == 40
     with ctx.Session() as session:
         row = session.scalar(select(RadiusSession).where(
             RadiusSession.acct_session_id == "one-port"))
