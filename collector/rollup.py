@@ -41,11 +41,26 @@ def _reduce(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray):
         keys = keys[order]
     else:
         order, keys = packed
+    return _sum_sorted(keys, octets[order], packets[order])
+
+
+def _merge(a: tuple, b: tuple) -> tuple:
+    """Two summed, sorted parts as one: a stable argsort of their joined keys
+    is timsort finding two runs and merging them in one pass (and the
+    gathers that follow read two streams in order), cheaper than sorting
+    the summed rows again with the new ones."""
+    keys = np.concatenate((a[0], b[0]))
+    order = np.argsort(keys, kind="stable")
+    return _sum_sorted(keys[order], np.concatenate((a[1], b[1]))[order],
+                       np.concatenate((a[2], b[2]))[order])
+
+
+def _sum_sorted(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray) -> tuple:
     last = np.empty(len(keys), bool)                  # the last row of each key
     last[-1] = True
     np.not_equal(keys[1:], keys[:-1], out=last[:-1])
     ends = np.flatnonzero(last)
-    return keys[ends], _segment_sums(octets[order], ends), _segment_sums(packets[order], ends)
+    return keys[ends], _segment_sums(octets, ends), _segment_sums(packets, ends)
 
 
 def _segment_sums(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -113,6 +128,7 @@ class Rollup:
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._size = 0
         self._reduced = True            # _parts is one summed, sorted part (or none)
+        self._head_summed = False       # _parts[0] is summed and sorted, the rest raw
         self.compact_at = compact_at
         self._next_compact = compact_at
         self.dropped_rows = 0
@@ -155,10 +171,13 @@ class Rollup:
     def _compact(self) -> None:
         if self._reduced:
             return
-        keys, octets, packets = (np.concatenate([p[i] for p in self._parts]) for i in range(3))
-        self._parts = [_reduce(keys, octets, packets)]
+        summed = self._parts[0] if self._head_summed else None
+        raw = self._parts[1:] if self._head_summed else self._parts
+        keys, octets, packets = (np.concatenate([p[i] for p in raw]) for i in range(3))
+        part = _reduce(keys, octets, packets)
+        self._parts = [part if summed is None else _merge(summed, part)]
         self._size = len(self._parts[0][0])
-        self._reduced = True
+        self._reduced = self._head_summed = True
 
     def __len__(self) -> int:
         self._compact()
@@ -179,6 +198,7 @@ class Rollup:
         self._compact()
         keys, octets, packets = self._parts[0]
         self._parts, self._size, self._next_compact = [], 0, self.compact_at
+        self._head_summed = False
         account = (keys >> _ACCOUNT_SHIFT).astype(np.int64)
         interval = ((keys >> _INTERVAL_SHIFT) & _INTERVAL_MASK).astype(np.int64)
         klass = ((keys >> _CLASS_SHIFT) & _CLASS_MASK).astype(np.int64)
