@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, any_, bindparam, func, select
+from sqlalchemy import Integer, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from aaa.authorize import Subscriber
@@ -151,6 +151,27 @@ def _versions_of(ids: list[int], session):
     return statement.where(Account.id.in_(ids))
 
 
+_VERSION_TOTAL = text(
+    "SELECT count(*), coalesce(sum(version), 0) FROM accounts "
+    "WHERE id = ANY(string_to_array(:ids, ',')::bigint[])")
+
+
+def _versions_unchanged(held: dict[int, int], session) -> bool:
+    """PostgreSQL: one row tells whether any of these accounts changed.
+
+    An account's version only ever grows, so the accounts' count and the
+    sum of their versions equal what the cache holds exactly when none of
+    them changed or went away. The ids travel as one comma-joined string:
+    psycopg's array dumper and 5,000 rows back through SQLAlchemy cost a
+    RADIUS worker ~20 ms of GIL every second, the tail of its latency.
+    On SQLite (one small node) the versions are always read."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    count, total = session.execute(
+        _VERSION_TOTAL, {"ids": ",".join(map(str, held))}).one()
+    return count == len(held) and total == sum(held.values())
+
+
 def _view(*row) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
      state, profile, down, up, negative, version, ipv6_prefix) = row
@@ -239,10 +260,11 @@ class SubscriberDirectory:
                 changed.add(account_id)
                 self._last_change_id = change_id
             if cached and len(cached) <= VERSION_CHECK_LIMIT:
-                ids = sorted({e[0].account_id for e in cached.values()})
-                versions = dict(session.execute(_versions_of(ids, session)).all())
-                changed.update(sub.account_id for sub, _ in cached.values()
-                               if versions.get(sub.account_id) != sub.version)
+                held = {sub.account_id: sub.version for sub, _ in cached.values()}
+                if not _versions_unchanged(held, session):
+                    versions = dict(session.execute(_versions_of(sorted(held), session)).all())
+                    changed.update(sub.account_id for sub, _ in cached.values()
+                                   if versions.get(sub.account_id) != sub.version)
         if not changed:
             return 0
         stale = [key for key, (sub, _) in cached.items() if sub.account_id in changed]
