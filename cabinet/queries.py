@@ -13,9 +13,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from aaa.models import Session as NetworkSession
+from config.db import CompiledSelect
 from collector.models import TrafficRollup
 from rating.models import (Account, AccountOption, CabinetUser, OperationLog, OptionType,
                            Tariff)
@@ -125,14 +127,15 @@ class LoginView:
     account: AccountView
 
 
-_LOGIN = (select(_USERS.c.id.label("user_id"), _USERS.c.account_id, _USERS.c.login,
-                 _USERS.c.role, _USERS.c.session_epoch, *_ACCOUNT_COLUMNS)
-          .select_from(_USERS.join(_ACCOUNT_JOINS, _ACCOUNTS.c.id == _USERS.c.account_id))
-          .where(_USERS.c.id == bindparam("user_id")))
+_LOGIN = CompiledSelect(
+    select(_USERS.c.id.label("user_id"), _USERS.c.account_id, _USERS.c.login,
+           _USERS.c.role, _USERS.c.session_epoch, *_ACCOUNT_COLUMNS)
+    .select_from(_USERS.join(_ACCOUNT_JOINS, _ACCOUNTS.c.id == _USERS.c.account_id))
+    .where(_USERS.c.id == bindparam("user_id")))
 
 
-def login_view(db: Session, user_id: int) -> LoginView | None:
-    row = db.execute(_LOGIN, {"user_id": user_id}).first()
+def login_view(db: Session | Connection, user_id: int) -> LoginView | None:
+    row = _LOGIN.first(db, {"user_id": user_id})
     if row is None:
         return None
     return LoginView(row.user_id, row.account_id, row.login, row.role, row.session_epoch,
@@ -148,7 +151,7 @@ class ActiveOptionView:
     ends_at: dt.datetime
 
 
-_ACTIVE_OPTIONS = (
+_ACTIVE_OPTIONS = CompiledSelect(
     select(_OPTION_TYPES.c.name, _OPTION_TYPES.c.kind, _OPTION_TYPES.c.rate_multiplier,
            _OPTIONS.c.starts_at, _OPTIONS.c.ends_at)
     .select_from(_OPTIONS.join(_OPTION_TYPES, _OPTION_TYPES.c.id == _OPTIONS.c.option_type_id))
@@ -157,13 +160,14 @@ _ACTIVE_OPTIONS = (
     .order_by(_OPTIONS.c.ends_at))
 
 
-def active_options(db: Session, account_id: int, now: dt.datetime) -> list[ActiveOptionView]:
+def active_options(db: Session | Connection, account_id: int,
+                   now: dt.datetime) -> list[ActiveOptionView]:
     """rating.options.active_options as plain values: not ended, soonest end first."""
-    rows = db.execute(_ACTIVE_OPTIONS, {"account_id": account_id, "now": now}).all()
+    rows = _ACTIVE_OPTIONS.all(db, {"account_id": account_id, "now": now})
     return [ActiveOptionView(*row) for row in rows]
 
 
-_RECENT_SESSIONS = (
+_RECENT_SESSIONS = CompiledSelect(
     select(_SESSIONS.c.started_at, _SESSIONS.c.stopped_at, _SESSIONS.c.framed_ip,
            _SESSIONS.c.octets_out, _SESSIONS.c.octets_in, _SESSIONS.c.terminate_cause)
     .where(_SESSIONS.c.account_id == bindparam("account_id"))
@@ -171,8 +175,9 @@ _RECENT_SESSIONS = (
     .limit(bindparam("limit")))
 
 
-def recent_sessions(db: Session, account_id: int, limit: int = 10) -> list[SessionView]:
-    rows = db.execute(_RECENT_SESSIONS, {"account_id": account_id, "limit": limit}).all()
+def recent_sessions(db: Session | Connection, account_id: int,
+                    limit: int = 10) -> list[SessionView]:
+    rows = _RECENT_SESSIONS.all(db, {"account_id": account_id, "limit": limit})
     return [SessionView(*row) for row in rows]
 
 

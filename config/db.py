@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import namedtuple
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Numeric, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -168,3 +169,99 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:
 def is_postgres(engine_or_session) -> bool:
     bind = getattr(engine_or_session, "bind", None) or engine_or_session
     return bind.dialect.name == "postgresql"
+
+
+class CompiledSelect:
+    """A Core SELECT run straight on the DBAPI cursor, for the hottest reads.
+
+    ``Connection.execute`` looks the compiled form up in its cache, builds
+    the parameters, fires the engine's events and wraps the cursor in a
+    CursorResult: for the cabinet dashboard's three small SELECTs that
+    cost twice what psycopg itself spends (bench: 640 us against 290 us of
+    CPU a page). Here the statement is compiled once per dialect, with its
+    fixed parameters, bind and result processors (the Money type's among
+    them) worked out then; a call converts the given parameters, executes
+    and returns plain named tuples. What it skips: the ``before/after
+    cursor execute`` events (none are used on PostgreSQL; SQLite's BEGIN
+    is a ``begin`` event, fired when the Session or Connection began) and
+    SQLAlchemy's exception wrapping (a DBAPI error is raised as it is, and
+    a connection it shows dead is invalidated first).
+    """
+
+    __slots__ = ("statement", "_row", "_plans")
+
+    def __init__(self, statement) -> None:
+        self.statement = statement
+        self._row = namedtuple("Row", statement.selected_columns.keys(), rename=True)
+        self._plans: dict[Any, list] = {}
+
+    def _plan(self, dialect) -> list:
+        plan = self._plans.get(dialect)
+        if plan is None:
+            compiled = self.statement.compile(dialect=dialect)
+            if compiled.literal_execute_params or compiled.post_compile_params:
+                raise ValueError("CompiledSelect takes no expanding or literal-execute binds")
+            fixed, binds = {}, []
+            for name, bind in compiled.binds.items():
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if bind.required:
+                    binds.append((name, bind.key, processor))
+                else:
+                    value = bind.effective_value
+                    fixed[name] = processor(value) if processor else value
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            # The result processors depend on the DBAPI's type codes (the
+            # cursor's description): found at the first execution.
+            plan = self._plans[dialect] = [compiled.string, fixed, tuple(binds), order, None]
+        return plan
+
+    def _result_processors(self, dialect, description) -> tuple:
+        processors = []
+        for index, (column, described) in enumerate(zip(self.statement.selected_columns,
+                                                        description)):
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+            if processor is not None:
+                processors.append((index, processor))
+        return tuple(processors)
+
+    def all(self, connection, params: dict[str, Any]) -> list:
+        """The rows for ``params`` (bind key → value), on a Connection or a
+        Session (its connection, in its transaction)."""
+        if not isinstance(connection, Connection):
+            connection = connection.connection()
+        dialect = connection.dialect
+        plan = self._plan(dialect)
+        sql, fixed, binds, order, results = plan
+        values = dict(fixed)
+        for name, key, processor in binds:
+            value = params[key]
+            values[name] = processor(value) if processor else value
+        if order is not None:
+            values = tuple(values[name] for name in order)
+        fairy = connection.connection
+        cursor = fairy.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, values)
+            rows = cursor.fetchall()
+            if results is None:
+                results = plan[4] = self._result_processors(dialect, cursor.description)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, fairy.dbapi_connection, cursor):
+                connection.invalidate(error)
+            raise
+        finally:
+            cursor.close()
+        make = self._row._make
+        if not results:
+            return [make(row) for row in rows]
+        converted = []
+        for row in rows:
+            row = list(row)
+            for index, processor in results:
+                row[index] = processor(row[index])
+            converted.append(make(row))
+        return converted
+
+    def first(self, connection, params: dict[str, Any]):
+        rows = self.all(connection, params)
+        return rows[0] if rows else None
