@@ -473,7 +473,7 @@ def main() -> None:
         if args.server == "gunicorn":
             server = Gunicorn(url, data_dir, _free_port(), args.workers, args.threads)
             stop = server.stop
-            workers = args.workers or (os.cpu_count() or 1) + 1
+            workers = args.workers or os.cpu_count() or 1
             threads = args.threads or 2
             where = f"gunicorn {workers} workers x {threads} threads (contrib/gunicorn.conf.py)"
         else:

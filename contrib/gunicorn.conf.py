@@ -22,12 +22,16 @@ import os
 bind = os.environ.get("ABONENT_CABINET_BIND", "127.0.0.1:8080")
 
 # A page is mostly Python (routing, templates), so the GIL lets one thread
-# of a process run at a time: a process per core and one more (to fill
-# the time one waits for PostgreSQL), two threads each. gthread also keeps
-# connections alive between requests. On the 2-core bench box 3 x 2 beat
-# 2 x 4 and 4 x 2 (bench/cabinet_dashboard.py --server gunicorn).
-workers = int(os.environ.get("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count() + 1))
-worker_class = "gthread"
+# of a process run at a time: a process per core, two threads each (the
+# second runs while the first waits for PostgreSQL). gthread, except that a
+# worker whose threads are all busy leaves new connections to the others
+# (cabinet/gunicorn_worker.py): kept-alive connections no longer pile up on
+# the worker that woke first, which left it on one core and the rest idle.
+# On the 2-core bench box (bench/cabinet_dashboard.py --server gunicorn,
+# runs alternated): 2 x 2 balanced 448-660 req/s, 3 x 2 balanced 441-531,
+# stock gthread 3 x 2 268-509, stock 2 x 2 217-265.
+workers = int(os.environ.get("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count()))
+worker_class = "cabinet.gunicorn_worker.BalancedThreadWorker"
 threads = int(os.environ.get("ABONENT_CABINET_THREADS", "2"))
 keepalive = 5
 backlog = 512
