@@ -90,10 +90,15 @@ def test_speed_is_babels(locale, value):
         assert formatting.speed(value) == expected
 
 
+# 1970 to 2037: the cabinet converts with zoneinfo, where babel's reference
+# here uses pytz, and outside those years pytz is off: it rounds a zone's
+# local mean time (Vladivostok's +8:47:31 until 1922) to the minute, and its
+# tables stop at 2037 (no summer time in New York in 2038). The times a
+# cabinet shows (sessions, payments) are inside.
 @settings(max_examples=400, deadline=None)
 @given(locale=locales, zone=st.sampled_from(ZONES), format=st.sampled_from(FORMATS),
-       value=st.datetimes(min_value=dt.datetime(1900, 1, 1),
-                          max_value=dt.datetime(2200, 1, 1)))
+       value=st.datetimes(min_value=dt.datetime(1970, 1, 1),
+                          max_value=dt.datetime(2037, 12, 31)))
 def test_when_is_babels_format_datetime(locale, zone, format, value):
     with APPS[(locale, zone)].test_request_context():
         # The zone as Flask-Babel gives it to the cabinet (pytz's).
@@ -120,3 +125,6 @@ def test_volume_and_time_examples():
         assert formatting.speed(1050) == "1 Mbit/s"
         assert formatting.speed(1150) == "1.2 Mbit/s"
         assert formatting.when(dt.datetime(2026, 11, 23, 9, 5)) == "11/23/26, 12:05\u202fPM"
+    with APPS[("en", "America/New_York")].test_request_context():
+        # Summer time after 2037, where pytz's tables end.
+        assert formatting.when(dt.datetime(2038, 7, 1, 16, 0)) == "7/1/38, 12:00\u202fPM"
