@@ -38,10 +38,10 @@ class BalancedThreadWorker(ThreadWorker):
         super().set_accept_enabled(enabled and self.has_free_thread())
 
     def enqueue_req(self, conn):
+        super().enqueue_req(conn)
         self.busy += 1
         if not self.has_free_thread():
             self.set_accept_enabled(False)
-        super().enqueue_req(conn)
 
     def finish_request(self, conn, fs):
         self.busy -= 1

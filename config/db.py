@@ -175,38 +175,46 @@ class CompiledSelect:
     """A Core SELECT run straight on the DBAPI cursor, for the hottest reads.
 
     ``Connection.execute`` looks the compiled form up in its cache, builds
-    the parameters, fires the engine's events and wraps the cursor in a
-    CursorResult: for the cabinet dashboard's three small SELECTs that
-    cost twice what psycopg itself spends (bench: 640 us against 290 us of
-    CPU a page). Here the statement is compiled once per dialect, with its
-    fixed parameters, bind and result processors (the Money type's among
-    them) worked out then; a call converts the given parameters, executes
-    and returns plain named tuples. What it skips: the ``before/after
-    cursor execute`` events (none are used on PostgreSQL; SQLite's BEGIN
-    is a ``begin`` event, fired when the Session or Connection began) and
-    SQLAlchemy's exception wrapping (a DBAPI error is raised as it is, and
-    a connection it shows dead is invalidated first).
+    the parameters and wraps the cursor in a CursorResult: for the cabinet
+    dashboard's three small SELECTs that cost twice what psycopg itself
+    spends (bench: 640 us against 290 us of CPU a page). Here the statement
+    is compiled once per dialect, with its fixed parameters, bind and result
+    processors (the Money type's among them) worked out then; a call
+    converts the given parameters, executes and returns plain named tuples.
+
+    Kept from ``execute``: a Session's autoflush and transaction (SQLite's
+    BEGIN IMMEDIATE is its ``begin`` event), the ``before/after cursor
+    execute`` events (their return values are not used), and on an error
+    that shows the database connection dead, that connection and the pool's
+    older ones are thrown away. Not kept: ``echo`` logging, and the error
+    is the DBAPI's own, not wrapped in sqlalchemy.exc.DBAPIError.
     """
 
     __slots__ = ("statement", "_row", "_plans")
 
     def __init__(self, statement) -> None:
         self.statement = statement
-        self._row = namedtuple("Row", statement.selected_columns.keys(), rename=True)
+        # Duplicate names raise here, at import, not on a page.
+        self._row = namedtuple("Row", statement.selected_columns.keys())
         self._plans: dict[Any, list] = {}
 
     def _plan(self, dialect) -> list:
         plan = self._plans.get(dialect)
         if plan is None:
             compiled = self.statement.compile(dialect=dialect)
-            if compiled.literal_execute_params or compiled.post_compile_params:
-                raise ValueError("CompiledSelect takes no expanding or literal-execute binds")
+            if (compiled.literal_execute_params or compiled.post_compile_params
+                    or compiled.escaped_bind_names):
+                raise ValueError("CompiledSelect takes no expanding, literal-execute "
+                                 "or escaped binds")
             fixed, binds = {}, []
             for name, bind in compiled.binds.items():
+                if bind.callable is not None:
+                    raise ValueError(f"CompiledSelect takes no callable bind ({bind.key})")
                 processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if bind.required:
-                    binds.append((name, bind.key, processor))
-                else:
+                # A bind with a value (a literal, .limit(10)) is a default
+                # the caller may override, as with execute.
+                binds.append((name, bind.key, processor, bind.required))
+                if not bind.required:
                     value = bind.effective_value
                     fixed[name] = processor(value) if processor else value
             order = tuple(compiled.positiontup) if compiled.positional else None
@@ -226,31 +234,51 @@ class CompiledSelect:
 
     def all(self, connection, params: dict[str, Any]) -> list:
         """The rows for ``params`` (bind key → value), on a Connection or a
-        Session (its connection, in its transaction)."""
+        Session (its connection, in its transaction, after its autoflush)."""
         if not isinstance(connection, Connection):
-            connection = connection.connection()
+            session = connection
+            if session.autoflush and (session.new or session.dirty or session.deleted):
+                session.flush()
+            connection = session.connection()
         dialect = connection.dialect
         plan = self._plan(dialect)
         sql, fixed, binds, order, results = plan
         values = dict(fixed)
-        for name, key, processor in binds:
-            value = params[key]
+        for name, key, processor, required in binds:
+            # By the bind's key, or by its compiled name (an anonymous
+            # bind's, "param_1"), as construct_params looks them up.
+            if key in params:
+                value = params[key]
+            elif name in params or required:
+                value = params[name]
+            else:
+                continue
             values[name] = processor(value) if processor else value
         if order is not None:
             values = tuple(values[name] for name in order)
         fairy = connection.connection
-        cursor = fairy.dbapi_connection.cursor()
+        dispatch = connection.dispatch
+        cursor = None
         try:
+            cursor = fairy.dbapi_connection.cursor()
+            for listener in dispatch.before_cursor_execute:
+                listener(connection, cursor, sql, values, None, False)
             cursor.execute(sql, values)
             rows = cursor.fetchall()
             if results is None:
                 results = plan[4] = self._result_processors(dialect, cursor.description)
+            for listener in dispatch.after_cursor_execute:
+                listener(connection, cursor, sql, values, None, False)
         except dialect.loaded_dbapi.Error as error:
             if dialect.is_disconnect(error, fairy.dbapi_connection, cursor):
+                # What Connection.execute does on a disconnect: the pool's
+                # connections opened before now are likely dead too.
+                connection.engine.pool._invalidate(fairy, error)
                 connection.invalidate(error)
             raise
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
         make = self._row._make
         if not results:
             return [make(row) for row in rows]

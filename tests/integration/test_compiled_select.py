@@ -82,24 +82,55 @@ def test_datetimes_limits_and_fixed_literals(ctx, session, seeded):
         fast.all(session, {"account_id": with_tariff, "limit": 1})   # "since" missing
 
 
-def test_a_dead_connection_is_invalidated_and_the_next_use_reconnects(pg_url):
+def test_a_dead_connection_is_invalidated_with_the_pools_older_ones(pg_url):
+    """As Connection.execute does: after a disconnect, the pooled
+    connections opened before it are not handed out again."""
     from tests.conftest import make_context
 
     ctx = make_context(pg_url)
     admin = make_context(pg_url)
     fast = CompiledSelect(select(ACCOUNTS.c.id).where(ACCOUNTS.c.id == bindparam("account_id")))
+    pid = text("SELECT pg_backend_pid()")
     try:
-        with ctx.engine.connect() as conn:
-            assert fast.all(conn, {"account_id": 1}) == []
-            victim = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            with admin.engine.connect() as other:
+        first, second = ctx.engine.connect(), ctx.engine.connect()
+        victims = {first.execute(pid).scalar_one(), second.execute(pid).scalar_one()}
+        first.close()
+        second.close()   # both back in the pool, used a moment ago (no ping)
+        with admin.engine.connect() as other:
+            for victim in victims:
                 other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+        with ctx.engine.connect() as conn:
             with pytest.raises(ctx.engine.dialect.loaded_dbapi.OperationalError):
                 fast.all(conn, {"account_id": 1})
             assert conn.invalidated
             conn.rollback()
+            assert fast.all(conn, {"account_id": 1}) == []   # reconnected
+            assert conn.execute(pid).scalar_one() not in victims
+        # The other dead one is not handed out either.
+        with ctx.engine.connect() as conn:
             assert fast.all(conn, {"account_id": 1}) == []
-            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != victim
+            assert conn.execute(pid).scalar_one() not in victims
     finally:
         ctx.dispose()
         admin.dispose()
+
+
+def test_session_autoflush_events_and_overridable_defaults(ctx, session, seeded):
+    from sqlalchemy import event
+
+    with_tariff, _ = seeded
+    fast = CompiledSelect(select(ACCOUNTS.c.email).where(ACCOUNTS.c.id == bindparam("account_id")))
+    account = session.get(Account, with_tariff)
+    account.email = "pending@example.ru"   # not flushed yet
+    seen = []
+    listener = lambda conn, cursor, statement, params, context, many: seen.append(statement)
+    event.listen(ctx.engine, "before_cursor_execute", listener)
+    try:
+        assert fast.first(session, {"account_id": with_tariff}).email == "pending@example.ru"
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", listener)
+    assert any(statement.startswith("SELECT accounts.email") for statement in seen)
+    session.rollback()
+    limited = CompiledSelect(select(SESSIONS.c.id).order_by(SESSIONS.c.id).limit(2))
+    assert len(limited.all(session, {})) == 2
+    assert len(limited.all(session, {"param_1": 1})) == 1   # .limit(2)'s bind, overridden
