@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_tcp_port
+from tests.conftest import free_tcp_port, stop_gunicorn
 from tests.integration.cabinet_helpers import cabinet_ctx, seed_subscriber  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +44,7 @@ def gunicorn(db_url, tmp_path):
             assert time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.2)
     yield port
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_gunicorn(process)
 
 
 def test_gunicorn_serves_the_cabinet(gunicorn, cabinet_ctx):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_tcp_port
+from tests.conftest import free_tcp_port, stop_gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = "cabinet.gunicorn_worker.BalancedThreadWorker"
@@ -42,12 +41,7 @@ def balanced_gunicorn():
         except OSError:
             time.sleep(0.1)
     yield port
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_gunicorn(process)
 
 
 def _get(port: int, ms: int, conn: http.client.HTTPConnection | None = None) -> int:
