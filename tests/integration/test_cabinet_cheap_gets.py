@@ -57,3 +57,20 @@ def test_the_templates_csrf_token_is_flask_wtfs(app):
         token = app.jinja_env.globals["csrf_token"]()
         validate_csrf(token)
         assert g.csrf_token == token and generate_csrf() == token
+
+
+def test_get_and_head_skip_flask_limiters_hook_and_posts_do_not(app, client, monkeypatch):
+    """Flask-Limiter's before_request hook (it ends in the limiter's
+    private __evaluate_limits) runs for a POST, not for a GET or HEAD."""
+    from flask import request
+
+    limiter = app.extensions["abonent_limiter"]
+    seen = []
+    evaluate = limiter._Limiter__evaluate_limits
+    monkeypatch.setattr(limiter, "_Limiter__evaluate_limits",
+                        lambda *args: seen.append(request.method) or evaluate(*args))
+    client.get("/")    # a page without limits of its own
+    client.head("/")
+    assert seen == []
+    client.post("/login", data={"login": "nobody", "password": "x"})
+    assert seen and set(seen) == {"POST"}
