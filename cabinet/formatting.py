@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
+from operator import attrgetter, getitem
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, dates, numbers
@@ -231,10 +232,18 @@ def _compiled(locale: Locale, tokens) -> Callable[[dt.datetime], str] | None:
         template.append("{}")
         lookups.append((part, _field_table(locale, char, count, part)))
     text = "".join(template)
-    lookups = tuple(lookups)
+    if not lookups:
+        return lambda value: text.format()
+    # The parts fetched by one attrgetter and looked up by map(getitem):
+    # both loops in C (a page formats twenty times).
+    parts = attrgetter(*(part for part, _table in lookups))
+    tables = tuple(table for _part, table in lookups)
+    if len(tables) == 1:
+        table = tables[0]
+        return lambda value: text.format(table[parts(value)])
 
     def formatter(value):
-        return text.format(*[table[getattr(value, part)] for part, table in lookups])
+        return text.format(*map(getitem, tables, parts(value)))
     return formatter
 
 
