@@ -239,9 +239,7 @@ def _unless_safe(hook):
     """A before_request hook that a GET or HEAD does not run."""
     @functools.wraps(hook)
     def unless_safe():
-        if request.method not in ("GET", "HEAD"):
-            return hook()
-        return None
+        return None if _safe_method() else hook()
     return unless_safe
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from aaa.models import Session as NetworkSession
-from config.db import CompiledSelect
 from collector.models import TrafficRollup
+from config.db import CompiledSelect
 from rating.models import (Account, AccountOption, CabinetUser, OperationLog, OptionType,
                            Tariff)
 
