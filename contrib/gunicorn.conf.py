@@ -21,6 +21,21 @@ import os
 
 bind = os.environ.get("ABONENT_CABINET_BIND", "127.0.0.1:8080")
 
+
+def _count(name: str, default: int) -> int:
+    """A positive whole number from the environment, or one clear sentence."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"{name}={text!r}: expected a whole number of at least 1")
+    return value
+
+
 # A page is mostly Python (routing, templates), so the GIL lets one thread
 # of a process run at a time: a process per core, two threads each (the
 # second runs while the first waits for PostgreSQL). gthread, except that a
@@ -30,9 +45,9 @@ bind = os.environ.get("ABONENT_CABINET_BIND", "127.0.0.1:8080")
 # On the 2-core bench box (bench/cabinet_dashboard.py --server gunicorn,
 # runs alternated): 2 x 2 balanced 448-660 req/s, 3 x 2 balanced 441-531,
 # stock gthread 3 x 2 268-509, stock 2 x 2 217-265.
-workers = int(os.environ.get("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count()))
+workers = _count("ABONENT_CABINET_WORKERS", multiprocessing.cpu_count())
 worker_class = "cabinet.gunicorn_worker.BalancedThreadWorker"
-threads = int(os.environ.get("ABONENT_CABINET_THREADS", "2"))
+threads = _count("ABONENT_CABINET_THREADS", 2)
 keepalive = 5
 backlog = 512
 

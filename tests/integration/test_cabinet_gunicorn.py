@@ -84,3 +84,17 @@ def test_gunicorn_serves_the_cabinet(gunicorn, cabinet_ctx):
         assert response.status == 200 and b'"balance":"500.00"' in response.read()
         other.close()
     conn.close()
+
+
+@pytest.mark.parametrize("name, value", [("ABONENT_CABINET_WORKERS", "abc"),
+                                         ("ABONENT_CABINET_THREADS", "0")])
+def test_a_bad_worker_count_is_refused_in_one_sentence(tmp_path, name, value):
+    env = dict(os.environ, ABONENT_DATA_DIR=str(tmp_path),
+               ABONENT_CABINET_BIND=f"127.0.0.1:{free_tcp_port()}", **{name: value})
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c",
+         str(ROOT / "contrib" / "gunicorn.conf.py"), "cabinet.wsgi:app"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"{name}={value!r}: expected a whole number of at least 1" in done.stderr
+    assert "Traceback" not in done.stderr
