@@ -24,8 +24,10 @@ from dataclasses import dataclass, replace
 from sqlalchemy import and_, case, func, text, update
 
 from aaa import packet as wire
+from aaa.authorize import CLASS_PREFIX
 from aaa.dictionary import value_name
 from aaa.models import Session as RadiusSession
+from rating.profile import parse_key
 
 START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
 SESSION_STATUSES = (START, STOP, INTERIM)
@@ -43,6 +45,7 @@ ACCT_TERMINATE_CAUSE = 49
 ACCT_INPUT_GIGAWORDS = 52
 ACCT_OUTPUT_GIGAWORDS = 53
 FRAMED_IP_ADDRESS = 8
+CLASS = 25
 CALLING_STATION_ID = 31
 
 # A NAS that has been down longer than this is sending nonsense delays.
@@ -68,6 +71,8 @@ class AcctRecord:
     service_id: int | None = None
     # A Start is among the copies folded into this record (leases open then).
     saw_start: bool = False
+    # The profile the Access-Accept gave (its Class, echoed by the NAS).
+    applied: str | None = None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -130,7 +135,7 @@ def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
         cause = (terminate_cause_name(_number(attributes, ACCT_TERMINATE_CAUSE))
                  if ACCT_TERMINATE_CAUSE in attributes else "Unknown")
     found = owner(username) if owner is not None and username else None
-    return AcctRecord(
+    record = AcctRecord(
         nas_id, status, event_time, session_id, username, framed, calling,
         (_number(attributes, ACCT_INPUT_GIGAWORDS) << 32)
         + _number(attributes, ACCT_INPUT_OCTETS),
@@ -139,6 +144,21 @@ def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
         _number(attributes, ACCT_INPUT_PACKETS), _number(attributes, ACCT_OUTPUT_PACKETS),
         _number(attributes, ACCT_SESSION_TIME), cause,
         found[0] if found else None, found[1] if found else None, status == START)
+    classes = attributes.get(CLASS)
+    if classes is not None:
+        record.applied = applied_profile(classes)
+    return record
+
+
+def applied_profile(classes: list[bytes]) -> str | None:
+    """The profile key our Access-Accept put in Class, if one of the echoed
+    Class values is ours and well formed (another server's is ignored)."""
+    for value in classes:
+        if value.startswith(CLASS_PREFIX):
+            key = value[len(CLASS_PREFIX):].decode("ascii", "replace")
+            if parse_key(key) is not None:
+                return key
+    return None
 
 
 def merge(old: AcctRecord, new: AcctRecord) -> AcctRecord:
@@ -162,14 +182,16 @@ def merge(old: AcctRecord, new: AcctRecord) -> AcctRecord:
         account_id=old.account_id or new.account_id,
         service_id=old.service_id or new.service_id,
         saw_start=old.saw_start or new.saw_start,
+        applied=old.applied or new.applied,
     )
 
 
 def _columns(held) -> tuple[list, ...]:
     """Column arrays (in _COLUMNS order) for [(record, started_at), ...]."""
-    columns = tuple([] for _ in range(16))
+    columns = tuple([] for _ in range(17))
     (nas_ids, session_ids, usernames, account_ids, service_ids, framed_ips, callings, starts,
-     updates, stops, octets_in, octets_out, packets_in, packets_out, times, causes) = columns
+     updates, stops, octets_in, octets_out, packets_in, packets_out, times, causes,
+     applied) = columns
     for record, started_at in held:
         nas_ids.append(record.nas_id)
         session_ids.append(record.acct_session_id)
@@ -187,14 +209,16 @@ def _columns(held) -> tuple[list, ...]:
         packets_out.append(record.packets_out)
         times.append(record.session_time)
         causes.append(record.terminate_cause)
+        applied.append(record.applied)
     return columns
 
 
 _COLUMNS = ("nas_id", "acct_session_id", "username", "account_id", "service_id", "framed_ip",
             "calling_station_id", "started_at", "updated_at", "stopped_at", "octets_in",
-            "octets_out", "packets_in", "packets_out", "session_time", "terminate_cause")
+            "octets_out", "packets_in", "packets_out", "session_time", "terminate_cause",
+            "profile")
 _PG_TYPES = ("int", "text", "text", "int", "int", "text", "text", "timestamp", "timestamp",
-             "timestamp", "bigint", "bigint", "bigint", "bigint", "bigint", "text")
+             "timestamp", "bigint", "bigint", "bigint", "bigint", "bigint", "text", "text")
 
 # A session we closed ourselves (``close_stale_sessions``: the NAS went
 # silent) reopens when the NAS speaks of it again with a newer record: an
@@ -227,7 +251,9 @@ _PG_UPSERT = (
     "packets_out = greatest(sessions.packets_out, excluded.packets_out), "
     "session_time = greatest(sessions.session_time, excluded.session_time), "
     f"terminate_cause = CASE WHEN {_REOPEN} THEN excluded.terminate_cause "
-    "ELSE coalesce(sessions.terminate_cause, excluded.terminate_cause) END "
+    "ELSE coalesce(sessions.terminate_cause, excluded.terminate_cause) END, "
+    # The enforcer's record of what the NAS has outranks the Class echoed.
+    "profile = coalesce(sessions.profile, excluded.profile) "
     "RETURNING id, account_id, framed_ip, started_at, stopped_at) "
     "INSERT INTO ip_leases (account_id, address, valid_from, open_address, session_id) "
     "SELECT up.account_id, up.framed_ip, coalesce((SELECT max(l.valid_to) FROM ip_leases l "
@@ -292,6 +318,7 @@ def _upsert(connection, held) -> None:
             session_time=greatest(c.session_time, new.session_time),
             terminate_cause=case((reopen, new.terminate_cause),
                                  else_=func.coalesce(c.terminate_cause, new.terminate_cause)),
+            profile=func.coalesce(c.profile, new.profile),
         ))
     connection.execute(statement, rows)
     keys = [dict(nas_id=r.nas_id, acct_session_id=r.acct_session_id)
@@ -404,3 +431,16 @@ def close_stale_sessions(connection, now: dt.datetime, silent_for: dt.timedelta)
     if closed:
         connection.execute(_CLOSE_STALE_LEASE, [{"session_id": i} for i in closed])
     return len(closed)
+
+
+def close_session_as_stale(connection, session_id: int) -> bool:
+    """Close one open session the NAS says it does not know (CoA-NAK 503):
+    as ``close_stale_sessions`` does, at the moment last heard of, so that a
+    NAS that speaks of it again reopens it."""
+    table = RadiusSession.__table__
+    closed = connection.execute(
+        update(table).where(table.c.id == session_id, table.c.stopped_at.is_(None))
+        .values(stopped_at=table.c.updated_at, terminate_cause=STALE_CAUSE)).rowcount
+    if closed:
+        connection.execute(_CLOSE_STALE_LEASE, {"session_id": session_id})
+    return bool(closed)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import datetime as dt
 from dataclasses import dataclass
 
-from aaa.vendors import Rate, rate_attributes
-from rating.speeds import profile_speed
+from aaa.vendors import VendorSpec, accept_attributes, access_possible, spec_for
+from rating import policies
+from rating.profile import ActiveOption, Profile, TariffSpeeds, desired_profile
 
-# Profiles (rating.choices.PROFILES) that get a session at all.
-TURBO_MULTIPLIER = 2
+# The Access-Accept's Class (RFC 2865 §5.25) carries the profile given, and
+# the NAS echoes it in accounting: the enforcer then knows what a new
+# session has without guessing.
+CLASS_PREFIX = b"abonent:"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Subscriber:
     negative_rate_kbps: int
     version: int
     ipv6_prefix: str | None = None      # delegated (DHCPv6-PD), RFC 4818
+    # Options bought that may change the speed (rating.profile).
+    options: tuple[ActiveOption, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class Decision:
     reason: str
     attributes: tuple[tuple[str, object], ...] = ()
     profile: str | None = None
+    # The answer holds until then (an option's end), None: until the view changes.
+    valid_until: dt.datetime | None = None
 
 
 def normalize_mac(text: str | None) -> str | None:
@@ -79,25 +87,31 @@ def chap_valid(subscriber: Subscriber, chap_password: bytes, challenge: bytes) -
     return hmac.compare_digest(expected, chap_password[1:])
 
 
-def profile_rate(subscriber: Subscriber) -> Rate | None:
-    """The speed a profile gives; None means no session (suspended)."""
-    speed = profile_speed(subscriber.profile, subscriber.rate_down_kbps,
-                          subscriber.rate_up_kbps, subscriber.negative_rate_kbps)
-    return Rate(*speed) if speed else None
+def subscriber_profile(subscriber: Subscriber, now: dt.datetime,
+                       ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> Profile:
+    """rating.profile.desired_profile over the cached view."""
+    tariff = TariffSpeeds(subscriber.rate_down_kbps, subscriber.rate_up_kbps,
+                          subscriber.negative_rate_kbps) if subscriber.rate_down_kbps else None
+    return desired_profile(state=subscriber.account_state, rung=subscriber.profile,
+                           tariff=tariff, options=subscriber.options, now=now, ladder=ladder)
 
 
-def decide(subscriber: Subscriber | None, credentials_valid: bool, *, vendor: str,
-           interim_interval: int, session_timeout: int = 0,
-           framed_ip: str | None = None) -> Decision:
+def decide(subscriber: Subscriber | None, credentials_valid: bool, *,
+           vendor: str | VendorSpec, interim_interval: int, session_timeout: int = 0,
+           framed_ip: str | None = None, now: dt.datetime | None = None,
+           ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
+           redirect_url: str = "") -> Decision:
     if subscriber is None:
         return Decision(False, "unknown-user")
     if not credentials_valid:
         return Decision(False, "bad-password")
     if subscriber.account_state != "active":
         return Decision(False, f"account-{subscriber.account_state}")
-    rate = profile_rate(subscriber)
-    if rate is None:
-        return Decision(False, f"profile-{subscriber.profile}", profile=subscriber.profile)
+    spec = spec_for(vendor) if isinstance(vendor, str) else vendor
+    profile = subscriber_profile(subscriber, now or dt.datetime.now(dt.timezone.utc)
+                                 .replace(tzinfo=None), ladder)
+    if not profile.gives_session or not access_possible(spec, profile):
+        return Decision(False, f"profile-{profile.name}", profile=profile.name)
     pairs: list[tuple[str, object]] = [("Service-Type", "Framed-User")]
     address = subscriber.static_ipv4 or framed_ip
     if address:
@@ -108,5 +122,6 @@ def decide(subscriber: Subscriber | None, credentials_valid: bool, *, vendor: st
         pairs.append(("Acct-Interim-Interval", interim_interval))
     if session_timeout > 0:
         pairs.append(("Session-Timeout", session_timeout))
-    pairs.extend(rate_attributes(vendor, rate))
-    return Decision(True, "ok", tuple(pairs), subscriber.profile)
+    pairs.extend(accept_attributes(spec, profile, redirect_url))
+    pairs.append(("Class", CLASS_PREFIX + profile.key.encode()))
+    return Decision(True, "ok", tuple(pairs), profile.name, profile.until)

@@ -25,8 +25,11 @@ from sqlalchemy import Integer, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from aaa.authorize import Subscriber
+from aaa.vendors import VENDORS, OverrideError, VendorSpec, parse_override, spec_for
 from aaa.models import Nas, Service
-from rating.models import Account, ProfileChange, Tariff
+from config.db import utcnow
+from rating.models import Account, AccountOption, OptionType, ProfileChange, Tariff
+from rating.profile import ActiveOption
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class NasClient:
     vendor: str
     require_message_authenticator: str
     limit_proxy_state: str
+    spec: VendorSpec = VENDORS["generic"]
 
     def __repr__(self) -> str:  # never show the secret
         return f"NasClient({self.name!r}, {self.network})"
@@ -80,8 +84,13 @@ class NasTable:
             except ValueError:
                 log.error("radius.nas_bad_address nas=%s address=%r", row.name, row.address)
                 continue
+            try:
+                spec = spec_for(row.vendor, parse_override(row.vendor_override))
+            except OverrideError as error:
+                log.error("radius.nas_bad_override nas=%s error=%s", row.name, error)
+                spec = spec_for(row.vendor)
             client = NasClient(row.id, row.name, network, row.secret.encode(), row.vendor,
-                               row.require_message_authenticator, row.limit_proxy_state)
+                               row.require_message_authenticator, row.limit_proxy_state, spec)
             if network.num_addresses == 1:
                 exact[str(network.network_address)] = client
             else:
@@ -172,7 +181,23 @@ def _versions_unchanged(held: dict[int, int], session) -> bool:
     return count == len(held) and total == sum(held.values())
 
 
-def _view(*row) -> Subscriber:
+def _speed_options(session, account_id: int | None = None) -> dict[int, tuple]:
+    """Running options that can change a speed, by account (a small table:
+    read whole at preload, per account on a miss)."""
+    query = (select(AccountOption.account_id, OptionType.code, OptionType.kind,
+                    OptionType.rate_multiplier, AccountOption.starts_at, AccountOption.ends_at)
+             .join(OptionType, OptionType.id == AccountOption.option_type_id)
+             .where(AccountOption.status == "active", OptionType.rate_multiplier > 1,
+                    AccountOption.ends_at > utcnow()))
+    if account_id is not None:
+        query = query.where(AccountOption.account_id == account_id)
+    found: dict[int, tuple] = {}
+    for owner, *fields in session.execute(query):
+        found[owner] = found.get(owner, ()) + (ActiveOption(*fields),)
+    return found
+
+
+def _view(*row, options: dict[int, tuple] | None = None) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
      state, profile, down, up, negative, version, ipv6_prefix) = row
     return Subscriber(service_id=service_id, kind=kind, account_id=account_id,
@@ -180,7 +205,7 @@ def _view(*row) -> Subscriber:
                       circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
                       account_state=state, profile=profile or "normal", rate_down_kbps=down,
                       rate_up_kbps=up, negative_rate_kbps=negative, version=version,
-                      ipv6_prefix=ipv6_prefix)
+                      ipv6_prefix=ipv6_prefix, options=(options or {}).get(account_id, ()))
 
 
 class SubscriberDirectory:
@@ -200,12 +225,13 @@ class SubscriberDirectory:
             # rows are read is then seen again by refresh_changed, not lost.
             last_change_id = session.scalar(select(func.coalesce(func.max(ProfileChange.id), 0)))
             rows = session.execute(_subscriber_query()).all()
+            options = _speed_options(session)
         now = time.monotonic()
         if self._last_change_id is None or last_change_id > self._last_change_id:
             self._last_change_id = last_change_id
         fresh = {}
         for row in rows:
-            view = _view(*row)
+            view = _view(*row, options=options)
             for kind, value in (("login", view.login), ("mac", view.mac),
                                 ("circuit", view.circuit_id)):
                 if value:
@@ -220,7 +246,8 @@ class SubscriberDirectory:
             return entry[0]
         with self._sessionmaker() as session:
             row = session.execute(_subscriber_query().where(column == key[1])).first()
-        found = _view(*row) if row is not None else None
+            options = _speed_options(session, row[2]) if row is not None else None
+        found = _view(*row, options=options) if row is not None else None
         # Unknown names are cached briefly only: a service added a moment
         # ago must log in on the NAS's next try.
         self._cache[key] = (found, now if found is not None else now - self.ttl_s + 1.0)

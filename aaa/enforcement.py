@@ -1,48 +1,104 @@
-"""The enforcement worker: the network follows the money.
+"""The enforcer: the network follows the money, as a control loop.
 
-rating writes a ``ProfileChange`` row in the transaction that changed an
-account's profile (it knows nothing of RADIUS). Here:
+Each open session carries the profile its NAS has (``Session.profile``, a
+``rating.profile`` key: from the Class the Access-Accept gave, echoed in
+accounting, then from each acknowledged CoA). The profile it should have is
+``rating.profile.desired_profile`` of its account — the same function
+RADIUS answers with. While the two differ there is work: one open
+``EnforcementJob`` per session with the target it works towards, a CoA (or
+a Disconnect where the vendor, the target or a NAK says so), tried again
+with capped exponential backoff for as long as the session is open and the
+difference stands. Nothing is lost on a crash: the difference itself is
+the work, and a sweep finds it again.
 
-1. ``expand`` turns each change into one ``EnforcementJob`` per open session
-   of the account — a CoA-Request with the vendor's rate attributes, or a
-   Disconnect-Request when the profile gives no session (suspended) or the
-   vendor cannot change a rate live. A newer job supersedes the session's
-   older pending ones, so an old profile is never applied after a new one.
-2. ``run_once`` claims due jobs, at most one per session in flight (accel-ppp
-   drops a second request for a session while one is pending), sends them
-   with RFC 5080 retransmission and records the outcome. A claim is a lease:
-   if the worker dies (kill -9) the lease runs out and another run takes the
-   job again, so none is lost.
+- ``reconcile`` compares sessions with their desired profile and makes,
+  keeps or supersedes jobs. The profile-change outbox (``ProfileChange``,
+  written by rating in the transaction that changed an account) names the
+  accounts to look at within a poll; a periodic sweep looks at all.
+- ``Enforcer.run`` sends due jobs through per-NAS lanes: at most
+  ``lane_size`` exchanges in flight per NAS, and never a wait for a whole
+  batch, so one silent BRAS delays only its own sessions.
+- Each exchange is an ``EnforcementAttempt`` row, kept for audit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
+import threading
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import netaddr
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from aaa import coa
 from aaa import packet as wire
+from aaa.accounting import STALE_CAUSE, close_session_as_stale
 from aaa.models import EnforcementAttempt, EnforcementJob, Nas, Session as RadiusSession
-from aaa.vendors import Rate, rate_attributes
+from aaa.vendors import access_possible, coa_plan, parse_override, spec_for, OverrideError
 from config.db import utcnow
-from rating.models import Account, ProfileChange, Tariff
-from rating.speeds import profile_speed
+from rating import policies
+from rating.models import Account, AccountOption, OptionType, ProfileChange, Tariff
+from rating.profile import NONE, ActiveOption, Profile, TariffSpeeds, desired_profile
 
 log = logging.getLogger(__name__)
 
-FINAL = ("done", "nak", "failed", "superseded")
-# Vendors whose rate cannot be changed by CoA here: a change means reconnect.
-DISCONNECT_ONLY_VENDORS = {"generic"}
-LEASE_S = coa.MRD_S + 5
+ACTIVE = ("pending", "sending")
+FINAL = ("done", "superseded", "closed", "nak", "failed")
+STATUSES = ACTIVE + FINAL
+# RFC 5176 §3.5 Error-Causes that say this NAS will not change the session
+# by CoA, whatever we try: a Disconnect (and the next Access-Accept) can.
+CANNOT_COA = frozenset({401, 402, 404, 405, 406, 407, 501})
 
 
-def _session_pairs(radius_session: RadiusSession) -> list[list]:
+@dataclass(frozen=True)
+class Settings:
+    """The enforcer's knobs (settings ``[coa]`` and ``[policy]``)."""
+
+    irt: float = coa.IRT_S
+    mrt: float = coa.MRT_S
+    mrd: float = coa.MRD_S
+    backoff_initial: float = 5.0
+    backoff_max: float = 300.0
+    lane_size: int = 8
+    disconnect_fallback: bool = True
+    sweep_interval: float = 60.0
+    ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER
+    redirect_url: str = ""
+
+    @classmethod
+    def from_settings(cls, settings) -> "Settings":
+        section = settings.section("coa")
+        return cls(irt=section["timeout"], mrt=section["max_timeout"],
+                   mrd=section["max_duration"], backoff_initial=section["backoff_initial"],
+                   backoff_max=section["backoff_max"], lane_size=max(1, section["lane_size"]),
+                   disconnect_fallback=section["disconnect_fallback"],
+                   sweep_interval=section["sweep_interval"],
+                   ladder=policies.ladder_from_settings(settings.section("policy")),
+                   redirect_url=settings.get("policy", "redirect_url"))
+
+    @property
+    def timers(self) -> dict:
+        return dict(irt=self.irt, mrt=self.mrt, mrd=self.mrd)
+
+    @property
+    def lease_s(self) -> float:
+        return self.mrd + 5
+
+
+def backoff(tries: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Seconds before try ``tries + 1``: doubling from ``initial``, ±10 %,
+    never more than ``cap``."""
+    return min(cap, initial * 2 ** max(0, tries - 1) * rng.uniform(0.9, 1.1))
+
+
+def session_pairs(radius_session) -> list[list]:
     """RFC 5176 §3: attributes that identify the session on the NAS."""
     pairs = [["User-Name", radius_session.username],
              ["Acct-Session-Id", radius_session.acct_session_id]]
@@ -51,135 +107,493 @@ def _session_pairs(radius_session: RadiusSession) -> list[list]:
     return pairs
 
 
+_session_pairs = session_pairs  # the name scripts/coa_cli used
+
+
 def _nas_host(nas: Nas) -> str | None:
     network = netaddr.IPNetwork(nas.address)
     return str(network.ip) if network.size == 1 else None
 
 
-def plan(radius_session: RadiusSession, nas: Nas, account: Account,
-         tariff: Tariff | None, profile: str) -> tuple[str, list[list]]:
-    """(action, attributes) that put ``profile`` on this session."""
-    pairs = _session_pairs(radius_session)
-    if tariff is None:
-        return "disconnect", pairs
-    speed = profile_speed(profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
-                          tariff.negative_rate_kbps)
-    if speed is None or nas.vendor in DISCONNECT_ONLY_VENDORS:
-        return "disconnect", pairs
-    return "coa", pairs + [[name, value]
-                           for name, value in rate_attributes(nas.vendor, Rate(*speed))]
+def _spec(nas: Nas):
+    try:
+        return spec_for(nas.vendor, parse_override(nas.vendor_override))
+    except OverrideError as error:
+        log.error("enforcement.nas_bad_override nas=%s error=%s", nas.name, error)
+        return spec_for(nas.vendor)
 
 
-def expand(session: Session, now: dt.datetime | None = None, limit: int = 1000) -> int:
-    """Turn pending profile changes into per-session jobs; returns jobs made."""
+# -- what each session should have ------------------------------------------
+
+def desired_profiles(session: Session, now: dt.datetime, ladder=policies.DEFAULT_LADDER,
+                     account_ids: Iterable[int] | None = None) -> dict[int, Profile]:
+    """desired_profile of each account named (or of each with an open session)."""
+    if account_ids is None:
+        owners = (select(RadiusSession.account_id)
+                  .where(RadiusSession.stopped_at.is_(None)).distinct())
+        accounts_filter = Account.id.in_(owners)
+        options_filter = AccountOption.account_id.in_(owners)
+    else:
+        ids = list(account_ids)
+        if not ids:
+            return {}
+        accounts_filter = Account.id.in_(ids)
+        options_filter = AccountOption.account_id.in_(ids)
+    running: dict[int, list[ActiveOption]] = defaultdict(list)
+    for owner, *values in session.execute(
+            select(AccountOption.account_id, OptionType.code, OptionType.kind,
+                   OptionType.rate_multiplier, AccountOption.starts_at, AccountOption.ends_at)
+            .join(OptionType, OptionType.id == AccountOption.option_type_id)
+            .where(options_filter, AccountOption.status == "active",
+                   OptionType.rate_multiplier > 1, AccountOption.ends_at > now)):
+        running[owner].append(ActiveOption(*values))
+    profiles = {}
+    for account_id, state, rung, down, up, negative in session.execute(
+            select(Account.id, Account.state, Account.profile, Tariff.rate_down_kbps,
+                   Tariff.rate_up_kbps, Tariff.negative_rate_kbps)
+            .outerjoin(Tariff, Tariff.id == Account.tariff_id).where(accounts_filter)):
+        tariff = TariffSpeeds(down, up, negative or 0) if down is not None else None
+        profiles[account_id] = desired_profile(state=state, rung=rung, tariff=tariff,
+                                               options=running.get(account_id, ()), now=now,
+                                               ladder=ladder)
+    return profiles
+
+
+@dataclass
+class Reconciled:
+    sessions: int = 0
+    made: int = 0
+    superseded: int = 0
+    adopted: int = 0
+
+
+def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(),
+              account_ids: Iterable[int] | None = None) -> Reconciled:
+    """Compare open sessions (of these accounts, or all) with their desired
+    profile; make a job where they differ and none works on it, supersede
+    jobs whose target is no longer wanted. In the caller's transaction."""
+    ids = None if account_ids is None else sorted(set(account_ids))
+    outcome = Reconciled()
+    if ids is not None and not ids:
+        return outcome
+    wanted = desired_profiles(session, now, settings.ladder, ids)
+    query = (select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
+             .where(RadiusSession.stopped_at.is_(None), RadiusSession.account_id.is_not(None)))
+    if ids is not None:
+        query = query.where(RadiusSession.account_id.in_(ids))
+    rows = session.execute(query).all()
+    if not rows:
+        return outcome
+    jobs: dict[int, list[EnforcementJob]] = defaultdict(list)
+    job_query = select(EnforcementJob).where(EnforcementJob.status.in_(ACTIVE))
+    if ids is not None:
+        job_query = job_query.where(EnforcementJob.account_id.in_(ids))
+    for job in session.scalars(job_query):
+        jobs[job.session_id].append(job)
+    specs: dict[int, object] = {}
+    for radius_session, nas in rows:
+        outcome.sessions += 1
+        desired = wanted.get(radius_session.account_id)
+        if desired is None:
+            continue
+        spec = specs.get(nas.id) or specs.setdefault(nas.id, _spec(nas))
+        target = desired.key if access_possible(spec, desired) else NONE
+        applied = radius_session.profile
+        working = [j for j in jobs.get(radius_session.id, ()) if j.target is not None]
+        if applied is None and not spec.coa and target != NONE:
+            # A NAS that echoes no Class and cannot be changed live: what it
+            # has is what the Access-Accept gave; take that as applied.
+            radius_session.profile = applied = target
+            outcome.adopted += 1
+        for job in working:
+            if job.target != target and job.status == "pending":
+                job.status, job.finished_at = "superseded", now
+                outcome.superseded += 1
+        if target == applied or any(j.target == target for j in working):
+            continue
+        if target == NONE:
+            action, attributes = "disconnect", []
+        else:
+            action, attributes = coa_plan(spec, desired, applied, settings.redirect_url)
+        session.add(EnforcementJob(
+            account_id=radius_session.account_id, session_id=radius_session.id, nas_id=nas.id,
+            target=target, action=action, profile=desired.name,
+            attributes={"pairs": session_pairs(radius_session) + [list(p) for p in attributes]},
+            status="pending", created_at=now, next_attempt_at=now))
+        outcome.made += 1
+    session.flush()
+    return outcome
+
+
+def expand(session: Session, now: dt.datetime | None = None, limit: int = 5000,
+           settings: Settings = Settings()) -> int:
+    """The outbox's accounts reconciled at once; returns jobs made."""
     now = now or utcnow()
     query = (select(ProfileChange).where(ProfileChange.processed_at.is_(None))
              .order_by(ProfileChange.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    made = 0
-    for change in session.scalars(query).all():
-        account = session.get(Account, change.account_id)
-        tariff = session.get(Tariff, account.tariff_id) if account.tariff_id else None
-        open_sessions = session.execute(
-            select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
-            .where(RadiusSession.account_id == account.id,
-                   RadiusSession.stopped_at.is_(None))).all()
-        for radius_session, nas in open_sessions:
-            session.execute(update(EnforcementJob)
-                            .where(EnforcementJob.session_id == radius_session.id,
-                                   EnforcementJob.status == "pending")
-                            .values(status="superseded", finished_at=now))
-            action, pairs = plan(radius_session, nas, account, tariff, change.profile)
-            session.add(EnforcementJob(account_id=account.id, session_id=radius_session.id,
-                                       action=action, profile=change.profile,
-                                       attributes={"pairs": pairs}, status="pending",
-                                       created_at=now, next_attempt_at=now))
-            made += 1
-        change.processed_at = now
-    session.flush()
+    changes = session.scalars(query).all()
+    if not changes:
+        return 0
+    made = reconcile(session, now, settings, {c.account_id for c in changes}).made
+    session.execute(update(ProfileChange).where(ProfileChange.id.in_([c.id for c in changes]))
+                    .values(processed_at=now))
     return made
 
 
-def _claim(session: Session, now: dt.datetime, limit: int) -> list[int]:
-    """Take due jobs, the oldest per session, none for a session in flight."""
-    in_flight = aliased(EnforcementJob)
+# -- sending -----------------------------------------------------------------
+
+def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
+           busy: dict[int, int] | None = None) -> list[tuple[int, int | None]]:
+    """Take due jobs (id, nas id): the oldest per session, none for a session
+    with an exchange in flight, at most the free places of each NAS's lane."""
+    busy = busy or {}
     older = aliased(EnforcementJob)
-    due = and_(EnforcementJob.next_attempt_at <= now,
-               EnforcementJob.status.in_(("pending", "sending")))
-    query = (select(EnforcementJob.id).where(
-        due,
-        ~exists().where(in_flight.session_id == EnforcementJob.session_id,
-                        in_flight.status == "sending", in_flight.next_attempt_at > now,
-                        in_flight.id != EnforcementJob.id),
-        ~exists().where(older.session_id == EnforcementJob.session_id,
-                        older.status.in_(("pending", "sending")), older.id < EnforcementJob.id))
-        .order_by(EnforcementJob.id).limit(limit))
+    in_flight = aliased(EnforcementJob)
+    due = or_(and_(EnforcementJob.status == "pending", EnforcementJob.next_attempt_at <= now),
+              and_(EnforcementJob.status == "sending", EnforcementJob.next_attempt_at <= now))
+    query = (select(EnforcementJob.id, EnforcementJob.nas_id, RadiusSession.stopped_at)
+             .join(RadiusSession, RadiusSession.id == EnforcementJob.session_id)
+             .where(due,
+                    ~exists().where(older.session_id == EnforcementJob.session_id,
+                                    older.status.in_(ACTIVE), older.id < EnforcementJob.id),
+                    ~exists().where(in_flight.session_id == EnforcementJob.session_id,
+                                    in_flight.status == "sending",
+                                    in_flight.next_attempt_at > now,
+                                    in_flight.id != EnforcementJob.id))
+             .order_by(EnforcementJob.next_attempt_at, EnforcementJob.id).limit(limit * 4))
+    full = [nas_id for nas_id, count in busy.items() if count >= settings.lane_size]
+    if full:
+        query = query.where(or_(EnforcementJob.nas_id.is_(None),
+                                EnforcementJob.nas_id.not_in(full)))
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = session.scalars(query).all()
-    if ids:
-        session.execute(update(EnforcementJob).where(EnforcementJob.id.in_(ids))
+        query = query.with_for_update(of=EnforcementJob, skip_locked=True)
+    taken, closed, room = [], [], {}
+    for job_id, nas_id, stopped_at in session.execute(query):
+        if stopped_at is not None:
+            closed.append(job_id)
+            continue
+        free = room.setdefault(nas_id, settings.lane_size - busy.get(nas_id, 0))
+        if free <= 0 or len(taken) >= limit:
+            continue
+        room[nas_id] = free - 1
+        taken.append((job_id, nas_id))
+    if closed:
+        session.execute(update(EnforcementJob).where(EnforcementJob.id.in_(closed))
+                        .values(status="closed", finished_at=now,
+                                last_error="the session ended"))
+    if taken:
+        session.execute(update(EnforcementJob)
+                        .where(EnforcementJob.id.in_([job_id for job_id, _ in taken]))
                         .values(status="sending",
-                                next_attempt_at=now + dt.timedelta(seconds=LEASE_S)))
-    return list(ids)
+                                next_attempt_at=now + dt.timedelta(seconds=settings.lease_s)))
+    return taken
 
 
-def _send(Session: sessionmaker, job_id: int, timers: dict) -> None:
+@dataclass
+class Outcomes:
+    """Counts of exchange outcomes, for metrics and logs."""
+
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            self.counts[name] += 1
+
+
+def _send(Session: sessionmaker, job_id: int, settings: Settings,
+          rng: random.Random, outcomes: Outcomes | None = None) -> str:
+    """One exchange for one job, and what it means; returns the outcome."""
     with Session() as session:
         job = session.get(EnforcementJob, job_id)
-        nas = session.execute(select(Nas).join(RadiusSession, RadiusSession.nas_id == Nas.id)
-                              .where(RadiusSession.id == job.session_id)).scalar_one()
+        radius_session = session.get(RadiusSession, job.session_id)
+        nas = session.get(Nas, radius_session.nas_id)
         host = _nas_host(nas)
         secret = nas.secret.encode()
         code = wire.COA_REQUEST if job.action == "coa" else wire.DISCONNECT_REQUEST
         pairs = [tuple(pair) for pair in job.attributes["pairs"]]
+        address = (host, nas.coa_port)
+        nas_name = nas.name
         session.commit()
     started_at = utcnow()
     if host is None:
         result, error = None, "NAS is a prefix: no address to send to"
     else:
-        request = coa.build(code, random.randrange(256), secret, pairs)
+        request = coa.build(code, rng.randrange(256), secret, pairs)
         try:
-            result = coa.exchange(request, (host, nas.coa_port), secret, **timers)
+            result = coa.exchange(request, address, secret, **settings.timers)
             error = None
         except OSError as failure:
             result, error = None, f"socket error: {failure.strerror or failure}"
     with Session() as session:
         job = session.get(EnforcementJob, job_id)
         if job.status != "sending":
-            return  # finished by another worker after our lease ran out
+            return "lost-lease"  # finished by another worker after our lease ran out
         now = utcnow()
-        job.finished_at = now
+        outcome = result.outcome.value if result else "error"
         session.add(EnforcementAttempt(
             job_id=job.id, nas_address=host, started_at=started_at, finished_at=now,
-            transmissions=result.attempts if result else 0,
-            outcome=result.outcome.value if result else "error",
+            transmissions=result.attempts if result else 0, outcome=outcome,
             error_cause=result.error_cause if result else None))
-        if result is None:
-            job.status, job.last_error = "failed", error
-        else:
+        job.tries += 1
+        if result is not None:
             job.attempts += result.attempts
-            if result.done:
-                job.status, job.last_error = "done", None
+        radius_session = session.get(RadiusSession, job.session_id)
+        cause = result.error_cause if result else None
+        if result is not None and result.done:
+            job.status, job.last_error, job.finished_at = "done", None, now
+            if job.target is not None and radius_session.stopped_at is None:
+                radius_session.profile = job.target if job.action == "coa" else NONE
+            outcome = "ack"
+        elif result is not None and result.outcome is coa.Outcome.NAK and job.action == "coa" \
+                and cause == coa.SESSION_CONTEXT_NOT_FOUND:
+            # The NAS has no such session: it ended and its Stop was lost.
+            close_session_as_stale(session.connection(), radius_session.id)
+            job.status, job.finished_at = "closed", now
+            job.last_error = "Error-Cause 503: the NAS has no such session; closed as stale"
+            outcome = "nak-503"
+        elif result is not None and result.outcome is coa.Outcome.NAK and job.action == "coa" \
+                and cause in CANNOT_COA and settings.disconnect_fallback:
+            job.action = "disconnect"
+            job.attributes = {"pairs": session_pairs(radius_session)}
+            job.status, job.next_attempt_at = "pending", now
+            job.last_error = f"Error-Cause {cause}: the NAS cannot change it; Disconnect instead"
+            outcome = "nak-fallback"
+        else:
+            if result is None:
+                job.last_error = error
             elif result.outcome is coa.Outcome.NAK:
-                job.status = "nak"
-                job.last_error = f"Error-Cause {result.error_cause}"
+                job.last_error = f"Error-Cause {cause}"
             else:
-                job.status, job.last_error = "failed", "no answer within 30 s"
+                job.last_error = f"no answer within {settings.mrd:g} s"
+            job.status = "pending"
+            job.next_attempt_at = now + dt.timedelta(seconds=backoff(
+                job.tries, settings.backoff_initial, settings.backoff_max, rng))
+        account_id = job.account_id
         session.commit()
-        log.info("enforcement.job id=%s action=%s nas=%s status=%s attempts=%s", job.id,
-                 job.action, nas.name, job.status, job.attempts)
+        log.info("enforcement.exchange job=%s action=%s nas=%s outcome=%s tries=%s", job_id,
+                 job.action, nas_name, outcome, job.tries)
+        if account_id is not None:
+            # Did the wish move while we worked? The loop closes here: a
+            # newer target supersedes a job waiting for its next try.
+            reconcile(session, now, settings, [account_id])
+            session.commit()
+    if outcomes is not None:
+        outcomes.add(outcome)
+    return outcome
 
 
 def run_once(Session: sessionmaker, *, limit: int = 256, workers: int = 32,
-             timers: dict | None = None, now: dt.datetime | None = None) -> int:
-    """Expand the outbox, then send the due jobs; returns jobs sent."""
+             timers: dict | None = None, now: dt.datetime | None = None,
+             settings: Settings | None = None, sweep: bool = False) -> int:
+    """Reconcile (the outbox's accounts; all with ``sweep``), then send the
+    due jobs and wait for them; returns exchanges made. For tests and the
+    CLI; the service runs ``Enforcer``."""
+    settings = settings or Settings()
+    if timers:
+        settings = dataclasses.replace(settings, **timers)
     with Session() as session:
-        expand(session, now)
-        ids = _claim(session, now or utcnow(), limit)
+        if sweep:
+            reconcile(session, now or utcnow(), settings)
+        expand(session, now, settings=settings)
+        taken = _claim(session, now or utcnow(), limit, settings)
         session.commit()
-    if ids:
-        with ThreadPoolExecutor(max_workers=min(workers, len(ids))) as pool:
-            list(pool.map(lambda job_id: _send(Session, job_id, timers or {}), ids))
-    return len(ids)
+    if taken:
+        rng = random.Random()
+        with ThreadPoolExecutor(max_workers=min(workers, len(taken))) as pool:
+            list(pool.map(lambda item: _send(Session, item[0], settings, rng), taken))
+    return len(taken)
+
+
+class Enforcer:
+    """The service: reconcile, claim per lane, send without waiting for a
+    batch; a sweep of every session each ``sweep_interval``."""
+
+    def __init__(self, Session: sessionmaker, settings: Settings = Settings(), *,
+                 threads: int = 64, poll_s: float = 0.1, engine=None):
+        self.Session = Session
+        self.settings = settings
+        self.poll_s = poll_s
+        self.engine = engine
+        self.outcomes = Outcomes()
+        self.busy: dict[int | None, int] = defaultdict(int)
+        self._busy_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coa-lane")
+        self._threads = threads
+        self._rng = random.Random()
+        self._last_sweep = 0.0
+        self.stop_event = threading.Event()
+
+    def _done(self, nas_id, future) -> None:
+        with self._busy_lock:
+            self.busy[nas_id] -= 1
+        error = future.exception()
+        if error is not None:
+            log.error("enforcement.send_error error=%r", error)
+        self._wake.set()
+
+    def sweep(self) -> Reconciled:
+        from rating.jobs import job_lock  # the scheduler's node lock
+        with job_lock(self.engine, "enforcer-sweep") if self.engine is not None \
+                else _held() as held:
+            if not held:
+                return Reconciled()
+            with self.Session() as session:
+                done = reconcile(session, utcnow(), self.settings)
+                session.commit()
+            return done
+
+    def step(self, monotonic: float) -> int:
+        """One pass: outbox, sweep when due, claim and hand out. Returns jobs sent."""
+        if monotonic - self._last_sweep >= self.settings.sweep_interval:
+            self._last_sweep = monotonic
+            self.sweep()
+        with self._busy_lock:
+            busy = dict(self.busy)
+        free = self._threads - sum(busy.values())
+        with self.Session() as session:
+            expand(session, settings=self.settings)
+            taken = _claim(session, utcnow(), max(0, free), self.settings, busy) if free > 0 \
+                else []
+            session.commit()
+        for job_id, nas_id in taken:
+            with self._busy_lock:
+                self.busy[nas_id] += 1
+            future = self._pool.submit(_send, self.Session, job_id, self.settings, self._rng,
+                                       self.outcomes)
+            future.add_done_callback(lambda f, nas_id=nas_id: self._done(nas_id, f))
+        return len(taken)
+
+    def run(self) -> None:
+        import time
+        while not self.stop_event.is_set():
+            try:
+                sent = self.step(time.monotonic())
+            except Exception:  # the database may be away: keep the loop alive
+                log.exception("enforcement.step_failed")
+                sent = 0
+                self.stop_event.wait(1.0)
+            if not sent:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    def stop(self, wait: bool = True) -> None:
+        self.stop_event.set()
+        self._wake.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class _held:
+    def __enter__(self):
+        return True
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- what an operator asks ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Standing:
+    """One session's desired vs applied profile and why they differ."""
+
+    session_id: int
+    desired: str
+    applied: str | None
+    in_line: bool
+    reason: str
+    job_id: int | None = None
+    tries: int = 0
+    next_attempt_at: dt.datetime | None = None
+    out_since: dt.datetime | None = None
+
+
+def standing(session: Session, session_ids: list[int], now: dt.datetime,
+             settings: Settings = Settings()) -> dict[int, Standing]:
+    rows = session.execute(select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
+                           .where(RadiusSession.id.in_(session_ids))).all()
+    wanted = desired_profiles(session, now, settings.ladder,
+                              {s.account_id for s, _ in rows if s.account_id})
+    jobs: dict[int, EnforcementJob] = {}
+    for job in session.scalars(select(EnforcementJob).where(
+            EnforcementJob.session_id.in_(session_ids), EnforcementJob.status.in_(ACTIVE))
+            .order_by(EnforcementJob.id)):
+        jobs.setdefault(job.session_id, job)
+    found = {}
+    for radius_session, nas in rows:
+        desired = wanted.get(radius_session.account_id)
+        spec = _spec(nas)
+        target = NONE if desired is None or not access_possible(spec, desired) else desired.key
+        job = jobs.get(radius_session.id)
+        applied = radius_session.profile
+        if radius_session.stopped_at is not None:
+            reason, in_line = "the session has ended", True
+        elif target == applied:
+            reason, in_line = "in line", True
+        elif job is None:
+            reason, in_line = "a difference no job works on yet (the next sweep makes one)", False
+        elif job.status == "sending":
+            reason, in_line = f"{job.action} in flight (try {job.tries + 1})", False
+        elif job.tries == 0:
+            reason, in_line = f"{job.action} queued", False
+        else:
+            reason, in_line = (f"{job.action} tried {job.tries} time(s), last: "
+                               f"{job.last_error or 'unknown'}; next try at "
+                               f"{job.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"), False
+        found[radius_session.id] = Standing(
+            radius_session.id, target, applied, in_line, reason,
+            job.id if job else None, job.tries if job else 0,
+            job.next_attempt_at if job else None, job.created_at if job else None)
+    return found
+
+
+def out_of_line(session: Session, now: dt.datetime) -> tuple[int, float]:
+    """(sessions with a difference being worked on, age in s of the oldest)."""
+    count, oldest = session.execute(
+        select(func.count(func.distinct(EnforcementJob.session_id)),
+               func.min(EnforcementJob.created_at))
+        .where(EnforcementJob.status.in_(ACTIVE), EnforcementJob.target.is_not(None))).one()
+    return count, (now - oldest).total_seconds() if oldest else 0.0
+
+
+class EnforcerMetrics:
+    """A prometheus_client collector: sessions out of line and the age of
+    the oldest (read from the database at scrape time, so any node's
+    work counts), exchanges by outcome and lanes in use (this process)."""
+
+    def __init__(self, enforcer: Enforcer):
+        self.enforcer = enforcer
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        with self.enforcer.Session() as session:
+            count, age = out_of_line(session, utcnow())
+            pending = session.scalar(select(func.count()).select_from(EnforcementJob)
+                                     .where(EnforcementJob.status.in_(ACTIVE)))
+        yield GaugeMetricFamily("abonent_enforcement_sessions_out_of_line",
+                                "Open sessions whose NAS profile differs from the desired one "
+                                "and that a job works on", value=count)
+        yield GaugeMetricFamily("abonent_enforcement_oldest_out_of_line_seconds",
+                                "Age of the oldest difference still being worked on",
+                                value=age)
+        yield GaugeMetricFamily("abonent_enforcement_jobs_active",
+                                "CoA/Disconnect jobs pending or in flight", value=pending)
+        with self.enforcer._busy_lock:
+            in_flight = sum(self.enforcer.busy.values())
+        yield GaugeMetricFamily("abonent_enforcement_exchanges_in_flight",
+                                "Exchanges with NASes in flight in this process",
+                                value=in_flight)
+        outcomes = CounterMetricFamily("abonent_enforcement_exchanges",
+                                       "CoA/Disconnect exchanges by outcome", labels=["outcome"])
+        with self.enforcer.outcomes.lock:
+            for name, value in sorted(self.enforcer.outcomes.counts.items()):
+                outcomes.add_metric([name], value)
+        yield outcomes
+
+
+__all__ = ["EnforcerMetrics", "Enforcer", "Settings", "reconcile", "expand", "run_once", "standing",
+           "out_of_line", "desired_profiles", "backoff", "session_pairs", "FINAL", "ACTIVE",
+           "STATUSES", "CANNOT_COA", "STALE_CAUSE"]

@@ -24,6 +24,8 @@ class Nas(Base):
     secret: Mapped[str] = mapped_column(String(128))
     vendor: Mapped[str] = mapped_column(String(32), default="generic")
     coa_port: Mapped[int] = mapped_column(Integer, default=3799)
+    # Laid over the vendor's attribute table (aaa.vendors.parse_override).
+    vendor_override: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # yes / no / auto (BlastRADIUS, CVE-2024-3596).
     require_message_authenticator: Mapped[str] = mapped_column(String(8), default="auto")
     limit_proxy_state: Mapped[str] = mapped_column(String(8), default="auto")
@@ -75,6 +77,9 @@ class Session(Base):
     packets_out: Mapped[int] = mapped_column(BigInteger, default=0)
     session_time: Mapped[int] = mapped_column(BigInteger, default=0)
     terminate_cause: Mapped[Optional[str]] = mapped_column(String(64))
+    # The profile the NAS has (a rating.profile key): from the Class the
+    # Access-Accept gave, echoed in accounting, then from each CoA ACK.
+    # NULL: unknown (the NAS echoed no Class).
     profile: Mapped[Optional[str]] = mapped_column(String(32))
 
 
@@ -109,7 +114,9 @@ class IpLease(Base):
 
 
 class EnforcementJob(Base):
-    """A CoA or Disconnect to send, written with the change that caused it."""
+    """Work on one session until the NAS has ``target`` (a rating.profile
+    key): a CoA, or a Disconnect, tried again with backoff while the session
+    is open and still differs. An admin's kick has no target."""
 
     __tablename__ = "enforcement_jobs"
     __table_args__ = (Index("ix_enforcement_jobs_status", "status", "next_attempt_at"),)
@@ -117,11 +124,16 @@ class EnforcementJob(Base):
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     session_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sessions.id"), index=True)
+    # The NAS's lane: a silent NAS holds up only its own jobs.
+    nas_id: Mapped[Optional[int]] = mapped_column(ForeignKey("nas.id"), index=True)
+    target: Mapped[Optional[str]] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(16))  # coa / disconnect
     profile: Mapped[Optional[str]] = mapped_column(String(32))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Transmissions (retransmits included), and exchanges (tries).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

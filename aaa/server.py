@@ -23,6 +23,7 @@ reason; the secret and the password never reach a log.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import os
@@ -40,6 +41,7 @@ from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, SubscriberDirectory
 from config import workers
 from config.db import utcnow
+from rating import policies
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,8 @@ class RadiusServer:
         self._wanted_acct_port = acct_port if acct_port is not None else settings.get(
             "radius", "acct_port")
         self.interim_interval = settings.get("radius", "interim_interval")
+        self.ladder = policies.ladder_from_settings(settings.section("policy"))
+        self.redirect_url = settings.get("policy", "redirect_url")
         self.session_timeout = settings.get("radius", "session_timeout")
         self.batch_s = settings.get("radius", "batch_ms") / 1000.0
         self.batch_max = settings.get("radius", "batch_max")
@@ -472,21 +476,26 @@ class RadiusServer:
             subscriber = self._find_binding(request, username)
             valid = subscriber is not None and binding_valid(subscriber)
         if not valid or subscriber is None:
-            return decide(subscriber, valid, vendor=client.vendor,
+            return decide(subscriber, valid, vendor=client.spec,
                           interim_interval=self.interim_interval,
                           session_timeout=self.session_timeout), subscriber, b""
-        # The accept for one cached subscriber view is always the same;
-        # keyed by the view's identity, so a refreshed view decides afresh.
-        key = (id(subscriber), client.vendor)
+        # The accept for one cached subscriber view is the same until the
+        # view changes or an option in it ends; keyed by the view's
+        # identity, so a refreshed view decides afresh.
+        key = (id(subscriber), client.id)
         held = self._decisions.get(key)
-        if held is not None and held[0] is subscriber:
+        if held is not None and held[0] is subscriber and (
+                held[2] is None or time.time() < held[2]):
             return held[1], subscriber, extra
-        decision = decide(subscriber, True, vendor=client.vendor,
+        decision = decide(subscriber, True, vendor=client.spec,
                           interim_interval=self.interim_interval,
-                          session_timeout=self.session_timeout)
+                          session_timeout=self.session_timeout, ladder=self.ladder,
+                          redirect_url=self.redirect_url)
         if len(self._decisions) > 200_000:
             self._decisions.clear()
-        self._decisions[key] = (subscriber, decision)
+        until = decision.valid_until
+        self._decisions[key] = (subscriber, decision, None if until is None else
+                                until.replace(tzinfo=dt.timezone.utc).timestamp())
         return decision, subscriber, extra
 
     def _lease(self, subscriber) -> str | None:

@@ -38,7 +38,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from cabinet import periods, queries
-from cabinet.app import db
+from cabinet.app import db, ladder
 from config.db import money, utcnow
 from rating import api_tokens, cabinet_ops, options, promised
 from rating.accounts import DomainError
@@ -261,7 +261,7 @@ def me():
 
 def _speed(session, account_id: int):
     account = session.get(Account, account_id)
-    speed = cabinet_ops.speed_now(session, account, utcnow())
+    speed = cabinet_ops.speed_now(session, account, utcnow(), ladder())
     if speed is None:
         return None
     return {"profile": speed.profile, "rate_down_kbps": speed.rate_down_kbps,

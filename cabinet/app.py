@@ -29,6 +29,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from config.context import Context
 from config.db import make_sessionmaker
+from rating import policies
 from cabinet import formatting
 from cabinet.i18n import LOCALES, CabinetRequest, select_locale
 
@@ -259,6 +260,16 @@ def nav_tabs() -> Markup:
         template = current_app.jinja_env.get_template("_nav.html")
         html = cache[key] = Markup(template.render(current=request.endpoint))
     return html
+
+
+def ladder():
+    """The operator's balance ladder (settings [policy]), read once per app:
+    the cabinet's "speed now" asks rating.profile as RADIUS does."""
+    cache = current_app.extensions.setdefault("abonent_ladder", [])
+    if not cache:
+        cache.append(policies.ladder_from_settings(
+            current_app.extensions["abonent"].settings.section("policy")))
+    return cache[0]
 
 
 def db():

@@ -23,7 +23,7 @@ from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
 from cabinet import charts, labels, periods, queries
-from cabinet.app import db, reads
+from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, volume, when
 from config.db import utcnow
@@ -116,10 +116,11 @@ def dashboard():
     tariff = account.tariff
     speed = None if tariff is None else cabinet_ops.speed_with_options(
         account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps, tariff.negative_rate_kbps,
-        active, now)
+        active, now, state=account.state, ladder=ladder())
     turbo = _turbo_offer(speed)
     return render_template("dashboard.html", account=account, speed=speed,
-                           profile=labels.PROFILES.get(account.profile),
+                           profile=labels.PROFILES.get(speed.profile if speed else "")
+                           or labels.PROFILES.get(account.profile),
                            plan=plans.overview(account, active, now),
                            sessions=queries.recent_sessions(session, account.id),
                            # TurboForm's fields, drawn by the template without

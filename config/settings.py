@@ -77,7 +77,37 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "workers": (int, 0),
     },
     "coa": {
+        # RFC 5080 retransmission of one CoA/Disconnect exchange: the first
+        # wait (IRT), the longest wait (MRT) and the whole exchange (MRD), s.
         "timeout": (float, 2.0),
+        "max_timeout": (float, 16.0),
+        "max_duration": (float, 30.0),
+        # After a timeout or a NAK the enforcer tries again, the wait
+        # doubling from backoff_initial up to backoff_max seconds, for as
+        # long as the session is open and still differs from its profile.
+        "backoff_initial": (float, 5.0),
+        "backoff_max": (float, 300.0),
+        # Exchanges in flight per NAS: a silent NAS holds only its own lane.
+        "lane_size": (int, 8),
+        # A NAK saying the NAS cannot change the session (Unsupported
+        # Attribute/Service, Administratively Prohibited ...) is followed by
+        # a Disconnect-Request, so the next login gets the right profile.
+        "disconnect_fallback": (bool, True),
+        # Every open session is compared with its profile this often, s.
+        "sweep_interval": (float, 60.0),
+        # Prometheus metrics of the enforcer on this port; 0: none.
+        "metrics_port": (int, 0),
+    },
+    # The balance ladder: what a suspension for debt does to the network.
+    "policy": {
+        # block: no session (Access-Reject, Disconnect); redirect: the
+        # captive portal (vendor attributes), so the subscriber can pay.
+        "suspend_mode": (str, "block"),
+        # Speed in the captive portal, kbit/s; 0: the tariff's
+        # negative-balance speed, else 1024.
+        "redirect_rate_kbps": (int, 0),
+        # The portal's address, for vendors that take a URL (Huawei).
+        "redirect_url": (str, ""),
     },
     # Promised payment (обещанный платёж): the operator's limits.
     "promised": {

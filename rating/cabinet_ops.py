@@ -16,12 +16,12 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from rating import oplog
+from rating import oplog, policies
 from rating.accounts import DomainError, NotFound
 from rating.choices import CREDIT_KINDS
 from rating.models import Account, AccountOption, CabinetUser, LedgerEntry, OptionType
 from rating.passwords import hash_password, verify_password
-from rating.speeds import profile_speed
+from rating.profile import ActiveOption, TariffSpeeds, desired_profile
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256  # the messages below name these figures
@@ -215,59 +215,41 @@ class SpeedNow:
     profile: str
     rate_down_kbps: int
     rate_up_kbps: int
-    until: dt.datetime | None  # turbo: when it ends
+    until: dt.datetime | None  # a speed option (turbo): when it ends
 
 
-def speed_now(session: Session, account: Account, now: dt.datetime) -> SpeedNow | None:
-    """The speed the network gives the account now, and the profile that explains it."""
+def speed_now(session: Session, account: Account, now: dt.datetime,
+              ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> SpeedNow | None:
+    """The speed the network gives the account now, and the profile that
+    explains it: rating.profile.desired_profile, as RADIUS and the enforcer
+    ask it."""
     tariff = account.tariff
     if tariff is None:
         return None
-    turbo = active_turbo(session, account.id, now) if account.profile == "turbo" else None
-    return speed_for_profile(account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
-                             tariff.negative_rate_kbps, turbo)
-
-
-def active_turbo(session: Session, account_id: int, now: dt.datetime):
-    """The running turbo that ends last (a traffic pack running beside it is
-    not one: it would show the tariff's speed and the pack's end)."""
-    return session.scalars(
-        select(AccountOption)
+    running = session.execute(
+        select(OptionType.code, OptionType.kind, OptionType.rate_multiplier,
+               AccountOption.starts_at, AccountOption.ends_at)
         .join(OptionType, OptionType.id == AccountOption.option_type_id)
-        .where(AccountOption.account_id == account_id, AccountOption.status == "active",
-               OptionType.kind == "turbo",
-               AccountOption.starts_at <= now, AccountOption.ends_at > now)
-        .order_by(AccountOption.ends_at.desc())).first()
+        .where(AccountOption.account_id == account.id, AccountOption.status == "active",
+               AccountOption.ends_at > now)).all()
+    return speed_with_options(account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
+                              tariff.negative_rate_kbps, running, now, state=account.state,
+                              ladder=ladder)
 
 
 def speed_with_options(profile: str, rate_down_kbps: int, rate_up_kbps: int,
-                       negative_rate_kbps: int, options, now: dt.datetime) -> SpeedNow:
+                       negative_rate_kbps: int, options, now: dt.datetime, *,
+                       state: str = "active",
+                       ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> SpeedNow:
     """Pure: speed_now over the account's active options already read (each
     with ``kind``, ``starts_at``, ``ends_at`` and ``rate_multiplier``), for a
-    page that lists them anyway: the turbo is the started one that ends
-    last, as active_turbo picks it."""
-    turbo = None
-    if profile == "turbo":
-        for option in options:
-            if option.kind == "turbo" and option.starts_at <= now and (
-                    turbo is None or option.ends_at > turbo.ends_at):
-                turbo = option
-    if turbo is None:
-        return speed_for_profile(profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps)
-    down, up = profile_speed("turbo", rate_down_kbps, rate_up_kbps, negative_rate_kbps,
-                             turbo_multiplier=turbo.rate_multiplier) or (0, 0)
-    return SpeedNow(profile, down, up, turbo.ends_at)
-
-
-def speed_for_profile(profile: str, rate_down_kbps: int, rate_up_kbps: int,
-                      negative_rate_kbps: int, turbo=None) -> SpeedNow:
-    """Pure: the profile's speed from the tariff's figures (rating.speeds)."""
-    if profile == "turbo" and turbo is None:
-        profile_for_speed = "normal"  # the turbo ended a moment ago
-    else:
-        profile_for_speed = profile
-    multiplier = turbo.option_type.rate_multiplier if turbo is not None else 1
-    speed = profile_speed(profile_for_speed, rate_down_kbps, rate_up_kbps, negative_rate_kbps,
-                          turbo_multiplier=multiplier)
-    down, up = speed if speed else (0, 0)
-    return SpeedNow(profile, down, up, turbo.ends_at if turbo is not None else None)
+    page that lists them anyway."""
+    running = tuple(ActiveOption(getattr(o, "code", None) or getattr(o, "name", ""), o.kind,
+                                 o.rate_multiplier, o.starts_at, o.ends_at) for o in options)
+    wanted = desired_profile(state=state, rung=profile,
+                             tariff=TariffSpeeds(rate_down_kbps, rate_up_kbps,
+                                                 negative_rate_kbps),
+                             options=running, now=now, ladder=ladder)
+    if not wanted.gives_session:
+        return SpeedNow(wanted.name, 0, 0, None)
+    return SpeedNow(wanted.name, wanted.down_kbps, wanted.up_kbps, wanted.until)

@@ -166,12 +166,11 @@ def apply_policies(session: Session, low: int | None = None, high: int | None = 
                    reason: str = "policy") -> int:
     """Move accounts to the profile the balance ladder gives; write the outbox.
 
-    Accounts with a purchased profile (turbo) keep it while it is "normal";
-    only the balance rungs override it.
+    The profile is the ladder's verdict only; options bought stack on it
+    (rating.profile), so none is lost to a suspension.
     """
     decided = policies.profile_case(accounts.c.balance, accounts.c.credit_limit)
-    condition = and_(accounts.c.state == "active", accounts.c.profile != decided,
-                     ~and_(accounts.c.profile == "turbo", decided == "normal"))
+    condition = and_(accounts.c.state == "active", accounts.c.profile != decided)
     if low is not None:
         condition = and_(condition, accounts.c.id >= low, accounts.c.id < high)
     changed = session.execute(update(accounts).where(condition)

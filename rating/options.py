@@ -1,10 +1,13 @@
 """Options a subscriber buys: turbo (speed × N for H hours), traffic packs.
 
 Buying is a guarded debit (it cannot pass the credit limit) keyed by the
-caller's request id, so a double-submitted form buys once. A turbo moves
-the account's profile to ``turbo`` (unless a balance rung overrides it) and
-writes the profile-change outbox in the same transaction; its expiry moves
-the profile back to what the balance ladder gives.
+caller's request id, so a double-submitted form buys once. An option that
+changes the speed (``rate_multiplier`` > 1) does not change the account's
+profile (the balance ladder's verdict): it stacks on it in
+``rating.profile.desired_profile``, so it outlives a suspension. Buying it
+and its end bump the account's version and write the profile-change
+outbox in the same transaction, so RADIUS caches and the enforcer hear of
+it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.db import money
-from rating import ledger, oplog, policies
+from rating import ledger, oplog
 from rating.accounts import DomainError
 from rating.models import Account, AccountOption, LedgerEntry, OptionType, ProfileChange
 
@@ -51,6 +54,11 @@ def active_options(session: Session, account_id: int, now: dt.datetime) -> list[
         AccountOption.ends_at > now).order_by(AccountOption.ends_at)))
 
 
+def _speed_option_running(session: Session, account_id: int, now: dt.datetime) -> bool:
+    return any(o.option_type.rate_multiplier > 1
+               for o in active_options(session, account_id, now))
+
+
 def on_sale(session: Session) -> list[OptionType]:
     """The option catalogue, turbos first, cheapest first."""
     return list(session.scalars(select(OptionType).order_by(
@@ -65,8 +73,7 @@ def check(session: Session, account: Account, code: str, now: dt.datetime) -> Op
         raise DomainError("this option is not on sale")
     if account.state != "active":
         raise DomainError("options can be bought only on an active account")
-    if option.kind == "turbo" and any(o.option_type.kind == "turbo"
-                                      for o in active_options(session, account.id, now)):
+    if option.rate_multiplier > 1 and _speed_option_running(session, account.id, now):
         raise DomainError("a turbo is already active")
     if account.balance - option.price < -account.credit_limit:
         raise DomainError("not enough money for this option")
@@ -78,9 +85,15 @@ def set_profile(session: Session, account: Account, profile: str, reason: str) -
     if account.profile == profile:
         return False
     account.profile = profile
-    account.version += 1
-    session.add(ProfileChange(account_id=account.id, profile=profile, reason=reason))
+    touch(session, account, reason)
     return True
+
+
+def touch(session: Session, account: Account, reason: str) -> None:
+    """The account's network profile may have changed (an option, a tariff):
+    bump its version and write the outbox, in the caller's transaction."""
+    account.version += 1
+    session.add(ProfileChange(account_id=account.id, profile=account.profile, reason=reason))
 
 
 def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
@@ -100,8 +113,7 @@ def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
             .order_by(AccountOption.id.desc()).limit(1))
         return Purchase(bought.id if bought else 0, existing.id,
                         bought.ends_at if bought else now, False)
-    if option.kind == "turbo" and any(o.option_type.kind == "turbo"
-                                      for o in active_options(session, account.id, now)):
+    if option.rate_multiplier > 1 and _speed_option_running(session, account.id, now):
         raise DomainError("a turbo is already active")
     try:
         posting = ledger.post(session, account_id=account.id, amount=-option.price,
@@ -114,28 +126,21 @@ def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
     session.add(bought)
     session.flush()
     session.refresh(account)
-    if option.kind == "turbo" and policies.decide(account.balance, account.credit_limit) == "normal":
-        set_profile(session, account, "turbo", f"option:{code}")
+    if option.rate_multiplier > 1:
+        touch(session, account, f"option:{code}")
     oplog.record(session, account_id=account.id, actor=actor, action="option.buy", code=code,
                  price=option.price, ends_at=bought.ends_at)
     return Purchase(bought.id, posting.entry_id, bought.ends_at, True)
 
 
 def expire(session: Session, now: dt.datetime) -> int:
-    """End options whose time is up; a turbo's end restores the ladder's profile."""
+    """End options whose time is up; a speed option's end is a profile change."""
     ended = list(session.scalars(select(AccountOption).where(
         AccountOption.status == "active", AccountOption.ends_at <= now)))
     for option in ended:
         option.status = "expired"
-        if option.option_type.kind != "turbo":
-            continue
-        account = session.get(Account, option.account_id)
-        if account.profile == "turbo" and not any(
-                o.option_type.kind == "turbo" and o.id != option.id
-                for o in active_options(session, account.id, now)):
-            set_profile(session, account,
-                        policies.decide(account.balance, account.credit_limit),
-                        "option:expired")
+        if option.option_type.rate_multiplier > 1:
+            touch(session, session.get(Account, option.account_id), "option:expired")
         oplog.record(session, account_id=option.account_id, actor="scheduler",
                      action="option.expire", code=option.option_type.code)
     return len(ended)

@@ -347,7 +347,15 @@ def payment_add(number, amount, external_id, memo, as_json):
 def nas_view(n: Nas) -> dict:
     return dict(id=n.id, name=n.name, address=n.address, vendor=n.vendor, coa_port=n.coa_port,
                 require_message_authenticator=n.require_message_authenticator,
-                limit_proxy_state=n.limit_proxy_state)
+                limit_proxy_state=n.limit_proxy_state, vendor_override=n.vendor_override)
+
+
+def _override(text: str | None) -> dict:
+    from aaa.vendors import OverrideError, parse_override
+    try:
+        return parse_override(text)
+    except OverrideError as error:
+        raise CliError(f"--override: {error}") from None
 
 
 @click.group()
@@ -365,10 +373,14 @@ def nas():
               default="auto", show_default=True)
 @click.option("--limit-proxy-state", type=click.Choice(["yes", "no", "auto"]), default="auto",
               show_default=True)
+@click.option("--override", "override_text", metavar="JSON",
+              help="Attributes laid over the vendor's table, e.g. "
+                   "'{\"rate\": [[\"Filter-Id\", \"plan-{down_kbps}\"]], \"coa\": true}'.")
 @json_option
 def nas_add(name, address, secret, vendor, coa_port, require_message_authenticator,
-            limit_proxy_state, as_json):
+            limit_proxy_state, override_text, as_json):
     """Add a NAS."""
+    override = _override(override_text)
     try:
         network = netaddr.IPNetwork(address)
     except (netaddr.AddrFormatError, ValueError):
@@ -386,13 +398,42 @@ def nas_add(name, address, secret, vendor, coa_port, require_message_authenticat
         created = Nas(name=name, address=canonical, secret=secret, vendor=vendor,
                       coa_port=coa_port,
                       require_message_authenticator=require_message_authenticator,
-                      limit_proxy_state=limit_proxy_state)
+                      limit_proxy_state=limit_proxy_state, vendor_override=override or None)
         session.add(created)
         session.flush()
         oplog.record(session, account_id=None, actor=ACTOR, action="nas.add", name=name,
                      address=canonical, vendor=vendor)
         view = nas_view(created)
     emit_json(view) if as_json else click.echo(f"NAS {name} ({canonical}) added")
+
+
+@nas.command("set")
+@click.argument("name")
+@click.option("--vendor", type=click.Choice(VENDORS))
+@click.option("--coa-port", type=click.IntRange(1, 65535))
+@click.option("--override", "override_text", metavar="JSON",
+              help="Replace the vendor override ('{}' removes it).")
+@json_option
+def nas_set(name, vendor, coa_port, override_text, as_json):
+    """Change a NAS's vendor, CoA port or vendor override."""
+    override = _override(override_text) if override_text is not None else None
+    if vendor is None and coa_port is None and override_text is None:
+        raise CliError("nothing to change: give --vendor, --coa-port or --override")
+    with transaction() as session:
+        found = session.scalar(select(Nas).where(Nas.name == name))
+        if found is None:
+            raise CliError(f"no NAS {name!r}")
+        changes = {}
+        if vendor is not None:
+            found.vendor = changes["vendor"] = vendor
+        if coa_port is not None:
+            found.coa_port = changes["coa_port"] = coa_port
+        if override_text is not None:
+            found.vendor_override = changes["vendor_override"] = override or None
+        oplog.record(session, account_id=None, actor=ACTOR, action="nas.set", name=name,
+                     **changes)
+        view = nas_view(found)
+    emit_json(view) if as_json else click.echo(f"NAS {name} changed")
 
 
 @nas.command("list")
@@ -439,12 +480,13 @@ def session_list(active, number, limit, as_json):
                               "started_at", "stopped_at", "octets_in", "octets_out"])
 
 
-def _kick():
-    from scripts.coa_cli import session_kick
-    return session_kick
+def _enforcement_commands():
+    from scripts.coa_cli import session_kick, session_show
+    return session_kick, session_show
 
 
-session_group.add_command(_kick(), "kick")
+session_group.add_command(_enforcement_commands()[0], "kick")
+session_group.add_command(_enforcement_commands()[1], "show")
 
 
 # -- ledger ------------------------------------------------------------------

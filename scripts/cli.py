@@ -19,7 +19,7 @@ COMMANDS = {
     "payment": ("scripts.admin:payment", "Payments: add."),
     "voucher": ("scripts.vouchers_cli:voucher_group", "Vouchers (prepaid cards): issue, list."),
     "nas": ("scripts.admin:nas", "NAS clients: add, list."),
-    "session": ("scripts.admin:session_group", "RADIUS sessions: list, kick."),
+    "session": ("scripts.admin:session_group", "RADIUS sessions: list, show, kick."),
     "ledger": ("scripts.admin:ledger_command", "An account's ledger entries."),
     "request": ("scripts.requests_cli:request_group", "Service requests: list, set status."),
     "fees": ("scripts.fees_cli:fees", "Fees: run the daily charge by hand."),

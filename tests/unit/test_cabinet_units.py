@@ -11,7 +11,7 @@ import pytest
 
 from cabinet import charts, periods
 from rating.accounts import DomainError
-from rating.cabinet_ops import normalize_email, normalize_phone, speed_for_profile
+from rating.cabinet_ops import normalize_email, normalize_phone, speed_with_options
 
 
 @pytest.mark.parametrize("raw, stored", [
@@ -44,15 +44,26 @@ def _rates(speed):
 
 
 def test_each_profile_gives_its_speed():
-    assert _rates(speed_for_profile("normal", 100_000, 50_000, 1_000)) == (100_000, 50_000)
-    assert _rates(speed_for_profile("throttled", 100_000, 50_000, 1_000)) == (1_000, 1_000)
-    assert _rates(speed_for_profile("suspended", 100_000, 50_000, 1_000)) == (0, 0)
+    now = dt.datetime(2026, 11, 23)
+
+    def speed(profile, options=(), state="active"):
+        return speed_with_options(profile, 100_000, 50_000, 1_000, options, now, state=state)
+    assert _rates(speed("normal")) == (100_000, 50_000)
+    assert _rates(speed("throttled")) == (1_000, 1_000)
+    assert _rates(speed("suspended")) == (0, 0)
+    assert _rates(speed("normal", state="frozen")) == (0, 0)
     ends = dt.datetime(2026, 11, 24)
-    turbo = SimpleNamespace(option_type=SimpleNamespace(rate_multiplier=2), ends_at=ends)
-    speed = speed_for_profile("turbo", 100_000, 50_000, 1_000, turbo)
-    assert (*_rates(speed), speed.until) == (200_000, 100_000, ends)
-    # Turbo with no active option left: the tariff's speed, nothing invented.
-    assert _rates(speed_for_profile("turbo", 100_000, 50_000, 1_000)) == (100_000, 50_000)
+    turbo = SimpleNamespace(name="Turbo", kind="turbo", rate_multiplier=3,
+                            starts_at=now - dt.timedelta(hours=1), ends_at=ends)
+    boosted = speed("normal", [turbo])
+    assert (boosted.profile, *_rates(boosted), boosted.until) == ("turbo", 300_000, 150_000,
+                                                                  ends)
+    # A restricting rung wins while it holds; the turbo is not shown as on.
+    assert speed("throttled", [turbo]) == speed("throttled")
+    # A turbo that has ended gives the tariff's speed, nothing invented.
+    assert _rates(speed("normal", [turbo], state="active") if False else
+                  speed_with_options("normal", 100_000, 50_000, 1_000, [turbo],
+                                     ends + dt.timedelta(seconds=1))) == (100_000, 50_000)
 
 
 def test_a_month_is_bounded_by_local_midnights():

@@ -14,6 +14,7 @@ from aaa.authorize import Subscriber, chap_valid, decide, normalize_mac, pap_val
 from aaa.client import accounting_request, access_request
 from aaa.dictionary import encode
 from aaa.vendors import Rate, rate_attributes
+from rating.profile import ActiveOption
 
 SECRET = b"s3cret"
 
@@ -95,7 +96,8 @@ def test_credentials():
 
 @pytest.mark.parametrize("changes, accept, rate", [
     ({}, True, "20000k/100000k"),
-    ({"profile": "turbo"}, True, "40000k/200000k"),
+    ({"options": (ActiveOption("t", "turbo", 2, dt.datetime(2020, 1, 1),
+                               dt.datetime(2100, 1, 1)),)}, True, "40000k/200000k"),
     ({"profile": "throttled"}, True, "512k/512k"),
     ({"profile": "throttled", "negative_rate_kbps": 0}, False, None),
     ({"profile": "suspended"}, False, None),
