@@ -27,6 +27,13 @@ class CoaResponder:
     drop_rate: float = 0.0
     duplicate_rate: float = 0.0
     nak_sessions: set[str] = field(default_factory=set)
+    # A NAS that answers nothing at all while this is set (a BRAS that is
+    # down or unreachable); cleared, it answers again.
+    silent: bool = False
+    # A share of requests NAK'd with this Error-Cause (506: Resources
+    # Unavailable, a transient refusal), before loss is drawn.
+    nak_rate: float = 0.0
+    nak_cause: int = 506
     seed: int = 1
     # What each session was told last: Acct-Session-Id -> attributes.
     applied: dict[str, dict[int, list[bytes]]] = field(default_factory=dict)
@@ -80,9 +87,15 @@ class CoaResponder:
         disconnect = request.code == wire.DISCONNECT_REQUEST
         # A session the NAS does not know is refused every time; loss is
         # simulated on the rest, so a test can tell a NAK from a timeout.
+        if self.silent:
+            return None
         if session_id in self.nak_sessions:
             code = wire.DISCONNECT_NAK if disconnect else wire.COA_NAK
             return wire.encode_reply(code, request, self.secret, encode("Error-Cause", 503))
+        if self.nak_rate and self._rng.random() < self.nak_rate:
+            code = wire.DISCONNECT_NAK if disconnect else wire.COA_NAK
+            return wire.encode_reply(code, request, self.secret,
+                                     encode("Error-Cause", self.nak_cause))
         if self._rng.random() < self.drop_rate:
             return None
         if disconnect:

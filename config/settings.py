@@ -110,6 +110,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "redirect_url": (str, ""),
     },
     # Promised payment (обещанный платёж): the operator's limits.
+    "traffic": {
+        # Hours of traffic charging looked at again on every run: NetFlow
+        # exported late within them is billed as an adjustment.
+        "late_hours": (int, 48),
+    },
     "promised": {
         "max_amount": (str, "500.00"),
         "term_days": (int, 5),

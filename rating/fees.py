@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.db import Money, utcnow
 from rating import policies
 from rating.models import Account, LedgerEntry, ProfileChange, Tariff
+from rating.profile import FULL, TariffSpeeds, desired_profile
 from rating.tariffs import fee_for
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,30 @@ class _FeeSql:
     chargeable: object  # WHERE: which accounts pay today
 
 
-def _fee_expressions(session: Session, day: dt.date, freeze_fee: Decimal) -> _FeeSql | None:
+def unserved_profiles(tariff: Tariff, ladder=policies.DEFAULT_LADDER) -> list[str]:
+    """The ladder verdicts under which this tariff gives no service (no
+    session, or only the captive portal) and so charges no fee — unless
+    its rules say ``"fee_while_suspended": true``."""
+    if (tariff.rules or {}).get("fee_while_suspended"):
+        return []
+    speeds = TariffSpeeds(tariff.rate_down_kbps, tariff.rate_up_kbps,
+                          tariff.negative_rate_kbps)
+    return [rung.profile for rung in ladder
+            if desired_profile(state="active", rung=rung.profile, tariff=speeds,
+                               now=utcnow(), ladder=ladder).access != FULL]
+
+
+def _fee_expressions(session: Session, day: dt.date, freeze_fee: Decimal,
+                     ladder=policies.DEFAULT_LADDER) -> _FeeSql | None:
     """The day's fee as SQL over an accounts row: the tariff's fee for an
-    active account, the freeze fee (if any) for a frozen one."""
+    active account that has service, the freeze fee (if any) for a frozen
+    one. An account suspended for debt pays no fee while it lasts: the debt
+    does not grow while there is no service, and the fee resumes the day
+    the service returns (a monthly fee not yet charged is charged then)."""
     tariffs = session.execute(select(Tariff.id, Tariff.fee, Tariff.fee_period)
                               .where(Tariff.fee > 0)).all()
+    unserved = [(t.id, names) for t in session.scalars(select(Tariff).where(Tariff.fee > 0))
+                if (names := unserved_profiles(t, ladder))]
     if not tariffs and freeze_fee <= 0:
         return None
     frozen = Account.state == "frozen"
@@ -71,7 +91,9 @@ def _fee_expressions(session: Session, day: dt.date, freeze_fee: Decimal) -> _Fe
     # its key says the period, and rating.cabinet_ops.describe reads it.
     memo = case((frozen, literal(f"freeze fee for {day.isoformat()}")), else_=null())
     active = and_(Account.state == "active",
-                  Account.tariff_id.in_([tariff_id for tariff_id, _, _ in tariffs]))
+                  Account.tariff_id.in_([tariff_id for tariff_id, _, _ in tariffs]),
+                  *[~and_(Account.tariff_id == tariff_id, Account.profile.in_(names))
+                    for tariff_id, names in unserved])
     chargeable = or_(active, frozen) if freeze_fee > 0 else active
     return _FeeSql(amount, literal("fee:") + cast(Account.id, String) + suffix, memo, chargeable)
 
@@ -115,14 +137,15 @@ def _charge_chunk(session: Session, day: dt.date, low: int, high: int, expressio
 
 
 def charge_day(session: Session, day: dt.date, *, author: str = "scheduler:fees",
-               chunk: int = CHUNK_ACCOUNTS, freeze_fee: Decimal = Decimal(0)) -> FeeRunResult:
+               chunk: int = CHUNK_ACCOUNTS, freeze_fee: Decimal = Decimal(0),
+               ladder=policies.DEFAULT_LADDER) -> FeeRunResult:
     """Charge every active account its fee for ``day``; safe to repeat.
 
     Each chunk of accounts is its own transaction: a crash loses at most the
     chunk under way, and the rerun charges only what is missing.
     """
     result = FeeRunResult(day)
-    expressions = _fee_expressions(session, day, freeze_fee)
+    expressions = _fee_expressions(session, day, freeze_fee, ladder)
     session.commit()
     if expressions is None:
         return result
@@ -138,10 +161,11 @@ def charge_day(session: Session, day: dt.date, *, author: str = "scheduler:fees"
 
 def charge_day_parallel(Session: sessionmaker, day: dt.date, *, workers: int = 2,
                         author: str = "scheduler:fees", chunk: int = CHUNK_ACCOUNTS,
-                        freeze_fee: Decimal = Decimal(0)) -> FeeRunResult:
+                        freeze_fee: Decimal = Decimal(0),
+                        ladder=policies.DEFAULT_LADDER) -> FeeRunResult:
     """``charge_day`` with chunks spread over several connections (PostgreSQL)."""
     with Session() as session:
-        expressions = _fee_expressions(session, day, freeze_fee)
+        expressions = _fee_expressions(session, day, freeze_fee, ladder)
         ranges = _chunks(session, chunk) if expressions is not None else []
     result = FeeRunResult(day)
     if not ranges:

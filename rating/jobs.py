@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from config.db import utcnow
-from rating import fees, freeze, options, promised, tariff_change, traffic
+from rating import fees, freeze, options, policies, promised, tariff_change, traffic
 from rating.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ def local_today(timezone: str, now: dt.datetime | None = None) -> dt.date:
 
 
 def run_fees(engine: Engine, Session: sessionmaker, today: dt.date, *,
-             freeze_fee: Decimal = Decimal(0)) -> list[fees.FeeRunResult]:
+             freeze_fee: Decimal = Decimal(0),
+             ladder=policies.DEFAULT_LADDER) -> list[fees.FeeRunResult]:
     """Charge every day from the last completed one up to ``today``."""
     with job_lock(engine, "fees") as held:
         if not held:
@@ -83,9 +84,11 @@ def run_fees(engine: Engine, Session: sessionmaker, today: dt.date, *,
                 session.commit()
                 if engine.dialect.name == "postgresql":
                     results.append(fees.charge_day_parallel(Session, day,
-                                                            freeze_fee=freeze_fee))
+                                                            freeze_fee=freeze_fee,
+                                                            ladder=ladder))
                 else:
-                    results.append(fees.charge_day(session, day, freeze_fee=freeze_fee))
+                    results.append(fees.charge_day(session, day, freeze_fee=freeze_fee,
+                                                   ladder=ladder))
                 run.last_day = day
                 run.finished_at = utcnow()
                 session.commit()
@@ -94,13 +97,13 @@ def run_fees(engine: Engine, Session: sessionmaker, today: dt.date, *,
 
 
 def run_traffic(engine: Engine, Session: sessionmaker, timezone: str,
-                now: dt.datetime | None = None) -> int:
+                now: dt.datetime | None = None, hours_back: int = 48) -> int:
     """Charge the settled hours of traffic, then let the ladder react."""
     with job_lock(engine, "traffic") as held:
         if not held:
             return 0
         with Session() as session:
-            charged = traffic.charge_due(session, now or utcnow(), timezone)
+            charged = traffic.charge_due(session, now or utcnow(), timezone, hours_back)
             fees.apply_policies(session, reason="traffic")
             session.commit()
             return charged

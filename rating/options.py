@@ -54,9 +54,8 @@ def active_options(session: Session, account_id: int, now: dt.datetime) -> list[
         AccountOption.ends_at > now).order_by(AccountOption.ends_at)))
 
 
-def _speed_option_running(session: Session, account_id: int, now: dt.datetime) -> bool:
-    return any(o.option_type.rate_multiplier > 1
-               for o in active_options(session, account_id, now))
+def _turbo_running(session: Session, account_id: int, now: dt.datetime) -> bool:
+    return any(o.option_type.kind == "turbo" for o in active_options(session, account_id, now))
 
 
 def on_sale(session: Session) -> list[OptionType]:
@@ -73,7 +72,7 @@ def check(session: Session, account: Account, code: str, now: dt.datetime) -> Op
         raise DomainError("this option is not on sale")
     if account.state != "active":
         raise DomainError("options can be bought only on an active account")
-    if option.rate_multiplier > 1 and _speed_option_running(session, account.id, now):
+    if option.kind == "turbo" and _turbo_running(session, account.id, now):
         raise DomainError("a turbo is already active")
     if account.balance - option.price < -account.credit_limit:
         raise DomainError("not enough money for this option")
@@ -113,7 +112,7 @@ def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
             .order_by(AccountOption.id.desc()).limit(1))
         return Purchase(bought.id if bought else 0, existing.id,
                         bought.ends_at if bought else now, False)
-    if option.rate_multiplier > 1 and _speed_option_running(session, account.id, now):
+    if option.kind == "turbo" and _turbo_running(session, account.id, now):
         raise DomainError("a turbo is already active")
     try:
         posting = ledger.post(session, account_id=account.id, amount=-option.price,

@@ -10,10 +10,10 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rating import oplog
+from rating import ledger, oplog
 from rating.accounts import DomainError, find_tariff
 from rating.models import Account, LedgerEntry, OperationLog, ProfileChange, Tariff
-from rating.tariffs import daily_fee, days_in_month, fee_key
+from rating.tariffs import daily_fee, days_in_month, fee_key, upgrade_difference, upgrade_key
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,21 @@ def preview(session: Session, account: Account, tariff_name: str, when: str,
         on_start = per_day
     elif _month_fee_charged(session, account, starts_on):
         # A monthly fee is keyed per account and month: a month already
-        # paid is not charged again, the new fee comes with the next month.
-        on_start = Decimal("0.00")
+        # paid is not charged again. A dearer tariff from today charges the
+        # difference for the days left; a cheaper one waits for next month.
+        on_start = _upgrade_charge(account, tariff, starts_on)
     else:
         on_start = tariff.fee
     return Preview(tariff=tariff.name, starts_on=starts_on, when=when, fee_per_day=per_day,
                    fee_per_month=tariff.fee, charged_on_start=on_start,
                    rate_down_kbps=tariff.rate_down_kbps, rate_up_kbps=tariff.rate_up_kbps)
+
+
+def _upgrade_charge(account: Account, tariff: Tariff, starts_on: dt.date) -> Decimal:
+    current = account.tariff
+    if current is None or current.fee_period != "monthly" or tariff.fee_period != "monthly":
+        return Decimal("0.00")
+    return upgrade_difference(current.fee, tariff.fee, starts_on)
 
 
 def _month_fee_charged(session: Session, account: Account, day: dt.date) -> bool:
@@ -169,6 +177,15 @@ def apply_due(session: Session, today: dt.date) -> int:
     due = session.scalars(select(Account).where(Account.next_tariff_id.is_not(None),
                                                 Account.next_tariff_from <= today)).all()
     for account in due:
+        new = session.get(Tariff, account.next_tariff_id)
+        starts_on = account.next_tariff_from
+        if _month_fee_charged(session, account, starts_on):
+            difference = _upgrade_charge(account, new, starts_on)
+            if difference > 0:
+                ledger.post(session, account_id=account.id, amount=-difference, kind="fee",
+                            key=upgrade_key(account.id, starts_on, new.id), author="scheduler",
+                            memo=f"tariff {new.name} from {starts_on.isoformat()}: the "
+                                 f"difference for the rest of {starts_on:%Y-%m}")
         account.tariff_id = account.next_tariff_id
         account.next_tariff_id = None
         account.next_tariff_from = None

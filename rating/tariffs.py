@@ -35,3 +35,19 @@ def fee_key(account_id: int, period: str, day: dt.date) -> str:
 
 def fee_for(monthly_fee: Decimal, period: str, day: dt.date) -> Decimal:
     return daily_fee(monthly_fee, day) if period == "daily" else monthly_fee
+
+
+def upgrade_difference(old_fee: Decimal, new_fee: Decimal, starts_on: dt.date) -> Decimal:
+    """A switch "now" to a dearer monthly tariff after the month's fee was
+    charged at the old one: the difference for the days left in the month,
+    the start day included, rounded half up. A cheaper tariff refunds
+    nothing (its fee starts with the next month)."""
+    if new_fee <= old_fee:
+        return Decimal("0.00")
+    days = days_in_month(starts_on)
+    left = days - starts_on.day + 1
+    return ((new_fee - old_fee) * left / days).quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def upgrade_key(account_id: int, starts_on: dt.date, tariff_id: int) -> str:
+    return f"fee-upgrade:{account_id}:{starts_on:%Y-%m}:{tariff_id}"

@@ -8,7 +8,12 @@ imports nothing of the collector.
 
 One charge per account and hour, keyed ``traffic:ACCOUNT:HOUR``: a job run
 twice, on two nodes or after a crash charges once. An hour is charged once
-it is ``SETTLE`` old, so late flow records have arrived.
+it is ``SETTLE`` old, and looked at again on every run for ``late_hours``
+(settings ``[traffic]``): flows exported late (a router's buffered export,
+a collector catching up) raise the hour's amount, and the difference is
+billed as an adjustment keyed ``traffic:ACCOUNT:HOUR:rN`` — the revision
+N is the number of entries the hour has, so each difference is billed once
+and a rerun that sees nothing new writes nothing.
 
 Tariff.rules (JSON), all optional::
 
@@ -24,12 +29,13 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, column, func, select, table
+from sqlalchemy import (BigInteger, DateTime, Integer, String, and_, column, func, or_, select,
+                        table)
 from sqlalchemy.orm import Session
 
 from config.db import money
 from rating import ledger
-from rating.models import Account, AccountOption, OptionType, Tariff
+from rating.models import Account, AccountOption, LedgerEntry, OptionType, Tariff
 
 SETTLE = dt.timedelta(minutes=15)
 GB = 10 ** 9
@@ -155,24 +161,55 @@ def charge_hour(session: Session, hour: dt.datetime, timezone: str, *,
                     _local_hour(interval_start, zone)):
                 before[account_id] = before.get(account_id, 0) + int(volume)
         packs = _traffic_packs(session, list(this_hour), month_start, hour)
+        billed = _billed(session, list(this_hour), hour)
         for account_id, by_class in this_hour.items():
             rules = tariffs[accounts[account_id]]
             if packs.get(account_id):
                 rules = replace(rules, prepaid_bytes=rules.prepaid_bytes + packs[account_id])
             amount, volume = hour_charge(rules, before.get(account_id, 0), by_class)
-            if amount <= 0:
+            so_far, revision = billed.get(account_id, (Decimal(0), 0))
+            difference = amount - so_far
+            if difference <= 0:
                 continue
-            posting = ledger.post(
-                session, account_id=account_id, amount=-amount, kind="traffic",
-                key=f"traffic:{account_id}:{hour:%Y-%m-%dT%H}", author=author,
-                memo=f"traffic {hour:%Y-%m-%d %H}:00 UTC: {volume / GB:.3f} GB, "
-                     f"prepaid volume deducted")
+            key = hour_key(account_id, hour, revision)
+            memo = (f"traffic {hour:%Y-%m-%d %H}:00 UTC: {volume / GB:.3f} GB, "
+                    f"prepaid volume deducted")
+            if revision:
+                memo = (f"late traffic for {hour:%Y-%m-%d %H}:00 UTC: now {volume / GB:.3f} GB, "
+                        f"{amount} in all, {so_far} billed before")
+            posting = ledger.post(session, account_id=account_id, amount=-difference,
+                                  kind="traffic", key=key, author=author, memo=memo)
             charged += posting.created
     return charged
 
 
-def charge_due(session: Session, now: dt.datetime, timezone: str, hours_back: int = 6) -> int:
-    """Charge the settled hours of the last ``hours_back`` hours (idempotent)."""
+def hour_key(account_id: int, hour: dt.datetime, revision: int = 0) -> str:
+    """The ledger key of an hour's traffic charge (revision 0) and of each
+    late adjustment after it."""
+    base = f"traffic:{account_id}:{hour:%Y-%m-%dT%H}"
+    return base if revision == 0 else f"{base}:r{revision}"
+
+
+def _billed(session: Session, account_ids, hour: dt.datetime) -> dict[int, tuple[Decimal, int]]:
+    """What each account's traffic for ``hour`` has cost so far, and how
+    many entries that took: a key range per account (the hour's key and its
+    ``:rN`` revisions sort together, bytewise), read through the unique
+    index on the key."""
+    found: dict[int, tuple[Decimal, int]] = {}
+    key = LedgerEntry.idempotency_key
+    for start in range(0, len(account_ids), 500):
+        ranges = [and_(key >= hour_key(a, hour), key < hour_key(a, hour) + ";")
+                  for a in account_ids[start:start + 500]]
+        for account_id, amount in session.execute(
+                select(LedgerEntry.account_id, LedgerEntry.amount).where(or_(*ranges))):
+            total, count = found.get(account_id, (Decimal(0), 0))
+            found[account_id] = (total - amount, count + 1)
+    return found
+
+
+def charge_due(session: Session, now: dt.datetime, timezone: str, hours_back: int = 48) -> int:
+    """Charge the settled hours of the last ``hours_back`` hours, billing
+    what arrived late as adjustments (idempotent)."""
     last = (now - SETTLE).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
     total = 0
     for back in range(hours_back - 1, -1, -1):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from rating import fees as fee_module
-from rating import jobs
+from config.db import money
+from rating import jobs, policies
 from scripts.common import CliError, emit_json, get_context, json_option
 
 
@@ -21,14 +22,16 @@ def fees():
 def fees_run(day, as_json):
     """Charge fees; repeating a day changes nothing."""
     ctx = get_context()
+    rules = dict(freeze_fee=money(ctx.settings.get("freeze", "fee_per_day")),
+                 ladder=policies.ladder_from_settings(ctx.settings.section("policy")))
     if day is not None:
         if day.date() > jobs.local_today(ctx.settings.get("", "timezone")):
             raise CliError("cannot charge a day in the future")
         with ctx.Session() as session:
-            results = [fee_module.charge_day(session, day.date())]
+            results = [fee_module.charge_day(session, day.date(), **rules)]
     else:
         results = jobs.run_fees(ctx.engine, ctx.Session,
-                                jobs.local_today(ctx.settings.get("", "timezone")))
+                                jobs.local_today(ctx.settings.get("", "timezone")), **rules)
     rows = [dict(day=r.day, charged=r.charged, profiles_changed=r.profiles_changed)
             for r in results]
     if as_json:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MIKROTIK = 14988
 MIKROTIK_RATE_LIMIT = 8
 FRAMED_IP_ADDRESS = 8
+CLASS = 25
 V5_HEADER = struct.Struct(">HHIIIIBBH")
 V5_RECORD = struct.Struct(">IIIHHIIIIHHBBBBHHBBH")
 INTERNET_PEER = "198.51.100.10"  # TEST-NET-2: documentation range
@@ -47,6 +48,8 @@ class SimSession:
     octets_in: int = 0
     octets_out: int = 0
     started: float = 0.0
+    # The Access-Accept's Class, echoed in accounting (RFC 2865 §5.25).
+    classes: tuple[bytes, ...] = ()
 
 
 def parse_rate(value: bytes) -> tuple[int, int] | None:
@@ -104,7 +107,8 @@ class NasSimulator:
         session = SimSession(login=login, acct_session_id=f"sim-{login}-{int(time.time())}",
                              framed_ip=str(ipaddress.IPv4Address(address)) if address else None,
                              down_kbps=rate[0] if rate else 1000,
-                             up_kbps=rate[1] if rate else 1000, started=time.time())
+                             up_kbps=rate[1] if rate else 1000, started=time.time(),
+                             classes=tuple(answer.attributes.get(CLASS, ())))
         self.sessions[session.acct_session_id] = session
         if self.rng.random() < self.nak_rate:
             self.responder.nak_sessions.add(session.acct_session_id)
@@ -122,6 +126,7 @@ class NasSimulator:
                  ("Acct-Output-Gigawords", session.octets_in >> 32)]
         if session.framed_ip:
             pairs.append(("Framed-IP-Address", session.framed_ip))
+        pairs.extend(("Class", value) for value in session.classes)
         if cause:
             pairs.append(("Acct-Terminate-Cause", cause))
         for _ in range(3):

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from rating import fees, ledger, options
+from rating import cabinet_ops, fees, ledger, options
 from rating.accounts import DomainError
 from rating.models import AccountOption, LedgerEntry, ProfileChange
 from tests.factories import make_account
@@ -32,7 +32,9 @@ def test_turbo_is_bought_once_per_request_and_expires_back(session, turbo):
     session.commit()
     assert first.created and not again.created and again.entry_id == first.entry_id
     session.refresh(account)
-    assert account.balance == Decimal("70.00") and account.profile == "turbo"
+    # The turbo stacks on the ladder's verdict; it is not a profile itself.
+    assert account.balance == Decimal("70.00") and account.profile == "normal"
+    assert cabinet_ops.speed_now(session, account, NOW).profile == "turbo"
     with pytest.raises(DomainError, match="already active"):
         options.buy(session, account, "turbo", NOW, request_id="form-2")
     assert options.expire(session, NOW + dt.timedelta(hours=23)) == 0
@@ -40,7 +42,7 @@ def test_turbo_is_bought_once_per_request_and_expires_back(session, turbo):
     session.commit()
     session.refresh(account)
     assert account.profile == "normal"
-    assert profile_changes(session) == [("turbo", "option:turbo"), ("normal", "option:expired")]
+    assert profile_changes(session) == [("normal", "option:turbo"), ("normal", "option:expired")]
     assert ledger.balance_mismatches(session) == []
 
 

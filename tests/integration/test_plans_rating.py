@@ -11,7 +11,7 @@ from sqlalchemy import select
 from config.settings import load_settings
 from rating import fees, freeze, options, tariff_change
 from rating.accounts import DomainError
-from rating.models import OperationLog
+from rating.models import LedgerEntry, OperationLog
 from tests.factories import make_account, make_tariff
 
 NOW = dt.datetime(2026, 5, 20, 12, 0)
@@ -77,29 +77,46 @@ def test_switch_again_from_takes_the_longest_limit(session):
     assert tariff_change.switch_again_from(session, NOW) == NOW + dt.timedelta(days=30)
 
 
-def test_a_monthly_tariff_now_costs_nothing_more_in_a_paid_month(session):
+def test_a_dearer_monthly_tariff_now_charges_the_difference_for_the_days_left(session):
     monthly = make_tariff(session, name="Monthly", fee="500.00", fee_period="monthly")
     make_tariff(session, name="Monthly Plus", fee="800.00", fee_period="monthly")
+    make_tariff(session, name="Monthly Lite", fee="300.00", fee_period="monthly")
     account = make_account(session, tariff=monthly.name, balance="1000")
     session.commit()
     before = tariff_change.preview(session, account, "Monthly Plus", "now", TODAY)
     assert before.charged_on_start == Decimal("800.00")
     fees.charge_day(session, TODAY)  # May's fee, keyed per account and month
+    # From May 21: 11 of May's 31 days at 300 more a month.
     now_plan = tariff_change.preview(session, account, "Monthly Plus", "now", TODAY)
-    assert now_plan.charged_on_start == Decimal("0.00")
+    assert (now_plan.starts_on, now_plan.charged_on_start) == (
+        dt.date(2026, 5, 21), Decimal("106.45"))
+    # A cheaper tariff now refunds nothing; its fee starts with June.
+    cheaper = tariff_change.preview(session, account, "Monthly Lite", "now", TODAY)
+    assert cheaper.charged_on_start == Decimal("0.00")
     next_plan = tariff_change.preview(session, account, "Monthly Plus", "next_period", TODAY)
     assert (next_plan.starts_on, next_plan.charged_on_start) == \
         (dt.date(2026, 6, 1), Decimal("800.00"))
-    # And that is what the fee run does: nothing more in May, 800 in June.
+    # And that is what the switch and the fee run do: the difference on
+    # May 21 (once, however often the switch is applied), 800 in June.
     tariff_change.change(session, account, "Monthly Plus", "now", NOW, TODAY)
     session.commit()
     tomorrow = TODAY + dt.timedelta(days=1)
-    tariff_change.apply_due(session, tomorrow)
+    assert tariff_change.apply_due(session, tomorrow) == 1
+    assert tariff_change.apply_due(session, tomorrow) == 0
     session.commit()
+    lines = session.execute(select(LedgerEntry.kind, LedgerEntry.amount,
+                                   LedgerEntry.idempotency_key)
+                            .where(LedgerEntry.account_id == account.id,
+                                   LedgerEntry.kind == "fee")
+                            .order_by(LedgerEntry.id)).all()
+    assert [(kind, amount) for kind, amount, _ in lines] == [
+        ("fee", Decimal("-500.00")), ("fee", Decimal("-106.45"))]
+    assert lines[1].idempotency_key.startswith(f"fee-upgrade:{account.id}:2026-05:")
     assert fees.charge_day(session, tomorrow).charged == 0
     assert fees.charge_day(session, dt.date(2026, 6, 1)).charged == 1
     session.refresh(account)
-    assert account.balance == Decimal("1000.00") - Decimal("500.00") - Decimal("800.00")
+    assert account.balance == Decimal("1000.00") - Decimal("500.00") - Decimal("106.45") \
+        - Decimal("800.00")
 
 
 def test_the_option_check_says_why_before_buying(session):
