@@ -177,6 +177,16 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(
     if ids is not None and not ids:
         return outcome
     wanted = desired_profiles(session, now, settings.ladder, ids)
+    # Jobs before sessions: a sender commits "done" and the session's new
+    # applied profile together, so reading in this order never sees a job
+    # finished while its session still looks untouched (which would make a
+    # second job for a difference already gone).
+    jobs: dict[int, list[EnforcementJob]] = defaultdict(list)
+    job_query = select(EnforcementJob).where(EnforcementJob.status.in_(ACTIVE))
+    if ids is not None:
+        job_query = job_query.where(EnforcementJob.account_id.in_(ids))
+    for job in session.scalars(job_query):
+        jobs[job.session_id].append(job)
     query = (select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
              .where(RadiusSession.stopped_at.is_(None), RadiusSession.account_id.is_not(None)))
     if ids is not None:
@@ -184,12 +194,6 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(
     rows = session.execute(query).all()
     if not rows:
         return outcome
-    jobs: dict[int, list[EnforcementJob]] = defaultdict(list)
-    job_query = select(EnforcementJob).where(EnforcementJob.status.in_(ACTIVE))
-    if ids is not None:
-        job_query = job_query.where(EnforcementJob.account_id.in_(ids))
-    for job in session.scalars(job_query):
-        jobs[job.session_id].append(job)
     specs: dict[int, object] = {}
     for radius_session, nas in rows:
         outcome.sessions += 1
@@ -199,6 +203,8 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(
         spec = specs.get(nas.id) or specs.setdefault(nas.id, _spec(nas))
         target = desired.key if access_possible(spec, desired) else NONE
         applied = radius_session.profile
+        if applied == NONE:
+            continue  # disconnected: its Stop is on the way, the next login asks afresh
         working = [j for j in jobs.get(radius_session.id, ()) if j.target is not None]
         if applied is None and not spec.coa and target != NONE:
             # A NAS that echoes no Class and cannot be changed live: what it
@@ -308,6 +314,8 @@ def _send(Session: sessionmaker, job_id: int, settings: Settings,
     """One exchange for one job, and what it means; returns the outcome."""
     with Session() as session:
         job = session.get(EnforcementJob, job_id)
+        if job is None or job.status != "sending":
+            return "lost-lease"
         radius_session = session.get(RadiusSession, job.session_id)
         nas = session.get(Nas, radius_session.nas_id)
         host = _nas_host(nas)
@@ -329,7 +337,7 @@ def _send(Session: sessionmaker, job_id: int, settings: Settings,
             result, error = None, f"socket error: {failure.strerror or failure}"
     with Session() as session:
         job = session.get(EnforcementJob, job_id)
-        if job.status != "sending":
+        if job is None or job.status != "sending":
             return "lost-lease"  # finished by another worker after our lease ran out
         now = utcnow()
         outcome = result.outcome.value if result else "error"
@@ -344,7 +352,7 @@ def _send(Session: sessionmaker, job_id: int, settings: Settings,
         cause = result.error_cause if result else None
         if result is not None and result.done:
             job.status, job.last_error, job.finished_at = "done", None, now
-            if job.target is not None and radius_session.stopped_at is None:
+            if radius_session.stopped_at is None:
                 radius_session.profile = job.target if job.action == "coa" else NONE
             outcome = "ack"
         elif result is not None and result.outcome is coa.Outcome.NAK and job.action == "coa" \
@@ -531,6 +539,8 @@ def standing(session: Session, session_ids: list[int], now: dt.datetime,
         applied = radius_session.profile
         if radius_session.stopped_at is not None:
             reason, in_line = "the session has ended", True
+        elif applied == NONE:
+            reason, in_line = "disconnected; waiting for the NAS's Accounting-Stop", True
         elif target == applied:
             reason, in_line = "in line", True
         elif job is None:
