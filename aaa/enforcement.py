@@ -26,8 +26,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import queue
 import random
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -250,10 +252,25 @@ def expand(session: Session, now: dt.datetime | None = None, limit: int = 5000,
 
 # -- sending -----------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Claimed:
+    """A job taken for one exchange, with all the exchange needs, so the
+    sender touches the database once, to record the outcome."""
+
+    job_id: int
+    nas_id: int | None
+    nas_name: str
+    code: int
+    pairs: tuple
+    host: str | None
+    port: int
+    secret: bytes
+
+
 def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
-           busy: dict[int, int] | None = None) -> list[tuple[int, int | None]]:
-    """Take due jobs (id, nas id): the oldest per session, none for a session
-    with an exchange in flight, at most the free places of each NAS's lane."""
+           busy: dict[int, int] | None = None) -> list[Claimed]:
+    """Take due jobs: the oldest per session, none for a session with an
+    exchange in flight, at most the free places of each NAS's lane."""
     busy = busy or {}
     older = aliased(EnforcementJob)
     in_flight = aliased(EnforcementJob)
@@ -289,12 +306,34 @@ def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
         session.execute(update(EnforcementJob).where(EnforcementJob.id.in_(closed))
                         .values(status="closed", finished_at=now,
                                 last_error="the session ended"))
-    if taken:
-        session.execute(update(EnforcementJob)
-                        .where(EnforcementJob.id.in_([job_id for job_id, _ in taken]))
-                        .values(status="sending",
-                                next_attempt_at=now + dt.timedelta(seconds=settings.lease_s)))
-    return taken
+    if not taken:
+        return []
+    ids = [job_id for job_id, _ in taken]
+    session.execute(update(EnforcementJob).where(EnforcementJob.id.in_(ids))
+                    .values(status="sending",
+                            next_attempt_at=now + dt.timedelta(seconds=settings.lease_s)))
+    claimed = {}
+    for job_id, action, attributes, nas in session.execute(
+            select(EnforcementJob.id, EnforcementJob.action, EnforcementJob.attributes, Nas)
+            .join(RadiusSession, RadiusSession.id == EnforcementJob.session_id)
+            .join(Nas, Nas.id == RadiusSession.nas_id).where(EnforcementJob.id.in_(ids))):
+        claimed[job_id] = Claimed(
+            job_id, nas.id, nas.name,
+            wire.COA_REQUEST if action == "coa" else wire.DISCONNECT_REQUEST,
+            tuple(tuple(pair) for pair in attributes["pairs"]), _nas_host(nas), nas.coa_port,
+            nas.secret.encode())
+    return [claimed[job_id] for job_id in ids if job_id in claimed]
+
+
+def claim_one(session: Session, job_id: int, settings: Settings) -> Claimed:
+    """Take one job now, due or not (an admin's kick waits for no one)."""
+    session.execute(update(EnforcementJob).where(EnforcementJob.id == job_id)
+                    .values(next_attempt_at=utcnow()))
+    found = [job for job in _claim(session, utcnow(), 1_000_000, settings)
+             if job.job_id == job_id]
+    if not found:
+        raise LookupError(f"job {job_id} cannot be sent now")
+    return found[0]
 
 
 @dataclass
@@ -309,88 +348,104 @@ class Outcomes:
             self.counts[name] += 1
 
 
-def _send(Session: sessionmaker, job_id: int, settings: Settings,
-          rng: random.Random, outcomes: Outcomes | None = None) -> str:
-    """One exchange for one job, and what it means; returns the outcome."""
-    with Session() as session:
-        job = session.get(EnforcementJob, job_id)
-        if job is None or job.status != "sending":
-            return "lost-lease"
-        radius_session = session.get(RadiusSession, job.session_id)
-        nas = session.get(Nas, radius_session.nas_id)
-        host = _nas_host(nas)
-        secret = nas.secret.encode()
-        code = wire.COA_REQUEST if job.action == "coa" else wire.DISCONNECT_REQUEST
-        pairs = [tuple(pair) for pair in job.attributes["pairs"]]
-        address = (host, nas.coa_port)
-        nas_name = nas.name
-        session.commit()
+@dataclass(frozen=True)
+class Exchanged:
+    job: Claimed
+    result: coa.Result | None
+    error: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+
+
+def exchange(job: Claimed, settings: Settings, rng: random.Random) -> Exchanged:
+    """One exchange with the NAS for a claimed job (no database)."""
     started_at = utcnow()
-    if host is None:
+    if job.host is None:
         result, error = None, "NAS is a prefix: no address to send to"
     else:
-        request = coa.build(code, rng.randrange(256), secret, pairs)
+        request = coa.build(job.code, rng.randrange(256), job.secret, job.pairs)
         try:
-            result = coa.exchange(request, address, secret, **settings.timers)
+            result = coa.exchange(request, (job.host, job.port), job.secret, **settings.timers)
             error = None
         except OSError as failure:
             result, error = None, f"socket error: {failure.strerror or failure}"
-    with Session() as session:
-        job = session.get(EnforcementJob, job_id)
-        if job is None or job.status != "sending":
-            return "lost-lease"  # finished by another worker after our lease ran out
-        now = utcnow()
-        outcome = result.outcome.value if result else "error"
-        session.add(EnforcementAttempt(
-            job_id=job.id, nas_address=host, started_at=started_at, finished_at=now,
-            transmissions=result.attempts if result else 0, outcome=outcome,
-            error_cause=result.error_cause if result else None))
-        job.tries += 1
-        if result is not None:
-            job.attempts += result.attempts
-        radius_session = session.get(RadiusSession, job.session_id)
-        cause = result.error_cause if result else None
-        if result is not None and result.done:
-            job.status, job.last_error, job.finished_at = "done", None, now
-            if radius_session.stopped_at is None:
-                radius_session.profile = job.target if job.action == "coa" else NONE
-            outcome = "ack"
-        elif result is not None and result.outcome is coa.Outcome.NAK and job.action == "coa" \
-                and cause == coa.SESSION_CONTEXT_NOT_FOUND:
-            # The NAS has no such session: it ended and its Stop was lost.
-            close_session_as_stale(session.connection(), radius_session.id)
-            job.status, job.finished_at = "closed", now
-            job.last_error = "Error-Cause 503: the NAS has no such session; closed as stale"
-            outcome = "nak-503"
-        elif result is not None and result.outcome is coa.Outcome.NAK and job.action == "coa" \
-                and cause in CANNOT_COA and settings.disconnect_fallback:
-            job.action = "disconnect"
-            job.attributes = {"pairs": session_pairs(radius_session)}
-            job.status, job.next_attempt_at = "pending", now
-            job.last_error = f"Error-Cause {cause}: the NAS cannot change it; Disconnect instead"
-            outcome = "nak-fallback"
-        else:
-            if result is None:
-                job.last_error = error
-            elif result.outcome is coa.Outcome.NAK:
-                job.last_error = f"Error-Cause {cause}"
-            else:
-                job.last_error = f"no answer within {settings.mrd:g} s"
-            job.status = "pending"
-            job.next_attempt_at = now + dt.timedelta(seconds=backoff(
-                job.tries, settings.backoff_initial, settings.backoff_max, rng))
-        account_id = job.account_id
-        session.commit()
-        log.info("enforcement.exchange job=%s action=%s nas=%s outcome=%s tries=%s", job_id,
-                 job.action, nas_name, outcome, job.tries)
+    return Exchanged(job, result, error, started_at, utcnow())
+
+
+def record(session: Session, done: list[Exchanged], settings: Settings,
+           rng: random.Random) -> list[str]:
+    """What the exchanges mean, written in the caller's transaction — one
+    for a whole batch of them (a group commit, as accounting does) — and the
+    accounts they touched reconciled at once."""
+    outcomes, touched = [], set()
+    jobs = {job.id: job for job in session.scalars(select(EnforcementJob).where(
+        EnforcementJob.id.in_([item.job.job_id for item in done])))}
+    sessions = {row.id: row for row in session.scalars(select(RadiusSession).where(
+        RadiusSession.id.in_({job.session_id for job in jobs.values()})))}
+    for item in done:
+        job = jobs.get(item.job.job_id)
+        with session.no_autoflush:
+            outcome, account_id = _record(session, item, job,
+                                          sessions.get(job.session_id) if job else None,
+                                          settings, rng)
+        outcomes.append(outcome)
+        log.info("enforcement.exchange job=%s nas=%s outcome=%s", item.job.job_id,
+                 item.job.nas_name, outcome)
         if account_id is not None:
-            # Did the wish move while we worked? The loop closes here: a
-            # newer target supersedes a job waiting for its next try.
-            reconcile(session, now, settings, [account_id])
-            session.commit()
-    if outcomes is not None:
-        outcomes.add(outcome)
-    return outcome
+            touched.add(account_id)
+    if touched:
+        # Did the wish move while we worked? The loop closes here: a newer
+        # target supersedes a job waiting for its next try.
+        session.flush()
+        reconcile(session, utcnow(), settings, touched)
+    return outcomes
+
+
+def _record(session: Session, item: Exchanged, job: EnforcementJob | None,
+            radius_session: RadiusSession | None, settings: Settings,
+            rng: random.Random) -> tuple[str, int | None]:
+    claimed, result, error = item.job, item.result, item.error
+    if job is None or job.status != "sending":
+        return "lost-lease", None  # finished by another worker after our lease ran out
+    now = item.finished_at
+    outcome = result.outcome.value if result else "error"
+    session.add(EnforcementAttempt(
+        job_id=job.id, nas_address=claimed.host, started_at=item.started_at, finished_at=now,
+        transmissions=result.attempts if result else 0, outcome=outcome,
+        error_cause=result.error_cause if result else None))
+    job.tries += 1
+    if result is not None:
+        job.attempts += result.attempts
+    cause = result.error_cause if result else None
+    nak = result is not None and result.outcome is coa.Outcome.NAK and job.action == "coa"
+    if result is not None and result.done:
+        job.status, job.last_error, job.finished_at = "done", None, now
+        if radius_session.stopped_at is None:
+            radius_session.profile = job.target if job.action == "coa" else NONE
+        outcome = "ack"
+    elif nak and cause == coa.SESSION_CONTEXT_NOT_FOUND:
+        # The NAS has no such session: it ended and its Stop was lost.
+        close_session_as_stale(session.connection(), radius_session.id)
+        job.status, job.finished_at = "closed", now
+        job.last_error = "Error-Cause 503: the NAS has no such session; closed as stale"
+        outcome = "nak-503"
+    elif nak and cause in CANNOT_COA and settings.disconnect_fallback:
+        job.action = "disconnect"
+        job.attributes = {"pairs": session_pairs(radius_session)}
+        job.status, job.next_attempt_at = "pending", now
+        job.last_error = f"Error-Cause {cause}: the NAS cannot change it; Disconnect instead"
+        outcome = "nak-fallback"
+    else:
+        if result is None:
+            job.last_error = error
+        elif result.outcome is coa.Outcome.NAK:
+            job.last_error = f"Error-Cause {cause}"
+        else:
+            job.last_error = f"no answer within {settings.mrd:g} s"
+        job.status = "pending"
+        job.next_attempt_at = now + dt.timedelta(seconds=backoff(
+            job.tries, settings.backoff_initial, settings.backoff_max, rng))
+    return outcome, job.account_id
 
 
 def run_once(Session: sessionmaker, *, limit: int = 256, workers: int = 32,
@@ -411,13 +466,18 @@ def run_once(Session: sessionmaker, *, limit: int = 256, workers: int = 32,
     if taken:
         rng = random.Random()
         with ThreadPoolExecutor(max_workers=min(workers, len(taken))) as pool:
-            list(pool.map(lambda item: _send(Session, item[0], settings, rng), taken))
+            done = list(pool.map(lambda job: exchange(job, settings, rng), taken))
+        with Session() as session:
+            record(session, done, settings, rng)
+            session.commit()
     return len(taken)
 
 
 class Enforcer:
-    """The service: reconcile, claim per lane, send without waiting for a
-    batch; a sweep of every session each ``sweep_interval``."""
+    """The service: reconcile, claim per lane, exchange in a pool of
+    threads without waiting for a batch; this loop alone writes, recording
+    finished exchanges a batch per transaction; a sweep of every session
+    each ``sweep_interval``."""
 
     def __init__(self, Session: sessionmaker, settings: Settings = Settings(), *,
                  threads: int = 64, poll_s: float = 0.1, engine=None):
@@ -428,6 +488,7 @@ class Enforcer:
         self.outcomes = Outcomes()
         self.busy: dict[int | None, int] = defaultdict(int)
         self._busy_lock = threading.Lock()
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="coa-lane")
         self._threads = threads
@@ -435,12 +496,14 @@ class Enforcer:
         self._last_sweep = 0.0
         self.stop_event = threading.Event()
 
-    def _done(self, nas_id, future) -> None:
-        with self._busy_lock:
-            self.busy[nas_id] -= 1
+    def _exchanged(self, job: Claimed, future) -> None:
         error = future.exception()
-        if error is not None:
-            log.error("enforcement.send_error error=%r", error)
+        if error is not None:  # a bug, not a NAS: the lease brings the job back
+            log.error("enforcement.exchange_error job=%s error=%r", job.job_id, error)
+            with self._busy_lock:
+                self.busy[job.nas_id] -= 1
+        else:
+            self._finished.put(future.result())
         self._wake.set()
 
     def sweep(self) -> Reconciled:
@@ -454,8 +517,29 @@ class Enforcer:
                 session.commit()
             return done
 
+    def _record_finished(self) -> int:
+        done = []
+        while True:
+            try:
+                done.append(self._finished.get_nowait())
+            except queue.Empty:
+                break
+        if not done:
+            return 0
+        with self.Session() as session:
+            outcomes = record(session, done, self.settings, self._rng)
+            session.commit()
+        with self._busy_lock:
+            for item in done:
+                self.busy[item.job.nas_id] -= 1
+        for outcome in outcomes:
+            self.outcomes.add(outcome)
+        return len(done)
+
     def step(self, monotonic: float) -> int:
-        """One pass: outbox, sweep when due, claim and hand out. Returns jobs sent."""
+        """One pass: record what finished, the outbox, the sweep when due,
+        then claim and hand out. Returns exchanges started."""
+        self._record_finished()
         if monotonic - self._last_sweep >= self.settings.sweep_interval:
             self._last_sweep = monotonic
             self.sweep()
@@ -467,31 +551,36 @@ class Enforcer:
             taken = _claim(session, utcnow(), max(0, free), self.settings, busy) if free > 0 \
                 else []
             session.commit()
-        for job_id, nas_id in taken:
+        for job in taken:
             with self._busy_lock:
-                self.busy[nas_id] += 1
-            future = self._pool.submit(_send, self.Session, job_id, self.settings, self._rng,
-                                       self.outcomes)
-            future.add_done_callback(lambda f, nas_id=nas_id: self._done(nas_id, f))
+                self.busy[job.nas_id] += 1
+            future = self._pool.submit(exchange, job, self.settings, self._rng)
+            future.add_done_callback(lambda f, job=job: self._exchanged(job, f))
         return len(taken)
 
     def run(self) -> None:
-        import time
         while not self.stop_event.is_set():
             try:
-                sent = self.step(time.monotonic())
+                started = self.step(time.monotonic())
             except Exception:  # the database may be away: keep the loop alive
                 log.exception("enforcement.step_failed")
-                sent = 0
+                started = 0
                 self.stop_event.wait(1.0)
-            if not sent:
+            if not started:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
 
     def stop(self, wait: bool = True) -> None:
+        """Stop claiming; with ``wait``, let the exchanges in flight end and
+        record them (a job not recorded comes back when its lease ends)."""
         self.stop_event.set()
         self._wake.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        if wait:
+            try:
+                self._record_finished()
+            except Exception:
+                log.exception("enforcement.final_record_failed")
 
 
 class _held:

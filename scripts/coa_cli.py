@@ -7,7 +7,7 @@ import random
 import signal
 
 import click
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from aaa import enforcement
 from aaa.models import EnforcementAttempt, EnforcementJob, Nas, Session as RadiusSession
@@ -85,12 +85,16 @@ def session_kick(acct_session_id, nas_name, wait, as_json):
         job_id = job.id
     if wait:
         settings = enforcement.Settings.from_settings(ctx.settings)
-        # One exchange, and its answer: no retry behind the admin's back.
+        # One exchange, and its answer: no retry behind the admin's back
+        # (an unanswered kick stays queued for the enforcer).
         with ctx.Session() as session:
-            session.execute(update(EnforcementJob).where(EnforcementJob.id == job_id)
-                            .values(status="sending"))
+            claimed = enforcement.claim_one(session, job_id, settings)
             session.commit()
-        enforcement._send(ctx.Session, job_id, settings, random.Random())
+        rng = random.Random()
+        done = enforcement.exchange(claimed, settings, rng)
+        with ctx.Session() as session:
+            enforcement.record(session, [done], settings, rng)
+            session.commit()
     with ctx.Session() as session:
         job = session.get(EnforcementJob, job_id)
         view = dict(id=job.id, status=job.status, attempts=job.attempts,
