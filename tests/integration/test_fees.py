@@ -75,3 +75,52 @@ def test_a_fee_line_in_the_statement_says_which_period_it_pays_for(session):
                     if line.kind == "fee"]
     assert (day_line.memo, day_line.amount) == ("fee for 2026-01-07", Decimal("-10.00"))
     assert (month_line.memo, month_line.amount) == ("fee for 2026-01", Decimal("-500.00"))
+
+
+def test_no_fee_while_suspended_for_debt_and_it_resumes_the_day_service_returns(session):
+    """A suspended subscriber has no service: the debt does not grow. A
+    throttled one still has service (at the negative speed) and pays; a
+    tariff may say it charges while suspended."""
+    from rating.accounts import add_payment
+    from rating.policies import REDIRECT, ladder_from_settings
+    daily = make_tariff(session, fee="310.00", fee_period="daily", negative_rate_kbps=512)
+    no_throttle = make_tariff(session, fee="310.00", fee_period="daily", negative_rate_kbps=0)
+    strict = make_tariff(session, fee="310.00", fee_period="daily")
+    strict.rules = {"fee_while_suspended": True}
+    suspended = make_account(session, tariff=daily.name, credit_limit="50")
+    throttled = make_account(session, tariff=daily.name, credit_limit="50")
+    cut_off = make_account(session, tariff=no_throttle.name, credit_limit="50")
+    charged_anyway = make_account(session, tariff=strict.name)
+    for account, amount in ((suspended, "-60"), (throttled, "-20"), (cut_off, "-1"),
+                            (charged_anyway, "-60")):
+        ledger.post(session, account_id=account.id, amount=amount, kind="correction",
+                    key=f"debt-{account.id}", author="t")
+    fees.apply_policies(session)
+    session.commit()
+    for account in (suspended, throttled, cut_off, charged_anyway):
+        session.refresh(account)
+    assert [a.profile for a in (suspended, throttled, cut_off, charged_anyway)] == [
+        "suspended", "throttled", "throttled", "suspended"]
+    for day in (1, 2, 3):
+        fees.charge_day(session, dt.date(2026, 1, day))
+    session.commit()
+
+    def fee_days(account):
+        return [key.rsplit(":", 1)[1] for key in session.scalars(
+            select(LedgerEntry.idempotency_key).where(LedgerEntry.account_id == account.id,
+                                                      LedgerEntry.kind == "fee")
+            .order_by(LedgerEntry.id))]
+    assert fee_days(suspended) == [] and fee_days(cut_off) == []
+    assert fee_days(throttled) == fee_days(charged_anyway) == [
+        "2026-01-01", "2026-01-02", "2026-01-03"]
+    # Paid on the 4th: service returns, and so does the fee, from that day.
+    add_payment(session, suspended, "100", external_id="bank-4")
+    session.commit()
+    fees.charge_day(session, dt.date(2026, 1, 4))
+    session.commit()
+    assert fee_days(suspended) == ["2026-01-04"]
+    # The captive portal is no service either.
+    portal = ladder_from_settings({"suspend_mode": REDIRECT, "redirect_rate_kbps": 0})
+    assert fees.unserved_profiles(daily, portal) == ["suspended"]
+    assert fees.unserved_profiles(no_throttle) == ["suspended", "throttled"]
+    assert fees.unserved_profiles(strict) == []

@@ -112,3 +112,66 @@ def test_a_traffic_pack_adds_to_the_prepaid_volume(session):
     # 12 GB used, 1 GB prepaid + 10 GB pack: 1 GB at 2.00.
     assert session.scalars(select(LedgerEntry.amount).where(
         LedgerEntry.kind == "traffic")).all() == [Decimal("-2.00")]
+
+
+def test_traffic_exported_late_is_billed_as_an_adjustment_per_hour_and_revision(session):
+    """A router's buffered NetFlow arrives two days late: the hour it
+    belongs to is charged again for the difference only, with its own key
+    and memo, and the prepaid volume it used up makes the next hour dearer
+    too; a rerun that sees nothing new writes nothing."""
+    tariff = make_tariff(session, price_per_gb="2.00", prepaid_mb=1_000)
+    tariff.usage_source = "netflow"
+    account = make_account(session, tariff=tariff.name, balance="100")
+    ten = dt.datetime(2026, 7, 2, 10, 0)
+    eleven = ten + dt.timedelta(hours=1)
+    add_usage(session, account, ten, 3 * GB)
+    add_usage(session, account, eleven, 1 * GB)
+    session.commit()
+    run_at = eleven + dt.timedelta(hours=1, minutes=30)
+    assert traffic.charge_due(session, run_at, "Europe/Moscow") == 2
+    # Late: 2 GB more in the 10:00 hour (one export a day and a half late).
+    add_usage(session, account, ten + dt.timedelta(minutes=20), 2 * GB)
+    session.commit()
+    later = run_at + dt.timedelta(hours=36)
+    assert traffic.charge_due(session, later, "Europe/Moscow") == 1
+    assert traffic.charge_due(session, later, "Europe/Moscow") == 0  # nothing new
+    # Still later data for 10:00, outside the 48 h window of the next run:
+    # it stays unbilled rather than counted against a wrong hour.
+    add_usage(session, account, ten + dt.timedelta(minutes=40), 5 * GB)
+    session.commit()
+    assert traffic.charge_due(session, later + dt.timedelta(hours=24), "Europe/Moscow") == 0
+    session.commit()
+    lines = session.execute(select(LedgerEntry.idempotency_key, LedgerEntry.amount,
+                                   LedgerEntry.memo)
+                            .where(LedgerEntry.kind == "traffic")
+                            .order_by(LedgerEntry.id)).all()
+    # 10:00: 3 GB - 1 GB prepaid = 2 GB x 2.00; 11:00: 1 GB x 2.00. Then
+    # 10:00 had 5 GB (8.00 in all, 4.00 more) and 11:00 is unchanged.
+    assert [(key, amount) for key, amount, _ in lines] == [
+        (f"traffic:{account.id}:2026-07-02T10", Decimal("-4.00")),
+        (f"traffic:{account.id}:2026-07-02T11", Decimal("-2.00")),
+        (f"traffic:{account.id}:2026-07-02T10:r1", Decimal("-4.00")),
+    ]
+    assert lines[2].memo.startswith("late traffic for 2026-07-02 10:00 UTC: now 5.000 GB")
+    assert ledger.balance_mismatches(session) == []
+
+
+def test_late_traffic_that_uses_up_the_prepaid_volume_reprices_the_next_hour(session):
+    tariff = make_tariff(session, price_per_gb="1.00", prepaid_mb=4_000)
+    tariff.usage_source = "netflow"
+    account = make_account(session, tariff=tariff.name, balance="100")
+    ten = dt.datetime(2026, 7, 2, 10, 0)
+    add_usage(session, account, ten, 1 * GB)
+    add_usage(session, account, ten + dt.timedelta(hours=1), 4 * GB)
+    session.commit()
+    run_at = ten + dt.timedelta(hours=2, minutes=30)
+    traffic.charge_due(session, run_at, "Europe/Moscow")   # 11:00: 1 GB over prepaid
+    add_usage(session, account, ten + dt.timedelta(minutes=30), 3 * GB)  # late, for 10:00
+    session.commit()
+    traffic.charge_due(session, run_at + dt.timedelta(hours=1), "Europe/Moscow")
+    session.commit()
+    lines = session.execute(select(LedgerEntry.idempotency_key, LedgerEntry.amount)
+                            .where(LedgerEntry.kind == "traffic")
+                            .order_by(LedgerEntry.id)).all()
+    assert lines == [(f"traffic:{account.id}:2026-07-02T11", Decimal("-1.00")),
+                     (f"traffic:{account.id}:2026-07-02T11:r1", Decimal("-3.00"))]
