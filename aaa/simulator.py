@@ -11,6 +11,7 @@ import hmac
 import random
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aaa import packet as wire
@@ -41,6 +42,8 @@ class CoaResponder:
     requests_seen: int = 0
     # (identifier, authenticator) of every request, retransmits included.
     received: list[tuple[int, bytes]] = field(default_factory=list)
+    # When a request for each session first arrived (time.monotonic()).
+    first_seen: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> "CoaResponder":
         self._rng = random.Random(self.seed)
@@ -84,6 +87,7 @@ class CoaResponder:
         self.requests_seen += 1
         self.received.append((request.identifier, request.authenticator))
         session_id = request.text(ACCT_SESSION_ID) or ""
+        self.first_seen.setdefault(session_id, time.monotonic())
         disconnect = request.code == wire.DISCONNECT_REQUEST
         # A session the NAS does not know is refused every time; loss is
         # simulated on the rest, so a test can tell a NAK from a timeout.
