@@ -439,3 +439,101 @@ def test_kill_9_of_the_worker_mid_batch_loses_no_job(ctx, db_url, nas_sim):
     with ctx.Session() as session:
         assert set(session.scalars(select(EnforcementJob.status))) == {"done"}
     assert len(responder.applied) == 6
+
+
+def test_the_operator_sees_desired_against_applied_and_why(ctx, db_url, nas_sim):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+    responder = nas_sim()
+    responder.silent = True
+    with ctx.Session() as session:
+        tariff = make_tariff(session, negative_rate_kbps=640)
+        account = make_account(session, tariff=tariff.name, credit_limit="50")
+        nas = coa_nas(session, responder, name="bras-7")
+        row = open_session(session, account, nas, 5)
+        row.profile = "full:100000/50000"
+        spend(session, account.id, "-10", "s")
+        session.commit()
+    enforcement.run_once(ctx.Session, settings=QUICK)
+    runner = CliRunner()
+    env = {"ABONENT_DATABASE_URL": db_url}
+    shown = runner.invoke(cli, ["session", "show", "sess-5", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    view = json.loads(shown.stdout)
+    assert (view["desired"], view["applied"], view["in_line"]) == (
+        "full:640/640", "full:100000/50000", False)
+    assert view["reason"].startswith("coa tried 1 time(s), last: no answer within 0.6 s")
+    assert [a["outcome"] for a in view["attempts"]] == ["timeout"]
+    text = runner.invoke(cli, ["session", "show", "sess-5"], env=env).stdout
+    assert "desired          full:640/640" in text and "next try at" in text
+    listed = json.loads(runner.invoke(cli, ["coa", "list", "--active", "--json"],
+                                      env=env).stdout)
+    assert [(j["nas"], j["target"], j["applied"], j["status"], j["tries"]) for j in listed] == [
+        ("bras-7", "full:640/640", "full:100000/50000", "pending", 1)]
+    responder.silent = False
+    later = enforcement.utcnow() + dt.timedelta(seconds=QUICK.backoff_max + 1)
+    enforcement.run_once(ctx.Session, settings=QUICK, now=later)
+    view = json.loads(runner.invoke(cli, ["session", "show", "sess-5", "--json"],
+                                    env=env).stdout)
+    assert (view["applied"], view["in_line"], view["reason"]) == ("full:640/640", True,
+                                                                 "in line")
+    missing = runner.invoke(cli, ["session", "show", "nope"], env=env)
+    assert missing.exit_code == 2 and "no session nope" in missing.stderr
+
+
+def test_a_nas_vendor_override_is_checked_and_used_by_the_enforcer(ctx, db_url, nas_sim):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+    responder = nas_sim()
+    runner = CliRunner()
+    env = {"ABONENT_DATABASE_URL": db_url}
+    with ctx.Session() as session:
+        account = make_account(session, credit_limit="50")
+        nas = coa_nas(session, responder, name="edge-1")
+        open_session(session, account, nas, 3)
+        session.commit()
+    bad = runner.invoke(cli, ["nas", "set", "edge-1", "--override",
+                              '{"rate": [["Filter-Id", "{password}"]]}'], env=env)
+    assert bad.exit_code == 2 and "may use only" in bad.stderr
+    good = runner.invoke(cli, ["nas", "set", "edge-1", "--json", "--override",
+                               '{"rate": [["Filter-Id", "shape-{down_kbps}"]]}'], env=env)
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout)["vendor_override"] == {
+        "rate": [["Filter-Id", "shape-{down_kbps}"]]}
+    with ctx.Session() as session:
+        spend(session, account.id, "-10", "s")
+        session.commit()
+    enforcement.run_once(ctx.Session, settings=QUICK)
+    assert responder.applied["sess-3"][11] == [b"shape-1000"]  # Filter-Id
+    assert 26 not in responder.applied["sess-3"]  # no Mikrotik-Rate-Limit any more
+
+
+def test_enforcer_metrics_count_sessions_out_of_line_and_outcomes(ctx, nas_sim):
+    from prometheus_client import CollectorRegistry, generate_latest
+    responder = nas_sim()
+    responder.silent = True
+    with ctx.Session() as session:
+        nas = coa_nas(session, responder)
+        for n in range(3):
+            account = make_account(session, credit_limit="50")
+            open_session(session, account, nas, n)
+            spend(session, account.id, "-10", f"m{n}")
+        session.commit()
+    worker = enforcement.Enforcer(ctx.Session, QUICK, threads=4, poll_s=0.05)
+    registry = CollectorRegistry()
+    registry.register(enforcement.EnforcerMetrics(worker))
+    worker.step(time.monotonic())
+    time.sleep(QUICK.mrd + 0.3)
+    worker.step(time.monotonic())
+    text = generate_latest(registry).decode()
+    worker.stop()
+    assert "abonent_enforcement_sessions_out_of_line 3.0" in text
+    assert 'abonent_enforcement_exchanges_total{outcome="timeout"} 3.0' in text
+    age = float(text.split("\nabonent_enforcement_oldest_out_of_line_seconds ")[1].split()[0])
+    assert 0.5 < age < 10
