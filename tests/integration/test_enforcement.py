@@ -537,3 +537,30 @@ def test_enforcer_metrics_count_sessions_out_of_line_and_outcomes(ctx, nas_sim):
     assert 'abonent_enforcement_exchanges_total{outcome="timeout"} 3.0' in text
     age = float(text.split("\nabonent_enforcement_oldest_out_of_line_seconds ")[1].split()[0])
     assert 0.5 < age < 10
+
+
+def test_suspension_with_redirect_sends_the_session_to_the_captive_portal(ctx, nas_sim):
+    from rating.accounts import add_payment
+    from rating.policies import REDIRECT, ladder_from_settings
+    portal = dataclasses.replace(QUICK, ladder=ladder_from_settings(
+        {"suspend_mode": REDIRECT, "redirect_rate_kbps": 256}))
+    responder = nas_sim()
+    with ctx.Session() as session:
+        account = make_account(session)
+        nas = coa_nas(session, responder)
+        row = open_session(session, account, nas, 1)
+        row.profile = "full:100000/50000"
+        spend(session, account.id, "-10", "s")
+        session.commit()
+    enforcement.run_once(ctx.Session, settings=portal)
+    told = responder.applied["sess-1"]
+    assert b"".join(told[26]).count(b"256k/256k") == 1
+    assert b"abonent-redirect" in b"".join(told[26])  # Mikrotik-Address-List
+    assert responder.disconnected == set()  # still online, can reach the cabinet
+    with ctx.Session() as session:
+        assert session.scalar(select(RadiusSession.profile)) == "redirect:256/256"
+        add_payment(session, session.get(Account, account.id), "100", external_id="p")
+        session.commit()
+    # RouterOS cannot take a session off an address list by CoA: a reconnect.
+    enforcement.run_once(ctx.Session, settings=portal)
+    assert responder.disconnected == {"sess-1"}
