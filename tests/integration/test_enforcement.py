@@ -564,3 +564,37 @@ def test_suspension_with_redirect_sends_the_session_to_the_captive_portal(ctx, n
     # RouterOS cannot take a session off an address list by CoA: a reconnect.
     enforcement.run_once(ctx.Session, settings=portal)
     assert responder.disconnected == {"sess-1"}
+
+
+@pytest.mark.parametrize("vendor,expected", [
+    ("mikrotik", [("Mikrotik-Rate-Limit", "700k/700k")]),
+    ("cisco", [("Cisco-AVPair", "ip:qos-policy-in=add-class(sub,(class-default),police(700000))"),
+               ("Cisco-AVPair",
+                "ip:qos-policy-out=add-class(sub,(class-default),shape(700000))")]),
+    ("juniper", [("ERX-Ingress-Policy-Name", "rate-700k"),
+                 ("ERX-Egress-Policy-Name", "rate-700k")]),
+    ("huawei", [("Huawei-Input-Average-Rate", 700_000),
+                ("Huawei-Output-Average-Rate", 700_000)]),
+    ("accel-ppp", [("Filter-Id", "700/700")]),
+])
+def test_each_vendor_gets_its_own_attributes_on_the_wire(ctx, nas_sim, vendor, expected):
+    """The CoA-Request as the NAS receives it: the session's identity and,
+    byte for byte, the vendor's rate attributes — nothing else."""
+    from aaa.dictionary import encode
+    from aaa.packet import decode
+    responder = nas_sim()
+    with ctx.Session() as session:
+        tariff = make_tariff(session, negative_rate_kbps=700)
+        account = make_account(session, tariff=tariff.name, credit_limit="50")
+        nas = make_nas(session, vendor=vendor, secret="coa-secret", coa_port=responder.port)
+        open_session(session, account, nas, 1).profile = "full:100000/50000"
+        spend(session, account.id, "-10", "v")
+        session.commit()
+    enforcement.run_once(ctx.Session, settings=QUICK)
+    sent = responder.applied["sess-1"]
+    identity = {1: [b"user1"], 44: [b"sess-1"], 8: [bytes([10, 0, 0, 2])]}
+    body = b"".join(encode(name, value) for name, value in expected)
+    wanted = decode(bytes([43, 0]) + (20 + len(body)).to_bytes(2, "big") + bytes(16) + body)
+    rest = {kind: values for kind, values in sent.items() if kind not in identity and kind != 80}
+    assert {kind: sent[kind] for kind in identity} == identity
+    assert rest == wanted.attributes

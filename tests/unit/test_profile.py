@@ -159,3 +159,27 @@ def test_the_access_accept_is_the_desired_profile_and_names_it_in_class():
                       interim_interval=0, now=NOW, ladder=REDIRECT_LADDER).accept
     assert not decide(_subscriber(profile="suspended"), True, vendor="mikrotik",
                       interim_interval=0, now=NOW).accept
+
+
+def test_the_enforcer_reads_its_coa_and_policy_settings():
+    from aaa.enforcement import Settings
+    from config.settings import load_settings
+    settings = Settings.from_settings(load_settings(environ={
+        "ABONENT_COA_TIMEOUT": "0.5", "ABONENT_COA_MAX_DURATION": "7",
+        "ABONENT_COA_BACKOFF_MAX": "120", "ABONENT_COA_LANE_SIZE": "3",
+        "ABONENT_POLICY_SUSPEND_MODE": "redirect", "ABONENT_POLICY_REDIRECT_URL": "https://p/"}))
+    assert (settings.irt, settings.mrd, settings.backoff_max, settings.lane_size) == (
+        0.5, 7.0, 120.0, 3)
+    assert settings.timers == {"irt": 0.5, "mrt": 16.0, "mrd": 7.0}
+    assert settings.ladder[0].mode == policies.REDIRECT
+    assert settings.redirect_url == "https://p/"
+
+
+def test_backoff_doubles_to_its_cap_and_never_passes_it():
+    import random
+
+    from aaa.enforcement import backoff
+    rng = random.Random(3)
+    waits = [backoff(tries, 5.0, 300.0, rng) for tries in range(1, 12)]
+    assert 4.5 <= waits[0] <= 5.5 and 9.0 <= waits[1] <= 11.0
+    assert max(waits) <= 300.0 and waits[-1] >= 270.0
