@@ -233,6 +233,24 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(
     return outcome
 
 
+def sweep_all(Session: sessionmaker, now: dt.datetime, settings: Settings = Settings(),
+          chunk: int = 5000) -> Reconciled:
+    """Reconcile every open session, a chunk of accounts per transaction,
+    so a million sessions never sit in memory at once."""
+    total = Reconciled()
+    with Session() as session:
+        owners = session.scalars(select(RadiusSession.account_id).where(
+            RadiusSession.stopped_at.is_(None), RadiusSession.account_id.is_not(None))
+            .distinct().order_by(RadiusSession.account_id)).all()
+    for start in range(0, len(owners), chunk):
+        with Session() as session:
+            done = reconcile(session, now, settings, owners[start:start + chunk])
+            session.commit()
+        for name in ("sessions", "made", "superseded", "adopted"):
+            setattr(total, name, getattr(total, name) + getattr(done, name))
+    return total
+
+
 def expand(session: Session, now: dt.datetime | None = None, limit: int = 5000,
            settings: Settings = Settings()) -> int:
     """The outbox's accounts reconciled at once; returns jobs made."""
@@ -457,9 +475,9 @@ def run_once(Session: sessionmaker, *, limit: int = 256, workers: int = 32,
     settings = settings or Settings()
     if timers:
         settings = dataclasses.replace(settings, **timers)
+    if sweep:
+        sweep_all(Session, now or utcnow(), settings)
     with Session() as session:
-        if sweep:
-            reconcile(session, now or utcnow(), settings)
         expand(session, now, settings=settings)
         taken = _claim(session, now or utcnow(), limit, settings)
         session.commit()
@@ -512,10 +530,7 @@ class Enforcer:
                 else _held() as held:
             if not held:
                 return Reconciled()
-            with self.Session() as session:
-                done = reconcile(session, utcnow(), self.settings)
-                session.commit()
-            return done
+            return sweep_all(self.Session, utcnow(), self.settings)
 
     def _record_finished(self) -> int:
         done = []
@@ -693,6 +708,6 @@ class EnforcerMetrics:
         yield outcomes
 
 
-__all__ = ["EnforcerMetrics", "Enforcer", "Settings", "reconcile", "expand", "run_once", "standing",
+__all__ = ["EnforcerMetrics", "Enforcer", "Settings", "reconcile", "sweep_all", "expand", "run_once", "standing",
            "out_of_line", "desired_profiles", "backoff", "session_pairs", "FINAL", "ACTIVE",
            "STATUSES", "CANNOT_COA", "STALE_CAUSE"]
