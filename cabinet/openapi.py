@@ -62,7 +62,10 @@ SCHEMAS = {
         "token": _nullable(_object({"prefix": {"type": "string"}})),
     }),
     "Speed": _object({
-        "profile": {"type": "string", "enum": ["normal", "turbo", "throttled", "suspended"]},
+        # rating.profile.desired_profile's name: the ladder's verdict, or
+        # the kind of the speed option stacked on "normal".
+        "profile": {"type": "string", "enum": ["normal", "turbo", "throttled", "suspended",
+                                               "frozen", "closed", "no-tariff"]},
         "rate_down_kbps": {"type": "integer"}, "rate_up_kbps": {"type": "integer"},
         "until": _nullable(_ref("Time")),
     }),
