@@ -47,6 +47,17 @@ def open_session(session, account, nas, n):
     return row
 
 
+def throttled_session(session, nas, *, negative_rate_kbps, credit_limit="50", spent="-10",
+                      n=1, applied=None):
+    """One subscriber with an open session on ``nas``, then usage that puts
+    it below zero: the ladder throttles it to ``negative_rate_kbps``."""
+    tariff = make_tariff(session, negative_rate_kbps=negative_rate_kbps)
+    account = make_account(session, tariff=tariff.name, credit_limit=credit_limit)
+    open_session(session, account, nas, n).profile = applied
+    spend(session, account.id, spent, f"use-{account.id}")
+    return account
+
+
 @pytest.fixture
 def nas_sim():
     responders = []
@@ -136,11 +147,7 @@ def test_a_timeout_is_tried_again_with_capped_backoff_while_the_session_is_open(
     settings = enforcement.Settings(irt=0.05, mrt=0.1, mrd=0.2, backoff_initial=1.0,
                                     backoff_max=3.0)
     with ctx.Session() as session:
-        tariff = make_tariff(session, negative_rate_kbps=256)
-        account = make_account(session, tariff=tariff.name, credit_limit="50")
-        nas = coa_nas(session, responder)
-        open_session(session, account, nas, 1)
-        spend(session, account.id, "-10", "a")
+        throttled_session(session, coa_nas(session, responder), negative_rate_kbps=256)
         session.commit()
     now = enforcement.utcnow()
     waits = []
@@ -389,11 +396,8 @@ def test_a_payment_lifts_the_throttle_at_once(ctx, nas_sim):
     from rating.accounts import add_payment
     responder = nas_sim()
     with ctx.Session() as session:
-        tariff = make_tariff(session, negative_rate_kbps=300)
-        account = make_account(session, tariff=tariff.name, credit_limit="100")
-        nas = coa_nas(session, responder)
-        open_session(session, account, nas, 1)
-        spend(session, account.id, "-40", "t")
+        account = throttled_session(session, coa_nas(session, responder),
+                                    negative_rate_kbps=300, credit_limit="100", spent="-40")
         session.commit()
         enforcement.run_once(ctx.Session, timers=FAST)
         assert b"300k/300k" in b"".join(responder.applied["sess-1"][26])
@@ -450,12 +454,8 @@ def test_the_operator_sees_desired_against_applied_and_why(ctx, db_url, nas_sim)
     responder = nas_sim()
     responder.silent = True
     with ctx.Session() as session:
-        tariff = make_tariff(session, negative_rate_kbps=640)
-        account = make_account(session, tariff=tariff.name, credit_limit="50")
-        nas = coa_nas(session, responder, name="bras-7")
-        row = open_session(session, account, nas, 5)
-        row.profile = "full:100000/50000"
-        spend(session, account.id, "-10", "s")
+        throttled_session(session, coa_nas(session, responder, name="bras-7"),
+                          negative_rate_kbps=640, n=5, applied="full:100000/50000")
         session.commit()
     enforcement.run_once(ctx.Session, settings=QUICK)
     runner = CliRunner()
@@ -584,11 +584,8 @@ def test_each_vendor_gets_its_own_attributes_on_the_wire(ctx, nas_sim, vendor, e
     from aaa.packet import decode
     responder = nas_sim()
     with ctx.Session() as session:
-        tariff = make_tariff(session, negative_rate_kbps=700)
-        account = make_account(session, tariff=tariff.name, credit_limit="50")
         nas = make_nas(session, vendor=vendor, secret="coa-secret", coa_port=responder.port)
-        open_session(session, account, nas, 1).profile = "full:100000/50000"
-        spend(session, account.id, "-10", "v")
+        throttled_session(session, nas, negative_rate_kbps=700, applied="full:100000/50000")
         session.commit()
     enforcement.run_once(ctx.Session, settings=QUICK)
     sent = responder.applied["sess-1"]
