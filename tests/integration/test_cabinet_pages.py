@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from collector.models import TrafficRollup
-from rating import accounts, ledger
+from config.db import utcnow
+from rating import accounts, cabinet_ops, ledger
 from rating.models import (Account, AccountOption, CabinetUser, LedgerEntry, OperationLog,
                            OptionType)
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
@@ -58,7 +59,7 @@ def test_turbo_doubles_the_speed_until_it_ends(logged_in, cabinet_ctx, subscribe
                                   starts_at=now - dt.timedelta(hours=1),
                                   ends_at=now + dt.timedelta(hours=23)))
         session.commit()
-    _set(cabinet_ctx, Account, subscriber.account_id, profile="turbo")
+    # The turbo stacks on the ladder's "normal": no profile of its own.
     page = logged_in.get("/").text
     assert "Speed now: Turbo" in page and "↓ 200 Mbit/s / ↑ 100 Mbit/s" in page
 
@@ -407,7 +408,9 @@ def test_turbo_is_bought_once_from_the_dashboard(client, cabinet_ctx):
     assert 'data-test="buy-turbo"' not in page and "Turbo is on until" in page
     assert client.post("/turbo", data={"csrf_token": csrf_token(page)}).status_code == 400
     with cabinet_ctx.Session() as session:
-        assert session.get(Account, buyer.account_id).profile == "turbo"
+        account = session.get(Account, buyer.account_id)
+        assert account.profile == "normal"  # the ladder's verdict; the turbo stacks on it
+        assert cabinet_ops.speed_now(session, account, utcnow()).profile == "turbo"
 
 
 def test_turbo_without_money_is_refused_in_russian(client, cabinet_ctx):
