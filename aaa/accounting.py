@@ -48,6 +48,23 @@ CALLING_STATION_ID = 31
 # A NAS that has been down longer than this is sending nonsense delays.
 MAX_DELAY_S = 7 * 24 * 3600
 
+# The largest octet counter stored (a signed 64-bit column on both
+# databases): 9.2 EB in one session, decades at line rate. Gigawords are
+# legal up to 0xFFFFFFFF on the wire (RFC 2869 §5.1), but a fold above this
+# is a NAS bug (typically a negative counter sent unsigned), not traffic;
+# such a record is refused whole (see CounterOutOfRange).
+MAX_COUNTER = 2 ** 63 - 1
+
+
+class CounterOutOfRange(wire.MalformedPacket):
+    """An octet counter with gigawords folded in does not fit MAX_COUNTER.
+
+    A drop of its own reason: the record is neither stored nor answered (RFC
+    2866: no answer unless recorded), the NAS's retransmits are refused the
+    same way, and the session closes at its next good record or as stale."""
+
+    drop_reason = "counter-out-of-range"
+
 
 @dataclass(slots=True)
 class AcctRecord:
@@ -129,13 +146,19 @@ def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
     if status == STOP:
         cause = (terminate_cause_name(_number(attributes, ACCT_TERMINATE_CAUSE))
                  if ACCT_TERMINATE_CAUSE in attributes else "Unknown")
+    octets_in = ((_number(attributes, ACCT_INPUT_GIGAWORDS) << 32)
+                 + _number(attributes, ACCT_INPUT_OCTETS))
+    octets_out = ((_number(attributes, ACCT_OUTPUT_GIGAWORDS) << 32)
+                  + _number(attributes, ACCT_OUTPUT_OCTETS))
+    if octets_in > MAX_COUNTER or octets_out > MAX_COUNTER:
+        name, value = (("Acct-Input-Gigawords", octets_in) if octets_in > MAX_COUNTER
+                       else ("Acct-Output-Gigawords", octets_out))
+        raise CounterOutOfRange(f"{name} {value >> 32} folds to {value} octets, "
+                                f"more than {MAX_COUNTER}")
     found = owner(username) if owner is not None and username else None
     return AcctRecord(
         nas_id, status, event_time, session_id, username, framed, calling,
-        (_number(attributes, ACCT_INPUT_GIGAWORDS) << 32)
-        + _number(attributes, ACCT_INPUT_OCTETS),
-        (_number(attributes, ACCT_OUTPUT_GIGAWORDS) << 32)
-        + _number(attributes, ACCT_OUTPUT_OCTETS),
+        octets_in, octets_out,
         _number(attributes, ACCT_INPUT_PACKETS), _number(attributes, ACCT_OUTPUT_PACKETS),
         _number(attributes, ACCT_SESSION_TIME), cause,
         found[0] if found else None, found[1] if found else None, status == START)
