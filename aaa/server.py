@@ -1,6 +1,6 @@
 """The RADIUS server: UDP sockets, threads, and nothing that decides.
 
-Three threads:
+Five threads:
 
 - **auth**: receive an Access-Request, answer from the cached directory
   (``aaa.directory``) through ``aaa.authorize.decide``; one datagram in, one
@@ -10,8 +10,10 @@ Three threads:
 - **writer**: take what is queued, wait ``radius.batch_ms`` for more (up to
   ``radius.batch_max``), write it all in ONE transaction, commit, and only
   then send the replies (RFC 2866 §2: no answer unless recorded). If the
-  commit fails no reply goes out and the NAS retransmits.
-
+  commit fails no reply goes out and the NAS retransmits; a record the
+  database refuses is found by splitting the batch and dropped alone.
+  Owners the acct thread's cache did not hold are looked up here, one
+  query per batch.
 - **lookup**: what a receive thread cannot answer from memory (a
   subscriber or NAS not in the caches, a pool address to lease) is handed
   here with its datagram, and handled again where the database may be

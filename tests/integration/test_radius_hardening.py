@@ -93,13 +93,13 @@ def test_a_counter_beyond_a_signed_bigint_is_a_counted_drop_and_spares_its_batch
             nas.sendto(bad, ("127.0.0.1", radius.acct_port))
         with pytest.raises(socket.timeout):
             nas.recvfrom(4096)
+    assert not _tracebacks(caplog), [r.getMessage() for r in _tracebacks(caplog)]
     stored = _stored(server_ctx)
     assert "huge" not in stored
     assert {f"ok-{n}" for n in range(10)} <= set(stored)
     assert stored["edge"] == (2 ** 63 - 1, 2 ** 63 - 1)
     assert radius.drops["counter-out-of-range"] == 4
     assert radius.stats["commit_failures"] == 0
-    assert not _tracebacks(caplog)
     lines = [r.getMessage() for r in caplog.records if "counter-out-of-range" in r.getMessage()]
     assert lines and "nas=lo" in lines[0] and "Acct-Input-Gigawords" in lines[0]
 
@@ -127,17 +127,18 @@ def test_a_record_the_database_refuses_is_dropped_alone_and_its_retransmits_writ
         assert len(replies) == 16
         with pytest.raises(socket.timeout):
             nas.recvfrom(4096)
-        failures = radius.stats["commit_failures"]
+        failures = radius.stats.get("commit_failures")
         for _ in range(3):
             nas.sendto(bad, ("127.0.0.1", radius.acct_port))
         with pytest.raises(socket.timeout):
             nas.recvfrom(4096)
-    assert radius.drops["commit-rejected"] == 4
-    assert radius.stats["commit_failures"] == failures     # no write for a retransmit
+    # One traceback (the first refusal), not one per retransmit.
+    assert len([r for r in caplog.records if r.exc_info]) <= 1
     stored = _stored(server_ctx)
     assert "poison" not in stored and {f"ok-{n}" for n in range(16)} <= set(stored)
     assert radius.stats["acct_committed"] == 16
-    assert len([r for r in caplog.records if r.exc_info]) <= 1
+    assert radius.drops["commit-rejected"] == 4
+    assert radius.stats["commit_failures"] == failures     # no write for a retransmit
 
 
 # -- database outage -----------------------------------------------------------
