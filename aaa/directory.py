@@ -287,7 +287,10 @@ class SubscriberDirectory:
         self._cache[key] = (found, now if found is not None else now - self.ttl_s + 1.0)
 
     def _get(self, key: tuple[str, str], column, load: bool = True) -> Subscriber | None:
+        entry = self._cache.get(key)
         now = time.monotonic()
+        if entry is not None and now - entry[1] < self.ttl_s:
+            return entry[0]     # the steady state, kept to these three lines
         known, found = self._cached(key, now)
         if known:
             return found
