@@ -463,3 +463,48 @@ def test_workers_metrics_are_summed_and_a_dead_worker_is_counted(db_url):
         assert _sample(text, "abonent_radius_requests_total", port="auth") == sent
     finally:
         serve.stop()
+
+
+# -- misses are handled off the receive threads --------------------------------
+
+
+def test_a_login_added_after_start_is_answered_and_its_accounting_owned(radius, server_ctx):
+    """Not in the preloaded view: the Access-Request is answered by the
+    lookup thread (one read), the Accounting-Request gets its owner from
+    the writer's one query per batch; neither waits in a receive thread."""
+    with server_ctx.Session() as session:
+        account = factories.make_account(session)
+        factories.make_service(session, account, login="dave", password="pw-dave")
+        session.commit()
+        account_id = account.id
+    assert _login(radius, "dave")[0] == wire.ACCESS_ACCEPT
+    assert _login(radius, "nobody")[0] == wire.ACCESS_REJECT
+    assert radius.stats["deferred"] >= 2
+    radius.directory.invalidate()       # the owner is not cached either now
+    reply = exchange(accounting_request(SECRET, 9, [
+        ("Acct-Status-Type", "Start"), ("Acct-Session-Id", "late"), ("User-Name", "dave")]),
+        ("127.0.0.1", radius.acct_port))
+    assert reply is not None and reply[0] == wire.ACCOUNTING_RESPONSE
+    with server_ctx.Session() as session:
+        row = session.scalar(select(RadiusSession).where(RadiusSession.acct_session_id == "late"))
+    assert row.account_id == account_id
+
+
+def test_error_log_is_one_line_per_reason_per_second_with_a_count(caplog):
+    from aaa.server import ErrorLog
+    caplog.set_level(logging.INFO)
+    errors = ErrorLog(interval_s=0.2)
+    failure = RuntimeError("connection refused\nsecond line")
+    for _ in range(500):
+        errors.error("database-unavailable", "writer", failure)
+        errors.error("nas-refresh-failed", "", failure)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "radius.error reason=database-unavailable writer error=RuntimeError: connection refused",
+        "radius.error reason=nas-refresh-failed error=RuntimeError: connection refused"]
+    time.sleep(0.25)
+    errors.flush()
+    assert sorted(r.getMessage() for r in caplog.records[2:]) == [
+        "radius.error reason=database-unavailable repeated=499",
+        "radius.error reason=nas-refresh-failed repeated=499"]
+    assert errors.counts == {"database-unavailable": 500, "nas-refresh-failed": 500}
