@@ -109,6 +109,17 @@ def _number(attributes: dict, kind: int) -> int:
     return int.from_bytes(value, "big")
 
 
+def _check_counters(attributes: dict) -> None:
+    """CounterOutOfRange if an octet counter folds to more than MAX_COUNTER."""
+    for name, gigawords, octets in (
+            ("Acct-Input-Gigawords", ACCT_INPUT_GIGAWORDS, ACCT_INPUT_OCTETS),
+            ("Acct-Output-Gigawords", ACCT_OUTPUT_GIGAWORDS, ACCT_OUTPUT_OCTETS)):
+        value = (_number(attributes, gigawords) << 32) + _number(attributes, octets)
+        if value > MAX_COUNTER:
+            raise CounterOutOfRange(f"{name} {value >> 32} folds to {value} octets, "
+                                    f"more than {MAX_COUNTER}")
+
+
 def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
           owner=None) -> AcctRecord:
     """The record an Accounting-Request carries; MalformedPacket if unusable.
@@ -146,19 +157,15 @@ def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
     if status == STOP:
         cause = (terminate_cause_name(_number(attributes, ACCT_TERMINATE_CAUSE))
                  if ACCT_TERMINATE_CAUSE in attributes else "Unknown")
-    octets_in = ((_number(attributes, ACCT_INPUT_GIGAWORDS) << 32)
-                 + _number(attributes, ACCT_INPUT_OCTETS))
-    octets_out = ((_number(attributes, ACCT_OUTPUT_GIGAWORDS) << 32)
-                  + _number(attributes, ACCT_OUTPUT_OCTETS))
-    if octets_in > MAX_COUNTER or octets_out > MAX_COUNTER:
-        name, value = (("Acct-Input-Gigawords", octets_in) if octets_in > MAX_COUNTER
-                       else ("Acct-Output-Gigawords", octets_out))
-        raise CounterOutOfRange(f"{name} {value >> 32} folds to {value} octets, "
-                                f"more than {MAX_COUNTER}")
+    if ACCT_INPUT_GIGAWORDS in attributes or ACCT_OUTPUT_GIGAWORDS in attributes:
+        _check_counters(attributes)
     found = owner(username) if owner is not None and username else None
     return AcctRecord(
         nas_id, status, event_time, session_id, username, framed, calling,
-        octets_in, octets_out,
+        (_number(attributes, ACCT_INPUT_GIGAWORDS) << 32)
+        + _number(attributes, ACCT_INPUT_OCTETS),
+        (_number(attributes, ACCT_OUTPUT_GIGAWORDS) << 32)
+        + _number(attributes, ACCT_OUTPUT_OCTETS),
         _number(attributes, ACCT_INPUT_PACKETS), _number(attributes, ACCT_OUTPUT_PACKETS),
         _number(attributes, ACCT_SESSION_TIME), cause,
         found[0] if found else None, found[1] if found else None, status == START)

@@ -508,3 +508,24 @@ def test_error_log_is_one_line_per_reason_per_second_with_a_count(caplog):
         "radius.error reason=database-unavailable repeated=499",
         "radius.error reason=nas-refresh-failed repeated=499"]
     assert errors.counts == {"database-unavailable": 500, "nas-refresh-failed": 500}
+
+
+@pytest.mark.parametrize("gigawords, octets, refused", [
+    (0x7FFFFFFF, 0xFFFFFFFF, False), (0x80000000, 0, True), (0xFFFFFFFF, 0xFFFFFFFF, True)])
+@pytest.mark.parametrize("direction", ["Input", "Output"])
+def test_parse_refuses_only_counters_beyond_a_signed_bigint(gigawords, octets, refused,
+                                                            direction):
+    import datetime as dt
+
+    from aaa import accounting
+    request = wire.decode(accounting_request(SECRET, 1, [
+        ("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "p"),
+        (f"Acct-{direction}-Gigawords", gigawords), (f"Acct-{direction}-Octets", octets)]))
+    if not refused:
+        record = accounting.parse(request, 1, dt.datetime(2026, 1, 1))
+        assert getattr(record, f"octets_{direction[:-3].lower()}") == 2 ** 63 - 1
+        return
+    with pytest.raises(wire.MalformedPacket) as raised:
+        accounting.parse(request, 1, dt.datetime(2026, 1, 1))
+    assert raised.value.drop_reason == "counter-out-of-range"
+    assert f"Acct-{direction}-Gigawords {gigawords}" in raised.value.reason
