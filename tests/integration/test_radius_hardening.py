@@ -529,3 +529,30 @@ def test_parse_refuses_only_counters_beyond_a_signed_bigint(gigawords, octets, r
         accounting.parse(request, 1, dt.datetime(2026, 1, 1))
     assert raised.value.drop_reason == "counter-out-of-range"
     assert f"Acct-{direction}-Gigawords {gigawords}" in raised.value.reason
+
+
+@pytest.mark.peer
+def test_radclient_gets_no_answer_for_a_counter_beyond_a_bigint_and_then_one(radius,
+                                                                             server_ctx):
+    """FreeRADIUS's radclient as the NAS: its retries of the impossible Stop
+    are each dropped the same way; a Stop with counters that fit is stored."""
+    import subprocess
+
+    from tests.conftest import need_program
+    program = need_program("radclient")
+
+    def send(body, tries):
+        return subprocess.run(
+            [program, "-x", "-r", str(tries), "-t", "1", f"127.0.0.1:{radius.acct_port}",
+             "acct", SECRET.decode()], input=body + "\n", capture_output=True, text=True,
+            timeout=30)
+
+    stop = ('User-Name = "bob", Acct-Status-Type = Stop, Acct-Session-Id = "rc-1", '
+            'Acct-Session-Time = 60, Acct-Output-Octets = 7, ')
+    refused = send(stop + "Acct-Input-Gigawords = 4294967295, Acct-Input-Octets = 1", 3)
+    assert "Received Accounting-Response" not in refused.stdout + refused.stderr
+    assert radius.drops["counter-out-of-range"] >= 2
+    assert "rc-1" not in _stored(server_ctx)
+    stored = send(stop + "Acct-Input-Gigawords = 2, Acct-Input-Octets = 1", 1)
+    assert "Received Accounting-Response" in stored.stdout + stored.stderr, stored
+    assert _stored(server_ctx)["rc-1"] == (2 * 2 ** 32 + 1, 7)
