@@ -51,6 +51,23 @@ CALLING_STATION_ID = 31
 # A NAS that has been down longer than this is sending nonsense delays.
 MAX_DELAY_S = 7 * 24 * 3600
 
+# The largest octet counter stored (a signed 64-bit column on both
+# databases): 9.2 EB in one session, decades at line rate. Gigawords are
+# legal up to 0xFFFFFFFF on the wire (RFC 2869 §5.1), but a fold above this
+# is a NAS bug (typically a negative counter sent unsigned), not traffic;
+# such a record is refused whole (see CounterOutOfRange).
+MAX_COUNTER = 2 ** 63 - 1
+
+
+class CounterOutOfRange(wire.MalformedPacket):
+    """An octet counter with gigawords folded in does not fit MAX_COUNTER.
+
+    A drop of its own reason: the record is neither stored nor answered (RFC
+    2866: no answer unless recorded), the NAS's retransmits are refused the
+    same way, and the session closes at its next good record or as stale."""
+
+    drop_reason = "counter-out-of-range"
+
 
 @dataclass(slots=True)
 class AcctRecord:
@@ -97,6 +114,17 @@ def _number(attributes: dict, kind: int) -> int:
     return int.from_bytes(value, "big")
 
 
+def _check_counters(attributes: dict) -> None:
+    """CounterOutOfRange if an octet counter folds to more than MAX_COUNTER."""
+    for name, gigawords, octets in (
+            ("Acct-Input-Gigawords", ACCT_INPUT_GIGAWORDS, ACCT_INPUT_OCTETS),
+            ("Acct-Output-Gigawords", ACCT_OUTPUT_GIGAWORDS, ACCT_OUTPUT_OCTETS)):
+        value = (_number(attributes, gigawords) << 32) + _number(attributes, octets)
+        if value > MAX_COUNTER:
+            raise CounterOutOfRange(f"{name} {value >> 32} folds to {value} octets, "
+                                    f"more than {MAX_COUNTER}")
+
+
 def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
           owner=None) -> AcctRecord:
     """The record an Accounting-Request carries; MalformedPacket if unusable.
@@ -134,6 +162,8 @@ def parse(request: wire.Packet, nas_id: int, received_at: dt.datetime,
     if status == STOP:
         cause = (terminate_cause_name(_number(attributes, ACCT_TERMINATE_CAUSE))
                  if ACCT_TERMINATE_CAUSE in attributes else "Unknown")
+    if ACCT_INPUT_GIGAWORDS in attributes or ACCT_OUTPUT_GIGAWORDS in attributes:
+        _check_counters(attributes)
     found = owner(username) if owner is not None and username else None
     record = AcctRecord(
         nas_id, status, event_time, session_id, username, framed, calling,

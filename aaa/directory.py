@@ -11,10 +11,19 @@ cache and re-reads what changed:
 - A subscriber entry is used for ``ttl_s`` seconds; after that one query
   re-reads it. ``refresh_changed`` re-reads the entries whose account's
   ``version`` moved, so a payment that lifts a throttle shows immediately.
+
+The server's receive threads never wait for the database: they look up with
+``load=False``, and a miss raises ``NotCached`` (the server hands the
+datagram to a thread that may read, see aaa.server). While the database
+cannot be read (a read failed, or the periodic full read has not succeeded
+for ``ttl_s``), entries past their ``ttl_s`` are still served for
+``stale_s`` more seconds: authentication goes on from the last good view
+during an outage, for a bounded time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import threading
@@ -39,6 +48,10 @@ MATCHED_LIMIT = 65_536
 
 # Up to this many cached accounts, their versions are compared every second.
 VERSION_CHECK_LIMIT = 20_000
+
+
+class NotCached(LookupError):
+    """The answer needs a database read, and the caller may not make one."""
 
 
 @dataclass(frozen=True)
@@ -124,13 +137,19 @@ class NasTable:
         if time.monotonic() - self._loaded_at > self._refresh_s:
             self.reload()
 
-    def lookup(self, address: str) -> NasClient | None:
-        now = time.monotonic()
+    def lookup(self, address: str, load: bool = True) -> NasClient | None:
+        """The client for a source address. An unknown address re-reads the
+        table at once (at most once a second); with ``load=False`` that
+        read is the caller's to arrange: NotCached."""
         client = self._find(address)
-        if client is None and now - self._miss_reload_at > 1.0:
-            self._miss_reload_at = now
-            self.reload()
-            client = self._find(address)
+        if client is None:
+            now = time.monotonic()
+            if now - self._miss_reload_at > 1.0:
+                if not load:
+                    raise NotCached(address)
+                self._miss_reload_at = now
+                self.reload()
+                client = self._find(address)
         return client
 
 
@@ -181,7 +200,7 @@ def _versions_unchanged(held: dict[int, int], session) -> bool:
     return count == len(held) and total == sum(held.values())
 
 
-def _speed_options(session, account_id: int | None = None) -> dict[int, tuple]:
+def _speed_options(session, account_ids: int | list[int] | None = None) -> dict[int, tuple]:
     """Running options that can change a speed, by account (a small table:
     read whole at preload, per account on a miss)."""
     query = (select(AccountOption.account_id, OptionType.code, OptionType.kind,
@@ -189,8 +208,10 @@ def _speed_options(session, account_id: int | None = None) -> dict[int, tuple]:
              .join(OptionType, OptionType.id == AccountOption.option_type_id)
              .where(AccountOption.status == "active", OptionType.rate_multiplier > 1,
                     AccountOption.ends_at > utcnow()))
-    if account_id is not None:
-        query = query.where(AccountOption.account_id == account_id)
+    if isinstance(account_ids, int):
+        query = query.where(AccountOption.account_id == account_ids)
+    elif account_ids is not None:
+        query = query.where(AccountOption.account_id.in_(account_ids))
     found: dict[int, tuple] = {}
     for owner, *fields in session.execute(query):
         found[owner] = found.get(owner, ()) + (ActiveOption(*fields),)
@@ -209,24 +230,60 @@ def _view(*row, options: dict[int, tuple] | None = None) -> Subscriber:
 
 
 class SubscriberDirectory:
-    def __init__(self, sessionmaker, ttl_s: float = 30.0):
+    def __init__(self, sessionmaker, ttl_s: float = 30.0, stale_s: float = 3600.0):
         self._sessionmaker = sessionmaker
         self.ttl_s = ttl_s
+        # How long past ttl_s an entry may still answer while the database
+        # cannot be read (0: never).
+        self.stale_s = stale_s
         # key ("login", value) / ("mac", value) / ("circuit", value)
         #   -> (Subscriber | None, loaded_at)
         self._cache: dict[tuple[str, str], tuple[Subscriber | None, float]] = {}
         self._last_change_id: int | None = None
+        # Health of the database as this cache saw it: the last full read
+        # that succeeded (monotonic; 0: none yet), and whether the last read
+        # of any kind failed.
+        self.preloaded_at = 0.0
+        self.failing = False
+        self.stale_answers = 0
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """A session for one read; a failure marks the database failing
+        (cleared by the next read that succeeds)."""
+        try:
+            with self._sessionmaker() as session:
+                yield session
+        except BaseException:
+            self.failing = True
+            raise
+        self.failing = False
+
+    def unavailable(self, now: float | None = None) -> bool:
+        """The database is not answering: a read failed, or the periodic full
+        read has not succeeded for ttl_s (it may be hanging)."""
+        if self.failing:
+            return True
+        now = time.monotonic() if now is None else now
+        return bool(self.preloaded_at) and now - self.preloaded_at > self.ttl_s
+
+    def view_age(self) -> float:
+        """Seconds since the last full read succeeded (0 before the first)."""
+        return time.monotonic() - self.preloaded_at if self.preloaded_at else 0.0
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def preload(self) -> int:
         """Read every active service at once (start-up, and the periodic full
         refresh), so that no Access-Request waits for a query."""
-        with self._sessionmaker() as session:
+        with self._reading() as session:
             # Read the outbox position first: a change committed while the
             # rows are read is then seen again by refresh_changed, not lost.
             last_change_id = session.scalar(select(func.coalesce(func.max(ProfileChange.id), 0)))
             rows = session.execute(_subscriber_query()).all()
             options = _speed_options(session)
-        now = time.monotonic()
+        now = self.preloaded_at = time.monotonic()
         if self._last_change_id is None or last_change_id > self._last_change_id:
             self._last_change_id = last_change_id
         fresh = {}
@@ -239,28 +296,74 @@ class SubscriberDirectory:
         self._cache = fresh
         return len(rows)
 
-    def _get(self, key: tuple[str, str], column) -> Subscriber | None:
+    def _cached(self, key: tuple[str, str], now: float):
+        """(True, entry) if the cache may answer for ``key`` now, else (False, None)."""
         entry = self._cache.get(key)
-        now = time.monotonic()
-        if entry is not None and now - entry[1] < self.ttl_s:
-            return entry[0]
-        with self._sessionmaker() as session:
-            row = session.execute(_subscriber_query().where(column == key[1])).first()
-            options = _speed_options(session, row[2]) if row is not None else None
-        found = _view(*row, options=options) if row is not None else None
+        if entry is None:
+            return False, None
+        age = now - entry[1]
+        if age < self.ttl_s:
+            return True, entry[0]
+        if age < self.ttl_s + self.stale_s and self.unavailable(now):
+            self.stale_answers += 1
+            return True, entry[0]
+        return False, None
+
+    def _remember(self, key: tuple[str, str], found: Subscriber | None, now: float) -> None:
         # Unknown names are cached briefly only: a service added a moment
         # ago must log in on the NAS's next try.
         self._cache[key] = (found, now if found is not None else now - self.ttl_s + 1.0)
+
+    def _get(self, key: tuple[str, str], column, load: bool = True) -> Subscriber | None:
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry[1] < self.ttl_s:
+            return entry[0]     # the steady state, kept to these three lines
+        known, found = self._cached(key, now)
+        if known:
+            return found
+        if not load:
+            raise NotCached(key)
+        with self._reading() as session:
+            row = session.execute(_subscriber_query().where(column == key[1])).first()
+            options = _speed_options(session, row[2]) if row is not None else None
+        found = _view(*row, options=options) if row is not None else None
+        self._remember(key, found, now)
         return found
 
-    def by_login(self, login: str) -> Subscriber | None:
-        return self._get(("login", login), Service.login)
+    def by_login(self, login: str, load: bool = True) -> Subscriber | None:
+        return self._get(("login", login), Service.login, load)
 
-    def by_mac(self, mac: str) -> Subscriber | None:
-        return self._get(("mac", mac), Service.mac)
+    def by_mac(self, mac: str, load: bool = True) -> Subscriber | None:
+        return self._get(("mac", mac), Service.mac, load)
 
-    def by_circuit_id(self, circuit_id: str) -> Subscriber | None:
-        return self._get(("circuit", circuit_id), Service.circuit_id)
+    def by_circuit_id(self, circuit_id: str, load: bool = True) -> Subscriber | None:
+        return self._get(("circuit", circuit_id), Service.circuit_id, load)
+
+    def by_logins(self, logins) -> dict[str, Subscriber | None]:
+        """Several logins at once: what the cache holds, the rest in one
+        query per thousand (the accounting writer resolves a batch's
+        owners so)."""
+        now = time.monotonic()
+        found: dict[str, Subscriber | None] = {}
+        missing = []
+        for login in set(logins):
+            known, subscriber = self._cached(("login", login), now)
+            if known:
+                found[login] = subscriber
+            else:
+                missing.append(login)
+        for start in range(0, len(missing), 1000):
+            chunk = missing[start:start + 1000]
+            with self._reading() as session:
+                rows = session.execute(_subscriber_query().where(Service.login.in_(chunk))).all()
+                options = _speed_options(session, [row[2] for row in rows])
+            views = {view.login: view for view in (_view(*row, options=options)
+                                                   for row in rows)}
+            for login in chunk:
+                found[login] = views.get(login)
+                self._remember(("login", login), found[login], now)
+        return found
 
     def invalidate(self) -> None:
         self._cache.clear()
@@ -275,7 +378,7 @@ class SubscriberDirectory:
         the periodic full re-read (``preload``)."""
         cached = {key: entry for key, entry in list(self._cache.items()) if entry[0] is not None}
         changed: set[int] = set()
-        with self._sessionmaker() as session:
+        with self._reading() as session:
             if self._last_change_id is None:
                 self._last_change_id = session.scalar(
                     select(func.coalesce(func.max(ProfileChange.id), 0)))

@@ -1,6 +1,6 @@
 """The RADIUS server: UDP sockets, threads, and nothing that decides.
 
-Three threads:
+Five threads:
 
 - **auth**: receive an Access-Request, answer from the cached directory
   (``aaa.directory``) through ``aaa.authorize.decide``; one datagram in, one
@@ -10,10 +10,22 @@ Three threads:
 - **writer**: take what is queued, wait ``radius.batch_ms`` for more (up to
   ``radius.batch_max``), write it all in ONE transaction, commit, and only
   then send the replies (RFC 2866 §2: no answer unless recorded). If the
-  commit fails no reply goes out and the NAS retransmits.
+  commit fails no reply goes out and the NAS retransmits; a record the
+  database refuses is found by splitting the batch and dropped alone.
+  Owners the acct thread's cache did not hold are looked up here, one
+  query per batch.
+- **lookup**: what a receive thread cannot answer from memory (a
+  subscriber or NAS not in the caches, a pool address to lease) is handed
+  here with its datagram, and handled again where the database may be
+  read. A receive thread never waits for the database.
+- **refresh**: re-reads the caches, and writes the counters for the parent
+  of several workers (aaa.workers, aaa.metrics).
 
 Every drop is one log line ``radius.drop`` with the NAS (or source) and the
-reason; the secret and the password never reach a log.
+reason (at most DROP_LOG_PER_S a second), and is counted by reason; an
+error that repeats (a database outage fails every packet) is one line per
+reason a second with a count (ErrorLog). The secret and the password never
+reach a log.
 
     server = RadiusServer(ctx, host="127.0.0.1", auth_port=0, acct_port=0)
     server.start()          # binds; server.auth_port / acct_port are real
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import logging
 import os
 import queue
@@ -35,10 +48,10 @@ import time
 
 from aaa import accounting
 from aaa import packet as wire
-from aaa import mschap, pools
+from aaa import metrics, mschap, pools
 from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize_mac, pap_valid
 from aaa.dictionary import encode, encode_all
-from aaa.directory import NasClient, NasTable, SubscriberDirectory
+from aaa.directory import NasClient, NasTable, NotCached, SubscriberDirectory
 from config import workers
 from config.db import utcnow
 from rating import policies
@@ -58,6 +71,87 @@ DROP_LOG_PER_S = 20
 # beyond this the database is not keeping up, and a request is better
 # dropped (the NAS retransmits) than queued without bound.
 QUEUE_LIMIT_BATCHES = 50
+# Datagrams waiting for the lookup thread; beyond this a miss is dropped
+# (the NAS retransmits).
+LOOKUP_QUEUE_LIMIT = 1024
+# After a commit failed because the database is unavailable, the writer
+# waits this long before the next attempt (the NAS retransmits meanwhile).
+WRITER_BACKOFF_S = 0.25
+# What a duplicate cache entry costs beyond the request and reply bytes
+# (key tuple, address, list, time stamp, dict slot), roughly.
+ENTRY_OVERHEAD = 240
+
+
+def describe(error: BaseException) -> str:
+    """An exception in one line for a log: the driver's message, never the
+    SQL statement or its parameters (they may carry subscriber data)."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0][:200] if lines else ''}"
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """The database as a whole failed (refused, lost, timed out, locked,
+    deadlocked), rather than what was sent to it: worth trying again as it
+    was, pointless to split into smaller transactions."""
+    from sqlalchemy import exc
+    if isinstance(error, exc.DBAPIError):
+        return bool(error.connection_invalidated) or isinstance(
+            error, (exc.OperationalError, exc.InterfaceError))
+    return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
+                              TimeoutError))
+
+
+class ErrorLog:
+    """Errors as one log line per reason per second, with a count.
+
+    A database outage fails every packet and every refresh: a traceback
+    each (5,068 of them in 20 s, 41 MiB of log) buries the one line that
+    says what is wrong. The first error of a reason in a second is logged
+    (with its traceback if asked, once per reason per process); the others
+    in that second are counted, and ``flush`` (every second) logs how many
+    there were. ``counts`` holds the totals (metrics). Reasons are a fixed
+    vocabulary, so the tables stay small."""
+
+    def __init__(self, logger: logging.Logger = log, interval_s: float = 1.0):
+        self._log = logger
+        self._interval_s = interval_s
+        self.counts: dict[str, int] = {}
+        self._windows: dict[str, list] = {}     # reason -> [logged_at, folded since]
+        self._traced: set[str] = set()
+        self._lock = threading.Lock()
+
+    def error(self, reason: str, context: str = "", error: BaseException | None = None,
+              traceback: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.counts[reason] = self.counts.get(reason, 0) + 1
+            window = self._windows.get(reason)
+            if window is not None and now - window[0] < self._interval_s:
+                window[1] += 1
+                return
+            folded = window[1] if window is not None else 0
+            self._windows[reason] = [now, 0]
+            trace = traceback and error is not None and reason not in self._traced
+            if trace:
+                self._traced.add(reason)
+        self._log.error("radius.error reason=%s%s%s%s", reason,
+                        f" {context}" if context else "",
+                        f" error={describe(error)}" if error is not None else "",
+                        f" repeated={folded}" if folded else "",
+                        exc_info=error if trace else None)
+
+    def flush(self) -> None:
+        """Log the count of errors folded into windows that have closed."""
+        now = time.monotonic()
+        due = []
+        with self._lock:
+            for reason, window in self._windows.items():
+                if window[1] and now - window[0] >= self._interval_s:
+                    due.append((reason, window[1]))
+                    window[:] = [now, 0]
+        for reason, folded in due:
+            self._log.error("radius.error reason=%s repeated=%s", reason, folded)
 
 
 class DuplicateCache:
@@ -65,23 +159,41 @@ class DuplicateCache:
     cached reply instead of being processed again.
 
     Bounded by two generations of plain dicts: new entries go into the
-    recent one, and when it holds half of ``limit`` it becomes the older one
+    recent one, and when it holds half of ``limit`` entries or half of
+    ``max_bytes`` (requests of up to 4 KiB each) it becomes the older one
     and the one before is dropped (the window is checked by time stamp on
     every hit). An ordered dict with eviction per insert cost a tenth of an
     Access-Request's handling."""
 
-    RAW, REPLY = 1, 2
+    RAW, REPLY, SIZE = 1, 2, 3
 
-    def __init__(self, window_s: float, limit: int = 65536):
+    def __init__(self, window_s: float, limit: int = 65536, max_bytes: int = 32 << 20):
         self.window_s = window_s
         self.limit = limit
+        self.max_bytes = max_bytes
         self._generation = max(1, limit // 2)
+        self._generation_bytes = max(1, max_bytes // 2)
         self._recent: dict[tuple, list] = {}
         self._older: dict[tuple, list] = {}
+        self._recent_bytes = self._older_bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._recent) + len(self._older)
+
+    @property
+    def bytes(self) -> int:
+        """What the entries hold, requests and replies and their overhead (at
+        most; see put)."""
+        return self._recent_bytes + self._older_bytes
+
+    def _forget(self, key: tuple) -> None:
+        entry = self._recent.pop(key, None)
+        if entry is not None:
+            self._recent_bytes -= entry[self.SIZE]
+        entry = self._older.pop(key, None)
+        if entry is not None:
+            self._older_bytes -= entry[self.SIZE]
 
     @staticmethod
     def key(address, packet: wire.Packet) -> tuple:
@@ -96,25 +208,32 @@ class DuplicateCache:
                 entry = self._older.get(key)
                 if entry is None:
                     return None
-            stamp, request, reply = entry
-            if time.monotonic() - stamp > self.window_s or request != raw:
-                self._recent.pop(key, None)
-                self._older.pop(key, None)
+            if time.monotonic() - entry[0] > self.window_s or entry[1] != raw:
+                self._forget(key)
                 return None
+            reply = entry[2]
             return reply if reply is not None else True
 
-    def put(self, key: tuple, raw: bytes, reply: bytes | None) -> list:
-        """Remember the request; returns its entry [stamp, raw, reply], which
-        the accounting writer completes in place once the record is stored
-        (``entry[REPLY] = reply``) or voids if it was not (``entry[RAW] =
-        b""``: a retransmit is then processed afresh)."""
-        entry = [time.monotonic(), raw, reply]
+    def put(self, key: tuple, raw: bytes, reply: bytes | None, reply_size: int = 0) -> list:
+        """Remember the request; returns its entry [stamp, raw, reply, size],
+        which the accounting writer completes in place once the record is
+        stored (``entry[REPLY] = reply``), voids if it was not (``entry[RAW]
+        = b""``: a retransmit is then processed afresh), or marks refused
+        (``entry[REPLY] = False``: a retransmit is dropped). ``reply_size``:
+        the size of the reply to come, when ``reply`` is None."""
+        size = ENTRY_OVERHEAD + len(raw) + (len(reply) if reply is not None else reply_size)
+        entry = [time.monotonic(), raw, reply, size]
         with self._lock:
+            # A replaced entry's bytes stay counted until its generation
+            # goes (``bytes`` is an upper bound): exact accounting cost
+            # a tenth of a microsecond per request more.
             self._older.pop(key, None)
             recent = self._recent
             recent[key] = entry
-            if len(recent) >= self._generation:
+            self._recent_bytes += size
+            if len(recent) >= self._generation or self._recent_bytes >= self._generation_bytes:
                 self._older, self._recent = recent, {}
+                self._older_bytes, self._recent_bytes = self._recent_bytes, 0
         return entry
 
 
@@ -160,11 +279,28 @@ def _reader_sessionmaker(ctx):
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def check_settings(settings) -> None:
+    """ValueError naming the setting if one of the server's is out of range
+    (``abonent serve radius`` checks before it starts anything)."""
+    for key, low in (("duplicate_cache_entries", 2), ("duplicate_cache_mb", 1),
+                     ("stale_view_s", 0), ("batch_max", 1), ("batch_ms", 0),
+                     ("metrics_port", 0)):
+        value = settings.get("radius", key)
+        if value < low:
+            raise ValueError(f"setting radius.{key} must be {low} or more, not {value}")
+    if settings.get("radius", "metrics_port") > 65535:
+        raise ValueError("setting radius.metrics_port must be a TCP port (0: no metrics)")
+
+
 class RadiusServer:
     def __init__(self, ctx, host: str | None = None, auth_port: int | None = None,
                  acct_port: int | None = None, reuse_port: bool = False,
-                 freeze_heap: bool = False, workers: int = 1):
+                 freeze_heap: bool = False, workers: int = 1, stats_path: str | None = None):
         settings = ctx.settings
+        check_settings(settings)
+        # Where the counters are written every second (a worker of several;
+        # the parent serves their sum, aaa.workers).
+        self.stats_path = stats_path
         # Only for a process that is nothing but this server (see _settle).
         self.freeze_heap = freeze_heap
         # Several processes on the same ports (aaa.workers): every one of
@@ -188,10 +324,14 @@ class RadiusServer:
         self.acct_port: int | None = None
         self.nas_table: NasTable | None = None
         self._reader = _reader_sessionmaker(ctx)
-        self.directory = SubscriberDirectory(self._reader)
-        self.auth_duplicates = DuplicateCache(window)
-        self.acct_duplicates = DuplicateCache(window)
+        self.directory = SubscriberDirectory(self._reader,
+                                             stale_s=settings.get("radius", "stale_view_s"))
+        entries = settings.get("radius", "duplicate_cache_entries")
+        cache_bytes = settings.get("radius", "duplicate_cache_mb") << 20
+        self.auth_duplicates = DuplicateCache(window, entries, cache_bytes)
+        self.acct_duplicates = DuplicateCache(window, entries, cache_bytes)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lookups: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._running = False           # read by the receive loops (see _receive_loop)
         self._threads: list[threading.Thread] = []
@@ -200,7 +340,13 @@ class RadiusServer:
         self._drop_window_at, self._drop_logged, self._drop_unlogged = 0.0, 0, 0
         self._reply_cache: dict[tuple, bytes] = {}
         self._decisions: dict[tuple[int, str], tuple] = {}
-        self.stats = dict(auth_accept=0, auth_reject=0, acct_committed=0, dropped=0)
+        self.stats = dict(auth_accept=0, auth_reject=0, acct_committed=0, dropped=0,
+                          auth_received=0, acct_received=0, auth_duplicates=0,
+                          acct_duplicates=0, deferred=0, commits=0, commit_failures=0)
+        self.drops: dict[str, int] = {}
+        self.errors = ErrorLog()
+        self.batch_sizes = metrics.Histogram(metrics.BATCH_BUCKETS)
+        self.commit_seconds = metrics.Histogram(metrics.SECONDS_BUCKETS)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -231,6 +377,7 @@ class RadiusServer:
             threading.Thread(target=self._auth_loop, name="radius-auth", daemon=True),
             threading.Thread(target=self._acct_loop, name="radius-acct", daemon=True),
             threading.Thread(target=self._writer_loop, name="radius-writer", daemon=True),
+            threading.Thread(target=self._lookup_loop, name="radius-lookup", daemon=True),
             threading.Thread(target=self._refresh_loop, name="radius-refresh", daemon=True),
         ]
         self._settle()
@@ -273,6 +420,7 @@ class RadiusServer:
             except OSError:
                 pass
         self._queue.put(None)
+        self._lookups.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
         for sock in (self._auth_socket, self._acct_socket):
@@ -301,8 +449,45 @@ class RadiusServer:
 
     # -- common checks ---------------------------------------------------------
 
-    def _drop(self, source, reason: str, client: NasClient | None = None, **context) -> None:
+    def snapshot(self) -> dict:
+        """The counters as one plain dict (aaa.metrics)."""
+        counters = dict(self.stats)
+        counters["stale_answers"] = self.directory.stale_answers
+        auth, acct = self.auth_duplicates, self.acct_duplicates
+        return {
+            "counters": counters, "drops": dict(self.drops), "errors": dict(self.errors.counts),
+            "histograms": {"commit_batch_size": self.batch_sizes.snapshot(),
+                           "commit_seconds": self.commit_seconds.snapshot()},
+            "gauges": {"queue_depth": self._queue.qsize(),
+                       "lookup_queue_depth": self._lookups.qsize(),
+                       "duplicate_cache_bytes_auth": auth.bytes,
+                       "duplicate_cache_bytes_acct": acct.bytes,
+                       "duplicate_cache_entries_auth": len(auth),
+                       "duplicate_cache_entries_acct": len(acct),
+                       "directory_entries": len(self.directory),
+                       "directory_view_age_seconds": round(self.directory.view_age(), 3),
+                       "database_unavailable": int(self.directory.unavailable())},
+        }
+
+    def _publish(self) -> None:
+        """Write the snapshot for the parent of several workers (atomically)."""
+        if self.stats_path is None:
+            return
+        temporary = f"{self.stats_path}.tmp"
+        try:
+            with open(temporary, "w") as handle:
+                json.dump(self.snapshot(), handle)
+            os.replace(temporary, self.stats_path)
+        except OSError as error:
+            self.errors.error("stats-file", f"path={self.stats_path}", error)
+
+    def _count_drop(self, reason: str) -> None:
         self.stats["dropped"] += 1
+        drops = self.drops
+        drops[reason] = drops.get(reason, 0) + 1
+
+    def _drop(self, source, reason: str, client: NasClient | None = None, **context) -> None:
+        self._count_drop(reason)
         # A flood of garbage must not become a flood of log lines: at most
         # DROP_LOG_PER_S lines a second, then one line saying how many were
         # not logged.
@@ -319,11 +504,46 @@ class RadiusServer:
         log.warning("radius.drop nas=%s src=%s:%s reason=%s%s",
                     client.name if client else "-", source[0], source[1], reason, extra)
 
-    def _client(self, source) -> NasClient | None:
-        client = self.nas_table.lookup(source[0])
+    def _client(self, source, may_load: bool = True) -> NasClient | None:
+        """The NAS a datagram came from, or None (dropped). NotCached when
+        the NAS table should be re-read first and ``may_load`` is False."""
+        client = self.nas_table.lookup(source[0], load=may_load)
         if client is None:
             self._drop(source, "unknown-client")
         return client
+
+    def _defer(self, handle, sock, data: bytes, source, client: NasClient | None = None) -> None:
+        """Hand a datagram whose answer needs the database to the lookup thread."""
+        if self._lookups.qsize() >= LOOKUP_QUEUE_LIMIT:
+            self._drop(source, "lookup-behind", client)
+            return None
+        self.stats["deferred"] += 1
+        self._lookups.put((handle, sock, data, source))
+        return None
+
+    def _lookup_loop(self) -> None:
+        """Handle deferred datagrams again, now allowed to read the database."""
+        while True:
+            item = self._lookups.get()
+            if item is None:
+                return
+            handle, sock, data, source = item
+            try:
+                reply = handle(data, source, True)
+            except Exception as error:
+                if database_unavailable(error):
+                    # No answer: the NAS retransmits (or asks another node).
+                    self._count_drop("database-unavailable")
+                    self.errors.error("database-unavailable", "lookup", error)
+                else:
+                    self.errors.error("lookup-failed", f"src={source[0]}:{source[1]}", error,
+                                      traceback=True)
+                continue
+            if reply is not None:
+                try:
+                    sock.sendto(reply, source)
+                except OSError as error:
+                    self.errors.error("send-failed", f"src={source[0]}:{source[1]}", error)
 
     # -- authentication ----------------------------------------------------------
 
@@ -334,6 +554,7 @@ class RadiusServer:
         Stopping is read from a plain attribute (``_running``): an Event's
         is_set() is a Python call, twice per datagram."""
         receive, send = sock.recvfrom, sock.sendto
+        stats, received = self.stats, f"{kind}_received"
         while self._running:
             try:
                 data, source = receive(4096)
@@ -343,17 +564,18 @@ class RadiusServer:
                 continue
             if not self._running:
                 return
+            stats[received] += 1
             try:
-                reply = handle(data, source)
-            except Exception:  # one bad packet must not stop the server
-                log.exception("radius.%s_error src=%s:%s", kind, source[0], source[1])
+                reply = handle(data, source, False)
+            except Exception as error:  # one bad packet must not stop the server
+                self.errors.error(f"{kind}-failed", f"src={source[0]}:{source[1]}", error,
+                                  traceback=True)
                 continue
             if reply is not None:
                 try:
                     send(reply, source)
                 except OSError as error:
-                    log.warning("radius.send_failed src=%s:%s error=%s", source[0], source[1],
-                                error)
+                    self.errors.error("send-failed", f"src={source[0]}:{source[1]}", error)
 
     def _auth_loop(self) -> None:
         self._receive_loop(self._auth_socket, self.handle_auth, "auth")
@@ -380,9 +602,14 @@ class RadiusServer:
             return False
         return True
 
-    def handle_auth(self, data: bytes, source) -> bytes | None:
-        """One datagram on the auth port → the reply datagram, or None (drop)."""
-        client = self._client(source)
+    def handle_auth(self, data: bytes, source, may_load: bool = True) -> bytes | None:
+        """One datagram on the auth port → the reply datagram, or None (drop,
+        or handed to the lookup thread: ``may_load`` False means this thread
+        must not wait for the database)."""
+        try:
+            client = self._client(source, may_load)
+        except NotCached:
+            return self._defer(self.handle_auth, self._auth_socket, data, source)
         if client is None:
             return None
         try:
@@ -405,14 +632,19 @@ class RadiusServer:
         key = DuplicateCache.key(source, request)
         cached = self.auth_duplicates.get(key, request.raw)
         if cached is not None:
+            self.stats["auth_duplicates"] += 1
             return cached if isinstance(cached, bytes) else None
         try:
-            decision, subscriber, extra = self._authorize(request, client)
+            decision, subscriber, extra = self._authorize(request, client, may_load)
         except wire.MalformedPacket as error:
             self._drop(source, "malformed", client, detail=error.reason)
             return None
+        except NotCached:
+            return self._defer(self.handle_auth, self._auth_socket, data, source, client)
         address = None
         if decision.accept and subscriber.static_ipv4 is None and subscriber.pool:
+            if not may_load:    # a lease is a database write
+                return self._defer(self.handle_auth, self._auth_socket, data, source, client)
             address = self._lease(subscriber)
             if address is None:
                 decision = Decision(False, "pool-exhausted", profile=decision.profile)
@@ -445,13 +677,13 @@ class RadiusServer:
             attributes = cache[decision.attributes] = encode_all(decision.attributes)
         return attributes
 
-    def _authorize(self, request: wire.Packet, client: NasClient):
+    def _authorize(self, request: wire.Packet, client: NasClient, may_load: bool = True):
         username = request.text(wire.USER_NAME)
         if username is not None and "\x00" in username:
             username = None
         hidden = request.first(wire.USER_PASSWORD)
         chap = request.first(wire.CHAP_PASSWORD)
-        subscriber = self.directory.by_login(username) if username else None
+        subscriber = self.directory.by_login(username, may_load) if username else None
         valid = False
         extra = b""
         if subscriber is not None:
@@ -473,7 +705,7 @@ class RadiusServer:
                              + _mppe_attributes(subscriber.password, chap2[0][26:50],
                                                 client.secret, request.authenticator))
         else:
-            subscriber = self._find_binding(request, username)
+            subscriber = self._find_binding(request, username, may_load)
             valid = subscriber is not None and binding_valid(subscriber)
         if not valid or subscriber is None:
             return decide(subscriber, valid, vendor=client.spec,
@@ -503,12 +735,15 @@ class RadiusServer:
         try:
             with self.ctx.Session() as session, session.begin():
                 return pools.allocate(session, subscriber.pool, subscriber.account_id, utcnow())
-        except Exception:
-            log.exception("radius.pool_error pool=%s account_id=%s", subscriber.pool,
-                          subscriber.account_id)
+        except Exception as error:
+            if database_unavailable(error):
+                raise   # no answer rather than a Reject: the NAS retransmits
+            self.errors.error("pool-failed", f"pool={subscriber.pool} "
+                              f"account_id={subscriber.account_id}", error, traceback=True)
             return None
 
-    def _find_binding(self, request: wire.Packet, username: str | None):
+    def _find_binding(self, request: wire.Packet, username: str | None,
+                      may_load: bool = True):
         """IPoE: Option-82 Agent-Circuit-Id first (it names the port, which
         the subscriber cannot forge), then the MAC address from
         Calling-Station-Id or, as MikroTik's DHCP server sends it, User-Name."""
@@ -516,13 +751,13 @@ class RadiusServer:
         if circuits:
             circuit = circuits[0].decode("utf-8", "replace")
             if "\x00" not in circuit:
-                found = self.directory.by_circuit_id(circuit)
+                found = self.directory.by_circuit_id(circuit, may_load)
                 if found is not None:
                     return found
         for text in (request.text(CALLING_STATION_ID), username):
             mac = normalize_mac(text)
             if mac is not None:
-                found = self.directory.by_mac(mac)
+                found = self.directory.by_mac(mac, may_load)
                 if found is not None:
                     return found
         return None
@@ -532,9 +767,14 @@ class RadiusServer:
     def _acct_loop(self) -> None:
         self._receive_loop(self._acct_socket, self.handle_acct, "acct")
 
-    def handle_acct(self, data: bytes, source) -> None:
-        """Check and queue one Accounting-Request; the writer replies."""
-        client = self._client(source)
+    def handle_acct(self, data: bytes, source, may_load: bool = True) -> None:
+        """Check and queue one Accounting-Request; the writer replies. The
+        owner comes from the directory's cache; one it does not hold is
+        looked up by the writer (``_resolve_owners``), never here."""
+        try:
+            client = self._client(source, may_load)
+        except NotCached:
+            return self._defer(self.handle_acct, self._acct_socket, data, source)
         if client is None:
             return
         try:
@@ -557,25 +797,47 @@ class RadiusServer:
         cached = self.acct_duplicates.get(key, request.raw)
         if cached is not None:
             if isinstance(cached, bytes):
+                self.stats["acct_duplicates"] += 1
                 self._acct_socket.sendto(cached, source)
+            elif cached is False:   # the database refused it (see _commit)
+                self._count_drop("commit-rejected")
             return  # in flight: the writer answers once it is stored
         try:
             record = accounting.parse(request, client.id, utcnow(), self._owner)
         except wire.MalformedPacket as error:
-            self._drop(source, "malformed", client, detail=error.reason)
+            self._drop(source, getattr(error, "drop_reason", "malformed"), client,
+                       detail=error.reason)
             return
         if self._queue.qsize() > self.batch_max * QUEUE_LIMIT_BATCHES:
             self._drop(source, "writer-behind", client)
             return
         reply = wire.encode_reply(wire.ACCOUNTING_RESPONSE, request, client.secret)
-        entry = self.acct_duplicates.put(key, request.raw, None)
+        entry = self.acct_duplicates.put(key, request.raw, None, len(reply))
         self._queue.put((record, reply, source, entry))
 
     def _owner(self, username: str):
         if "\ufffd" in username:
             return None
-        subscriber = self.directory.by_login(username)
+        try:
+            subscriber = self.directory.by_login(username, load=False)
+        except NotCached:
+            return None     # the writer looks it up
         return (subscriber.account_id, subscriber.service_id) if subscriber else None
+
+    def _resolve_owners(self, records: list) -> None:
+        """Attach owners the receive thread's cache did not hold: one query
+        for the batch (in the writer, which waits for the database anyway)."""
+        missing = {r.username for r in records
+                   if r.account_id is None and r.username and "\ufffd" not in r.username}
+        if not missing:
+            return
+        found = self.directory.by_logins(missing)
+        for record in records:
+            if record.account_id is None and record.username:
+                subscriber = found.get(record.username)
+                if subscriber is not None:
+                    record.account_id = subscriber.account_id
+                    record.service_id = subscriber.service_id
 
     def _writer_loop(self) -> None:
         while True:
@@ -601,25 +863,46 @@ class RadiusServer:
                 return
 
     def _commit(self, batch: list) -> None:
+        """Write a batch in one transaction, then answer it.
+
+        If the database is unavailable, nothing is answered and every
+        record waits for its retransmit (the duplicate entries are voided).
+        If the database refuses what was sent, the batch is split in halves
+        and each written on its own, down to the one record it refuses:
+        that one is dropped (counted, one log line a second) and its
+        retransmits within the duplicate window are refused without a
+        write; the others are stored and answered. The writes are
+        idempotent (aaa.accounting), so a record written again after a
+        failed attempt is not counted twice."""
         records = [item[0] for item in batch]
+        started = time.perf_counter()
         try:
+            self._resolve_owners(records)
             with self.ctx.engine.begin() as connection:
                 accounting.apply_batch(connection, records)
-        except Exception:
-            if len(batch) > 1:
-                # One bad record must not keep the others unanswered forever:
-                # write them one by one and answer those that commit.
-                log.warning("radius.acct_batch_failed records=%s retrying-singly", len(batch))
+        except Exception as error:
+            self.stats["commit_failures"] += 1
+            if database_unavailable(error):
+                self.errors.error("database-unavailable", f"writer records={len(batch)}", error)
                 for item in batch:
-                    self._commit([item])
+                    item[3][DuplicateCache.RAW] = b""
+                self._stopping.wait(WRITER_BACKOFF_S)
                 return
-            # No reply: the NAS retransmits, and the retransmit is processed
-            # afresh (the duplicate entry is forgotten).
-            log.exception("radius.acct_commit_failed nas_id=%s acct_session_id=%r",
-                          records[0].nas_id, records[0].acct_session_id)
-            for _record, _reply, _source, entry in batch:
-                entry[DuplicateCache.RAW] = b""
+            if len(batch) > 1:
+                half = len(batch) // 2
+                self._commit(batch[:half])
+                self._commit(batch[half:])
+                return
+            record, _reply, _source, entry = batch[0]
+            entry[DuplicateCache.REPLY] = False
+            self._count_drop("commit-rejected")
+            self.errors.error("commit-rejected", f"nas_id={record.nas_id} "
+                              f"acct_session_id={record.acct_session_id!r}", error,
+                              traceback=True)
             return
+        self.commit_seconds.observe(time.perf_counter() - started)
+        self.batch_sizes.observe(len(records))
+        self.stats["commits"] += 1
         self.stats["acct_committed"] += len(records)
         sock = self._acct_socket
         for _record, reply, source, entry in batch:
@@ -627,24 +910,30 @@ class RadiusServer:
             try:
                 sock.sendto(reply, source)
             except OSError as error:
-                log.warning("radius.send_failed src=%s:%s error=%s", source[0], source[1],
-                            error)
+                self.errors.error("send-failed", f"src={source[0]}:{source[1]}", error)
 
     # -- cache refresh -----------------------------------------------------------
 
     def _refresh_loop(self) -> None:
         # Every second: entries whose account version moved are re-read;
-        # every ttl: the whole view is re-read and swapped in at once.
+        # every ttl/2 (and every second after a failed read) the whole view
+        # is re-read and swapped in at once.
         last_full = time.monotonic()
         while not self._stopping.wait(1.0):
             try:
                 self.nas_table.refresh_if_due()
-                if time.monotonic() - last_full > self.directory.ttl_s / 2:
+            except Exception as error:
+                self.errors.error("nas-refresh-failed", "", error)
+            try:
+                if (self.directory.failing
+                        or time.monotonic() - last_full > self.directory.ttl_s / 2):
                     last_full = time.monotonic()
                     self.directory.preload()
                 else:
                     self.directory.refresh_changed()
-            except Exception:
-                log.exception("radius.refresh_failed")
+            except Exception as error:
+                self.errors.error("directory-refresh-failed", "", error)
+            self.errors.flush()
+            self._publish()
             if self.freeze_heap:
                 gc.freeze()

@@ -24,10 +24,21 @@ stops them. Why several are safe:
     pool.start()            # pool.auth_port / acct_port are real
     ...
     pool.stop()             # {"auth_accept": ..., ...} summed over workers
+
+Each worker writes its counters (RadiusServer.snapshot) to a file of its
+own in a directory the pool made, every second; ``snapshot()`` is their sum
+(aaa.metrics), plus what workers that died had written last, so the node's
+counters do not go back when one is restarted, and the number of deaths.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+
+from aaa import metrics
 from config import workers
 
 
@@ -36,22 +47,35 @@ def default_count(settings) -> int:
     return workers.count_for(settings, "radius")
 
 
+def _stats_path(folder: str, index: int) -> str:
+    return os.path.join(folder, f"worker-{index}.json")
+
+
 def _serve(index, args, ready, stop) -> dict:
     from aaa.server import RadiusServer, tune_process
 
-    settings, host, auth_port, acct_port, count = args
+    settings, host, auth_port, acct_port, count, folder = args
     tune_process()
     server = workers.serve_until_stopped(
         settings, lambda ctx: RadiusServer(ctx, host=host, auth_port=auth_port,
                                            acct_port=acct_port, reuse_port=True,
-                                           freeze_heap=True, workers=count),
+                                           freeze_heap=True, workers=count,
+                                           stats_path=_stats_path(folder, index)),
         ready, stop, lambda server: (server.auth_port, server.acct_port))
     return dict(server.stats)
 
 
 def _with_ports(args, ports):
-    settings, host, _auth, _acct, count = args
-    return settings, host, *ports, count
+    settings, host, _auth, _acct, count, folder = args
+    return settings, host, *ports, count, folder
+
+
+def _read(path: str) -> dict | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 class RadiusWorkers(workers.WorkerPool):
@@ -62,9 +86,36 @@ class RadiusWorkers(workers.WorkerPool):
             "radius", "auth_port")
         self.acct_port = acct_port if acct_port is not None else settings.get(
             "radius", "acct_port")
-        super().__init__(_serve, (settings, self.host, self.auth_port, self.acct_port, count),
-                         count, "radius", rebind=_with_ports)
+        self.stats_dir = tempfile.mkdtemp(prefix="abonent-radius-")
+        # What workers that died had counted (their last file).
+        self._retired = metrics.empty()
+        super().__init__(_serve, (settings, self.host, self.auth_port, self.acct_port, count,
+                                  self.stats_dir), count, "radius", rebind=_with_ports)
 
     def start(self) -> "RadiusWorkers":
         self.auth_port, self.acct_port = super().start()
         return self
+
+    def on_death(self, index: int) -> None:
+        path = _stats_path(self.stats_dir, index)
+        last = _read(path)
+        if last is not None:
+            self._retired = metrics.merge([self._retired, last], gauges=False)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+    def snapshot(self) -> dict:
+        """The workers' counters summed, with the pool's own."""
+        live = [_read(_stats_path(self.stats_dir, index)) for index in range(self.count)]
+        total = metrics.merge([self._retired, *(s for s in live if s is not None)])
+        total["counters"]["worker_deaths"] = self.deaths
+        total["gauges"]["workers"] = len(self.pids())
+        return total
+
+    def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
+        try:
+            return super().stop(timeout_s)
+        finally:
+            shutil.rmtree(self.stats_dir, ignore_errors=True)

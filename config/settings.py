@@ -47,6 +47,16 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "batch_ms": (int, 5),
         "batch_max": (int, 2000),
         "duplicate_window": (int, 30),
+        # Each duplicate cache (auth, acct) holds at most this many requests
+        # and this many MiB of them (requests are up to 4 KiB).
+        "duplicate_cache_entries": (int, 65536),
+        "duplicate_cache_mb": (int, 32),
+        # While the database cannot be read, subscribers are authorized from
+        # the last good view for this many seconds past its 30 s TTL; 0: never.
+        "stale_view_s": (int, 3600),
+        # Prometheus metrics on this TCP port of radius.host, summed over the
+        # workers; 0: none.
+        "metrics_port": (int, 0),
         # Server processes sharing the ports (SO_REUSEPORT, aaa.workers);
         # 0: one per CPU on PostgreSQL, one on SQLite.
         "workers": (int, 0),

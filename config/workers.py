@@ -193,6 +193,8 @@ class WorkerPool:
         self._workers: dict[int, tuple] = {}
         self._restarts: list[float] = []
         self.stats: dict[str, int] = {}
+        # Workers that died (not stopped by us), for metrics.
+        self.deaths = 0
         self._log_level = logging.getLogger().getEffectiveLevel()
 
     def _spawn(self, index: int) -> Any:
@@ -239,8 +241,10 @@ class WorkerPool:
                 self._collect(reader)
                 now = time.monotonic()
                 self._restarts = [t for t in self._restarts if now - t < 60] + [now]
+                self.deaths += 1
                 log.error("%s.worker_died worker=%s exitcode=%s", self.name, index,
                           process.exitcode)
+                self.on_death(index)
                 if len(self._restarts) > MAX_RESTARTS:
                     log.error("%s.workers_giving_up restarts_in_a_minute=%s", self.name,
                               len(self._restarts))
@@ -251,6 +255,9 @@ class WorkerPool:
                     log.error("%s.worker_restart_failed worker=%s error=%s", self.name, index,
                               error)
         return True
+
+    def on_death(self, index: int) -> None:
+        """Called when worker ``index`` died, before it is started again."""
 
     def pids(self) -> list[int]:
         return [process.pid for process, _ in self._workers.values() if process.is_alive()]
