@@ -93,6 +93,11 @@ def demo(host, cabinet_port, auth_port, acct_port, collector_port, coa_port, sec
     cabinet = CabinetServer(ctx, host=host, port=cabinet_port)
     # The demo pays through the built-in test bank (off in production).
     cabinet.app.config["TESTPAY_ENABLED"] = True
+    # Reset links name the demo's own address (production needs
+    # cabinet.public_url: never the request's Host header).
+    if not cabinet.app.config["ABONENT_PUBLIC_URL"]:
+        shown = f"[{host}]" if ":" in host else host
+        cabinet.app.config["ABONENT_PUBLIC_URL"] = f"http://{shown}:{cabinet.port}"
     collector = CollectorServer(ctx, host=host, port=collector_port)
     radius.start()
     collector.start()
