@@ -160,6 +160,7 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     from cabinet import api, tokens
     api.register(app)
     app.register_blueprint(tokens.blueprint)
+    tokens.apply_limits(app, limiter)
 
     formatting.register(app)
     app.extensions["abonent_nav"] = {}

@@ -139,8 +139,11 @@ def logout():
     # The price: logging out ends this login's sessions on every device.
     if current_user.is_authenticated:
         database = db()
+        # API tokens stay: logging out of a browser must not stop the
+        # accounting system's script ("log out everywhere" revokes them).
         cabinet_ops.end_other_sessions(database, current_user.user_id,
-                                       actor=f"cabinet:{current_user.login}")
+                                       actor=f"cabinet:{current_user.login}",
+                                       revoke_tokens=False)
         database.commit()
     lang = session.get("lang")
     logout_user()

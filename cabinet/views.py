@@ -195,7 +195,8 @@ def password():
         _stay_logged_in(epoch)
         log.info("cabinet.password_changed account_id=%s user_id=%s",
                  current_user.account_id, current_user.user_id)
-        flash(_("Password changed. Every other session has been logged out."), "ok")
+        flash(_("Password changed. Every other session has been logged out and every "
+                "API token revoked."), "ok")
         return redirect(url_for("main.password"))
     return render_template("password.html", form=form, end_form=end_form)
 
@@ -210,7 +211,7 @@ def end_other_sessions():
     epoch = cabinet_ops.end_other_sessions(session, current_user.user_id, actor=_actor())
     session.commit()
     _stay_logged_in(epoch)
-    flash(_("Every other session has been logged out."), "ok")
+    flash(_("Every other session has been logged out and every API token revoked."), "ok")
     return redirect(url_for("main.password"))
 
 

@@ -1,18 +1,26 @@
 """Issue 13 (hardening), the cabinet's part: the client address behind a
-proxy and the attempt limits, the Server header, the favicon."""
+proxy and the attempt limits, API tokens that end with the password, the
+Server header, the favicon."""
 
 from __future__ import annotations
 
 import logging
+import re
 import urllib.error
 import urllib.request
 
 import pytest
 
+from sqlalchemy import func, select
+
 from cabinet.app import CabinetServer, create_app
 from config.settings import SettingsError
+from rating import api_tokens
+from rating.api_tokens import ApiToken
+from rating.models import CabinetUser, OperationLog
 from tests.conftest import make_context
-from tests.integration.cabinet_helpers import csrf_token, seed_subscriber
+from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
+    app, cabinet_ctx, client, csrf_token, log_in, post_form, seed_subscriber)
 
 PROXY = "10.0.0.5"          # nginx on the operator's side
 ATTACKER = "203.0.113.9"
@@ -149,3 +157,148 @@ def test_a_favicon_is_served(served):
     with urllib.request.urlopen(served.url + "/static/favicon.svg", timeout=10) as svg:
         svg.read()
         assert svg.headers["Content-Type"].startswith("image/svg+xml")
+
+
+# -- API tokens end with the password ----------------------------------------------
+
+NEW_TOKEN = re.compile(r'data-test="new-token">(abt_[A-Za-z0-9_-]+)<')
+LINK = re.compile(r"https?://\S+(/reset\?token=[A-Za-z0-9_\-]+)")
+
+
+def _token(ctx, login: str, scope: str | None = None) -> str:
+    with ctx.Session() as session:
+        user_id = session.scalar(select(CabinetUser.id).where(CabinetUser.login == login))
+        _row, secret = api_tokens.create(session, user_id, name="script", scope=scope,
+                                         actor="test")
+        session.commit()
+    return secret
+
+
+def _api(app, secret: str) -> int:
+    return app.test_client().get("/api/v1/me",
+                                 headers={"Authorization": f"Bearer {secret}"}).status_code
+
+
+def _revocations(ctx) -> int:
+    with ctx.Session() as session:
+        return session.scalar(select(func.count()).select_from(OperationLog).where(
+            OperationLog.action == "api_token.revoke_all"))
+
+
+def test_a_password_change_revokes_every_token(app, client, cabinet_ctx):
+    subscriber = seed_subscriber(cabinet_ctx)
+    owner, viewer = _token(cabinet_ctx, subscriber.login), _token(cabinet_ctx, subscriber.login,
+                                                                  "viewer")
+    assert _api(app, owner) == _api(app, viewer) == 200
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+    changed = post_form(client, "/password", {"current": subscriber.password,
+                                              "new": "brand-new-pass-7",
+                                              "confirm": "brand-new-pass-7"})
+    assert changed.status_code == 302
+    assert _api(app, owner) == _api(app, viewer) == 401
+    page = client.get("/password").text
+    assert "every API token revoked" in page
+    assert "Every API token revoked" in client.get("/history").text
+    assert _revocations(cabinet_ctx) == 1
+    # A token made afterwards, with the new password, works.
+    assert _api(app, _token(cabinet_ctx, subscriber.login)) == 200
+
+
+def test_log_out_everywhere_revokes_tokens_and_a_plain_logout_does_not(app, client,
+                                                                       cabinet_ctx):
+    subscriber = seed_subscriber(cabinet_ctx)
+    secret = _token(cabinet_ctx, subscriber.login)
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+    page = client.get("/")
+    client.post("/logout", data={"csrf_token": csrf_token(page.text)})
+    assert _api(app, secret) == 200
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+    page = client.get("/password")
+    ended = client.post("/sessions/end-all", data={"csrf_token": csrf_token(page.text)})
+    assert ended.status_code == 302
+    assert _api(app, secret) == 401
+    assert "Every other session has been logged out and every API token revoked." in \
+        client.get("/password").text
+
+
+def test_a_reset_by_mail_revokes_every_token(db_url, tmp_path, inbox):
+    context = make_context(db_url, data_dir=tmp_path, smtp_port=inbox.port,
+                           cabinet_public_url="https://my.isp.example")
+    try:
+        application = create_app(context, testing=True)
+        subscriber = seed_subscriber(context, email="ivan@example.ru")
+        secret = _token(context, subscriber.login)
+        browser = application.test_client()
+        post_form(browser, "/forgot", {"identifier": subscriber.login})
+        path = LINK.search(inbox.text(inbox.wait(1)[0])).group(1)
+        form = browser.get(path)
+        token = path.split("token=", 1)[1]
+        done = browser.post("/reset", data={"token": token, "new": "brand-new-pass-7",
+                                            "confirm": "brand-new-pass-7",
+                                            "csrf_token": csrf_token(form.text)})
+        assert done.status_code == 302
+        assert _api(application, secret) == 401
+        assert _revocations(context) == 1
+    finally:
+        context.dispose()
+
+
+def _make(client, password=None, scope="owner"):
+    page = client.get("/tokens")
+    data = {"name": "Accounting", "scope": scope, "expires": "30",
+            "csrf_token": csrf_token(page.text)}
+    if password is not None:
+        data["password"] = password
+    return client.post("/tokens", data=data)
+
+
+def _count_tokens(ctx) -> int:
+    with ctx.Session() as session:
+        return session.scalar(select(func.count()).select_from(ApiToken))
+
+
+def test_an_owner_token_needs_the_password_again(client, cabinet_ctx):
+    subscriber = seed_subscriber(cabinet_ctx)
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+    assert 'data-test="token-password"' in client.get("/tokens").text
+    missing = _make(client)
+    assert missing.status_code == 400
+    assert "Enter your password to create a token with the owner" in missing.text
+    wrong = _make(client, "not-my-password")
+    assert wrong.status_code == 403 and "The password is wrong." in wrong.text
+    assert "not-my-password" not in wrong.text
+    assert _count_tokens(cabinet_ctx) == 0
+    made = _make(client, subscriber.password)
+    assert made.status_code == 200 and NEW_TOKEN.search(made.text)
+    # A read-only token needs no password.
+    assert _make(client, scope="viewer").status_code == 200
+    assert _count_tokens(cabinet_ctx) == 2
+
+
+def test_the_owner_token_form_is_in_russian_too(client, cabinet_ctx):
+    subscriber = seed_subscriber(cabinet_ctx)
+    log_in(client, subscriber.login, subscriber.password, lang="ru")
+    assert "Ваш пароль" in client.get("/tokens").text
+    assert "Введите пароль" in _make(client).text
+
+
+def test_wrong_passwords_on_the_token_form_are_limited(client, cabinet_ctx):
+    subscriber = seed_subscriber(cabinet_ctx)
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+    statuses = [_make(client, f"guess-{n}").status_code for n in range(6)]
+    assert statuses == [403] * 5 + [429]
+    assert _count_tokens(cabinet_ctx) == 0
+
+
+def test_a_viewer_is_not_asked_for_a_password(app, cabinet_ctx):
+    subscriber = seed_subscriber(cabinet_ctx)
+    with cabinet_ctx.Session() as session:
+        from rating.accounts import create_cabinet_user
+        from rating.models import Account
+        create_cabinet_user(session, session.get(Account, subscriber.account_id),
+                            login="viewer-x", password="viewer-pass-1", role="viewer")
+        session.commit()
+    browser = app.test_client()
+    log_in(browser, "viewer-x", "viewer-pass-1", lang="en")
+    assert 'data-test="token-password"' not in browser.get("/tokens").text
+    assert _make(browser, scope="viewer").status_code == 200
