@@ -77,6 +77,7 @@ DOMAIN_MESSAGES = (
     _l("a period may be at most 400 days"),
     _l("a month must look like 2026-11"),
     _l("a date must look like 2026-11-23"),
+    _l("a promised payment must be an amount like 100 or 99.50"),
 )
 
 

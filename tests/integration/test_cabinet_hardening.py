@@ -302,3 +302,53 @@ def test_a_viewer_is_not_asked_for_a_password(app, cabinet_ctx):
     log_in(browser, "viewer-x", "viewer-pass-1", lang="en")
     assert 'data-test="token-password"' not in browser.get("/tokens").text
     assert _make(browser, scope="viewer").status_code == 200
+
+
+# -- the promised payment form refuses what is no amount of money ---------------
+
+NOT_MONEY = ["10.005", "0.001", "NaN", "Infinity", "-Infinity", "1e400", "sNaN",
+             "1000000000000"]
+
+
+def _promised_state(ctx, account_id):
+    from rating.models import Account, LedgerEntry, PromisedPayment
+    with ctx.Session() as session:
+        return (session.get(Account, account_id).balance,
+                session.scalar(select(func.count()).select_from(LedgerEntry)
+                               .where(LedgerEntry.account_id == account_id)),
+                session.scalar(select(func.count()).select_from(PromisedPayment)))
+
+
+@pytest.mark.parametrize("amount", NOT_MONEY)
+def test_the_promised_form_refuses_what_is_no_amount(client, cabinet_ctx, amount):
+    broke = seed_subscriber(cabinet_ctx, balance=None)
+    log_in(client, broke.login, broke.password, lang="en")
+    before = _promised_state(cabinet_ctx, broke.account_id)
+    response = post_form(client, "/promised", {"amount": amount})
+    assert response.status_code == 400
+    assert "Enter an amount like 100 or 99.50." in response.text
+    assert _promised_state(cabinet_ctx, broke.account_id) == before
+    # The form is still there to correct the amount; a right one works.
+    assert post_form(client, "/promised", {"amount": "100.50"}).status_code == 302
+
+
+def test_the_promised_form_says_it_in_russian(client, cabinet_ctx):
+    broke = seed_subscriber(cabinet_ctx, balance=None)
+    log_in(client, broke.login, broke.password, lang="ru")
+    response = post_form(client, "/promised", {"amount": "NaN"})
+    assert response.status_code == 400 and "Введите сумму вида 100 или 99.50" in response.text
+
+
+@pytest.mark.parametrize("amount", NOT_MONEY[:6])
+def test_rating_refuses_them_too(cabinet_ctx, amount):
+    from decimal import Decimal
+
+    from rating import promised
+    from rating.accounts import DomainError
+    from rating.models import Account
+    broke = seed_subscriber(cabinet_ctx, balance=None)
+    with cabinet_ctx.Session() as session:
+        account = session.get(Account, broke.account_id)
+        with pytest.raises(DomainError, match="an amount like 100 or 99.50"):
+            promised.grant(session, account, Decimal(amount), api_tokens.utcnow(),
+                           promised.PromisedRules(), actor="test")
