@@ -68,6 +68,15 @@ class CabinetFlask(Flask):
         super().__init__(*args, **kwargs)
         self._sync: dict = {}
 
+    def process_response(self, response):
+        """As Flask's, then the cookies a view asked to come after the
+        session's (``g.cookies_after_session``): a client that keeps only the
+        first Set-Cookie of a login (a script, the bench) keeps the session."""
+        response = super().process_response(response)
+        for name, value, options in g.pop("cookies_after_session", ()):
+            response.set_cookie(name, value, **options)
+        return response
+
     def ensure_sync(self, func):
         try:
             return self._sync[func]

@@ -68,6 +68,32 @@ def test_guesses_from_one_source_do_not_lock_out_the_real_user(proxied, caplog):
     assert f"ip={REAL_USER}" in caplog.text and f"ip={PROXY}" not in caplog.text
 
 
+def test_guesses_from_many_sources_stop_but_spare_the_users_own_browser(proxied):
+    """A botnet gives every guess a new address: one login has a ceiling
+    over all sources, and a browser that login has used before is not
+    counted against it."""
+    context, app = proxied
+    victim = seed_subscriber(context)
+    other = seed_subscriber(context)
+    own_browser = _via_proxy(app, REAL_USER)
+    assert _log_in(own_browser, victim.login, victim.password).status_code == 302
+    own_browser.post("/logout", data={"csrf_token": csrf_token(own_browser.get("/").text)})
+    # Another login's device cookie is no pass for the victim's login.
+    borrowed = _via_proxy(app, "198.51.100.200")
+    assert _log_in(borrowed, other.login, other.password).status_code == 302
+    statuses = [_log_in(_via_proxy(app, f"203.0.113.{n + 1}"), victim.login, "guess").status_code
+                for n in range(30)]
+    assert statuses == [401] * 30
+    assert _log_in(_via_proxy(app, "203.0.113.200"), victim.login, "guess").status_code == 429
+    # A browser new to this login waits, even with the right password...
+    assert _log_in(_via_proxy(app, "192.0.2.50"), victim.login,
+                   victim.password).status_code == 429
+    borrowed.post("/logout", data={"csrf_token": csrf_token(borrowed.get("/").text)})
+    assert _log_in(borrowed, victim.login, victim.password).status_code == 429
+    # ...the subscriber's own browser does not.
+    assert _log_in(own_browser, victim.login, victim.password).status_code == 302
+
+
 def test_one_source_behind_the_proxy_does_not_use_up_everyones_ceiling(proxied):
     context, app = proxied
     real = seed_subscriber(context)
