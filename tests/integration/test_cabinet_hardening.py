@@ -428,3 +428,34 @@ def test_the_csv_statement_has_no_formula(client, cabinet_ctx):
     assert len(memos) == len(EVIL_MEMOS)
     for memo, original in zip(memos, EVIL_MEMOS):
         assert memo.replace("'", "") == original.replace("'", "")
+
+
+# -- say so at start ---------------------------------------------------------------
+
+@pytest.mark.parametrize("public_url", ["", "https://my.isp.example"])
+def test_serve_cabinet_says_at_start_that_reset_mail_is_off(db_url, tmp_path, public_url):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABONENT_")}
+    env.update(ABONENT_DATABASE_URL=db_url, ABONENT_DATA_DIR=str(tmp_path),
+               ABONENT_CABINET_PUBLIC_URL=public_url)
+    abonent = str(Path(sys.executable).with_name("abonent"))
+    process = subprocess.Popen([abonent, "serve", "cabinet", "--port", "0"], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "listening on" in line:
+                break
+        text = "".join(lines)
+        assert "listening on http://127.0.0.1:" in text, text
+        warned = "cabinet.public_url is not set, so the cabinet sends no password reset mail"
+        assert (warned in text) == (not public_url), text
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        process.stderr.close()
