@@ -8,6 +8,7 @@ end at their next request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -198,11 +199,16 @@ def _device_serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key, salt="abonent-known-device")
 
 
+def _login_digest(login_name: str) -> str:
+    # The cookie is signed, not encrypted: it names the login by a digest.
+    return hashlib.sha256(login_name.strip().lower()[:64].encode()).hexdigest()[:32]
+
+
 def _remember_device(login_name: str) -> None:
     """A signed cookie naming the login that logged in from this browser
     (after the session's cookie, see CabinetFlask.process_response)."""
     g.cookies_after_session = [(
-        DEVICE_COOKIE, _device_serializer().dumps(login_name.strip().lower()),
+        DEVICE_COOKIE, _device_serializer().dumps(_login_digest(login_name)),
         dict(max_age=DEVICE_COOKIE_DAYS * 86400, httponly=True, samesite="Lax",
              secure=current_app.config["SESSION_COOKIE_SECURE"]))]
 
@@ -213,7 +219,7 @@ def _known_device() -> bool:
     if not cookie:
         return False
     try:
-        return _device_serializer().loads(cookie) == _form_login()
+        return _device_serializer().loads(cookie) == _login_digest(_form_login())
     except BadSignature:
         return False
 

@@ -68,7 +68,10 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("ABONENT_CABINET_LOGLEVEL", "warning")
 
-# Trust X-Forwarded-* only from the proxy on this host.
+# Trust X-Forwarded-* only from the proxy on this host. gunicorn does not
+# take the client address from X-Forwarded-For: the cabinet does, for its
+# attempt limits, when cabinet.trusted_proxies says how many proxies
+# stand in front (nginx alone: 1).
 forwarded_allow_ips = "127.0.0.1"
 proc_name = "abonent-cabinet"
 
