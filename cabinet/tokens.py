@@ -89,7 +89,8 @@ def tokens():
     session = db()
     if form.scope.data == OWNER_SCOPE and not cabinet_ops.password_matches(
             session, current_user.user_id, form.password.data):
-        g.token_password_refused = True
+        # Only a wrong password counts towards the limit, not a missing one.
+        g.token_password_refused = bool(form.password.data)
         form.password.errors.append(
             _("The password is wrong.") if form.password.data else
             _("Enter your password to create a token with the owner's rights."))
