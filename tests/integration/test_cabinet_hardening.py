@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cabinet.app import CabinetServer, create_app
+from config.db import utcnow
 from config.settings import SettingsError
 from rating import api_tokens
 from rating.api_tokens import ApiToken
@@ -378,7 +379,7 @@ def test_rating_refuses_them_too(cabinet_ctx, amount):
     with cabinet_ctx.Session() as session:
         account = session.get(Account, broke.account_id)
         with pytest.raises(DomainError, match="an amount like 100 or 99.50"):
-            promised.grant(session, account, Decimal(amount), api_tokens.utcnow(),
+            promised.grant(session, account, Decimal(amount), utcnow(),
                            promised.PromisedRules(), actor="test")
 
 
