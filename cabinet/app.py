@@ -25,10 +25,12 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 from markupsafe import Markup
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from config.context import Context
 from config.db import make_sessionmaker
+from config.settings import SettingsError
 from rating import policies
 from cabinet import formatting
 from cabinet.i18n import LOCALES, CabinetRequest, select_locale
@@ -67,6 +69,15 @@ class CabinetFlask(Flask):
         super().__init__(*args, **kwargs)
         self._sync: dict = {}
 
+    def process_response(self, response):
+        """As Flask's, then the cookies a view asked to come after the
+        session's (``g.cookies_after_session``): a client that keeps only the
+        first Set-Cookie of a login (a script, the bench) keeps the session."""
+        response = super().process_response(response)
+        for name, value, options in g.pop("cookies_after_session", ()):
+            response.set_cookie(name, value, **options)
+        return response
+
     def ensure_sync(self, func):
         try:
             return self._sync[func]
@@ -103,6 +114,15 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         BABEL_TRANSLATION_DIRECTORIES=str(HERE / "translations"),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    # Reset links start with this; empty: no reset mail (never the Host
+    # header). `abonent demo` sets its own address here.
+    app.config["ABONENT_PUBLIC_URL"] = public_url(settings)
+    proxies = trusted_proxies(settings)
+    if proxies:
+        # The client address (and so every attempt limit) from the last
+        # `proxies` entries of X-Forwarded-For: the ones our proxies wrote.
+        # Whatever a client put in the header itself stays to their left.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     app.extensions["abonent"] = ctx
     app.extensions["abonent_reads_engine"] = _reads_engine(ctx)
     app.extensions["abonent_reads"] = make_sessionmaker(None)
@@ -150,6 +170,7 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     from cabinet import api, tokens
     api.register(app)
     app.register_blueprint(tokens.blueprint)
+    tokens.apply_limits(app, limiter)
 
     formatting.register(app)
     app.extensions["abonent_nav"] = {}
@@ -184,12 +205,18 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         for key, value in security_headers:
             if key.lower() not in present:
                 headers.add(key, value)
-        if request.endpoint != "static":
+        if request.endpoint not in ("static", "favicon"):
             # Pages show a balance and personal data: no shared caches, and
             # the back button after logout must not show them either.
             headers["Cache-Control"] = "no-store"
             headers.add("Vary", "Cookie")
         return response
+
+    @app.route("/favicon.ico")
+    def favicon():
+        # Browsers ask for it on every first visit; an answer beats a 404
+        # page rendered each time.
+        return app.send_static_file("favicon.ico")
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error):
@@ -242,6 +269,40 @@ def _unless_safe(hook):
     def unless_safe():
         return None if _safe_method() else hook()
     return unless_safe
+
+
+MAX_TRUSTED_PROXIES = 5
+
+
+def public_url(settings) -> str:
+    """cabinet.public_url without its trailing slash; "" when unset.
+
+    Anything but an http(s) URL with a host stops the start: it would make
+    every reset link broken."""
+    url = (settings.get("cabinet", "public_url") or "").strip().rstrip("/")
+    if url and not (url.startswith(("http://", "https://")) and "//" in url
+                    and url.split("//", 1)[1] and " " not in url):
+        raise SettingsError(f"setting cabinet.public_url must be like https://my.isp.example, "
+                            f"not {url!r}")
+    return url
+
+
+def trusted_proxies(settings) -> int:
+    count = settings.get("cabinet", "trusted_proxies")
+    if not 0 <= count <= MAX_TRUSTED_PROXIES:
+        raise SettingsError(f"setting cabinet.trusted_proxies must be 0 to "
+                            f"{MAX_TRUSTED_PROXIES} (the proxies in front), not {count}")
+    return count
+
+
+def startup_warnings(settings) -> list[str]:
+    """What an operator must hear when the cabinet starts (serve, gunicorn)."""
+    warnings = []
+    if not public_url(settings):
+        warnings.append("cabinet.public_url is not set, so the cabinet sends no password "
+                        "reset mail; set it to the cabinet's public address, e.g. "
+                        "https://my.isp.example")
+    return warnings
 
 
 # Languages x pages x script roots; a bound, should a proxy send odd ones.
@@ -349,6 +410,10 @@ class _RequestHandler(WSGIRequestHandler):
     # werkzeug writes the headers and the body separately; with Nagle on,
     # the body waits for the client's delayed ACK (~40 ms a page).
     disable_nagle_algorithm = True
+
+    def version_string(self) -> str:
+        # Not "Werkzeug/3.1 Python/3.11": the versions help only an attacker.
+        return "abonent"
 
 
 class CabinetServer:

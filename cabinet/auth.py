@@ -8,17 +8,19 @@ end at their next request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
-from flask import (Blueprint, Flask, g, jsonify, redirect, render_template, request,
-                   session, url_for)
+from flask import (Blueprint, Flask, current_app, g, jsonify, redirect, render_template,
+                   request, session, url_for)
 from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from flask_login import UserMixin, current_user, login_user, logout_user
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from cabinet import queries
@@ -35,6 +37,13 @@ blueprint = Blueprint("auth", __name__)
 
 LOGIN_LIMITS = "10 per minute;50 per hour"
 ADDRESS_LIMITS = "100 per minute"
+# Wrong passwords for one login from every source together (a botnet gives
+# each guess a new address); a browser this login has logged in from
+# before does not count against it, so guessers cannot lock the subscriber
+# out of their own devices.
+LOGIN_ANY_SOURCE_LIMITS = "30 per hour"
+DEVICE_COOKIE = "abonent_device"
+DEVICE_COOKIE_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,7 @@ def login():
             generate_csrf()
             log.info("cabinet.login account_id=%s user_id=%s ip=%s", user.account_id, user.id,
                      request.remote_addr)
+            _remember_device(login_name)
             return redirect(safe_target(request.args.get("next")))
         log.info("cabinet.login_failed ip=%s", request.remote_addr)
         form.password.errors.append(_("Wrong login or password."))
@@ -139,8 +149,11 @@ def logout():
     # The price: logging out ends this login's sessions on every device.
     if current_user.is_authenticated:
         database = db()
+        # API tokens stay: logging out of a browser must not stop the
+        # accounting system's script ("log out everywhere" revokes them).
         cabinet_ops.end_other_sessions(database, current_user.user_id,
-                                       actor=f"cabinet:{current_user.login}")
+                                       actor=f"cabinet:{current_user.login}",
+                                       revoke_tokens=False)
         database.commit()
     lang = session.get("lang")
     logout_user()
@@ -167,23 +180,63 @@ def safe_target(target: str | None) -> str:
 
 
 def _client_and_login() -> str:
-    login = (request.form.get("login") or "").strip().lower()[:64]
-    return f"{get_remote_address()}|{login}"
+    return f"{get_remote_address()}|{_form_login()}"
 
 
 def _failed(response) -> bool:
     return response.status_code != 302
 
 
+def _form_login() -> str:
+    return (request.form.get("login") or "").strip().lower()[:64]
+
+
+def _login_only() -> str:
+    return f"login|{_form_login()}"
+
+
+def _device_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="abonent-known-device")
+
+
+def _login_digest(login_name: str) -> str:
+    # The cookie is signed, not encrypted: it names the login by a digest.
+    return hashlib.sha256(login_name.strip().lower()[:64].encode()).hexdigest()[:32]
+
+
+def _remember_device(login_name: str) -> None:
+    """A signed cookie naming the login that logged in from this browser
+    (after the session's cookie, see CabinetFlask.process_response)."""
+    g.cookies_after_session = [(
+        DEVICE_COOKIE, _device_serializer().dumps(_login_digest(login_name)),
+        dict(max_age=DEVICE_COOKIE_DAYS * 86400, httponly=True, samesite="Lax",
+             secure=current_app.config["SESSION_COOKIE_SECURE"]))]
+
+
+def _known_device() -> bool:
+    """The login in the form has logged in from this browser before."""
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    if not cookie:
+        return False
+    try:
+        return _device_serializer().loads(cookie) == _login_digest(_form_login())
+    except BadSignature:
+        return False
+
+
 def apply_limits(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
     """Rate-limit failed login attempts (POST only: showing the form is free).
 
-    Per address and login, so guessing one password is slow; and per
-    address alone with a higher ceiling, because many subscribers share one
-    address behind the operator's own CGNAT.
+    Per address and login, so guessing one password is slow; per address
+    alone with a higher ceiling, because many subscribers share one address
+    behind the operator's own CGNAT; and per login from every address, but
+    not for a browser the login has used before (the "address" is the
+    client's, see cabinet.trusted_proxies).
     """
     endpoint = "auth.login"
     view = app.view_functions[endpoint]
+    view = limiter.limit(LOGIN_ANY_SOURCE_LIMITS, key_func=_login_only, methods=["POST"],
+                         deduct_when=_failed, exempt_when=_known_device)(view)
     view = limiter.limit(LOGIN_LIMITS, key_func=_client_and_login, methods=["POST"],
                          deduct_when=_failed)(view)
     view = limiter.limit(ADDRESS_LIMITS, methods=["POST"], deduct_when=_failed)(view)

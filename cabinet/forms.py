@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
+from wtforms.validators import (DataRequired, EqualTo, InputRequired, Length, Optional,
+                                ValidationError)
+
+# The ledger's NUMERIC(14, 2): at most 12 digits before the point, 2 after.
+MONEY_INTEGER_DIGITS = 12
+
+
+def money_amount(_form, field) -> None:
+    """An amount of money as a person types it: 100, 99.50. Decimal reads
+    "NaN", "Infinity", "1e400" and "10.005" too; none of them is money, and
+    left in they reach the ledger's arithmetic and fail there."""
+    value = field.data
+    if value is None:
+        return
+    if (not isinstance(value, Decimal) or not value.is_finite()
+            or value.as_tuple().exponent < -2
+            or (value != 0 and value.adjusted() >= MONEY_INTEGER_DIGITS)):
+        raise ValidationError(_l("Enter an amount like 100 or 99.50."))
 
 
 class LoginForm(FlaskForm):
@@ -42,7 +61,7 @@ class EndSessionsForm(FlaskForm):
 
 class PromisedForm(FlaskForm):
     # Decimal, never float; the limits themselves are rating.promised's.
-    amount = DecimalField(_l("Amount"), places=2, validators=[InputRequired()])
+    amount = DecimalField(_l("Amount"), places=2, validators=[InputRequired(), money_amount])
 
 
 class TurboForm(FlaskForm):

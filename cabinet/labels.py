@@ -47,11 +47,12 @@ ACTIONS = {
     "request.add": _l("Service request added"),
     "request.status": _l("Service request updated"),
     "api_token.create": _l("API token created"), "api_token.revoke": _l("API token revoked"),
+    "api_token.revoke_all": _l("Every API token revoked"),
 }
 
 FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
           "token_name": _l("Token name"), "prefix": _l("Token"), "scope": _l("Rights"),
-          "expires_at": _l("Expires"),
+          "expires_at": _l("Expires"), "tokens": _l("Tokens"),
           "phone_landline": _l("Landline phone"), "amount": _l("Amount"),
           "voucher": _l("Voucher"), "txn_id": _l("Transaction"), "provider": _l("Provider"),
           "due_at": _l("Due"), "tariff": _l("Tariff"), "starts_on": _l("Starts on"),
@@ -76,6 +77,7 @@ DOMAIN_MESSAGES = (
     _l("a period may be at most 400 days"),
     _l("a month must look like 2026-11"),
     _l("a date must look like 2026-11-23"),
+    _l("a promised payment must be an amount like 100 or 99.50"),
 )
 
 

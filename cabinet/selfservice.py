@@ -138,6 +138,12 @@ def _may_edit() -> bool:
 @blueprint.route("/forgot", methods=["GET", "POST"])
 def forgot():
     form = ForgotForm()
+    if not current_app.config["ABONENT_PUBLIC_URL"]:
+        # Without cabinet.public_url the only base for the link would be the
+        # request's Host header, which the sender chooses: a link to their
+        # own site would go to the victim. Nothing is stored or sent.
+        status = 503 if request.method == "POST" else 200
+        return render_template("forgot.html", form=form, unavailable=True), status
     if request.method == "POST":
         if not form.validate_on_submit():
             return render_template("forgot.html", form=form), 400
@@ -161,9 +167,8 @@ def forgot_sent():
 
 
 def _reset_link(token: str) -> str:
-    base = current_app.extensions["abonent"].settings.get("cabinet", "public_url")
-    base = (base or request.host_url).rstrip("/")
-    return base + url_for("selfservice.reset", token=token)
+    # Never request.host_url: the Host header is the sender's to choose.
+    return current_app.config["ABONENT_PUBLIC_URL"] + url_for("selfservice.reset", token=token)
 
 
 def _send_reset_mail(mail: selfservice.ResetMail, minutes: int) -> None:

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_limiter import Limiter
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 from cabinet import labels
 from cabinet.app import db
 from config.db import utcnow
-from rating import api_tokens
+from rating import api_tokens, cabinet_ops
 from rating.accounts import DomainError, NotFound
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ MESSAGES = (_l("a token needs a name of 1 to 100 characters"),
             _l("a token cannot have more rights than its user"),
             _l("a token may live 1 to 366 days"),
             _l("a login may have at most 20 active tokens; revoke one first"))
+OWNER_SCOPE = "owner"
+PASSWORD_LIMITS = "5 per 15 minutes;20 per day"
 LIFETIMES = (("30", _l("30 days")), ("90", _l("90 days")), ("365", _l("1 year")),
              ("", _l("Never")))
 
@@ -49,6 +52,9 @@ class TokenForm(FlaskForm):
     name = StringField(_l("Token name"), validators=[DataRequired(), Length(max=100)])
     scope = SelectField(_l("Rights"), choices=[])
     expires = SelectField(_l("Expires in"), choices=_choices(LIFETIMES), default="90")
+    # Asked again for a token with the owner's rights: a session someone
+    # else got hold of must not turn itself into a key that outlives it.
+    password = PasswordField(_l("Your password"), validators=[Optional(), Length(max=256)])
 
 
 class RevokeForm(FlaskForm):
@@ -67,7 +73,9 @@ def _page(form: TokenForm, status: int = 200, secret: str | None = None, error=N
     rows = [(token, token.status(now)) for token in
             api_tokens.tokens_of(db(), current_user.user_id)]
     return render_template("tokens.html", form=form, revoke_form=RevokeForm(), rows=rows,
-                           secret=secret, scopes=SCOPES, error=error), status
+                           secret=secret, scopes=SCOPES, error=error,
+                           asks_password=OWNER_SCOPE in api_tokens.allowed_scopes(
+                               current_user.role)), status
 
 
 @blueprint.route("/tokens", methods=["GET", "POST"])
@@ -79,6 +87,16 @@ def tokens():
     if not form.validate_on_submit():
         return _page(form, 400)
     session = db()
+    if form.scope.data == OWNER_SCOPE and not cabinet_ops.password_matches(
+            session, current_user.user_id, form.password.data):
+        # Only a wrong password counts towards the limit, not a missing one.
+        g.token_password_refused = bool(form.password.data)
+        form.password.errors.append(
+            _("The password is wrong.") if form.password.data else
+            _("Enter your password to create a token with the owner's rights."))
+        log.info("cabinet.api_token_password_refused account_id=%s user_id=%s",
+                 current_user.account_id, current_user.user_id)
+        return _page(form, 403 if form.password.data else 400)
     try:
         token, secret = api_tokens.create(
             session, current_user.user_id, name=form.name.data, scope=form.scope.data,
@@ -91,6 +109,23 @@ def tokens():
     log.info("cabinet.api_token_created account_id=%s user_id=%s prefix=%s",
              current_user.account_id, current_user.user_id, token.prefix)
     return _page(_form_after_create(), secret=secret)
+
+
+def _password_key() -> str:
+    return f"token-password|{getattr(current_user, 'user_id', '-')}"
+
+
+def _password_refused(_response) -> bool:
+    return bool(g.get("token_password_refused"))
+
+
+def apply_limits(app: Flask, limiter: Limiter) -> None:
+    """Wrong passwords on the token form count per login: a stolen session
+    must not guess the password here either."""
+    view = app.view_functions["tokens.tokens"]
+    app.view_functions["tokens.tokens"] = limiter.limit(
+        PASSWORD_LIMITS, key_func=_password_key, methods=["POST"],
+        deduct_when=_password_refused)(view)
 
 
 def _form_after_create() -> TokenForm:

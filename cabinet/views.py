@@ -7,8 +7,6 @@ with a CSRF token. No GET changes anything.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 import uuid
@@ -22,7 +20,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
-from cabinet import charts, labels, periods, queries
+from cabinet import charts, labels, periods, queries, spreadsheet
 from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, volume, when
@@ -196,7 +194,8 @@ def password():
         _stay_logged_in(epoch)
         log.info("cabinet.password_changed account_id=%s user_id=%s",
                  current_user.account_id, current_user.user_id)
-        flash(_("Password changed. Every other session has been logged out."), "ok")
+        flash(_("Password changed. Every other session has been logged out and every "
+                "API token revoked."), "ok")
         return redirect(url_for("main.password"))
     return render_template("password.html", form=form, end_form=end_form)
 
@@ -211,7 +210,7 @@ def end_other_sessions():
     epoch = cabinet_ops.end_other_sessions(session, current_user.user_id, actor=_actor())
     session.commit()
     _stay_logged_in(epoch)
-    flash(_("Every other session has been logged out."), "ok")
+    flash(_("Every other session has been logged out and every API token revoked."), "ok")
     return redirect(url_for("main.password"))
 
 
@@ -319,27 +318,19 @@ def payments_csv():
         statement = cabinet_ops.statement(db(), account.id, period.start_utc, period.end_utc)
     except (periods.PeriodError, DomainError) as error:
         return Response(labels.error_text(error) + "\n", status=400, mimetype="text/plain")
-    buffer = io.StringIO()
-    # A BOM, so that a spreadsheet opens the Cyrillic right.
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer)
-    writer.writerow([_("Date"), _("Operation"), _("Amount"), _("Balance after"),
-                     _("Comment")])
-    writer.writerow(["", _("Opening balance"), "", f"{statement.opening:.2f}", ""])
-    for line in statement.lines:
-        writer.writerow([when(line.created_at, "yyyy-MM-dd HH:mm"), labels.kind(line.kind),
-                         f"{line.amount:.2f}", f"{line.balance_after:.2f}",
-                         _spreadsheet_safe(line.memo or "")])
-    writer.writerow(["", _("Closing balance"), "", f"{statement.closing:.2f}", ""])
+    rows = [["", _("Opening balance"), "", f"{statement.opening:.2f}", ""]]
+    rows += [[when(line.created_at, "yyyy-MM-dd HH:mm"), labels.kind(line.kind),
+              f"{line.amount:.2f}", f"{line.balance_after:.2f}", line.memo or ""]
+             for line in statement.lines]
+    rows.append(["", _("Closing balance"), "", f"{statement.closing:.2f}", ""])
+    # Operation and comment are text (a memo may come from a payment
+    # provider or a voucher batch): quoted and never a formula.
+    body = spreadsheet.csv_text([_("Date"), _("Operation"), _("Amount"), _("Balance after"),
+                                 _("Comment")], rows, text_columns={1, 4})
     name = (f"statement-{account.number}-{period.first_day.isoformat()}-"
             f"{period.last_day.isoformat()}.csv")
-    return Response(buffer.getvalue(), mimetype="text/csv",
+    return Response(body, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _spreadsheet_safe(text: str) -> str:
-    # A cell starting with = + - @ is a formula to a spreadsheet (CSV injection).
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @blueprint.route("/traffic")

@@ -68,8 +68,15 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "default_locale": (str, "ru"),
         "secure_cookies": (bool, False),
         # Links in mails (password reset) start with this, e.g.
-        # "https://my.isp.example"; empty: the address the request came to.
+        # "https://my.isp.example". Empty: no reset mail is sent (a link
+        # built from the request's Host header could point anywhere);
+        # `abonent demo` uses its own address.
         "public_url": (str, ""),
+        # How many reverse proxies (nginx, a load balancer) stand in front
+        # and append to X-Forwarded-For / set X-Forwarded-Proto; the client
+        # address (and so every attempt limit) is taken from them. 0: the
+        # cabinet faces clients directly and ignores those headers.
+        "trusted_proxies": (int, 0),
         "reset_token_minutes": (int, 30),
         # Where the login, reset and voucher attempt counters live. memory://
         # counts per process: right for `abonent serve cabinet` (one process);

@@ -68,16 +68,24 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("ABONENT_CABINET_LOGLEVEL", "warning")
 
-# Trust X-Forwarded-* only from the proxy on this host.
+# Trust X-Forwarded-* only from the proxy on this host. gunicorn does not
+# take the client address from X-Forwarded-For: the cabinet does, for its
+# attempt limits, when cabinet.trusted_proxies says how many proxies
+# stand in front (nginx alone: 1).
 forwarded_allow_ips = "127.0.0.1"
 proc_name = "abonent-cabinet"
 
 
 def on_starting(server):
-    """Warn when several workers would each keep their own attempt counters."""
+    """Warn when several workers would each keep their own attempt counters,
+    and about what cabinet.app.startup_warnings names (no reset mail)."""
+    from cabinet.app import startup_warnings
     from config.settings import load_settings
 
-    storage = load_settings().get("cabinet", "rate_limit_storage")
+    settings = load_settings()
+    for warning in startup_warnings(settings):
+        server.log.warning("%s", warning)
+    storage = settings.get("cabinet", "rate_limit_storage")
     if server.cfg.workers > 1 and storage.startswith("memory://"):
         server.log.warning(
             "cabinet.rate_limit_storage is %s: each of the %d workers counts login and "

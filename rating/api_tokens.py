@@ -21,7 +21,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, func, select
+from sqlalchemy import (CheckConstraint, DateTime, ForeignKey, Integer, String, func, select,
+                        update)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from config.db import Base, utcnow
@@ -144,6 +145,26 @@ def revoke(session: Session, user_id: int, token_id: int, *, now: dt.datetime | 
     oplog.record(session, account_id=account_id, actor=actor, action="api_token.revoke",
                  token_name=token.name, prefix=token.prefix)
     return True
+
+
+def revoke_all(session: Session, user_id: int, *, now: dt.datetime | None = None,
+               actor: str) -> int:
+    """Revoke every live token of the user: what a stolen session made must
+    not outlive a password change, a reset or "log out everywhere". One
+    UPDATE; returns how many were revoked (written to the operation log)."""
+    now = now or utcnow()
+    revoked = session.execute(
+        update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+    if revoked:
+        for token in list(session.identity_map.values()):
+            if isinstance(token, ApiToken) and token.user_id == user_id:
+                session.expire(token)
+        account_id = session.scalar(select(CabinetUser.account_id)
+                                    .where(CabinetUser.id == user_id))
+        oplog.record(session, account_id=account_id, actor=actor,
+                     action="api_token.revoke_all", tokens=revoked)
+    return revoked
 
 
 def tokens_of(session: Session, user_id: int) -> list[ApiToken]:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from rating import oplog, policies
+from rating import api_tokens, oplog, policies
 from rating.accounts import DomainError, NotFound
 from rating.choices import CREDIT_KINDS
 from rating.models import Account, AccountOption, CabinetUser, LedgerEntry, OptionType
@@ -97,18 +97,32 @@ def change_password(session: Session, user_id: int, *, current: str, new: str,
     epoch = _bump_epoch(session, user_id, password_hash=hash_password(new))
     oplog.record(session, account_id=user.account_id, actor=actor, action="password.change",
                  login=user.login)
+    # A token made in a stolen session must not outlive the password.
+    api_tokens.revoke_all(session, user_id, actor=actor)
     return epoch
 
 
-def end_other_sessions(session: Session, user_id: int, *, actor: str) -> int:
-    """"Log out everywhere": every session of this login ends at its next request."""
+def end_other_sessions(session: Session, user_id: int, *, actor: str,
+                       revoke_tokens: bool = True) -> int:
+    """"Log out everywhere": every session of this login ends at its next
+    request, and (unless ``revoke_tokens`` is False: a plain logout) every
+    API token of the login is revoked."""
     user = session.get(CabinetUser, user_id)
     if user is None:
         raise NotFound("cabinet user does not exist")
     epoch = _bump_epoch(session, user_id)
     oplog.record(session, account_id=user.account_id, actor=actor, action="sessions.end_all",
                  login=user.login)
+    if revoke_tokens:
+        api_tokens.revoke_all(session, user_id, actor=actor)
     return epoch
+
+
+def password_matches(session: Session, user_id: int, password: str) -> bool:
+    """Whether ``password`` is the login's current one (asked again before
+    a step a stolen session must not take alone)."""
+    user = session.get(CabinetUser, user_id)
+    return user is not None and verify_password(password or "", user.password_hash)
 
 
 def _bump_epoch(session: Session, user_id: int, **values) -> int:

@@ -56,7 +56,11 @@ def check(session: Session, account: Account, amount: Decimal, now: dt.datetime,
 
 def grant(session: Session, account: Account, amount, now: dt.datetime, rules: PromisedRules,
           *, actor: str = "subscriber") -> PromisedPayment:
-    amount = money(amount)
+    try:
+        amount = money(amount)
+    except (TypeError, ValueError, ArithmeticError):
+        # NaN, Infinity, 1e400, 10.005: no amount of money.
+        raise DomainError("a promised payment must be an amount like 100 or 99.50") from None
     key = f"promised:{account.id}:{now.date().isoformat()}"
     existing = session.scalar(select(PromisedPayment).join(
         LedgerEntry, LedgerEntry.id == PromisedPayment.entry_id)

@@ -24,7 +24,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String, case, select, upda
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from config.db import Base, money, utcnow
-from rating import cabinet_ops, oplog
+from rating import api_tokens, cabinet_ops, oplog
 from rating.accounts import DomainError, NotFound
 from rating.models import Account, CabinetUser
 from rating.passwords import hash_password, verify_password
@@ -172,6 +172,7 @@ def complete_reset(session: Session, token: str, new: str, now: dt.datetime, *,
     cabinet_ops._bump_epoch(session, user.id, password_hash=hash_password(new))
     oplog.record(session, account_id=user.account_id, actor=actor, action="password.reset",
                  login=user.login)
+    api_tokens.revoke_all(session, user.id, now=now, actor=actor)
     return user
 
 

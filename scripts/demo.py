@@ -3,8 +3,10 @@ on the embedded SQLite database, with nothing else installed."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 import time
 
@@ -17,7 +19,7 @@ from aaa import enforcement
 from rating import accounts as acc
 from rating import jobs, options
 from rating.models import Account
-from scripts.common import get_context
+from scripts.common import CliError, get_context
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,34 @@ def seed(session) -> bool:
     return True
 
 
+def _port_error(host: str, port: int, kind: str, what: str, option: str,
+                error: OSError) -> CliError:
+    reason = ("is already in use" if error.errno == errno.EADDRINUSE
+              else f"cannot be opened ({error.strerror or error})")
+    return CliError(f"port {port} ({what}, {kind}) on {host} {reason}; choose another "
+                    f"with {option} PORT (0 picks a free one)")
+
+
+def _check_ports(host: str, wanted: list[tuple[str, int, str, str]]) -> None:
+    """One sentence naming the port and its option, before anything starts,
+    instead of a traceback from deep inside a server. Probed without
+    SO_REUSEPORT, so a port another program shares that way counts as
+    taken too (the collector would otherwise quietly get half its flows)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for option, port, kind, what in wanted:
+        if port == 0:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM if kind == "tcp"
+                           else socket.SOCK_DGRAM) as probe:
+            if kind == "tcp":
+                # As the cabinet's server does: a port in TIME_WAIT is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise _port_error(host, port, kind, what, option, error) from None
+
+
 def _background(stop: threading.Event, every_s: float, work) -> threading.Thread:
     def loop():
         while not stop.wait(every_s):
@@ -84,23 +114,52 @@ def demo(host, cabinet_port, auth_port, acct_port, collector_port, coa_port, sec
     from collector.server import CollectorServer
     from scripts.nas_sim import NasSimulator
 
+    ports = [("--cabinet-port", cabinet_port, "tcp", "the cabinet"),
+             ("--auth-port", auth_port, "udp", "RADIUS authentication"),
+             ("--acct-port", acct_port, "udp", "RADIUS accounting"),
+             ("--collector-port", collector_port, "udp", "the NetFlow collector"),
+             ("--coa-port", coa_port, "udp", "CoA to the simulated BRAS")]
+    _check_ports(host, ports)
     ctx = get_context()
     upgrade(ctx.engine)
     with ctx.Session() as session:
         created = seed(session)
         session.commit()
+    started = []
+
+    def start(component, option, port, kind, what):
+        """Start one server; should its port be taken after all (a race
+        with the check above), stop the others and name the port."""
+        try:
+            component.start()
+        except OSError as error:
+            for running in reversed(started):
+                running.stop()
+            raise _port_error(host, port, kind, what, option, error) from None
+        started.append(component)
+
     radius = RadiusServer(ctx, host=host, auth_port=auth_port, acct_port=acct_port)
-    cabinet = CabinetServer(ctx, host=host, port=cabinet_port)
+    try:
+        cabinet = CabinetServer(ctx, host=host, port=cabinet_port)
+    except OSError as error:
+        raise _port_error(host, cabinet_port, "tcp", "the cabinet", "--cabinet-port",
+                          error) from None
     # The demo pays through the built-in test bank (off in production).
     cabinet.app.config["TESTPAY_ENABLED"] = True
+    # Reset links name the demo's own address (production needs
+    # cabinet.public_url: never the request's Host header).
+    if not cabinet.app.config["ABONENT_PUBLIC_URL"]:
+        shown = f"[{host}]" if ":" in host else host
+        cabinet.app.config["ABONENT_PUBLIC_URL"] = f"http://{shown}:{cabinet.port}"
     collector = CollectorServer(ctx, host=host, port=collector_port)
-    radius.start()
-    collector.start()
-    cabinet.start()
+    start(radius, "--auth-port or --acct-port", f"{auth_port} or {acct_port}", "udp",
+          "RADIUS")
+    start(collector, "--collector-port", collector_port, "udp", "the NetFlow collector")
+    start(cabinet, "--cabinet-port", cabinet_port, "tcp", "the cabinet")
     sim = NasSimulator([(DEMO["login"], DEMO["password"])], secret=DEMO["nas_secret"],
                        radius_host=host, auth_port=radius.auth_port, acct_port=radius.acct_port,
                        coa_port=coa_port, collector=(host, collector.port), interim_s=10)
-    sim.responder.start()
+    start(sim.responder, "--coa-port", coa_port, "udp", "CoA to the simulated BRAS")
     with ctx.Session() as session:
         # CoA goes wherever the simulated BRAS listens.
         session.execute(update(Nas).where(Nas.address == "127.0.0.1")

@@ -10,6 +10,7 @@ import logging
 
 import click
 
+from config.settings import SettingsError
 from scripts.common import CliError, get_context
 
 
@@ -19,7 +20,7 @@ from scripts.common import CliError, get_context
               help="TCP port (default: settings cabinet.port).")
 def cabinet(host, port):
     """Serve the subscriber cabinet (web pages for subscribers)."""
-    from cabinet.app import CabinetServer
+    from cabinet.app import CabinetServer, startup_warnings
 
     ctx = get_context()
     host = host or ctx.settings.get("cabinet", "host")
@@ -30,6 +31,10 @@ def cabinet(host, port):
         server = CabinetServer(ctx, host=host, port=port)
     except OSError as error:
         raise CliError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    except SettingsError as error:
+        raise CliError(str(error)) from None
+    for warning in startup_warnings(ctx.settings):
+        click.echo(f"cabinet: warning: {warning}", err=True)
     click.echo(f"cabinet: listening on {server.url}", err=True)
     try:
         server.serve_forever()

@@ -37,9 +37,11 @@ WORDS = {
 
 @pytest.fixture
 def cabinet_server(db_url, tmp_path, inbox):
+    port = free_tcp_port()
     context = make_context(db_url, data_dir=tmp_path, smtp_host="127.0.0.1",
-                           smtp_port=inbox.port, smtp_sender="billing@isp.test")
-    server = CabinetServer(context, host="127.0.0.1", port=free_tcp_port()).start()
+                           smtp_port=inbox.port, smtp_sender="billing@isp.test",
+                           cabinet_public_url=f"http://127.0.0.1:{port}")
+    server = CabinetServer(context, host="127.0.0.1", port=port).start()
     yield server
     server.stop()
     context.dispose()

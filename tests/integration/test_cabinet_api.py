@@ -72,7 +72,8 @@ def test_a_token_is_shown_once_and_stored_only_as_a_hash(client, cabinet_ctx, su
     page = client.get("/tokens")
     assert page.status_code == 200 and "No tokens yet." in page.text
     made = client.post("/tokens", data={"name": "Accounting", "scope": "owner",
-                                        "expires": "30", "csrf_token": csrf_token(page.text)})
+                                        "expires": "30", "password": subscriber.password,
+                                        "csrf_token": csrf_token(page.text)})
     assert made.status_code == 200
     secret = NEW_TOKEN.search(made.text).group(1)
     assert len(secret) >= 40 and "shown only this once" in made.text

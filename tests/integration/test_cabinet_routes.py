@@ -37,6 +37,7 @@ ROLES = ("owner", "accountant", "viewer")
 # account id means nothing to them.
 PUBLIC = {
     "static",                      # the stylesheet and fonts
+    "favicon",                     # /favicon.ico, which browsers ask for by themselves
     "auth.login",                  # checks its CSRF token itself (rate limit first)
     "auth.set_language",           # the language switch, before and after login
     "selfservice.forgot",          # password reset: asked for without a login...

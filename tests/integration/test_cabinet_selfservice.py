@@ -26,6 +26,7 @@ from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
     app, client, csrf_token, log_in, logged_in, post_form, seed_subscriber, set_language)
 
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]+"')
+PUBLIC_URL = "https://my.isp.example"
 LINK = re.compile(r"(https?://\S+)(/reset\?token=([A-Za-z0-9_\-]+))")
 
 
@@ -33,7 +34,8 @@ LINK = re.compile(r"(https?://\S+)(/reset\?token=([A-Za-z0-9_\-]+))")
 def cabinet_ctx(db_url, tmp_path, inbox):
     # The cabinet's mail goes to the loopback SMTP server above.
     context = make_context(db_url, data_dir=tmp_path, smtp_host="127.0.0.1",
-                           smtp_port=inbox.port, smtp_sender="billing@isp.test")
+                           smtp_port=inbox.port, smtp_sender="billing@isp.test",
+                           cabinet_public_url=PUBLIC_URL)
     yield context
     context.dispose()
 
@@ -170,6 +172,49 @@ def test_links_name_the_public_url_not_the_host_header(db_url, tmp_path, inbox):
         (message,) = inbox.wait(1)
         assert LINK.search(_text(message)).group(1) == "https://my.isp.example"
         assert "evil.example" not in _text(message)
+    finally:
+        context.dispose()
+
+
+@pytest.mark.parametrize("host", [None, "evil.example"])
+def test_without_a_public_url_no_reset_mail_goes_out(db_url, tmp_path, inbox, host):
+    """Without cabinet.public_url the link could only come from the Host
+    header, which the sender chooses: the form says the reset is not
+    available, nothing is stored and no mail is sent, whatever the Host."""
+    from cabinet.app import create_app, startup_warnings
+    context = make_context(db_url, data_dir=tmp_path, smtp_port=inbox.port)
+    try:
+        assert any("cabinet.public_url" in w for w in startup_warnings(context.settings))
+        subscriber = _with_mail(context)
+        app = create_app(context, testing=True)
+        browser = app.test_client()
+        headers = {"Accept-Language": "en", **({"Host": host} if host else {})}
+        page = browser.get("/forgot", headers=headers)
+        assert page.status_code == 200
+        assert 'data-test="forgot-unavailable"' in page.text
+        assert "Password reset by e-mail is not available" in page.text
+        response = browser.post("/forgot", headers=headers,
+                                data={"identifier": subscriber.login,
+                                      "csrf_token": csrf_token(browser.get(
+                                          "/login", headers=headers).text)})
+        assert response.status_code == 503
+        assert 'data-test="forgot-unavailable"' in response.text
+        time.sleep(0.3)
+        assert inbox.messages == []
+        assert _count(context, PasswordReset) == 0
+        # In Russian too.
+        assert "Сброс пароля по электронной почте" in app.test_client().get("/forgot").text
+    finally:
+        context.dispose()
+
+
+def test_a_public_url_that_is_no_url_stops_the_start(db_url, tmp_path):
+    from cabinet.app import create_app
+    from config.settings import SettingsError
+    context = make_context(db_url, data_dir=tmp_path, cabinet_public_url="my.isp.example")
+    try:
+        with pytest.raises(SettingsError, match="cabinet.public_url"):
+            create_app(context, testing=True)
     finally:
         context.dispose()
 

@@ -5,6 +5,7 @@ import http.cookiejar
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,17 +13,54 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import need_program
 
 ABONENT = str(Path(sys.executable).with_name("abonent"))
+PORT_OPTIONS = {"--cabinet-port": socket.SOCK_STREAM, "--auth-port": socket.SOCK_DGRAM,
+                "--acct-port": socket.SOCK_DGRAM, "--collector-port": socket.SOCK_DGRAM,
+                "--coa-port": socket.SOCK_DGRAM}
+ANY_PORT = [part for option in PORT_OPTIONS for part in (option, "0")]
+
+
+def _env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABONENT_")}
+    env["ABONENT_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+@pytest.mark.parametrize("option", list(PORT_OPTIONS))
+def test_a_taken_port_is_named_in_one_sentence(tmp_path, option):
+    """No traceback: the port, what it is for and the option that moves it."""
+    with socket.socket(socket.AF_INET, PORT_OPTIONS[option]) as holder:
+        holder.bind(("127.0.0.1", 0))
+        if PORT_OPTIONS[option] == socket.SOCK_STREAM:
+            holder.listen()
+        port = holder.getsockname()[1]
+        arguments = list(ANY_PORT)
+        arguments[arguments.index(option) + 1] = str(port)
+        result = subprocess.run([ABONENT, "demo", *arguments, "--seconds", "5"],
+                                capture_output=True, text=True, env=_env(tmp_path),
+                                cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert f"port {port} " in message and "already in use" in message
+    assert f"with {option} PORT" in message, message
+    # Nothing was started or created.
+    assert "abonent demo is running" not in result.stdout
+    assert not (tmp_path / "data" / "abonent.sqlite3").exists()
 
 
 def test_demo_runs_on_sqlite_and_lets_a_newcomer_in(tmp_path):
     radclient = need_program("radclient")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABONENT_")}
     env["ABONENT_DATA_DIR"] = str(tmp_path / "data")
-    process = subprocess.Popen([ABONENT, "demo", "--cabinet-port", "0", "--auth-port", "0",
-                                "--acct-port", "0", "--seconds", "60"],
+    # Every port 0: the suite passes while a real demo (or anything else)
+    # holds 8080, 1812, 1813, 2055 or 3799 on this machine.
+    process = subprocess.Popen([ABONENT, "demo", *ANY_PORT, "--seconds", "60"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=env, cwd=tmp_path)
     try:
