@@ -5,7 +5,10 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
+from wtforms.validators import (DataRequired, EqualTo, InputRequired, Length, Optional,
+                                ValidationError)
+
+from config.db import money
 
 
 class LoginForm(FlaskForm):
@@ -40,9 +43,21 @@ class EndSessionsForm(FlaskForm):
     """Only the CSRF token: "log out on every device"."""
 
 
+def money_amount(form, field):
+    """An amount the ledger can hold: DecimalField alone lets NaN, Infinity,
+    1E+999999 and 0.001 through, and rating refuses those with a ValueError
+    or an ArithmeticError, not a DomainError (the page then answered 500)."""
+    if field.data is None:
+        return  # not a number at all: DecimalField has said so
+    try:
+        money(field.data)
+    except (ValueError, TypeError, ArithmeticError):
+        raise ValidationError(field.gettext("Not a valid decimal value.")) from None
+
+
 class PromisedForm(FlaskForm):
     # Decimal, never float; the limits themselves are rating.promised's.
-    amount = DecimalField(_l("Amount"), places=2, validators=[InputRequired()])
+    amount = DecimalField(_l("Amount"), places=2, validators=[InputRequired(), money_amount])
 
 
 class TurboForm(FlaskForm):
