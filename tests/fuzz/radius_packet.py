@@ -70,34 +70,38 @@ def reference_vendor(value: bytes):
     return found
 
 
+def check_record(record, nas_id: int = 1, received_at: dt.datetime = RECEIVED_AT) -> None:
+    """An AcctRecord the database can store (see the module docstring)."""
+    from aaa import accounting
+
+    check(record.nas_id == nas_id, "nas_id changed")
+    if record.status in accounting.NAS_STATUSES:
+        return
+    check(record.status in accounting.SESSION_STATUSES, f"status {record.status}")
+    session_id = record.acct_session_id
+    check(isinstance(session_id, str) and 0 < len(session_id) <= 128
+          and "\x00" not in session_id, f"session id {session_id!r}")
+    check(isinstance(record.username, str) and len(record.username) <= 128
+          and "\x00" not in record.username, f"username {record.username!r}")
+    if record.calling_station_id is not None:
+        check(len(record.calling_station_id) <= 64
+              and "\x00" not in record.calling_station_id, "calling station id")
+    if record.framed_ip is not None:
+        parts = record.framed_ip.split(".")
+        check(len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts),
+              f"framed ip {record.framed_ip!r}")
+    for name in ("octets_in", "octets_out", "packets_in", "packets_out", "session_time"):
+        value = getattr(record, name)
+        check(isinstance(value, int) and 0 <= value < 2**64, f"{name} = {value!r}")
+    check(record.event_time <= received_at
+          and received_at - record.event_time <= dt.timedelta(seconds=accounting.MAX_DELAY_S),
+          f"event time {record.event_time}")
+
+
 def setup():
     from aaa import accounting, mschap
     from aaa import packet as wire
     from aaa.authorize import normalize_mac
-
-    def check_record(record) -> None:
-        check(record.nas_id == 1, "nas_id changed")
-        if record.status in accounting.NAS_STATUSES:
-            return
-        check(record.status in accounting.SESSION_STATUSES, f"status {record.status}")
-        session_id = record.acct_session_id
-        check(isinstance(session_id, str) and 0 < len(session_id) <= 128
-              and "\x00" not in session_id, f"session id {session_id!r}")
-        check(isinstance(record.username, str) and len(record.username) <= 128
-              and "\x00" not in record.username, f"username {record.username!r}")
-        if record.calling_station_id is not None:
-            check(len(record.calling_station_id) <= 64
-                  and "\x00" not in record.calling_station_id, "calling station id")
-        if record.framed_ip is not None:
-            parts = record.framed_ip.split(".")
-            check(len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts),
-                  f"framed ip {record.framed_ip!r}")
-        for name in ("octets_in", "octets_out", "packets_in", "packets_out", "session_time"):
-            value = getattr(record, name)
-            check(isinstance(value, int) and 0 <= value < 2**64, f"{name} = {value!r}")
-        check(record.event_time <= RECEIVED_AT
-              and RECEIVED_AT - record.event_time <= dt.timedelta(seconds=accounting.MAX_DELAY_S),
-              f"event time {record.event_time}")
 
     def check_reply(packet) -> None:
         try:
