@@ -95,7 +95,8 @@ def check_parsers(text: str) -> None:
 
 
 def setup():
-    import logging
+    import atexit
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -109,8 +110,8 @@ def setup():
     from tests.conftest import make_context
     from tests.integration.cabinet_helpers import log_in, seed_subscriber
 
-    logging.disable(logging.CRITICAL)  # the pages log every refusal; the contract is the answer
     folder = Path(tempfile.mkdtemp(prefix="abonent-fuzz-cabinet-"))
+    atexit.register(shutil.rmtree, folder, True)
     ctx = make_context(f"sqlite:///{folder / 'cabinet.sqlite3'}", data_dir=folder)
     upgrade(ctx.engine)
     subscriber = seed_subscriber(ctx, login="fuzz", password="correct-horse-1", balance="0",

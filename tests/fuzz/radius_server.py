@@ -114,7 +114,9 @@ class _Errors(logging.Handler):
 
 
 def setup():
+    import atexit
     import datetime as dt
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -128,6 +130,7 @@ def setup():
     from tests.fuzz.radius_packet import check_record
 
     folder = Path(tempfile.mkdtemp(prefix="abonent-fuzz-radius-"))
+    atexit.register(shutil.rmtree, folder, True)
     ctx = make_context(f"sqlite:///{folder / 'radius.sqlite3'}", data_dir=folder)
     upgrade(ctx.engine)
     with ctx.Session() as session:
@@ -142,10 +145,7 @@ def setup():
     server.nas_table = NasTable(ctx.Session)
     server.directory.preload()
     errors = _Errors()
-    aaa_log = logging.getLogger("aaa")
-    aaa_log.addHandler(errors)
-    aaa_log.propagate = False      # drops are logged as warnings: thousands a second
-    aaa_log.setLevel(logging.ERROR)
+    logging.getLogger("aaa").addHandler(errors)
     window = ctx.settings.get("radius", "duplicate_window")
 
     def check_auth_reply(data: bytes, reply: bytes) -> None:
