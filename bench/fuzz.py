@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def _child(target: str, libfuzzer_args: list[str]) -> None:
     os.nice(5)  # a shared box: the engineers' own work comes first
     with atheris.instrument_imports(include=module.INSTRUMENT):
         one_input = module.setup()
-    atheris.Setup([sys.argv[0], *libfuzzer_args], one_input)
+    # libFuzzer runs argv[0] through the shell for -merge (and -fork): make
+    # it the command that starts this child again.
+    again = shlex.join([sys.executable, str(Path(__file__).resolve()), "--child", target, "--"])
+    atheris.Setup([again, *libfuzzer_args], one_input)
     atheris.Fuzz()
 
 
@@ -123,7 +127,7 @@ def run(target: str, seconds: int, work: Path, artifacts: Path, timeout: int,
     return ok
 
 
-def merge(target: str, work: Path) -> None:
+def merge(target: str, work: Path) -> bool:
     """Inputs from ``work`` that add coverage go to the repository's corpus."""
     import atheris  # noqa: F401  (the merge runs the instrumented target)
 
@@ -131,9 +135,13 @@ def merge(target: str, work: Path) -> None:
     before = len(corpus_files(target))
     command = [sys.executable, str(Path(__file__).resolve()), "--child", target, "--",
                "-merge=1", f"-max_len={MAX_LEN.get(target, 4096)}", str(corpus), str(work)]
-    subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    print(f"merge {target}: corpus {before} -> {len(corpus_files(target))} files")
+    log_path = work.parent / f"{target}-merge.log"
+    with open(log_path, "w") as log_file:
+        code = subprocess.run(command, cwd=ROOT, stdout=log_file,
+                              stderr=subprocess.STDOUT).returncode
+    print(f"merge {target}: corpus {before} -> {len(corpus_files(target))} files"
+          + ("" if code == 0 else f" (merge FAILED, exit {code}: see {log_path})"))
+    return code == 0
 
 
 def replay(target: str, paths: list[str]) -> int:
@@ -224,13 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             if not run(target, options.seconds, work, options.artifacts, options.timeout,
                        options.libfuzzer):
                 failed.append(target)
-            elif options.merge:
-                merge(target, work)
+            elif options.merge and not merge(target, work):
+                failed.append(target)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     if failed:
-        print(f"fuzzing found crashes in: {', '.join(failed)}", file=sys.stderr)
+        print(f"fuzzing failed (a crash, or the merge) in: {', '.join(failed)}",
+              file=sys.stderr)
         return 1
     return 0
 
