@@ -52,7 +52,7 @@ def money_amount(form, field):
     try:
         money(field.data)
     except (ValueError, TypeError, ArithmeticError):
-        raise ValidationError(field.gettext("Not a valid decimal value.")) from None
+        raise ValidationError(_l("The amount must look like 100 or 99.50.")) from None
 
 
 class PromisedForm(FlaskForm):

@@ -36,11 +36,19 @@ def test_promised_payment_form_refuses_amounts_the_ledger_cannot_hold(client, ca
     before = _state(cabinet_ctx, broke.account_id)
     response = post_form(client, "/promised", {"amount": amount})
     assert response.status_code == 400
-    assert "Not a valid decimal value" in response.text
+    assert "The amount must look like 100 or 99.50." in response.text
     assert _state(cabinet_ctx, broke.account_id) == before
     # A good amount is still taken afterwards.
     assert post_form(client, "/promised", {"amount": "300.00"}).status_code == 302
     assert _state(cabinet_ctx, broke.account_id)[0] == Decimal("300.00")
+
+
+def test_a_promised_amount_refused_is_explained_in_russian(client, cabinet_ctx):
+    broke = seed_subscriber(cabinet_ctx, balance=None)
+    log_in(client, broke.login, broke.password)
+    response = post_form(client, "/promised", {"amount": "NaN"})
+    assert response.status_code == 400
+    assert "Сумма должна быть вида 100 или 99,50." in response.text
 
 
 # -- RADIUS ------------------------------------------------------------------------
