@@ -661,8 +661,12 @@ class RadiusServer:
             attributes = b""
             log.info("radius.reject nas=%s user=%r reason=%s", client.name,
                      request.text(wire.USER_NAME), decision.reason)
-        reply = wire.encode_reply(code, request, client.secret, attributes,
-                                  message_authenticator=True)
+        try:
+            reply = wire.encode_reply(code, request, client.secret, attributes,
+                                      message_authenticator=True)
+        except ValueError:  # the request's Proxy-States leave no room for the answer
+            self._drop(source, "reply-too-long", client)
+            return None
         self.auth_duplicates.put(key, request.raw, reply)
         return reply
 
