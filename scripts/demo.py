@@ -168,7 +168,10 @@ def demo(host, cabinet_port, auth_port, acct_port, collector_port, coa_port, sec
     sim.start(responder_started=True)
     background = threading.Event()
     timezone = ctx.settings.get("", "timezone")
-    _background(background, 1.0, lambda: enforcement.run_once(ctx.Session))
+    # The enforcer's own loop (per-NAS lanes, retries), as `serve enforcer` runs it.
+    enforcer = enforcement.Enforcer(ctx.Session, enforcement.Settings.from_settings(ctx.settings),
+                                    threads=8, engine=ctx.engine)
+    threading.Thread(target=enforcer.run, name="enforcer", daemon=True).start()
     _background(background, 5.0, lambda: jobs.run_periodic(ctx.Session))
     _background(background, 60.0, lambda: jobs.run_traffic(ctx.engine, ctx.Session, timezone))
     cabinet_url = f"http://{host}:{cabinet.port}/"
@@ -196,6 +199,7 @@ def demo(host, cabinet_port, auth_port, acct_port, collector_port, coa_port, sec
         pass
     finally:
         background.set()
+        enforcer.stop(wait=False)
         sim.stop()
         cabinet.stop()
         collector.stop()
