@@ -5,6 +5,7 @@ Pure: bytes in, arrays and counters out; no sockets, no database.
 Every decoder produces records of ``FLOW_DTYPE`` (native byte order):
 
 - ``time``: flow start, Unix seconds (falls back to flow end, then export time)
+- ``end``: flow end, Unix seconds, never before ``time`` (falls back to ``time``)
 - ``src_hi``/``src_lo``, ``dst_hi``/``dst_lo``: addresses as two 64-bit halves;
   an IPv4 address is ``hi = 0, lo = address`` with ``v6 = 0``
 - ``bytes``/``packets``: already multiplied by the sampling interval
@@ -35,6 +36,7 @@ import numpy as np
 
 FLOW_DTYPE = np.dtype([
     ("time", "<i8"),
+    ("end", "<i8"),
     ("src_hi", "<u8"), ("src_lo", "<u8"),
     ("dst_hi", "<u8"), ("dst_lo", "<u8"),
     ("v6", "u1"),
@@ -98,6 +100,26 @@ KNOWN_FIELDS = {
     IE_SAMPLING_INTERVAL: ("sampling", _UINT), IE_SAMPLER_RANDOM_INTERVAL: ("sampling", _UINT),
     IE_SAMPLING_PACKET_INTERVAL: ("spi", _UINT), IE_SAMPLING_PACKET_SPACE: ("sps", _UINT),
 }
+
+_WRAP = 1 << 32          # sysUptime is a 32-bit count of milliseconds
+_HALF_WRAP = 1 << 31
+
+
+def uptime_offset(at, uptime) -> np.ndarray:
+    """Milliseconds from the export (sysUptime ``uptime``) back to the
+    sysUptime ``at`` a flow started or ended: zero or negative.
+
+    Both are 32-bit counters that wrap every 49.7 days, so the difference is
+    taken modulo 2^32 as a signed number: a flow that started just before
+    the wrap and was exported just after it ("later" than the export, as
+    plain numbers) started a little before the export, not 49.7 days after
+    it. An instant a little after the export (an exporter's rounding) is the
+    export itself; a flow cannot start after it is exported.
+    """
+    delta = (np.asarray(at, np.int64) - uptime) & (_WRAP - 1)
+    delta -= (delta >= _HALF_WRAP).astype(np.int64) << 32
+    return np.minimum(delta, 0)
+
 
 VARLEN = 65535
 MAX_TEMPLATE_FIELDS = 256
@@ -335,13 +357,16 @@ class Decoder:
         else:
             records = np.frombuffer(b"".join([data[24:24 + 48 * int(n)] for data, n
                                               in zip(datas, counts)]), V5_RECORD)
-        boot_ms = (head["secs"].astype(np.int64) * 1000
-                   + head["nsecs"].astype(np.int64) // 1_000_000
-                   - head["uptime"].astype(np.int64))
+        export_ms = head["secs"].astype(np.int64) * 1000 + head["nsecs"].astype(np.int64) // 1_000_000
+        uptime = head["uptime"].astype(np.int64)
+        if len(head) > 1:
+            export_ms, uptime = np.repeat(export_ms, counts), np.repeat(uptime, counts)
         sampling = head["sampling"].astype(np.int64)
         rates = np.where(sampling >> 14 != 0, np.maximum(sampling & 0x3FFF, 1), 1)
         out = np.empty(len(records), FLOW_DTYPE)
-        out["time"] = (np.repeat(boot_ms, counts) + records["first"].astype(np.int64)) // 1000
+        out["time"] = (export_ms + uptime_offset(records["first"], uptime)) // 1000
+        out["end"] = np.maximum((export_ms + uptime_offset(records["last"], uptime)) // 1000,
+                                out["time"])
         out["src_hi"] = 0
         out["src_lo"] = records["src"]
         out["dst_hi"] = 0
@@ -706,7 +731,7 @@ class Decoder:
             self.counters.add("records_without_counters", len(records))
             return None
         out["proto"] = records["proto"] if "proto" in names else 0
-        out["time"] = self._times(names, records, secs, uptime)
+        out["time"], out["end"] = self._times(names, records, secs, uptime)
         if "sampling" in names:
             per_record = _uint(records, "sampling")
             per_record = np.where(per_record == 0, np.uint64(1) * rates, per_record)
@@ -719,26 +744,45 @@ class Decoder:
 
     @staticmethod
     def _times(names, records, secs, uptime):
+        """(start, end) of each record, Unix seconds, end never before start."""
+        start = end = None
         if "start_s" in names:
-            return records["start_s"].astype(np.int64)
-        if "start_ms" in names:
-            return (records["start_ms"] // 1000).astype(np.int64)
-        if "start_ntp" in names:
-            return (records["start_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
-        if "start_delta_us" in names:
-            return secs - (records["start_delta_us"] // 1_000_000).astype(np.int64)
-        if "first_uptime" in names:
-            if "system_init_ms" in names:
-                return ((records["system_init_ms"].astype(np.int64)
-                         + records["first_uptime"].astype(np.int64)) // 1000)
-            # uptime < 0: the exporter's boot time is unknown; use export time.
-            start = (secs * 1000 - uptime + records["first_uptime"].astype(np.int64)) // 1000
-            return np.where(np.asarray(uptime) >= 0, start, secs)
+            start = records["start_s"].astype(np.int64)
+        elif "start_ms" in names:
+            start = (records["start_ms"] // 1000).astype(np.int64)
+        elif "start_ntp" in names:
+            start = (records["start_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
+        elif "start_delta_us" in names:
+            start = secs - (records["start_delta_us"] // 1_000_000).astype(np.int64)
         if "end_s" in names:
-            return records["end_s"].astype(np.int64)
-        if "end_ms" in names:
-            return (records["end_ms"] // 1000).astype(np.int64)
-        return np.zeros(len(records), np.int64) + secs
+            end = records["end_s"].astype(np.int64)
+        elif "end_ms" in names:
+            end = (records["end_ms"] // 1000).astype(np.int64)
+        elif "end_ntp" in names:
+            end = (records["end_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
+        elif "end_delta_us" in names:
+            end = secs - (records["end_delta_us"] // 1_000_000).astype(np.int64)
+        if (start is None or end is None) and ("first_uptime" in names
+                                               or "last_uptime" in names):
+            # sysUptime times: relative to the exporter's boot. The header's
+            # uptime (v9), or the export time less the boot time from an
+            # options record (IPFIX); uptime < 0: the boot time is unknown,
+            # the export time stands in.
+            if "system_init_ms" in names:
+                uptime = secs * 1000 - records["system_init_ms"].astype(np.int64)
+            known = np.asarray(uptime) >= 0
+            export_ms = np.asarray(secs, np.int64) * 1000
+            if start is None and "first_uptime" in names:
+                start = np.where(known, (export_ms + uptime_offset(records["first_uptime"],
+                                                                   uptime)) // 1000, secs)
+            if end is None and "last_uptime" in names:
+                end = np.where(known, (export_ms + uptime_offset(records["last_uptime"],
+                                                                 uptime)) // 1000, secs)
+        if start is None:
+            start = end if end is not None else np.zeros(len(records), np.int64) + secs
+        if end is None:
+            return start, start
+        return start, np.maximum(end, start)
 
     # -- held data (before its template) ----------------------------------------
 
