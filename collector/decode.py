@@ -252,17 +252,22 @@ class Decoder:
     # -- public API ---------------------------------------------------------
 
     def decode(self, datagrams: Iterable[tuple[object, bytes]],
-               now: float | None = None) -> np.ndarray:
+               now: float | None = None, valid: np.ndarray | None = None) -> np.ndarray:
         """Decode ``(exporter, payload)`` pairs into one FLOW_DTYPE array.
 
         ``exporter`` is any hashable naming the sender (its IP address).
+        ``valid``, a boolean array as long as ``datagrams``, is set True for
+        each datagram that decoded: a whole, well-formed export packet (its
+        flows may be none, or held for a template). The others were dropped
+        and changed nothing.
         """
         now = _time.time() if now is None else now
         v5 = []
+        v5_index = []
         parts = []
         self._groups = {}
         received = 0
-        for exporter, data in datagrams:
+        for index, (exporter, data) in enumerate(datagrams):
             received += 1
             if len(data) < 4:
                 self._drop("truncated")
@@ -270,22 +275,30 @@ class Decoder:
             version = (data[0] << 8) | data[1]
             if version == 5:
                 v5.append((exporter, data))    # decoded together below
+                v5_index.append(index)
                 continue
             try:
                 if version == 9:
-                    self._v9(exporter, data, now)
+                    ok = self._v9(exporter, data, now)
                 elif version == 10:
-                    self._ipfix(exporter, data, now)
+                    ok = self._ipfix(exporter, data, now)
                 else:
                     self._drop("bad_version")
+                    ok = False
             except (struct.error, ValueError, IndexError, TypeError, OverflowError):
                 self._drop("malformed")
+                ok = False
+            if ok and valid is not None:
+                valid[index] = True
         self.counters.add("packets", received)
         self._expire_held(now)
         groups, self._groups = self._groups, {}
         try:
             if v5:
-                parts.append(self._v5_batch(v5))
+                good = np.zeros(len(v5), bool)
+                parts.append(self._v5_batch(v5, good))
+                if valid is not None:
+                    valid[np.asarray(v5_index)[good]] = True
             for template, chunks, metas in groups.values():
                 flows = self._group_flows(template, chunks, metas)
                 if flows is not None:
@@ -297,6 +310,8 @@ class Decoder:
             self.counters.add("drops_malformed")
             self.counters.add("batches_dropped")
             self.last_error = repr(error)
+            if valid is not None:
+                valid[:] = False      # nothing of the batch was counted
             return EMPTY_FLOWS
         parts = [p for p in parts if len(p)]
         if not parts:
@@ -310,16 +325,19 @@ class Decoder:
 
     # -- NetFlow v5 ----------------------------------------------------------
 
-    def _v5_batch(self, items: list) -> np.ndarray:
+    def _v5_batch(self, items: list, good_out: np.ndarray) -> np.ndarray:
         """Every v5 datagram of a batch at once: the headers become one array,
         validity, sequence numbers and sampling are checked as arrays, and
-        the records of all good datagrams are read from one joined buffer."""
+        the records of all good datagrams are read from one joined buffer.
+        ``good_out`` (one per item) is set True for the datagrams decoded."""
         datas = [data for _, data in items]
         lengths = np.fromiter(map(len, datas), np.int64, len(datas))
         short = lengths < V5_HEADER.size
+        positions = np.arange(len(items))
         if short.any():
             self._drop("truncated", int(short.sum()))
             keep = np.flatnonzero(~short)
+            positions = positions[keep]
             items, datas, lengths = [items[i] for i in keep], [datas[i] for i in keep], \
                 lengths[keep]
             if not items:
@@ -335,7 +353,9 @@ class Decoder:
         else:
             head = np.frombuffer(b"".join([data[:24] for data in datas]), V5_HEADER_DTYPE)
         counts = head["count"].astype(np.int64)
-        malformed = (counts == 0) | (counts > V5_MAX_RECORDS)
+        # A count beyond what fits in a datagram, or nanoseconds beyond a second:
+        # not an export packet.
+        malformed = (counts == 0) | (counts > V5_MAX_RECORDS) | (head["nsecs"] >= 1_000_000_000)
         truncated = ~malformed & (lengths < 24 + 48 * counts)
         good = ~(malformed | truncated)
         whole_batch = bool(good.all())
@@ -345,8 +365,10 @@ class Decoder:
             keep = np.flatnonzero(good)
             items, datas = [items[i] for i in keep], [datas[i] for i in keep]
             head, counts = head[keep], counts[keep]
+            positions = positions[keep]
             if not items:
                 return EMPTY_FLOWS
+        good_out[positions] = True
         self._v5_sequences(items, head, counts)
         if exact and whole_batch and (lengths == 24 + 48 * counts).all():
             # Nothing dropped and no trailing octets: the records are every
@@ -418,33 +440,60 @@ class Decoder:
 
     # -- NetFlow v9 ----------------------------------------------------------
 
-    def _v9(self, exporter, data: bytes, now: float) -> None:
+    def _v9(self, exporter, data: bytes, now: float) -> bool:
+        """One v9 export packet; False (and nothing changed) when it is not one."""
         if len(data) < 20:
             self._drop("truncated")
-            return
-        _, _count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
+            return False
+        _, count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
+        # Every record (or FlowSet, as some exporters count) takes at least
+        # an octet; the sets must tile the packet. Only then is the header's
+        # sequence number believed.
+        if count > len(data) - 20 or not self._sets_valid(data, 20, len(data)):
+            self._drop("malformed")
+            return False
         self._sequence(exporter, 9, source, sequence, 1, "sequence_lost_packets")
         context = (9, exporter, source, secs, uptime)
         self._sets(data, 20, len(data), context, now)
+        return True
 
     # -- IPFIX ---------------------------------------------------------------
 
-    def _ipfix(self, exporter, data: bytes, now: float) -> None:
+    def _ipfix(self, exporter, data: bytes, now: float) -> bool:
+        """One IPFIX message; False (and nothing changed) when it is not one."""
         if len(data) < 16:
             self._drop("truncated")
-            return
+            return False
         _, length, export_time, sequence, domain = IPFIX_HEADER.unpack_from(data)
         if length < 16 or length > len(data):
             self._drop("truncated")
-            return
+            return False
+        # A UDP datagram carries exactly one message (RFC 7011 10.3.3), and
+        # its sets tile it: only then is the header's sequence number believed.
+        if length != len(data) or not self._sets_valid(data, 16, length):
+            self._drop("malformed")
+            return False
         context = (10, exporter, domain, export_time, None)
         records = self._sets(data, 16, length, context, now)
         if records < 0:
-            return
+            return False
         self._sequence(exporter, 10, domain, sequence, records, "sequence_lost_flows",
                        unknown=self._last_had_unknown)
+        return True
 
     # -- sets shared by v9 and IPFIX ------------------------------------------
+
+    @staticmethod
+    def _sets_valid(data, offset, end) -> bool:
+        """Set headers that tile ``data[offset:end]`` (less under 4 octets of
+        padding): checked before any set is used, so a malformed packet
+        teaches no template and counts no flow."""
+        while offset + 4 <= end:
+            set_length = (data[offset + 2] << 8) | data[offset + 3]
+            if set_length < 4 or offset + set_length > end:
+                return False
+            offset += set_length
+        return True
 
     def _sets(self, data, offset, end, context, now) -> int:
         """Walk the sets of one message; returns its data records (IPFIX), -1 if malformed."""

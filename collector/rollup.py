@@ -270,6 +270,17 @@ class ReplayGuard:
         self.pending.append(digest)
         return True
 
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._recent or digest in self._older
+
+    def remember(self, digests: Sequence[bytes]) -> None:
+        """Packets counted (decoded): remembered, and written at the next flush.
+        Only these: junk that did not decode must not push real packets
+        out of the window, nor fill ``collector_packets``."""
+        for digest in digests:
+            self._remember(digest)
+        self.pending.extend(digests)
+
     def forget(self, digests: Iterable[bytes]) -> None:
         """A flush failed: these packets are not counted anywhere."""
         for digest in digests:

@@ -17,6 +17,8 @@ import socket
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 from typing import Mapping, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -57,9 +59,18 @@ class Pipeline:
         self._seeds: dict = {}       # exporter -> CRC-32 of its name (packet keys)
 
     def ingest(self, datagrams: Sequence[tuple[object, bytes]], now: float | None = None) -> int:
-        """One batch of ``(exporter, payload)``; returns the number of flows decoded."""
+        """One batch of ``(exporter, payload)``; returns the number of flows decoded.
+
+        A datagram whose key was seen is a replay and is skipped; the others
+        are decoded, and only those that decoded are remembered as seen (and
+        written to ``collector_packets`` at the next flush): junk changes
+        nothing, so it cannot push real packets out of the replay window.
+        """
         fresh = []
-        seeds, accept = self._seeds, self.guard.accept
+        keys = []
+        seeds, guard = self._seeds, self.guard
+        batch: dict = {}             # key -> its index in ``fresh``
+        again = []                   # in-batch repeats: the index of the first copy
         replayed = 0
         for exporter, data in datagrams:
             seed = seeds.get(exporter)
@@ -67,13 +78,35 @@ class Pipeline:
                 if len(seeds) > 65536:
                     seeds.clear()
                 seed = seeds[exporter] = exporter_seed(exporter)
-            if accept(packet_key(exporter, data, seed)):
-                fresh.append((exporter, data))
-            else:
+            key = packet_key(exporter, data, seed)
+            if key in guard:
                 replayed += 1
+                continue
+            first = batch.get(key)
+            if first is not None:
+                again.append(first)
+                continue
+            batch[key] = len(fresh)
+            fresh.append((exporter, data))
+            keys.append(key)
+        valid = np.zeros(len(fresh), bool)
+        flows = self.decoder.decode(fresh, now, valid=valid)
+        if valid.all():
+            guard.remember(keys)
+        else:
+            guard.remember([keys[i] for i in np.flatnonzero(valid).tolist()])
+        if again:
+            # A second copy in the same batch: a replay of a packet that
+            # decoded, else the same junk again.
+            repeated = int(valid[again].sum())
+            replayed += repeated
+            junk = len(again) - repeated
+            if junk:
+                self.counters.add("packets", junk)
+                self.counters.add("drops", junk)
+                self.counters.add("drops_repeated_invalid", junk)
         if replayed:
             self.counters.add("replayed_packets", replayed)
-        flows = self.decoder.decode(fresh, now)
         if len(flows):
             result = attribute(flows, self.table, self.classes)
             self.counters.add("unattributed_flows", result.unattributed_flows)
@@ -166,13 +199,13 @@ class CollectorServer:
                  flush_seconds: float = 60.0, reload_seconds: float = 60.0,
                  batch_max: int = 2000, batch_ms: float = 20.0,
                  limits: DecoderLimits | None = None, write_stats: bool = True,
-                 workers: int = 1):
+                 workers: int = 1, replay_capacity: int = 262_144):
         self.ctx = ctx
         self.host = host or ctx.settings.get("collector", "host")
         self.port = ctx.settings.get("collector", "port") if port is None else port
         if not isinstance(classes, TrafficClasses):
             classes = TrafficClasses(classes)
-        self.pipeline = Pipeline(classes=classes, limits=limits)
+        self.pipeline = Pipeline(classes=classes, limits=limits, replay_capacity=replay_capacity)
         self.flush_seconds = flush_seconds
         self.reload_seconds = reload_seconds
         self.batch_max = batch_max

@@ -382,3 +382,55 @@ def test_flow_end_comes_from_absolute_end_fields():
     body = data_set(256, fields, record)
     out = decode(d, ipfix_packet([template_set(10, 256, fields), body]))
     assert out["time"].tolist() == [1_700_000_000] and out["end"].tolist() == [1_700_000_000]
+
+
+# --- sequence numbers only from validated headers (issue 13) ---------------------
+
+def test_junk_v9_headers_add_no_lost_packets():
+    d = Decoder()
+    tpl = template_set(9, 256, V9_V4_TEMPLATE)
+    decode(d, v9_packet([tpl, data_set(256, V9_V4_TEMPLATE, flows(2))], sequence=10))
+    rng = random.Random(3)
+    junk = []
+    for _ in range(300):
+        header = struct.pack(">HHIIII", 9, rng.randrange(3), 100_000, 1_700_000_000,
+                             rng.getrandbits(32), 0)
+        # A set whose length runs past the datagram; a set shorter than its header.
+        junk.append(header + struct.pack(">HH", 256, 900) + rng.randbytes(100))
+        junk.append(header + struct.pack(">HH", 256, 2) + rng.randbytes(20))
+        # Well-formed sets under a record count no packet of this size can hold.
+        junk.append(header[:2] + struct.pack(">H", 60_000) + header[4:]
+                    + data_set(256, V9_V4_TEMPLATE, flows(1)))
+    out = decode(d, *junk)
+    assert len(out) == 0 and d.counters["drops_malformed"] == 900
+    decode(d, v9_packet([data_set(256, V9_V4_TEMPLATE, flows(2))], sequence=11))
+    assert d.counters["sequence_lost_packets"] == 0 and d.counters["sequence_late"] == 0
+    assert d.counters["flows"] == 4
+
+
+def test_junk_ipfix_headers_add_no_lost_flows():
+    d = Decoder()
+    tpl = template_set(10, 256, V4_TEMPLATE)
+    decode(d, ipfix_packet([tpl, data_set(256, V4_TEMPLATE, flows(5))], sequence=0))
+    rng = random.Random(5)
+    junk = []
+    for _ in range(300):
+        # A message header that claims less than the datagram holds.
+        junk.append(struct.pack(">HHIII", 10, 16, 1_700_000_000, rng.getrandbits(32), 0)
+                    + rng.randbytes(rng.randrange(1, 200)))
+    out = decode(d, *junk)
+    assert len(out) == 0 and d.counters["drops_malformed"] == 300
+    decode(d, ipfix_packet([data_set(256, V4_TEMPLATE, flows(3))], sequence=5))
+    assert d.counters["sequence_lost_flows"] == 0 and d.counters["sequence_late"] == 0
+
+
+def test_decode_reports_which_datagrams_decoded():
+    d = Decoder()
+    packets = [v5_packet(flows(1)), b"\x00\x05" + b"\xff" * 40, b"junk",
+               v9_packet([template_set(9, 256, V9_V4_TEMPLATE)]),
+               ipfix_packet([]) + b"\0", ipfix_packet([data_set(999, V4_TEMPLATE, flows(1))]),
+               v5_packet(flows(2), sequence=1)]
+    valid = np.zeros(len(packets), bool)
+    d.decode([(EXPORTER, p) for p in packets], now=1000.0, valid=valid)
+    # Data held for a template still to come is a packet that decoded.
+    assert valid.tolist() == [True, False, False, True, False, True, True]
