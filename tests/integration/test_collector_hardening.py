@@ -75,3 +75,29 @@ def test_junk_is_not_remembered_and_a_later_replay_counts_once(db_url, tmp_path)
                             (account_id, T0, "internet", "out", 100, 2)]
     assert _packets_stored(ctx) == 3
     ctx.dispose()
+
+
+def test_long_flow_across_the_uptime_wrap_lands_in_the_intervals_it_spans(db_url, tmp_path):
+    """A flow from T0+3 min to T0+14 min whose exporter's uptime wrapped at
+    T0+12 min: stored where it happened, by the seconds it had in each interval."""
+    ctx = make_context(db_url, data_dir=tmp_path)
+    with ctx.Session() as s, s.begin():
+        account = make_account(s)
+        make_service(s, account, static_ipv4="100.64.1.2")
+        account_id = account.id
+    export = unix(T0 + dt.timedelta(minutes=15))
+    uptime = 180_000                       # 3 minutes after the wrap
+    wrap = 2**32
+    at = lambda minute: (uptime - (15 - minute) * 60_000) % wrap   # noqa: E731
+    packet = v5_packet([dict(src="8.8.8.8", dst="100.64.1.2", bytes=6600, packets=66,
+                             first_ms=at(3), last_ms=at(14))],
+                       sequence=0, unix_secs=export, uptime_ms=uptime)
+    server = CollectorServer(ctx, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
+    with server:
+        send(server.port, [packet])
+        server.wait_idle()
+    five = dt.timedelta(minutes=5)
+    assert rollups(ctx) == [(account_id, T0, "internet", "in", 1200, 12),
+                            (account_id, T0 + five, "internet", "in", 3000, 30),
+                            (account_id, T0 + 2 * five, "internet", "in", 2400, 24)]
+    ctx.dispose()
