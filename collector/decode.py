@@ -248,6 +248,9 @@ class Decoder:
         self._groups: dict = {}                       # id(template) -> queued data sets
         self._last_had_unknown = False
         self.last_error = ""
+        # exporter -> sampling rate set by the operator (collector.sampling):
+        # it replaces whatever the exporter's headers, options or records say.
+        self.forced_sampling: dict = {}
 
     # -- public API ---------------------------------------------------------
 
@@ -385,6 +388,11 @@ class Decoder:
             export_ms, uptime = np.repeat(export_ms, counts), np.repeat(uptime, counts)
         sampling = head["sampling"].astype(np.int64)
         rates = np.where(sampling >> 14 != 0, np.maximum(sampling & 0x3FFF, 1), 1)
+        if self.forced_sampling:
+            forced = self.forced_sampling
+            chosen = np.fromiter((forced.get(exporter, 0) for exporter, _ in items), np.int64,
+                                 len(items))
+            rates = np.where(chosen > 0, chosen, rates)
         out = np.empty(len(records), FLOW_DTYPE)
         out["time"] = (export_ms + uptime_offset(records["first"], uptime)) // 1000
         out["end"] = np.maximum((export_ms + uptime_offset(records["last"], uptime)) // 1000,
@@ -546,10 +554,14 @@ class Decoder:
         return records
 
     def _set_meta(self, version, exporter, domain, secs, uptime) -> tuple:
+        """(secs, uptime, sampling rate, rate forced by configuration)."""
         if uptime is None:
             init = self.system_init.get((exporter, version, domain))
             uptime = -1 if init is None else secs * 1000 - init
-        return secs, uptime, self.sampling.get((exporter, version, domain), 1)
+        forced = self.forced_sampling.get(exporter) if self.forced_sampling else None
+        if forced:
+            return secs, uptime, forced, True
+        return secs, uptime, self.sampling.get((exporter, version, domain), 1), False
 
     def _templates(self, version, exporter, domain, body: bytes, options: bool) -> None:
         pos, end = 0, len(body)
@@ -739,7 +751,8 @@ class Decoder:
             secs = np.repeat(np.fromiter((m[1] for m in metas), np.int64, len(metas)), counts)
             uptime = np.repeat(np.fromiter((m[2] for m in metas), np.int64, len(metas)), counts)
             rates = np.repeat(np.fromiter((m[3] for m in metas), np.uint64, len(metas)), counts)
-        return self._flows(template, records, secs, uptime, rates)
+        # A template belongs to one exporter: its rate is forced for every set or none.
+        return self._flows(template, records, secs, uptime, rates, forced=metas[0][4])
 
     @staticmethod
     def _options_sampling(records, template) -> int:
@@ -752,7 +765,8 @@ class Decoder:
             return (interval + space) // interval if interval else 0
         return 0
 
-    def _flows(self, template: Template, records, secs, uptime, rates) -> np.ndarray | None:
+    def _flows(self, template: Template, records, secs, uptime, rates,
+               forced: bool = False) -> np.ndarray | None:
         names = template.names
         out = np.empty(len(records), FLOW_DTYPE)
         if "src4" in names and "dst4" in names:
@@ -781,7 +795,7 @@ class Decoder:
             return None
         out["proto"] = records["proto"] if "proto" in names else 0
         out["time"], out["end"] = self._times(names, records, secs, uptime)
-        if "sampling" in names:
+        if "sampling" in names and not forced:
             per_record = _uint(records, "sampling")
             per_record = np.where(per_record == 0, np.uint64(1) * rates, per_record)
             out["bytes"] *= per_record

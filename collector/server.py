@@ -25,7 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from collector.attribute import AddressTable, TrafficClasses, attribute, load_address_table
 from collector.decode import Counters, Decoder, DecoderLimits, exporter_seed, packet_key
-from collector.rollup import ReplayGuard, Rollup, prune_packets, upsert_rollups
+from collector.exporters import ExporterPolicy
+from collector.rollup import (DEFAULT_MAX_FLOW_SECONDS, ReplayGuard, Rollup, prune_packets,
+                              upsert_rollups)
 
 log = logging.getLogger("abonent.collector")
 
@@ -37,7 +39,8 @@ LEASE_WINDOW = dt.timedelta(days=7)
 STAT_NAMES = ("packets", "flows", "drops", "sets_unknown_template", "held_sets_dropped",
               "sequence_lost_flows", "sequence_lost_packets", "unattributed_flows",
               "unattributed_bytes", "attributed_bytes", "replayed_packets",
-              "templates_rejected", "templates_evicted", "flushes", "flush_errors")
+              "templates_rejected", "templates_evicted", "flushes", "flush_errors",
+              "drops_exporter_not_allowed")
 
 
 def _utcnow() -> dt.datetime:
@@ -49,12 +52,17 @@ class Pipeline:
 
     def __init__(self, table: AddressTable | None = None,
                  classes: TrafficClasses | None = None,
-                 limits: DecoderLimits | None = None, replay_capacity: int = 262_144):
+                 limits: DecoderLimits | None = None, replay_capacity: int = 262_144,
+                 policy: ExporterPolicy | None = None,
+                 max_flow_seconds: int = DEFAULT_MAX_FLOW_SECONDS):
         self.counters = Counters()
         self.decoder = Decoder(limits or DecoderLimits(), self.counters)
         self.table = table or AddressTable()
         self.classes = classes or TrafficClasses()
-        self.rollup = Rollup()
+        self.rollup = Rollup(max_flow_seconds=max_flow_seconds)
+        self.policy = policy if policy is not None and not policy.open else None
+        if self.policy is not None:
+            self.decoder.forced_sampling = self.policy.forced
         self.guard = ReplayGuard(replay_capacity)
         self._seeds: dict = {}       # exporter -> CRC-32 of its name (packet keys)
 
@@ -71,8 +79,19 @@ class Pipeline:
         seeds, guard = self._seeds, self.guard
         batch: dict = {}             # key -> its index in ``fresh``
         again = []                   # in-batch repeats: the index of the first copy
-        replayed = 0
+        replayed = denied = 0
+        policy = self.policy
+        if policy is not None:
+            policy.trim()
+            decisions, decide = policy.decisions, policy.decide
         for exporter, data in datagrams:
+            if policy is not None:
+                allowed = decisions.get(exporter)
+                if allowed is None:
+                    allowed = decide(exporter)
+                if not allowed:
+                    denied += 1
+                    continue
             seed = seeds.get(exporter)
             if seed is None:
                 if len(seeds) > 65536:
@@ -107,6 +126,10 @@ class Pipeline:
                 self.counters.add("drops_repeated_invalid", junk)
         if replayed:
             self.counters.add("replayed_packets", replayed)
+        if denied:
+            self.counters.add("packets", denied)
+            self.counters.add("drops", denied)
+            self.counters.add("drops_exporter_not_allowed", denied)
         if len(flows):
             result = attribute(flows, self.table, self.classes)
             self.counters.add("unattributed_flows", result.unattributed_flows)
@@ -205,7 +228,10 @@ class CollectorServer:
         self.port = ctx.settings.get("collector", "port") if port is None else port
         if not isinstance(classes, TrafficClasses):
             classes = TrafficClasses(classes)
-        self.pipeline = Pipeline(classes=classes, limits=limits, replay_capacity=replay_capacity)
+        settings = ctx.settings
+        self.pipeline = Pipeline(classes=classes, limits=limits, replay_capacity=replay_capacity,
+                                 policy=ExporterPolicy.from_settings(settings),
+                                 max_flow_seconds=settings.get("collector", "max_flow_seconds"))
         self.flush_seconds = flush_seconds
         self.reload_seconds = reload_seconds
         self.batch_max = batch_max

@@ -101,3 +101,58 @@ def test_long_flow_across_the_uptime_wrap_lands_in_the_intervals_it_spans(db_url
                             (account_id, T0 + five, "internet", "in", 3000, 30),
                             (account_id, T0 + 2 * five, "internet", "in", 2400, 24)]
     ctx.dispose()
+
+
+def _send_from(source, port, packets):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        for packet in packets:
+            sock.sendto(packet, ("127.0.0.1", port))
+
+
+def test_only_allowed_exporters_count_and_a_forced_rate_applies(db_url, tmp_path):
+    """collector.exporters and collector.sampling from the settings (env vars):
+    127.0.0.1 is not allowed, 127.0.0.2 keeps its own rate, 127.0.0.3 is
+    forced to 1 in 10 whatever its v5 header says."""
+    from tests.integration.test_collector_server import collector_stats
+
+    ctx = make_context(db_url, data_dir=tmp_path, collector_exporters="127.0.0.2,127.0.0.3/32",
+                       collector_sampling="127.0.0.3=10")
+    with ctx.Session() as s, s.begin():
+        account = make_account(s)
+        make_service(s, account, static_ipv4="100.64.1.3")
+        account_id = account.id
+    secs = unix(T0 + dt.timedelta(minutes=1))
+    flow = [dict(src="8.8.8.8", dst="100.64.1.3", bytes=100, packets=1, first_ms=100_000)]
+    server = CollectorServer(ctx, "127.0.0.1", 0, flush_seconds=3600)
+    with server:
+        _send_from("127.0.0.1", server.port, [v5_packet(flow, sequence=n, unix_secs=secs)
+                                              for n in range(50)])
+        _send_from("127.0.0.2", server.port, [v5_packet(flow, unix_secs=secs,
+                                                        sampling=(1 << 14) | 2)])
+        _send_from("127.0.0.3", server.port, [v5_packet(flow, unix_secs=secs,
+                                                        sampling=(1 << 14) | 1000)])
+        server.wait_idle()
+        stats = server.stats()
+    assert stats["drops_exporter_not_allowed"] == 50 and stats["drops"] == 50
+    assert stats["replay_window_packets"] == 2
+    assert rollups(ctx) == [(account_id, T0, "internet", "in", 200 + 1000, 2 + 10)]
+    assert _packets_stored(ctx) == 2
+    assert collector_stats(db_url, tmp_path)["counters"]["drops_exporter_not_allowed"] == 50
+    ctx.dispose()
+
+
+def test_serve_collector_refuses_a_bad_exporter_list_in_one_sentence(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ABONENT_DATA_DIR=str(tmp_path),
+               ABONENT_COLLECTOR_EXPORTERS="192.0.2.0/24,router-7")
+    run = subprocess.run([sys.executable, "-m", "scripts.cli", "serve", "collector", "--port",
+                          "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "collector.exporters" in run.stderr and "'router-7'" in run.stderr
+    assert "Traceback" not in run.stderr
