@@ -116,9 +116,11 @@ def uptime_offset(at, uptime) -> np.ndarray:
     it. An instant a little after the export (an exporter's rounding) is the
     export itself; a flow cannot start after it is exported.
     """
-    delta = (np.asarray(at, np.int64) - uptime) & (_WRAP - 1)
-    delta -= (delta >= _HALF_WRAP).astype(np.int64) << 32
-    return np.minimum(delta, 0)
+    delta = np.asarray(at, np.int64) - uptime
+    delta += _HALF_WRAP
+    delta &= _WRAP - 1
+    delta -= _HALF_WRAP
+    return np.minimum(delta, 0, out=delta)
 
 
 VARLEN = 65535

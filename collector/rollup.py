@@ -130,9 +130,10 @@ def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECON
     A flow covers the seconds [start, end) (a flow with end == start, one
     instant); interval k of its span gets the octets and packets of the
     seconds it holds, by exact integer shares: the part up to second b is
-    ``floor(X * (b - start) / (end - start))``, so the parts of a flow sum
-    to its counts exactly. A flow longer than ``max_seconds`` is spread over
-    its last ``max_seconds``.
+    ``floor(X * (b - start) / (end - start))`` (computed in float64: exact
+    while ``X * (b - start)`` < 2^53, monotonic beyond), and the whole of X
+    at its end, so the parts of a flow sum to its counts exactly. A flow
+    longer than ``max_seconds`` is spread over its last ``max_seconds``.
 
     None when every flow lies in one interval (the usual case: nothing
     copied). Otherwise ``(time, octets, packets, keep, row, extra)``: the
@@ -156,15 +157,29 @@ def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECON
     first = start // INTERVAL_SECONDS
     count = (stop - 1) // INTERVAL_SECONDS - first + 1      # intervals, >= 2
     parts = [[], [], [], []]
-    bounds = np.cumsum(count)
-    # Bounded work arrays: at most about _PIECES_PER_CHUNK pieces at a time.
-    cuts = np.searchsorted(bounds, np.arange(_PIECES_PER_CHUNK, int(bounds[-1]),
-                                             _PIECES_PER_CHUNK), side="right")
-    for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(long)]))):
-        if lo == hi:
-            continue
-        _spread_chunk(long[lo:hi], start[lo:hi], stop[lo:hi], first[lo:hi], count[lo:hi],
-                      octets, packets, parts)
+    # Most flows that cross a boundary cross one: two pieces, no gathers.
+    two = count == 2
+    if two.any():
+        pick = np.flatnonzero(two)
+        _spread_two(long[pick], start[pick], stop[pick], first[pick], octets, packets, parts)
+        if len(pick) < len(long):
+            more = np.flatnonzero(~two)
+            long_more, start, stop, first, count = (long[more], start[more], stop[more],
+                                                    first[more], count[more])
+        else:
+            long_more = long[:0]
+    else:
+        long_more = long
+    if len(long_more):
+        bounds = np.cumsum(count)
+        # Bounded work arrays: at most about _PIECES_PER_CHUNK pieces at a time.
+        cuts = np.searchsorted(bounds, np.arange(_PIECES_PER_CHUNK, int(bounds[-1]),
+                                                 _PIECES_PER_CHUNK), side="right")
+        for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(long_more)]))):
+            if lo == hi:
+                continue
+            _spread_chunk(long_more[lo:hi], start[lo:hi], stop[lo:hi], first[lo:hi],
+                          count[lo:hi], octets, packets, parts)
     row = np.concatenate(parts[0])
     extra = [np.concatenate(p) for p in parts[1:]]
     keep = None
@@ -174,6 +189,39 @@ def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECON
         keep = np.ones(len(time), bool)
         keep[long[empty]] = False
     return time, octets, packets, keep, row, extra
+
+
+def _share(value: np.ndarray, upto: np.ndarray, duration: np.ndarray) -> np.ndarray:
+    """floor(value * upto / duration), at most value; float64 (SIMD): exact
+    while value * upto < 2^53, monotonic in ``upto`` beyond. (Truncation is
+    the floor of these non-negative numbers; through int64, which converts
+    much faster than uint64, capped below 2^63.)"""
+    scaled = value.astype(np.float64)
+    scaled *= upto
+    scaled /= duration
+    np.minimum(scaled, 9.2e18, out=scaled)
+    return np.minimum(scaled.astype(np.int64).view(np.uint64), value)
+
+
+def _spread_two(rows, start, stop, first, octets, packets, parts) -> None:
+    """``_spread_chunk`` for flows of exactly two intervals."""
+    boundary = (first + 1) * INTERVAL_SECONDS
+    upto = (boundary - start).astype(np.float64)
+    duration = (stop - start).astype(np.float64)
+    tails = []
+    for column in (octets, packets):
+        value = column[rows]
+        head = _share(value, upto, duration)
+        column[rows] = head
+        value -= head
+        tails.append(value)
+    some = (tails[0] != 0) | (tails[1] != 0)
+    if not some.all():
+        rows, boundary, tails = rows[some], boundary[some], [t[some] for t in tails]
+    parts[0].append(rows)
+    parts[1].append(boundary)
+    parts[2].append(tails[0])
+    parts[3].append(tails[1])
 
 
 def _spread_chunk(rows, start, stop, first, count, octets, packets, parts) -> None:
@@ -187,14 +235,16 @@ def _spread_chunk(rows, start, stop, first, count, octets, packets, parts) -> No
     interval = first[flow] + piece
     # Each piece ends at its interval's end, the last at the flow's end.
     upto = np.minimum((interval + 1) * INTERVAL_SECONDS, stop[flow]) - start[flow]
-    duration = (stop - start).astype(np.uint64)
-    upto = upto.astype(np.uint64)
+    duration = (stop - start)[flow].astype(np.float64)
+    upto = upto.astype(np.float64)
+    last = np.empty(total, bool)             # a flow's last piece: the whole flow so far
+    last[:-1] = piece[1:] == 0
+    last[-1] = True
     shares = []
     for column in (octets, packets):
         value = column[rows]
-        q, r = np.divmod(value, duration)
-        # q * upto <= value and r * upto < duration^2 <= 2^62: no overflow.
-        cumulative = q[flow] * upto + (r[flow] * upto) // duration[flow]
+        cumulative = _share(value[flow], upto, duration)
+        cumulative[last] = value
         share = np.empty(total, np.uint64)
         share[0] = cumulative[0]
         np.subtract(cumulative[1:], cumulative[:-1], out=share[1:])
