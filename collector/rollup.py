@@ -124,7 +124,8 @@ MAX_FLOW_SECONDS_LIMIT = 2**31
 _PIECES_PER_CHUNK = 1 << 20
 
 
-def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECONDS):
+def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECONDS,
+           in_place: bool = False):
     """Flows that span several intervals, as one row per interval; vectorised.
 
     A flow covers the seconds [start, end) (a flow with end == start, one
@@ -142,7 +143,9 @@ def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECON
     rows left with anything (None: all), and the further pieces as ``row``
     (which of the given rows each piece belongs to) and ``extra``
     (time, octets, packets of each piece). Pieces that got nothing (a few
-    octets over many intervals) are left out.
+    octets over many intervals) are left out. ``in_place``: ``time``,
+    ``octets`` and ``packets`` are the caller's to lose, and are changed
+    instead of copied.
     """
     time = np.asarray(time, np.int64)
     end = np.asarray(end, np.int64)
@@ -150,7 +153,8 @@ def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECON
     long = np.flatnonzero((end - 1) // INTERVAL_SECONDS > first)
     if not len(long):
         return None
-    time, octets, packets = time.copy(), octets.copy(), packets.copy()
+    if not in_place:
+        time, octets, packets = time.copy(), octets.copy(), packets.copy()
     start = np.maximum(time[long], end[long] - max_seconds)
     stop = end[long]
     time[long] = start                      # a capped start: its first interval
@@ -289,11 +293,13 @@ class Rollup:
                          rows["bytes"], rows["packets"], rows["end"])
 
     def add_attributed(self, result: Attributed) -> None:
+        """Takes the result's columns over: their contents change (a spread
+        flow keeps its first interval's share)."""
         self.add_columns(result.account, result.time, result.traffic_class, result.direction,
-                         result.bytes, result.packets, result.end)
+                         result.bytes, result.packets, result.end, in_place=True)
 
     def add_columns(self, account, time, traffic_class, direction, octets, packets,
-                    end=None) -> None:
+                    end=None, in_place: bool = False) -> None:
         """Rows as columns. A row whose ``end`` lies in a later interval than
         its ``time`` (its start) is spread over the intervals it spans, in
         proportion to the seconds it spent in each (see ``spread``)."""
@@ -311,7 +317,8 @@ class Rollup:
                 return
         octets, packets = np.asarray(octets, np.uint64), np.asarray(packets, np.uint64)
         if end is not None:
-            pieces = spread(time, end, octets, packets, self.max_flow_seconds)
+            pieces = spread(time, end, octets, packets, self.max_flow_seconds,
+                            in_place=in_place and time.dtype == np.int64)
             if pieces is not None:
                 time, octets, packets, keep, row, (piece_time, piece_octets,
                                                    piece_packets) = pieces
