@@ -454,12 +454,21 @@ class ReplayGuard:
     def __contains__(self, digest: bytes) -> bool:
         return digest in self._recent or digest in self._older
 
+    def generations(self) -> tuple[set, set]:
+        """The two sets to look a digest up in (valid until ``remember``)."""
+        return self._recent, self._older
+
     def remember(self, digests: Sequence[bytes]) -> None:
         """Packets counted (decoded): remembered, and written at the next flush.
         Only these: junk that did not decode must not push real packets
-        out of the window, nor fill ``collector_packets``."""
-        for digest in digests:
-            self._remember(digest)
+        out of the window, nor fill ``collector_packets``. A batch goes in
+        at once, so a generation may pass its half of the capacity by
+        less than a batch."""
+        if not digests:
+            return
+        self._recent.update(digests)
+        if len(self._recent) >= self._generation:
+            self._older, self._recent = self._recent, set()
         self.pending.extend(digests)
 
     def forget(self, digests: Iterable[bytes]) -> None:

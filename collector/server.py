@@ -75,9 +75,9 @@ class Pipeline:
         nothing, so it cannot push real packets out of the replay window.
         """
         fresh = []
-        keys = []
         seeds, guard = self._seeds, self.guard
-        batch: dict = {}             # key -> its index in ``fresh``
+        recent, older = guard.generations()
+        batch: dict = {}             # key -> its index in ``fresh`` (in order)
         again = []                   # in-batch repeats: the index of the first copy
         replayed = denied = 0
         policy = self.policy
@@ -98,7 +98,7 @@ class Pipeline:
                     seeds.clear()
                 seed = seeds[exporter] = exporter_seed(exporter)
             key = packet_key(exporter, data, seed)
-            if key in guard:
+            if key in recent or key in older:
                 replayed += 1
                 continue
             first = batch.get(key)
@@ -107,7 +107,7 @@ class Pipeline:
                 continue
             batch[key] = len(fresh)
             fresh.append((exporter, data))
-            keys.append(key)
+        keys = list(batch)
         valid = np.zeros(len(fresh), bool)
         flows = self.decoder.decode(fresh, now, valid=valid)
         if valid.all():
