@@ -316,7 +316,8 @@ class TrafficClasses:
 
 
 ATTRIBUTED_DTYPE = np.dtype([("account", "<i8"), ("time", "<i8"), ("class", "<i8"),
-                             ("direction", "u1"), ("bytes", "<u8"), ("packets", "<u8")])
+                             ("direction", "u1"), ("bytes", "<u8"), ("packets", "<u8"),
+                             ("end", "<i8")])
 DIRECTION_IN, DIRECTION_OUT = 0, 1
 DIRECTIONS = ("in", "out")
 
@@ -334,12 +335,14 @@ class Attributed:
     packets: np.ndarray           # uint64
     unattributed_flows: int
     unattributed_bytes: int
+    end: np.ndarray | None = None  # int64, unix seconds: the flow's end (None: its start)
 
     @property
     def rows(self) -> np.ndarray:
         rows = np.empty(len(self.account), ATTRIBUTED_DTYPE)
         rows["account"], rows["time"], rows["class"] = self.account, self.time, self.traffic_class
         rows["direction"], rows["bytes"], rows["packets"] = self.direction, self.bytes, self.packets
+        rows["end"] = self.time if self.end is None else self.end
         return rows
 
 
@@ -370,7 +373,8 @@ def attribute(flows: np.ndarray, table: AddressTable, classes: TrafficClasses) -
         traffic_class = classes.classify(np.where(to_sub, flows["src_hi"], flows["dst_hi"]),
                                          np.where(to_sub, flows["src_lo"], flows["dst_lo"]), v6)
     columns = [account, np.ascontiguousarray(times), traffic_class, direction,
-               np.ascontiguousarray(flows["bytes"]), np.ascontiguousarray(flows["packets"])]
+               np.ascontiguousarray(flows["bytes"]), np.ascontiguousarray(flows["packets"]),
+               np.ascontiguousarray(flows["end"])]
     unattributed = unattributed_bytes = 0
     both = np.flatnonzero(to_sub & from_sub)
     kept = to_sub | from_sub
@@ -384,9 +388,10 @@ def attribute(flows: np.ndarray, table: AddressTable, classes: TrafficClasses) -
                      classes.classify(flows["dst_hi"][both], flows["dst_lo"][both], v6[both]))
         extra = [src_account[both], times[both], out_class,
                  np.full(len(both), DIRECTION_OUT, np.uint8), flows["bytes"][both],
-                 flows["packets"][both]]
+                 flows["packets"][both], flows["end"][both]]
         columns = [np.concatenate((column, more)) for column, more in zip(columns, extra)]
-    account, times, traffic_class, direction, octets, packets = columns
+    account, times, traffic_class, direction, octets, packets, ends = columns
     return Attributed(account=account, time=times, traffic_class=traffic_class,
                       direction=direction, bytes=octets, packets=packets,
-                      unattributed_flows=unattributed, unattributed_bytes=unattributed_bytes)
+                      unattributed_flows=unattributed, unattributed_bytes=unattributed_bytes,
+                      end=ends)

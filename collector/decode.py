@@ -5,6 +5,7 @@ Pure: bytes in, arrays and counters out; no sockets, no database.
 Every decoder produces records of ``FLOW_DTYPE`` (native byte order):
 
 - ``time``: flow start, Unix seconds (falls back to flow end, then export time)
+- ``end``: flow end, Unix seconds, never before ``time`` (falls back to ``time``)
 - ``src_hi``/``src_lo``, ``dst_hi``/``dst_lo``: addresses as two 64-bit halves;
   an IPv4 address is ``hi = 0, lo = address`` with ``v6 = 0``
 - ``bytes``/``packets``: already multiplied by the sampling interval
@@ -35,6 +36,7 @@ import numpy as np
 
 FLOW_DTYPE = np.dtype([
     ("time", "<i8"),
+    ("end", "<i8"),
     ("src_hi", "<u8"), ("src_lo", "<u8"),
     ("dst_hi", "<u8"), ("dst_lo", "<u8"),
     ("v6", "u1"),
@@ -98,6 +100,28 @@ KNOWN_FIELDS = {
     IE_SAMPLING_INTERVAL: ("sampling", _UINT), IE_SAMPLER_RANDOM_INTERVAL: ("sampling", _UINT),
     IE_SAMPLING_PACKET_INTERVAL: ("spi", _UINT), IE_SAMPLING_PACKET_SPACE: ("sps", _UINT),
 }
+
+_WRAP = 1 << 32          # sysUptime is a 32-bit count of milliseconds
+_HALF_WRAP = 1 << 31
+
+
+def uptime_offset(at, uptime) -> np.ndarray:
+    """Milliseconds from the export (sysUptime ``uptime``) back to the
+    sysUptime ``at`` a flow started or ended: zero or negative.
+
+    Both are 32-bit counters that wrap every 49.7 days, so the difference is
+    taken modulo 2^32 as a signed number: a flow that started just before
+    the wrap and was exported just after it ("later" than the export, as
+    plain numbers) started a little before the export, not 49.7 days after
+    it. An instant a little after the export (an exporter's rounding) is the
+    export itself; a flow cannot start after it is exported.
+    """
+    delta = np.asarray(at, np.int64) - uptime
+    delta += _HALF_WRAP
+    delta &= _WRAP - 1
+    delta -= _HALF_WRAP
+    return np.minimum(delta, 0, out=delta)
+
 
 VARLEN = 65535
 MAX_TEMPLATE_FIELDS = 256
@@ -226,21 +250,29 @@ class Decoder:
         self._groups: dict = {}                       # id(template) -> queued data sets
         self._last_had_unknown = False
         self.last_error = ""
+        # exporter -> sampling rate set by the operator (collector.sampling):
+        # it replaces whatever the exporter's headers, options or records say.
+        self.forced_sampling: dict = {}
 
     # -- public API ---------------------------------------------------------
 
     def decode(self, datagrams: Iterable[tuple[object, bytes]],
-               now: float | None = None) -> np.ndarray:
+               now: float | None = None, valid: np.ndarray | None = None) -> np.ndarray:
         """Decode ``(exporter, payload)`` pairs into one FLOW_DTYPE array.
 
         ``exporter`` is any hashable naming the sender (its IP address).
+        ``valid``, a boolean array as long as ``datagrams``, is set True for
+        each datagram that decoded: a whole, well-formed export packet (its
+        flows may be none, or held for a template). The others were dropped
+        and changed nothing.
         """
         now = _time.time() if now is None else now
         v5 = []
+        v5_index = []
         parts = []
         self._groups = {}
         received = 0
-        for exporter, data in datagrams:
+        for index, (exporter, data) in enumerate(datagrams):
             received += 1
             if len(data) < 4:
                 self._drop("truncated")
@@ -248,22 +280,30 @@ class Decoder:
             version = (data[0] << 8) | data[1]
             if version == 5:
                 v5.append((exporter, data))    # decoded together below
+                v5_index.append(index)
                 continue
             try:
                 if version == 9:
-                    self._v9(exporter, data, now)
+                    ok = self._v9(exporter, data, now)
                 elif version == 10:
-                    self._ipfix(exporter, data, now)
+                    ok = self._ipfix(exporter, data, now)
                 else:
                     self._drop("bad_version")
+                    ok = False
             except (struct.error, ValueError, IndexError, TypeError, OverflowError):
                 self._drop("malformed")
+                ok = False
+            if ok and valid is not None:
+                valid[index] = True
         self.counters.add("packets", received)
         self._expire_held(now)
         groups, self._groups = self._groups, {}
         try:
             if v5:
-                parts.append(self._v5_batch(v5))
+                good = np.zeros(len(v5), bool)
+                parts.append(self._v5_batch(v5, good))
+                if valid is not None:
+                    valid[np.asarray(v5_index)[good]] = True
             for template, chunks, metas in groups.values():
                 flows = self._group_flows(template, chunks, metas)
                 if flows is not None:
@@ -275,6 +315,8 @@ class Decoder:
             self.counters.add("drops_malformed")
             self.counters.add("batches_dropped")
             self.last_error = repr(error)
+            if valid is not None:
+                valid[:] = False      # nothing of the batch was counted
             return EMPTY_FLOWS
         parts = [p for p in parts if len(p)]
         if not parts:
@@ -288,16 +330,19 @@ class Decoder:
 
     # -- NetFlow v5 ----------------------------------------------------------
 
-    def _v5_batch(self, items: list) -> np.ndarray:
+    def _v5_batch(self, items: list, good_out: np.ndarray) -> np.ndarray:
         """Every v5 datagram of a batch at once: the headers become one array,
         validity, sequence numbers and sampling are checked as arrays, and
-        the records of all good datagrams are read from one joined buffer."""
+        the records of all good datagrams are read from one joined buffer.
+        ``good_out`` (one per item) is set True for the datagrams decoded."""
         datas = [data for _, data in items]
         lengths = np.fromiter(map(len, datas), np.int64, len(datas))
         short = lengths < V5_HEADER.size
+        positions = np.arange(len(items))
         if short.any():
             self._drop("truncated", int(short.sum()))
             keep = np.flatnonzero(~short)
+            positions = positions[keep]
             items, datas, lengths = [items[i] for i in keep], [datas[i] for i in keep], \
                 lengths[keep]
             if not items:
@@ -313,7 +358,9 @@ class Decoder:
         else:
             head = np.frombuffer(b"".join([data[:24] for data in datas]), V5_HEADER_DTYPE)
         counts = head["count"].astype(np.int64)
-        malformed = (counts == 0) | (counts > V5_MAX_RECORDS)
+        # A count beyond what fits in a datagram, or nanoseconds beyond a second:
+        # not an export packet.
+        malformed = (counts == 0) | (counts > V5_MAX_RECORDS) | (head["nsecs"] >= 1_000_000_000)
         truncated = ~malformed & (lengths < 24 + 48 * counts)
         good = ~(malformed | truncated)
         whole_batch = bool(good.all())
@@ -323,8 +370,10 @@ class Decoder:
             keep = np.flatnonzero(good)
             items, datas = [items[i] for i in keep], [datas[i] for i in keep]
             head, counts = head[keep], counts[keep]
+            positions = positions[keep]
             if not items:
                 return EMPTY_FLOWS
+        good_out[positions] = True
         self._v5_sequences(items, head, counts)
         if exact and whole_batch and (lengths == 24 + 48 * counts).all():
             # Nothing dropped and no trailing octets: the records are every
@@ -335,13 +384,21 @@ class Decoder:
         else:
             records = np.frombuffer(b"".join([data[24:24 + 48 * int(n)] for data, n
                                               in zip(datas, counts)]), V5_RECORD)
-        boot_ms = (head["secs"].astype(np.int64) * 1000
-                   + head["nsecs"].astype(np.int64) // 1_000_000
-                   - head["uptime"].astype(np.int64))
+        export_ms = head["secs"].astype(np.int64) * 1000 + head["nsecs"].astype(np.int64) // 1_000_000
+        uptime = head["uptime"].astype(np.int64)
+        if len(head) > 1:
+            export_ms, uptime = np.repeat(export_ms, counts), np.repeat(uptime, counts)
         sampling = head["sampling"].astype(np.int64)
         rates = np.where(sampling >> 14 != 0, np.maximum(sampling & 0x3FFF, 1), 1)
+        if self.forced_sampling:
+            forced = self.forced_sampling
+            chosen = np.fromiter((forced.get(exporter, 0) for exporter, _ in items), np.int64,
+                                 len(items))
+            rates = np.where(chosen > 0, chosen, rates)
         out = np.empty(len(records), FLOW_DTYPE)
-        out["time"] = (np.repeat(boot_ms, counts) + records["first"].astype(np.int64)) // 1000
+        out["time"] = (export_ms + uptime_offset(records["first"], uptime)) // 1000
+        out["end"] = np.maximum((export_ms + uptime_offset(records["last"], uptime)) // 1000,
+                                out["time"])
         out["src_hi"] = 0
         out["src_lo"] = records["src"]
         out["dst_hi"] = 0
@@ -393,33 +450,60 @@ class Decoder:
 
     # -- NetFlow v9 ----------------------------------------------------------
 
-    def _v9(self, exporter, data: bytes, now: float) -> None:
+    def _v9(self, exporter, data: bytes, now: float) -> bool:
+        """One v9 export packet; False (and nothing changed) when it is not one."""
         if len(data) < 20:
             self._drop("truncated")
-            return
-        _, _count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
+            return False
+        _, count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
+        # Every record (or FlowSet, as some exporters count) takes at least
+        # an octet; the sets must tile the packet. Only then is the header's
+        # sequence number believed.
+        if count > len(data) - 20 or not self._sets_valid(data, 20, len(data)):
+            self._drop("malformed")
+            return False
         self._sequence(exporter, 9, source, sequence, 1, "sequence_lost_packets")
         context = (9, exporter, source, secs, uptime)
         self._sets(data, 20, len(data), context, now)
+        return True
 
     # -- IPFIX ---------------------------------------------------------------
 
-    def _ipfix(self, exporter, data: bytes, now: float) -> None:
+    def _ipfix(self, exporter, data: bytes, now: float) -> bool:
+        """One IPFIX message; False (and nothing changed) when it is not one."""
         if len(data) < 16:
             self._drop("truncated")
-            return
+            return False
         _, length, export_time, sequence, domain = IPFIX_HEADER.unpack_from(data)
         if length < 16 or length > len(data):
             self._drop("truncated")
-            return
+            return False
+        # A UDP datagram carries exactly one message (RFC 7011 10.3.3), and
+        # its sets tile it: only then is the header's sequence number believed.
+        if length != len(data) or not self._sets_valid(data, 16, length):
+            self._drop("malformed")
+            return False
         context = (10, exporter, domain, export_time, None)
         records = self._sets(data, 16, length, context, now)
         if records < 0:
-            return
+            return False
         self._sequence(exporter, 10, domain, sequence, records, "sequence_lost_flows",
                        unknown=self._last_had_unknown)
+        return True
 
     # -- sets shared by v9 and IPFIX ------------------------------------------
+
+    @staticmethod
+    def _sets_valid(data, offset, end) -> bool:
+        """Set headers that tile ``data[offset:end]`` (less under 4 octets of
+        padding): checked before any set is used, so a malformed packet
+        teaches no template and counts no flow."""
+        while offset + 4 <= end:
+            set_length = (data[offset + 2] << 8) | data[offset + 3]
+            if set_length < 4 or offset + set_length > end:
+                return False
+            offset += set_length
+        return True
 
     def _sets(self, data, offset, end, context, now) -> int:
         """Walk the sets of one message; returns its data records (IPFIX), -1 if malformed."""
@@ -472,10 +556,14 @@ class Decoder:
         return records
 
     def _set_meta(self, version, exporter, domain, secs, uptime) -> tuple:
+        """(secs, uptime, sampling rate, rate forced by configuration)."""
         if uptime is None:
             init = self.system_init.get((exporter, version, domain))
             uptime = -1 if init is None else secs * 1000 - init
-        return secs, uptime, self.sampling.get((exporter, version, domain), 1)
+        forced = self.forced_sampling.get(exporter) if self.forced_sampling else None
+        if forced:
+            return secs, uptime, forced, True
+        return secs, uptime, self.sampling.get((exporter, version, domain), 1), False
 
     def _templates(self, version, exporter, domain, body: bytes, options: bool) -> None:
         pos, end = 0, len(body)
@@ -665,7 +753,8 @@ class Decoder:
             secs = np.repeat(np.fromiter((m[1] for m in metas), np.int64, len(metas)), counts)
             uptime = np.repeat(np.fromiter((m[2] for m in metas), np.int64, len(metas)), counts)
             rates = np.repeat(np.fromiter((m[3] for m in metas), np.uint64, len(metas)), counts)
-        return self._flows(template, records, secs, uptime, rates)
+        # A template belongs to one exporter: its rate is forced for every set or none.
+        return self._flows(template, records, secs, uptime, rates, forced=metas[0][4])
 
     @staticmethod
     def _options_sampling(records, template) -> int:
@@ -678,7 +767,8 @@ class Decoder:
             return (interval + space) // interval if interval else 0
         return 0
 
-    def _flows(self, template: Template, records, secs, uptime, rates) -> np.ndarray | None:
+    def _flows(self, template: Template, records, secs, uptime, rates,
+               forced: bool = False) -> np.ndarray | None:
         names = template.names
         out = np.empty(len(records), FLOW_DTYPE)
         if "src4" in names and "dst4" in names:
@@ -706,8 +796,8 @@ class Decoder:
             self.counters.add("records_without_counters", len(records))
             return None
         out["proto"] = records["proto"] if "proto" in names else 0
-        out["time"] = self._times(names, records, secs, uptime)
-        if "sampling" in names:
+        out["time"], out["end"] = self._times(names, records, secs, uptime)
+        if "sampling" in names and not forced:
             per_record = _uint(records, "sampling")
             per_record = np.where(per_record == 0, np.uint64(1) * rates, per_record)
             out["bytes"] *= per_record
@@ -719,26 +809,45 @@ class Decoder:
 
     @staticmethod
     def _times(names, records, secs, uptime):
+        """(start, end) of each record, Unix seconds, end never before start."""
+        start = end = None
         if "start_s" in names:
-            return records["start_s"].astype(np.int64)
-        if "start_ms" in names:
-            return (records["start_ms"] // 1000).astype(np.int64)
-        if "start_ntp" in names:
-            return (records["start_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
-        if "start_delta_us" in names:
-            return secs - (records["start_delta_us"] // 1_000_000).astype(np.int64)
-        if "first_uptime" in names:
-            if "system_init_ms" in names:
-                return ((records["system_init_ms"].astype(np.int64)
-                         + records["first_uptime"].astype(np.int64)) // 1000)
-            # uptime < 0: the exporter's boot time is unknown; use export time.
-            start = (secs * 1000 - uptime + records["first_uptime"].astype(np.int64)) // 1000
-            return np.where(np.asarray(uptime) >= 0, start, secs)
+            start = records["start_s"].astype(np.int64)
+        elif "start_ms" in names:
+            start = (records["start_ms"] // 1000).astype(np.int64)
+        elif "start_ntp" in names:
+            start = (records["start_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
+        elif "start_delta_us" in names:
+            start = secs - (records["start_delta_us"] // 1_000_000).astype(np.int64)
         if "end_s" in names:
-            return records["end_s"].astype(np.int64)
-        if "end_ms" in names:
-            return (records["end_ms"] // 1000).astype(np.int64)
-        return np.zeros(len(records), np.int64) + secs
+            end = records["end_s"].astype(np.int64)
+        elif "end_ms" in names:
+            end = (records["end_ms"] // 1000).astype(np.int64)
+        elif "end_ntp" in names:
+            end = (records["end_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
+        elif "end_delta_us" in names:
+            end = secs - (records["end_delta_us"] // 1_000_000).astype(np.int64)
+        if (start is None or end is None) and ("first_uptime" in names
+                                               or "last_uptime" in names):
+            # sysUptime times: relative to the exporter's boot. The header's
+            # uptime (v9), or the export time less the boot time from an
+            # options record (IPFIX); uptime < 0: the boot time is unknown,
+            # the export time stands in.
+            if "system_init_ms" in names:
+                uptime = secs * 1000 - records["system_init_ms"].astype(np.int64)
+            known = np.asarray(uptime) >= 0
+            export_ms = np.asarray(secs, np.int64) * 1000
+            if start is None and "first_uptime" in names:
+                start = np.where(known, (export_ms + uptime_offset(records["first_uptime"],
+                                                                   uptime)) // 1000, secs)
+            if end is None and "last_uptime" in names:
+                end = np.where(known, (export_ms + uptime_offset(records["last_uptime"],
+                                                                 uptime)) // 1000, secs)
+        if start is None:
+            start = end if end is not None else np.zeros(len(records), np.int64) + secs
+        if end is None:
+            return start, start
+        return start, np.maximum(end, start)
 
     # -- held data (before its template) ----------------------------------------
 

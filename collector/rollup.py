@@ -115,6 +115,155 @@ def _packed_order(keys: np.ndarray):
     return order, packed
 
 
+# A flow claiming to last longer than this is spread over its last this
+# many seconds (settings collector.max_flow_seconds): exporters expire
+# flows after minutes (softflowd's maxlife is a week), and a span of years
+# is a clock error, whose rows must not grow without bound.
+DEFAULT_MAX_FLOW_SECONDS = 86_400
+MAX_FLOW_SECONDS_LIMIT = 2**31
+_PIECES_PER_CHUNK = 1 << 20
+
+
+def spread(time, end, octets, packets, max_seconds: int = DEFAULT_MAX_FLOW_SECONDS,
+           in_place: bool = False):
+    """Flows that span several intervals, as one row per interval; vectorised.
+
+    A flow covers the seconds [start, end) (a flow with end == start, one
+    instant); interval k of its span gets the octets and packets of the
+    seconds it holds, by exact integer shares: the part up to second b is
+    ``floor(X * (b - start) / (end - start))`` (computed in float64: exact
+    while ``X * (b - start)`` < 2^53, monotonic beyond), and the whole of X
+    at its end, so the parts of a flow sum to its counts exactly. A flow
+    longer than ``max_seconds`` is spread over its last ``max_seconds``.
+
+    None when every flow lies in one interval (the usual case: nothing
+    copied). Otherwise ``(time, octets, packets, keep, row, extra)``: the
+    rows' own columns with each spread flow reduced to its first interval
+    (its time moved there if its start was capped), ``keep`` a mask of the
+    rows left with anything (None: all), and the further pieces as ``row``
+    (which of the given rows each piece belongs to) and ``extra``
+    (time, octets, packets of each piece). Pieces that got nothing (a few
+    octets over many intervals) are left out. ``in_place``: ``time``,
+    ``octets`` and ``packets`` are the caller's to lose, and are changed
+    instead of copied.
+    """
+    time = np.asarray(time, np.int64)
+    end = np.asarray(end, np.int64)
+    first = time // INTERVAL_SECONDS
+    long = np.flatnonzero((end - 1) // INTERVAL_SECONDS > first)
+    if not len(long):
+        return None
+    if not in_place:
+        time, octets, packets = time.copy(), octets.copy(), packets.copy()
+    start = np.maximum(time[long], end[long] - max_seconds)
+    stop = end[long]
+    time[long] = start                      # a capped start: its first interval
+    first = start // INTERVAL_SECONDS
+    count = (stop - 1) // INTERVAL_SECONDS - first + 1      # intervals, >= 2
+    parts = [[], [], [], []]
+    # Most flows that cross a boundary cross one: two pieces, no gathers.
+    two = count == 2
+    if two.any():
+        pick = np.flatnonzero(two)
+        _spread_two(long[pick], start[pick], stop[pick], first[pick], octets, packets, parts)
+        if len(pick) < len(long):
+            more = np.flatnonzero(~two)
+            long_more, start, stop, first, count = (long[more], start[more], stop[more],
+                                                    first[more], count[more])
+        else:
+            long_more = long[:0]
+    else:
+        long_more = long
+    if len(long_more):
+        bounds = np.cumsum(count)
+        # Bounded work arrays: at most about _PIECES_PER_CHUNK pieces at a time.
+        cuts = np.searchsorted(bounds, np.arange(_PIECES_PER_CHUNK, int(bounds[-1]),
+                                                 _PIECES_PER_CHUNK), side="right")
+        for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(long_more)]))):
+            if lo == hi:
+                continue
+            _spread_chunk(long_more[lo:hi], start[lo:hi], stop[lo:hi], first[lo:hi],
+                          count[lo:hi], octets, packets, parts)
+    row = np.concatenate(parts[0])
+    extra = [np.concatenate(p) for p in parts[1:]]
+    keep = None
+    empty = (octets[long] == 0) & (packets[long] == 0)
+    if empty.any():
+        # A first interval that got nothing: no row for it.
+        keep = np.ones(len(time), bool)
+        keep[long[empty]] = False
+    return time, octets, packets, keep, row, extra
+
+
+def _share(value: np.ndarray, upto: np.ndarray, duration: np.ndarray) -> np.ndarray:
+    """floor(value * upto / duration), at most value; float64 (SIMD): exact
+    while value * upto < 2^53, monotonic in ``upto`` beyond. (Truncation is
+    the floor of these non-negative numbers; through int64, which converts
+    much faster than uint64, capped below 2^63.)"""
+    scaled = value.astype(np.float64)
+    scaled *= upto
+    scaled /= duration
+    np.minimum(scaled, 9.2e18, out=scaled)
+    return np.minimum(scaled.astype(np.int64).view(np.uint64), value)
+
+
+def _spread_two(rows, start, stop, first, octets, packets, parts) -> None:
+    """``_spread_chunk`` for flows of exactly two intervals."""
+    boundary = (first + 1) * INTERVAL_SECONDS
+    upto = (boundary - start).astype(np.float64)
+    duration = (stop - start).astype(np.float64)
+    tails = []
+    for column in (octets, packets):
+        value = column[rows]
+        head = _share(value, upto, duration)
+        column[rows] = head
+        value -= head
+        tails.append(value)
+    some = (tails[0] != 0) | (tails[1] != 0)
+    if not some.all():
+        rows, boundary, tails = rows[some], boundary[some], [t[some] for t in tails]
+    parts[0].append(rows)
+    parts[1].append(boundary)
+    parts[2].append(tails[0])
+    parts[3].append(tails[1])
+
+
+def _spread_chunk(rows, start, stop, first, count, octets, packets, parts) -> None:
+    """Pieces of flows ``rows``; their first pieces' counts go into ``octets``
+    and ``packets`` (in place), the others into ``parts``."""
+    total = int(count.sum())
+    flow = np.repeat(np.arange(len(rows)), count)
+    heads = np.zeros(len(rows), np.int64)
+    np.cumsum(count[:-1], out=heads[1:])
+    piece = np.arange(total, dtype=np.int64) - heads[flow]
+    interval = first[flow] + piece
+    # Each piece ends at its interval's end, the last at the flow's end.
+    upto = np.minimum((interval + 1) * INTERVAL_SECONDS, stop[flow]) - start[flow]
+    duration = (stop - start)[flow].astype(np.float64)
+    upto = upto.astype(np.float64)
+    last = np.empty(total, bool)             # a flow's last piece: the whole flow so far
+    last[:-1] = piece[1:] == 0
+    last[-1] = True
+    shares = []
+    for column in (octets, packets):
+        value = column[rows]
+        cumulative = _share(value[flow], upto, duration)
+        cumulative[last] = value
+        share = np.empty(total, np.uint64)
+        share[0] = cumulative[0]
+        np.subtract(cumulative[1:], cumulative[:-1], out=share[1:])
+        share[heads] = cumulative[heads]
+        column[rows] = share[heads]
+        shares.append(share)
+    later = np.ones(total, bool)
+    later[heads] = False
+    later &= (shares[0] != 0) | (shares[1] != 0)
+    parts[0].append(rows[flow[later]])
+    parts[1].append(interval[later] * INTERVAL_SECONDS)
+    parts[2].append(shares[0][later])
+    parts[3].append(shares[1][later])
+
+
 class Rollup:
     """In-memory sums waiting for a flush.
 
@@ -124,7 +273,8 @@ class Rollup:
     batches costs less than a sort per batch and a merge.
     """
 
-    def __init__(self, compact_at: int = 2_000_000):
+    def __init__(self, compact_at: int = 2_000_000,
+                 max_flow_seconds: int = DEFAULT_MAX_FLOW_SECONDS):
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._size = 0
         self._reduced = True            # _parts is one summed, sorted part (or none)
@@ -132,18 +282,27 @@ class Rollup:
         self.compact_at = compact_at
         self._next_compact = compact_at
         self.dropped_rows = 0
+        if not 0 < max_flow_seconds <= MAX_FLOW_SECONDS_LIMIT:
+            raise ValueError(f"max_flow_seconds must be 1..{MAX_FLOW_SECONDS_LIMIT}")
+        self.max_flow_seconds = int(max_flow_seconds)
 
     def add(self, rows: np.ndarray) -> None:
         """Rows of ATTRIBUTED_DTYPE."""
         assert rows.dtype == ATTRIBUTED_DTYPE
         self.add_columns(rows["account"], rows["time"], rows["class"], rows["direction"],
-                         rows["bytes"], rows["packets"])
+                         rows["bytes"], rows["packets"], rows["end"])
 
     def add_attributed(self, result: Attributed) -> None:
+        """Takes the result's columns over: their contents change (a spread
+        flow keeps its first interval's share)."""
         self.add_columns(result.account, result.time, result.traffic_class, result.direction,
-                         result.bytes, result.packets)
+                         result.bytes, result.packets, result.end, in_place=True)
 
-    def add_columns(self, account, time, traffic_class, direction, octets, packets) -> None:
+    def add_columns(self, account, time, traffic_class, direction, octets, packets,
+                    end=None, in_place: bool = False) -> None:
+        """Rows as columns. A row whose ``end`` lies in a later interval than
+        its ``time`` (its start) is spread over the intervals it spans, in
+        proportion to the seconds it spent in each (see ``spread``)."""
         if not len(account):
             return
         ok = (account >= 0) & (account <= MAX_ACCOUNT_ID) & (time >= 0)
@@ -152,14 +311,35 @@ class Rollup:
             account, time, traffic_class, direction, octets, packets = (
                 column[ok] for column in (account, time, traffic_class, direction, octets,
                                           packets))
+            if end is not None:
+                end = end[ok]
             if not len(account):
                 return
+        octets, packets = np.asarray(octets, np.uint64), np.asarray(packets, np.uint64)
+        if end is not None:
+            pieces = spread(time, end, octets, packets, self.max_flow_seconds,
+                            in_place=in_place and time.dtype == np.int64)
+            if pieces is not None:
+                time, octets, packets, keep, row, (piece_time, piece_octets,
+                                                   piece_packets) = pieces
+                if len(row):
+                    self._append(account[row], piece_time, traffic_class[row], direction[row],
+                                 piece_octets, piece_packets)
+                if keep is not None:
+                    account, time, traffic_class, direction, octets, packets = (
+                        column[keep] for column in (account, time, traffic_class, direction,
+                                                    octets, packets))
+        self._append(account, time, traffic_class, direction, octets, packets)
+
+    def _append(self, account, time, traffic_class, direction, octets, packets) -> None:
+        if not len(account):
+            return
         interval = (time // INTERVAL_SECONDS).astype(np.uint64)
         keys = account.astype(np.uint64) << _ACCOUNT_SHIFT
         keys |= (interval & _INTERVAL_MASK) << _INTERVAL_SHIFT
         keys |= (traffic_class.astype(np.uint64) & _CLASS_MASK) << _CLASS_SHIFT
         keys |= direction
-        self._parts.append((keys, np.asarray(octets, np.uint64), np.asarray(packets, np.uint64)))
+        self._parts.append((keys, octets, packets))
         self._size += len(keys)
         self._reduced = False
         if self._size > self._next_compact:
@@ -219,6 +399,7 @@ class Rollup:
         out = np.empty(len(rows), ATTRIBUTED_DTYPE)
         out["account"] = [r["account_id"] for r in rows]
         out["time"] = [int((r["interval_start"] - _EPOCH).total_seconds()) for r in rows]
+        out["end"] = out["time"]
         out["class"] = [ids[r["traffic_class"]] for r in rows]
         out["direction"] = [DIRECTIONS.index(r["direction"]) for r in rows]
         out["bytes"] = [r["bytes"] for r in rows]
@@ -269,6 +450,26 @@ class ReplayGuard:
         self._remember(digest)
         self.pending.append(digest)
         return True
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._recent or digest in self._older
+
+    def generations(self) -> tuple[set, set]:
+        """The two sets to look a digest up in (valid until ``remember``)."""
+        return self._recent, self._older
+
+    def remember(self, digests: Sequence[bytes]) -> None:
+        """Packets counted (decoded): remembered, and written at the next flush.
+        Only these: junk that did not decode must not push real packets
+        out of the window, nor fill ``collector_packets``. A batch goes in
+        at once, so a generation may pass its half of the capacity by
+        less than a batch."""
+        if not digests:
+            return
+        self._recent.update(digests)
+        if len(self._recent) >= self._generation:
+            self._older, self._recent = self._recent, set()
+        self.pending.extend(digests)
 
     def forget(self, digests: Iterable[bytes]) -> None:
         """A flush failed: these packets are not counted anywhere."""

@@ -17,13 +17,17 @@ import socket
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 from typing import Mapping, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from collector.attribute import AddressTable, TrafficClasses, attribute, load_address_table
 from collector.decode import Counters, Decoder, DecoderLimits, exporter_seed, packet_key
-from collector.rollup import ReplayGuard, Rollup, prune_packets, upsert_rollups
+from collector.exporters import ExporterPolicy
+from collector.rollup import (DEFAULT_MAX_FLOW_SECONDS, ReplayGuard, Rollup, prune_packets,
+                              upsert_rollups)
 
 log = logging.getLogger("abonent.collector")
 
@@ -35,7 +39,8 @@ LEASE_WINDOW = dt.timedelta(days=7)
 STAT_NAMES = ("packets", "flows", "drops", "sets_unknown_template", "held_sets_dropped",
               "sequence_lost_flows", "sequence_lost_packets", "unattributed_flows",
               "unattributed_bytes", "attributed_bytes", "replayed_packets",
-              "templates_rejected", "templates_evicted", "flushes", "flush_errors")
+              "templates_rejected", "templates_evicted", "flushes", "flush_errors",
+              "drops_exporter_not_allowed")
 
 
 def _utcnow() -> dt.datetime:
@@ -47,33 +52,84 @@ class Pipeline:
 
     def __init__(self, table: AddressTable | None = None,
                  classes: TrafficClasses | None = None,
-                 limits: DecoderLimits | None = None, replay_capacity: int = 262_144):
+                 limits: DecoderLimits | None = None, replay_capacity: int = 262_144,
+                 policy: ExporterPolicy | None = None,
+                 max_flow_seconds: int = DEFAULT_MAX_FLOW_SECONDS):
         self.counters = Counters()
         self.decoder = Decoder(limits or DecoderLimits(), self.counters)
         self.table = table or AddressTable()
         self.classes = classes or TrafficClasses()
-        self.rollup = Rollup()
+        self.rollup = Rollup(max_flow_seconds=max_flow_seconds)
+        self.policy = policy if policy is not None and not policy.open else None
+        if self.policy is not None:
+            self.decoder.forced_sampling = self.policy.forced
         self.guard = ReplayGuard(replay_capacity)
         self._seeds: dict = {}       # exporter -> CRC-32 of its name (packet keys)
 
     def ingest(self, datagrams: Sequence[tuple[object, bytes]], now: float | None = None) -> int:
-        """One batch of ``(exporter, payload)``; returns the number of flows decoded."""
+        """One batch of ``(exporter, payload)``; returns the number of flows decoded.
+
+        A datagram whose key was seen is a replay and is skipped; the others
+        are decoded, and only those that decoded are remembered as seen (and
+        written to ``collector_packets`` at the next flush): junk changes
+        nothing, so it cannot push real packets out of the replay window.
+        """
         fresh = []
-        seeds, accept = self._seeds, self.guard.accept
-        replayed = 0
+        seeds, guard = self._seeds, self.guard
+        recent, older = guard.generations()
+        batch: dict = {}             # key -> its index in ``fresh`` (in order)
+        again = []                   # in-batch repeats: the index of the first copy
+        replayed = denied = 0
+        policy = self.policy
+        if policy is not None:
+            policy.trim()
+            decisions, decide = policy.decisions, policy.decide
         for exporter, data in datagrams:
+            if policy is not None:
+                allowed = decisions.get(exporter)
+                if allowed is None:
+                    allowed = decide(exporter)
+                if not allowed:
+                    denied += 1
+                    continue
             seed = seeds.get(exporter)
             if seed is None:
                 if len(seeds) > 65536:
                     seeds.clear()
                 seed = seeds[exporter] = exporter_seed(exporter)
-            if accept(packet_key(exporter, data, seed)):
-                fresh.append((exporter, data))
-            else:
+            key = packet_key(exporter, data, seed)
+            if key in recent or key in older:
                 replayed += 1
+                continue
+            first = batch.get(key)
+            if first is not None:
+                again.append(first)
+                continue
+            batch[key] = len(fresh)
+            fresh.append((exporter, data))
+        keys = list(batch)
+        valid = np.zeros(len(fresh), bool)
+        flows = self.decoder.decode(fresh, now, valid=valid)
+        if valid.all():
+            guard.remember(keys)
+        else:
+            guard.remember([keys[i] for i in np.flatnonzero(valid).tolist()])
+        if again:
+            # A second copy in the same batch: a replay of a packet that
+            # decoded, else the same junk again.
+            repeated = int(valid[again].sum())
+            replayed += repeated
+            junk = len(again) - repeated
+            if junk:
+                self.counters.add("packets", junk)
+                self.counters.add("drops", junk)
+                self.counters.add("drops_repeated_invalid", junk)
         if replayed:
             self.counters.add("replayed_packets", replayed)
-        flows = self.decoder.decode(fresh, now)
+        if denied:
+            self.counters.add("packets", denied)
+            self.counters.add("drops", denied)
+            self.counters.add("drops_exporter_not_allowed", denied)
         if len(flows):
             result = attribute(flows, self.table, self.classes)
             self.counters.add("unattributed_flows", result.unattributed_flows)
@@ -166,13 +222,16 @@ class CollectorServer:
                  flush_seconds: float = 60.0, reload_seconds: float = 60.0,
                  batch_max: int = 2000, batch_ms: float = 20.0,
                  limits: DecoderLimits | None = None, write_stats: bool = True,
-                 workers: int = 1):
+                 workers: int = 1, replay_capacity: int = 262_144):
         self.ctx = ctx
         self.host = host or ctx.settings.get("collector", "host")
         self.port = ctx.settings.get("collector", "port") if port is None else port
         if not isinstance(classes, TrafficClasses):
             classes = TrafficClasses(classes)
-        self.pipeline = Pipeline(classes=classes, limits=limits)
+        settings = ctx.settings
+        self.pipeline = Pipeline(classes=classes, limits=limits, replay_capacity=replay_capacity,
+                                 policy=ExporterPolicy.from_settings(settings),
+                                 max_flow_seconds=settings.get("collector", "max_flow_seconds"))
         self.flush_seconds = flush_seconds
         self.reload_seconds = reload_seconds
         self.batch_max = batch_max

@@ -11,6 +11,7 @@ Environment names are ``ABONENT_<SECTION>_<KEY>`` in upper case, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -92,6 +93,18 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # Collector processes sharing the port (SO_REUSEPORT); 0: one per
         # CPU on PostgreSQL, one on SQLite.
         "workers": (int, 0),
+        # Exporters allowed to send flows: addresses or prefixes; empty: any.
+        # Datagrams from others are dropped and counted
+        # (drops_exporter_not_allowed). Env: comma-separated.
+        "exporters": (list, []),
+        # Sampling rate forced per exporter (address or prefix -> N, for
+        # 1 in N packets), replacing what the exporter reports; the most
+        # specific prefix wins. Env: "192.0.2.1=100,198.51.100.0/24=1000".
+        "sampling": (dict, {}),
+        # A flow is spread over the 5-minute intervals it spans; one
+        # claiming to last longer than this is spread over its last this
+        # many seconds (a clock error must not make rows without bound).
+        "max_flow_seconds": (int, 86400),
     },
     "coa": {
         # RFC 5080 retransmission of one CoA/Disconnect exchange: the first
@@ -212,6 +225,32 @@ def _coerce(where: str, expected: type, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise SettingsError(f"setting {where} must be an integer, not {value!r}") from None
+    if expected is list:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise SettingsError(f"setting {where} must be a list of strings, not {value!r}")
+        return list(value)
+    if expected is dict:
+        if isinstance(value, str):
+            pairs = [item.strip() for item in value.split(",") if item.strip()]
+            if not all("=" in pair for pair in pairs):
+                raise SettingsError(
+                    f"setting {where} must be key=value pairs separated by commas, not {value!r}")
+            value = dict(pair.split("=", 1) for pair in pairs)
+            value = {k.strip(): v.strip() for k, v in value.items()}
+        if not isinstance(value, dict):
+            raise SettingsError(f"setting {where} must be a table, not {value!r}")
+        out = {}
+        for key, item in value.items():
+            if isinstance(item, bool):
+                raise SettingsError(f"setting {where}.{key} must be an integer, not {item!r}")
+            try:
+                out[str(key)] = int(item)
+            except (TypeError, ValueError):
+                raise SettingsError(
+                    f"setting {where}.{key} must be an integer, not {item!r}") from None
+        return out
     if expected is float:
         try:
             return float(value)
@@ -231,11 +270,37 @@ def _env_names() -> dict[str, tuple[str, str]]:
     return names
 
 
+def _network(where: str, text: str):
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise SettingsError(f"setting {where}: {text!r} is not an IP address or prefix") from None
+
+
+def _check_collector(section: dict) -> None:
+    """Exporter addresses and prefixes parse; rates are 1 or more; a forced
+    rate names an exporter the allow-list lets in."""
+    allowed = [_network("collector.exporters", text) for text in section["exporters"]]
+    for text, rate in section["sampling"].items():
+        network = _network("collector.sampling", text)
+        if rate < 1:
+            raise SettingsError(f"setting collector.sampling.{text} must be 1 or more, not {rate}")
+        if allowed and not any(network.version == a.version and network.subnet_of(a)
+                               for a in allowed):
+            raise SettingsError(f"setting collector.sampling names {text}, which "
+                                f"collector.exporters does not allow")
+    seconds = section["max_flow_seconds"]
+    if not 0 < seconds <= 2**31:
+        raise SettingsError(
+            f"setting collector.max_flow_seconds must be 1..{2**31}, not {seconds}")
+
+
 def load_settings(path: str | os.PathLike | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (``path`` or ``$ABONENT_CONFIG``), then env overrides."""
     environ = os.environ if environ is None else environ
-    values = {section: {key: default for key, (_, default) in keys.items()}
+    values = {section: {key: default.copy() if isinstance(default, (list, dict)) else default
+                        for key, (_, default) in keys.items()}
               for section, keys in SCHEMA.items()}
     path = path or environ.get("ABONENT_CONFIG")
     source = "defaults"
@@ -263,6 +328,7 @@ def load_settings(path: str | os.PathLike | None = None,
     for env_name, (section, key) in _env_names().items():
         if env_name in environ:
             values[section][key] = _coerce(env_name, SCHEMA[section][key][0], environ[env_name])
+    _check_collector(values["collector"])
     url = values["database"]["url"]
     if url and not url.startswith(("sqlite", "postgresql")):
         raise SettingsError(

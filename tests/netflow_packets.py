@@ -18,13 +18,15 @@ def ip4(text: str) -> int:
 
 def v5_packet(flows, *, sequence=0, unix_secs=1_700_000_000, uptime_ms=100_000, sampling=0,
               engine=(0, 0)) -> bytes:
-    """flows: iterable of dicts with src, dst (text), bytes, packets, first_ms (uptime), proto."""
+    """flows: iterable of dicts with src, dst (text), bytes, packets, first_ms and last_ms
+    (uptime; last_ms defaults to first_ms: a flow of one instant), proto."""
     flows = list(flows)
     header = struct.pack(">HHIIIIBBH", 5, len(flows), uptime_ms, unix_secs, 0, sequence,
                          engine[0], engine[1], sampling)
     body = b"".join(
         V5_RECORD.pack(ip4(f["src"]), ip4(f["dst"]), 0, 0, 0, f.get("packets", 1), f["bytes"],
-                       f.get("first_ms", uptime_ms), f.get("last_ms", uptime_ms),
+                       f.get("first_ms", uptime_ms),
+                       f.get("last_ms", f.get("first_ms", uptime_ms)),
                        f.get("sport", 1000), f.get("dport", 80), 0, 0, f.get("proto", 6), 0,
                        0, 0, 0, 0, 0)
         for f in flows)
@@ -43,8 +45,10 @@ def _value(ie: int, length: int, flow: dict, uptime_ms: int) -> bytes:
         address = ipaddress.ip_address(flow["src" if ie in (8, 27) else "dst"])
         return address.packed
     number = {1: flow.get("bytes", 0), 2: flow.get("packets", 1), 4: flow.get("proto", 6),
-              150: flow.get("time", 1_700_000_000), 151: flow.get("time", 1_700_000_000),
-              22: flow.get("first_ms", uptime_ms), 21: flow.get("last_ms", uptime_ms),
+              150: flow.get("time", 1_700_000_000),
+              151: flow.get("end", flow.get("time", 1_700_000_000)),
+              22: flow.get("first_ms", uptime_ms),
+              21: flow.get("last_ms", flow.get("first_ms", uptime_ms)),
               34: flow.get("sampling", 1)}.get(ie, 0)
     return number.to_bytes(length, "big")
 

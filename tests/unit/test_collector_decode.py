@@ -307,3 +307,130 @@ def test_a_crc_collision_between_two_v5_packets_is_not_a_replay():
     assert first[4:16] == second[4:16]      # the old key's header part: equal
     assert packet_key("x", first, 0) != packet_key("x", second, 0)
     assert packet_key("x", first, 0) == packet_key("x", bytes(first), 0)
+
+
+# --- exporter uptime wrap (issue 13) ---------------------------------------------
+
+WRAP = 2**32
+
+
+def test_v5_flow_started_before_the_uptime_wrap_is_not_in_the_future():
+    """sysUptime wraps every 49.7 days: a flow that started 5 s before the
+    wrap and was exported 1 s after it started 6 s before the export."""
+    packet = v5_packet([dict(src="10.0.0.1", dst="1.1.1.1", bytes=1, first_ms=WRAP - 5000,
+                             last_ms=WRAP - 1000),
+                        dict(src="10.0.0.1", dst="1.1.1.1", bytes=1, first_ms=WRAP - 5000,
+                             last_ms=500)],
+                       unix_secs=1_700_000_000, uptime_ms=1000)
+    out = decode(Decoder(), packet)
+    assert out["time"].tolist() == [1_700_000_000 - 6, 1_700_000_000 - 6]
+    assert out["end"].tolist() == [1_700_000_000 - 2, 1_700_000_000 - 1]
+
+
+def test_v5_start_a_little_after_the_export_is_the_export_time():
+    packet = v5_packet([dict(src="10.0.0.1", dst="1.1.1.1", bytes=1, first_ms=100_300,
+                             last_ms=100_400)],
+                       unix_secs=1_700_000_000, uptime_ms=100_000)
+    out = decode(Decoder(), packet)
+    assert out["time"].tolist() == [1_700_000_000] and out["end"].tolist() == [1_700_000_000]
+
+
+def test_v5_batch_of_several_exporters_across_the_wrap():
+    before = v5_packet([dict(src="10.0.0.1", dst="1.1.1.1", bytes=1, first_ms=WRAP - 61_000,
+                             last_ms=WRAP - 1000)],
+                       unix_secs=1_700_000_000, uptime_ms=WRAP - 500)
+    after = v5_packet([dict(src="10.0.0.2", dst="1.1.1.1", bytes=1, first_ms=WRAP - 61_000,
+                            last_ms=200)],
+                      unix_secs=1_700_000_001, uptime_ms=500, sequence=1)
+    out = Decoder().decode([("192.0.2.1", before), ("192.0.2.2", after)], now=1000.0)
+    assert out["time"].tolist() == [1_700_000_000 - 61, 1_700_000_001 - 62]
+    assert out["end"].tolist() == [1_700_000_000 - 1, 1_700_000_000]
+
+
+def test_v9_flow_started_before_the_uptime_wrap_is_not_in_the_future():
+    d = Decoder()
+    record = [dict(src="10.0.0.1", dst="1.1.1.1", bytes=10, first_ms=WRAP - 120_000,
+                   last_ms=2_000)]
+    out = decode(d, v9_packet([template_set(9, 256, V9_V4_TEMPLATE),
+                               data_set(256, V9_V4_TEMPLATE, record)],
+                              unix_secs=1_700_000_000, uptime_ms=3_000))
+    assert out["time"].tolist() == [1_700_000_000 - 123]
+    assert out["end"].tolist() == [1_700_000_000 - 1]
+
+
+def test_ipfix_uptime_times_across_the_wrap_with_the_system_init_time():
+    """IPFIX flowStartSysUpTime is 32-bit too: 50 days after boot it has wrapped."""
+    d = Decoder()
+    fields = [(8, 4), (12, 4), (22, 4), (21, 4), (1, 4), (2, 4)]
+    boot_ms = 1_700_000_000_000
+    export = 1_700_000_000 + 50 * 86400
+    uptime = (export * 1000 - boot_ms) % WRAP
+    data = data_set(256, fields, [dict(src="10.0.0.1", dst="1.1.1.1", bytes=5,
+                                       first_ms=(uptime - 30_000) % WRAP,
+                                       last_ms=(uptime - 10_000) % WRAP)])
+    options = options_template_set(10, 258, [(144, 4)], [(160, 8)])
+    init = raw_set(258, struct.pack(">IQ", 0, boot_ms))
+    out = decode(d, ipfix_packet([options, init, template_set(10, 256, fields), data],
+                                 export_time=export))
+    assert out["time"].tolist() == [export - 30] and out["end"].tolist() == [export - 10]
+
+
+def test_flow_end_comes_from_absolute_end_fields():
+    d = Decoder()
+    fields = V4_TEMPLATE + [(151, 4)]
+    record = [dict(src="10.0.0.1", dst="1.1.1.1", bytes=10, time=1_700_000_000)]
+    body = data_set(256, fields, record)
+    out = decode(d, ipfix_packet([template_set(10, 256, fields), body]))
+    assert out["time"].tolist() == [1_700_000_000] and out["end"].tolist() == [1_700_000_000]
+
+
+# --- sequence numbers only from validated headers (issue 13) ---------------------
+
+def test_junk_v9_headers_add_no_lost_packets():
+    d = Decoder()
+    tpl = template_set(9, 256, V9_V4_TEMPLATE)
+    decode(d, v9_packet([tpl, data_set(256, V9_V4_TEMPLATE, flows(2))], sequence=10))
+    rng = random.Random(3)
+    junk = []
+    for _ in range(300):
+        header = struct.pack(">HHIIII", 9, rng.randrange(3), 100_000, 1_700_000_000,
+                             rng.getrandbits(32), 0)
+        # A set whose length runs past the datagram; a set shorter than its header.
+        junk.append(header + struct.pack(">HH", 256, 900) + rng.randbytes(100))
+        junk.append(header + struct.pack(">HH", 256, 2) + rng.randbytes(20))
+        # Well-formed sets under a record count no packet of this size can hold.
+        junk.append(header[:2] + struct.pack(">H", 60_000) + header[4:]
+                    + data_set(256, V9_V4_TEMPLATE, flows(1)))
+    out = decode(d, *junk)
+    assert len(out) == 0 and d.counters["drops_malformed"] == 900
+    decode(d, v9_packet([data_set(256, V9_V4_TEMPLATE, flows(2))], sequence=11))
+    assert d.counters["sequence_lost_packets"] == 0 and d.counters["sequence_late"] == 0
+    assert d.counters["flows"] == 4
+
+
+def test_junk_ipfix_headers_add_no_lost_flows():
+    d = Decoder()
+    tpl = template_set(10, 256, V4_TEMPLATE)
+    decode(d, ipfix_packet([tpl, data_set(256, V4_TEMPLATE, flows(5))], sequence=0))
+    rng = random.Random(5)
+    junk = []
+    for _ in range(300):
+        # A message header that claims less than the datagram holds.
+        junk.append(struct.pack(">HHIII", 10, 16, 1_700_000_000, rng.getrandbits(32), 0)
+                    + rng.randbytes(rng.randrange(1, 200)))
+    out = decode(d, *junk)
+    assert len(out) == 0 and d.counters["drops_malformed"] == 300
+    decode(d, ipfix_packet([data_set(256, V4_TEMPLATE, flows(3))], sequence=5))
+    assert d.counters["sequence_lost_flows"] == 0 and d.counters["sequence_late"] == 0
+
+
+def test_decode_reports_which_datagrams_decoded():
+    d = Decoder()
+    packets = [v5_packet(flows(1)), b"\x00\x05" + b"\xff" * 40, b"junk",
+               v9_packet([template_set(9, 256, V9_V4_TEMPLATE)]),
+               ipfix_packet([]) + b"\0", ipfix_packet([data_set(999, V4_TEMPLATE, flows(1))]),
+               v5_packet(flows(2), sequence=1)]
+    valid = np.zeros(len(packets), bool)
+    d.decode([(EXPORTER, p) for p in packets], now=1000.0, valid=valid)
+    # Data held for a template still to come is a packet that decoded.
+    assert valid.tolist() == [True, False, False, True, False, True, True]

@@ -36,3 +36,39 @@ def test_bad_files_name_the_key(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_settings(path, environ={})
+
+
+def test_collector_exporters_and_forced_sampling_from_file_and_env(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[collector]\nexporters = ["192.0.2.1", "198.51.100.0/24"]\n'
+                    'sampling = { "198.51.100.7" = 100 }\nmax_flow_seconds = 3600\n')
+    settings = load_settings(path, environ={})
+    assert settings.get("collector", "exporters") == ["192.0.2.1", "198.51.100.0/24"]
+    assert settings.get("collector", "sampling") == {"198.51.100.7": 100}
+    assert settings.get("collector", "max_flow_seconds") == 3600
+    env = load_settings(environ={"ABONENT_COLLECTOR_EXPORTERS": "10.0.0.0/8, 2001:db8::/32",
+                                 "ABONENT_COLLECTOR_SAMPLING": "10.1.1.1=64"})
+    assert env.get("collector", "exporters") == ["10.0.0.0/8", "2001:db8::/32"]
+    assert env.get("collector", "sampling") == {"10.1.1.1": 64}
+    assert load_settings(environ={}).get("collector", "exporters") == []
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"ABONENT_COLLECTOR_EXPORTERS": "192.0.2.300"}, "collector.exporters"),
+    ({"ABONENT_COLLECTOR_SAMPLING": "192.0.2.1"}, "key=value"),
+    ({"ABONENT_COLLECTOR_SAMPLING": "192.0.2.1=often"}, "must be an integer"),
+    ({"ABONENT_COLLECTOR_SAMPLING": "192.0.2.1=0"}, "1 or more"),
+    ({"ABONENT_COLLECTOR_EXPORTERS": "192.0.2.0/24",
+      "ABONENT_COLLECTOR_SAMPLING": "10.0.0.1=10"}, "does not allow"),
+    ({"ABONENT_COLLECTOR_MAX_FLOW_SECONDS": "0"}, "max_flow_seconds"),
+])
+def test_bad_collector_exporter_settings_are_refused_with_the_key_named(environ, words):
+    with pytest.raises(SettingsError, match=words):
+        load_settings(environ=environ)
+
+
+def test_collector_exporters_in_a_file_must_be_strings(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[collector]\nexporters = [1, 2]\n")
+    with pytest.raises(SettingsError, match="collector.exporters"):
+        load_settings(path, environ={})
