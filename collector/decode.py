@@ -808,25 +808,24 @@ class Decoder:
         return out
 
     @staticmethod
+    def _absolute(names, records, secs, edge: str):
+        """A flow's start or end from an absolute time field, Unix seconds
+        (None when the template has none: uptime fields are used then)."""
+        if f"{edge}_s" in names:
+            return records[f"{edge}_s"].astype(np.int64)
+        if f"{edge}_ms" in names:
+            return (records[f"{edge}_ms"] // 1000).astype(np.int64)
+        if f"{edge}_ntp" in names:
+            return (records[f"{edge}_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
+        if f"{edge}_delta_us" in names:
+            return secs - (records[f"{edge}_delta_us"] // 1_000_000).astype(np.int64)
+        return None
+
+    @staticmethod
     def _times(names, records, secs, uptime):
         """(start, end) of each record, Unix seconds, end never before start."""
-        start = end = None
-        if "start_s" in names:
-            start = records["start_s"].astype(np.int64)
-        elif "start_ms" in names:
-            start = (records["start_ms"] // 1000).astype(np.int64)
-        elif "start_ntp" in names:
-            start = (records["start_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
-        elif "start_delta_us" in names:
-            start = secs - (records["start_delta_us"] // 1_000_000).astype(np.int64)
-        if "end_s" in names:
-            end = records["end_s"].astype(np.int64)
-        elif "end_ms" in names:
-            end = (records["end_ms"] // 1000).astype(np.int64)
-        elif "end_ntp" in names:
-            end = (records["end_ntp"] >> np.uint64(32)).astype(np.int64) - NTP_UNIX_OFFSET
-        elif "end_delta_us" in names:
-            end = secs - (records["end_delta_us"] // 1_000_000).astype(np.int64)
+        start = Decoder._absolute(names, records, secs, "start")
+        end = Decoder._absolute(names, records, secs, "end")
         if (start is None or end is None) and ("first_uptime" in names
                                                or "last_uptime" in names):
             # sysUptime times: relative to the exporter's boot. The header's
