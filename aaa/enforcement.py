@@ -68,7 +68,7 @@ class Settings:
     mrd: float = coa.MRD_S
     backoff_initial: float = 5.0
     backoff_max: float = 300.0
-    lane_size: int = 8
+    lane_size: int = 16
     disconnect_fallback: bool = True
     sweep_interval: float = 60.0
     ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER
@@ -498,7 +498,7 @@ class Enforcer:
     each ``sweep_interval``."""
 
     def __init__(self, Session: sessionmaker, settings: Settings = Settings(), *,
-                 threads: int = 64, poll_s: float = 0.1, engine=None):
+                 threads: int = 128, poll_s: float = 0.1, engine=None):
         self.Session = Session
         self.settings = settings
         self.poll_s = poll_s

@@ -118,7 +118,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "backoff_initial": (float, 5.0),
         "backoff_max": (float, 300.0),
         # Exchanges in flight per NAS: a silent NAS holds only its own lane.
-        "lane_size": (int, 8),
+        "lane_size": (int, 16),
         # A NAK saying the NAS cannot change the session (Unsupported
         # Attribute/Service, Administratively Prohibited ...) is followed by
         # a Disconnect-Request, so the next login gets the right profile.
