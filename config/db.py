@@ -117,6 +117,9 @@ def _sqlite_begin(connection):
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+CONNECT_TIMEOUT_S = 5
+
+
 def make_engine(url: str, echo: bool = False, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
@@ -127,6 +130,12 @@ def make_engine(url: str, echo: bool = False, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if "connect_timeout" not in url:
+        # Without it a connect into a partition that drops packets waits
+        # for the kernel's TCP timeout (minutes): the RADIUS writer and the
+        # enforcer would hang there instead of retrying. The URL may say
+        # otherwise (?connect_timeout=N).
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     engine = create_engine(url, echo=echo, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         event.listen(engine.pool, "checkin", _note_checkin)
