@@ -112,20 +112,22 @@ def tokens():
 
 
 def _password_key() -> str:
-    return f"token-password|{getattr(current_user, 'user_id', '-')}"
+    return f"password-check|{getattr(current_user, 'user_id', '-')}"
 
 
 def _password_refused(_response) -> bool:
-    return bool(g.get("token_password_refused"))
+    return bool(g.get("token_password_refused") or g.get("password_refused"))
 
 
 def apply_limits(app: Flask, limiter: Limiter) -> None:
-    """Wrong passwords on the token form count per login: a stolen session
-    must not guess the password here either."""
-    view = app.view_functions["tokens.tokens"]
-    app.view_functions["tokens.tokens"] = limiter.limit(
-        PASSWORD_LIMITS, key_func=_password_key, methods=["POST"],
-        deduct_when=_password_refused)(view)
+    """Wrong passwords on the token form and on the password change form
+    count per login, in one budget: a stolen session must not guess the
+    password on either."""
+    shared = limiter.shared_limit(PASSWORD_LIMITS, scope="password-check",
+                                  key_func=_password_key, methods=["POST"],
+                                  deduct_when=_password_refused)
+    for endpoint in ("tokens.tokens", "main.password"):
+        app.view_functions[endpoint] = shared(app.view_functions[endpoint])
 
 
 def _form_after_create() -> TokenForm:

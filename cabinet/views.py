@@ -189,6 +189,9 @@ def password():
                                                 actor=_actor())
         except DomainError as error:
             session.rollback()
+            # Counted per login (cabinet.tokens.apply_limits): a stolen
+            # session must not guess the password here.
+            g.password_refused = isinstance(error, cabinet_ops.WrongPassword)
             return _bad_request("password.html", error, form=form, end_form=end_form)
         session.commit()
         _stay_logged_in(epoch)

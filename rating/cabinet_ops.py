@@ -87,7 +87,7 @@ def change_password(session: Session, user_id: int, *, current: str, new: str,
     if user is None:
         raise NotFound("cabinet user does not exist")
     if not verify_password(current, user.password_hash):
-        raise DomainError("the current password is wrong")
+        raise WrongPassword("the current password is wrong")
     if not PASSWORD_MIN_LENGTH <= len(new) <= PASSWORD_MAX_LENGTH:
         raise DomainError("the new password must be 8 to 256 characters long")
     if new == current:
@@ -220,6 +220,10 @@ def payments(session: Session, account_id: int, limit: int = 100) -> list[Ledger
         select(LedgerEntry)
         .where(LedgerEntry.account_id == account_id, LedgerEntry.kind.in_(CREDIT_KINDS))
         .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit)))
+
+
+class WrongPassword(DomainError):
+    """The current password given to confirm a change is not the login's."""
 
 
 # -- why this speed -------------------------------------------------------

@@ -319,6 +319,29 @@ def test_wrong_passwords_on_the_token_form_are_limited(client, cabinet_ctx):
     assert _count_tokens(cabinet_ctx) == 0
 
 
+def test_wrong_current_passwords_on_the_password_form_share_that_limit(client, cabinet_ctx):
+    """A stolen session guessing the password on /password: counted per
+    login with the token form's guesses; a new password too short is not a
+    guess and costs nothing."""
+    subscriber = seed_subscriber(cabinet_ctx)
+    log_in(client, subscriber.login, subscriber.password, lang="en")
+
+    def change(current, new="a-new-password-9"):
+        return post_form(client, "/password", {"current": current, "new": new,
+                                               "confirm": new}).status_code
+    assert change(subscriber.password, new="short") == 400  # not a guess
+    assert [change(f"guess-{n}") for n in range(3)] == [400] * 3
+    assert [_make(client, f"guess-t{n}").status_code for n in range(2)] == [403] * 2
+    # Five wrong in all: even the right password is refused for now.
+    assert change(subscriber.password) == 429
+    with cabinet_ctx.Session() as session:
+        from rating.models import CabinetUser
+        from rating.passwords import verify_password
+        user = session.scalars(select(CabinetUser).where(
+            CabinetUser.login == subscriber.login)).one()
+        assert verify_password(subscriber.password, user.password_hash)  # unchanged
+
+
 def test_a_viewer_is_not_asked_for_a_password(app, cabinet_ctx):
     subscriber = seed_subscriber(cabinet_ctx)
     with cabinet_ctx.Session() as session:
