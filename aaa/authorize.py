@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from aaa.vendors import VendorSpec, accept_attributes, access_possible, spec_for
+from config.db import utcnow
 from rating import policies
 from rating.profile import ActiveOption, Profile, TariffSpeeds, desired_profile
 
@@ -108,8 +109,7 @@ def decide(subscriber: Subscriber | None, credentials_valid: bool, *,
     if subscriber.account_state != "active":
         return Decision(False, f"account-{subscriber.account_state}")
     spec = spec_for(vendor) if isinstance(vendor, str) else vendor
-    profile = subscriber_profile(subscriber, now or dt.datetime.now(dt.timezone.utc)
-                                 .replace(tzinfo=None), ladder)
+    profile = subscriber_profile(subscriber, now or utcnow(), ladder)
     if not profile.gives_session or not access_possible(spec, profile):
         return Decision(False, f"profile-{profile.name}", profile=profile.name)
     pairs: list[tuple[str, object]] = [("Service-Type", "Framed-User")]

@@ -34,11 +34,11 @@ from sqlalchemy import Integer, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from aaa.authorize import Subscriber
-from aaa.vendors import VENDORS, OverrideError, VendorSpec, parse_override, spec_for
+from aaa.vendors import VENDORS, VendorSpec, nas_spec
 from aaa.models import Nas, Service
 from config.db import utcnow
-from rating.models import Account, AccountOption, OptionType, ProfileChange, Tariff
-from rating.profile import ActiveOption
+from rating.models import Account, ProfileChange, Tariff
+from rating.options import running_speed_options
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,9 @@ class NasTable:
             except ValueError:
                 log.error("radius.nas_bad_address nas=%s address=%r", row.name, row.address)
                 continue
-            try:
-                spec = spec_for(row.vendor, parse_override(row.vendor_override))
-            except OverrideError as error:
-                log.error("radius.nas_bad_override nas=%s error=%s", row.name, error)
-                spec = spec_for(row.vendor)
             client = NasClient(row.id, row.name, network, row.secret.encode(), row.vendor,
-                               row.require_message_authenticator, row.limit_proxy_state, spec)
+                               row.require_message_authenticator, row.limit_proxy_state,
+                               nas_spec(row))
             if network.num_addresses == 1:
                 exact[str(network.network_address)] = client
             else:
@@ -200,24 +196,6 @@ def _versions_unchanged(held: dict[int, int], session) -> bool:
     return count == len(held) and total == sum(held.values())
 
 
-def _speed_options(session, account_ids: int | list[int] | None = None) -> dict[int, tuple]:
-    """Running options that can change a speed, by account (a small table:
-    read whole at preload, per account on a miss)."""
-    query = (select(AccountOption.account_id, OptionType.code, OptionType.kind,
-                    OptionType.rate_multiplier, AccountOption.starts_at, AccountOption.ends_at)
-             .join(OptionType, OptionType.id == AccountOption.option_type_id)
-             .where(AccountOption.status == "active", OptionType.rate_multiplier > 1,
-                    AccountOption.ends_at > utcnow()))
-    if isinstance(account_ids, int):
-        query = query.where(AccountOption.account_id == account_ids)
-    elif account_ids is not None:
-        query = query.where(AccountOption.account_id.in_(account_ids))
-    found: dict[int, tuple] = {}
-    for owner, *fields in session.execute(query):
-        found[owner] = found.get(owner, ()) + (ActiveOption(*fields),)
-    return found
-
-
 def _view(*row, options: dict[int, tuple] | None = None) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
      state, profile, down, up, negative, version, ipv6_prefix) = row
@@ -282,7 +260,7 @@ class SubscriberDirectory:
             # rows are read is then seen again by refresh_changed, not lost.
             last_change_id = session.scalar(select(func.coalesce(func.max(ProfileChange.id), 0)))
             rows = session.execute(_subscriber_query()).all()
-            options = _speed_options(session)
+            options = running_speed_options(session, utcnow())
         now = self.preloaded_at = time.monotonic()
         if self._last_change_id is None or last_change_id > self._last_change_id:
             self._last_change_id = last_change_id
@@ -326,7 +304,8 @@ class SubscriberDirectory:
             raise NotCached(key)
         with self._reading() as session:
             row = session.execute(_subscriber_query().where(column == key[1])).first()
-            options = _speed_options(session, row[2]) if row is not None else None
+            options = (running_speed_options(session, utcnow(), [row[2]])
+                       if row is not None else None)
         found = _view(*row, options=options) if row is not None else None
         self._remember(key, found, now)
         return found
@@ -357,7 +336,7 @@ class SubscriberDirectory:
             chunk = missing[start:start + 1000]
             with self._reading() as session:
                 rows = session.execute(_subscriber_query().where(Service.login.in_(chunk))).all()
-                options = _speed_options(session, [row[2] for row in rows])
+                options = running_speed_options(session, utcnow(), [row[2] for row in rows])
             views = {view.login: view for view in (_view(*row, options=options)
                                                    for row in rows)}
             for login in chunk:

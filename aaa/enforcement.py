@@ -23,6 +23,7 @@ the work, and a sweep finds it again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -43,11 +44,12 @@ from aaa import coa
 from aaa import packet as wire
 from aaa.accounting import STALE_CAUSE, close_session_as_stale
 from aaa.models import EnforcementAttempt, EnforcementJob, Nas, Session as RadiusSession
-from aaa.vendors import access_possible, coa_plan, parse_override, spec_for, OverrideError
+from aaa.vendors import access_possible, coa_plan, nas_spec
 from config.db import utcnow
 from rating import policies
-from rating.models import Account, AccountOption, OptionType, ProfileChange, Tariff
-from rating.profile import NONE, ActiveOption, Profile, TariffSpeeds, desired_profile
+from rating.models import Account, ProfileChange, Tariff
+from rating.options import running_speed_options
+from rating.profile import NONE, Profile, TariffSpeeds, desired_profile
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +111,17 @@ def session_pairs(radius_session) -> list[list]:
     return pairs
 
 
-_session_pairs = session_pairs  # the name scripts/coa_cli used
-
-
 def _nas_host(nas: Nas) -> str | None:
     network = netaddr.IPNetwork(nas.address)
     return str(network.ip) if network.size == 1 else None
 
 
-def _spec(nas: Nas):
-    try:
-        return spec_for(nas.vendor, parse_override(nas.vendor_override))
-    except OverrideError as error:
-        log.error("enforcement.nas_bad_override nas=%s error=%s", nas.name, error)
-        return spec_for(nas.vendor)
+def _target(spec, desired: Profile | None) -> str:
+    """The key a session on a NAS of ``spec`` should end with: the desired
+    profile's, or none where the NAS cannot give it (a portal without one)."""
+    if desired is None or not access_possible(spec, desired):
+        return NONE
+    return desired.key
 
 
 # -- what each session should have ------------------------------------------
@@ -131,29 +130,18 @@ def desired_profiles(session: Session, now: dt.datetime, ladder=policies.DEFAULT
                      account_ids: Iterable[int] | None = None) -> dict[int, Profile]:
     """desired_profile of each account named (or of each with an open session)."""
     if account_ids is None:
-        owners = (select(RadiusSession.account_id)
-                  .where(RadiusSession.stopped_at.is_(None)).distinct())
-        accounts_filter = Account.id.in_(owners)
-        options_filter = AccountOption.account_id.in_(owners)
+        accounts = (select(RadiusSession.account_id)
+                    .where(RadiusSession.stopped_at.is_(None)).distinct())
     else:
-        ids = list(account_ids)
-        if not ids:
+        accounts = list(account_ids)
+        if not accounts:
             return {}
-        accounts_filter = Account.id.in_(ids)
-        options_filter = AccountOption.account_id.in_(ids)
-    running: dict[int, list[ActiveOption]] = defaultdict(list)
-    for owner, *values in session.execute(
-            select(AccountOption.account_id, OptionType.code, OptionType.kind,
-                   OptionType.rate_multiplier, AccountOption.starts_at, AccountOption.ends_at)
-            .join(OptionType, OptionType.id == AccountOption.option_type_id)
-            .where(options_filter, AccountOption.status == "active",
-                   OptionType.rate_multiplier > 1, AccountOption.ends_at > now)):
-        running[owner].append(ActiveOption(*values))
+    running = running_speed_options(session, now, accounts)
     profiles = {}
     for account_id, state, rung, down, up, negative in session.execute(
             select(Account.id, Account.state, Account.profile, Tariff.rate_down_kbps,
                    Tariff.rate_up_kbps, Tariff.negative_rate_kbps)
-            .outerjoin(Tariff, Tariff.id == Account.tariff_id).where(accounts_filter)):
+            .outerjoin(Tariff, Tariff.id == Account.tariff_id).where(Account.id.in_(accounts))):
         tariff = TariffSpeeds(down, up, negative or 0) if down is not None else None
         profiles[account_id] = desired_profile(state=state, rung=rung, tariff=tariff,
                                                options=running.get(account_id, ()), now=now,
@@ -168,15 +156,21 @@ class Reconciled:
     superseded: int = 0
     adopted: int = 0
 
+    def __iadd__(self, other: "Reconciled") -> "Reconciled":
+        for name in ("sessions", "made", "superseded", "adopted"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
 
-def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(),
-              account_ids: Iterable[int] | None = None) -> Reconciled:
-    """Compare open sessions (of these accounts, or all) with their desired
+
+def reconcile(session: Session, now: dt.datetime, settings: Settings,
+              account_ids: Iterable[int]) -> Reconciled:
+    """Compare the open sessions of these accounts with their desired
     profile; make a job where they differ and none works on it, supersede
-    jobs whose target is no longer wanted. In the caller's transaction."""
-    ids = None if account_ids is None else sorted(set(account_ids))
+    jobs whose target is no longer wanted. In the caller's transaction
+    (``sweep_all`` covers every account, a chunk at a time)."""
+    ids = sorted(set(account_ids))
     outcome = Reconciled()
-    if ids is not None and not ids:
+    if not ids:
         return outcome
     wanted = desired_profiles(session, now, settings.ladder, ids)
     # Jobs before sessions: a sender commits "done" and the session's new
@@ -184,16 +178,12 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(
     # finished while its session still looks untouched (which would make a
     # second job for a difference already gone).
     jobs: dict[int, list[EnforcementJob]] = defaultdict(list)
-    job_query = select(EnforcementJob).where(EnforcementJob.status.in_(ACTIVE))
-    if ids is not None:
-        job_query = job_query.where(EnforcementJob.account_id.in_(ids))
-    for job in session.scalars(job_query):
+    for job in session.scalars(select(EnforcementJob).where(
+            EnforcementJob.status.in_(ACTIVE), EnforcementJob.account_id.in_(ids))):
         jobs[job.session_id].append(job)
-    query = (select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
-             .where(RadiusSession.stopped_at.is_(None), RadiusSession.account_id.is_not(None)))
-    if ids is not None:
-        query = query.where(RadiusSession.account_id.in_(ids))
-    rows = session.execute(query).all()
+    rows = session.execute(
+        select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
+        .where(RadiusSession.stopped_at.is_(None), RadiusSession.account_id.in_(ids))).all()
     if not rows:
         return outcome
     specs: dict[int, object] = {}
@@ -202,8 +192,10 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings = Settings(
         desired = wanted.get(radius_session.account_id)
         if desired is None:
             continue
-        spec = specs.get(nas.id) or specs.setdefault(nas.id, _spec(nas))
-        target = desired.key if access_possible(spec, desired) else NONE
+        if nas.id not in specs:
+            specs[nas.id] = nas_spec(nas)
+        spec = specs[nas.id]
+        target = _target(spec, desired)
         applied = radius_session.profile
         if applied == NONE:
             continue  # disconnected: its Stop is on the way, the next login asks afresh
@@ -244,10 +236,8 @@ def sweep_all(Session: sessionmaker, now: dt.datetime, settings: Settings = Sett
             .distinct().order_by(RadiusSession.account_id)).all()
     for start in range(0, len(owners), chunk):
         with Session() as session:
-            done = reconcile(session, now, settings, owners[start:start + chunk])
+            total += reconcile(session, now, settings, owners[start:start + chunk])
             session.commit()
-        for name in ("sessions", "made", "superseded", "adopted"):
-            setattr(total, name, getattr(total, name) + getattr(done, name))
     return total
 
 
@@ -292,8 +282,8 @@ def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
     busy = busy or {}
     older = aliased(EnforcementJob)
     in_flight = aliased(EnforcementJob)
-    due = or_(and_(EnforcementJob.status == "pending", EnforcementJob.next_attempt_at <= now),
-              and_(EnforcementJob.status == "sending", EnforcementJob.next_attempt_at <= now))
+    # Pending and due, or sending with its lease run out (a worker died).
+    due = and_(EnforcementJob.status.in_(ACTIVE), EnforcementJob.next_attempt_at <= now)
     query = (select(EnforcementJob.id, EnforcementJob.nas_id, RadiusSession.stopped_at)
              .join(RadiusSession, RadiusSession.id == EnforcementJob.session_id)
              .where(due,
@@ -527,7 +517,7 @@ class Enforcer:
     def sweep(self) -> Reconciled:
         from rating.jobs import job_lock  # the scheduler's node lock
         with job_lock(self.engine, "enforcer-sweep") if self.engine is not None \
-                else _held() as held:
+                else contextlib.nullcontext(True) as held:
             if not held:
                 return Reconciled()
             return sweep_all(self.Session, utcnow(), self.settings)
@@ -598,14 +588,6 @@ class Enforcer:
                 log.exception("enforcement.final_record_failed")
 
 
-class _held:
-    def __enter__(self):
-        return True
-
-    def __exit__(self, *exc):
-        return False
-
-
 # -- what an operator asks ---------------------------------------------------
 
 @dataclass(frozen=True)
@@ -637,8 +619,8 @@ def standing(session: Session, session_ids: list[int], now: dt.datetime,
     found = {}
     for radius_session, nas in rows:
         desired = wanted.get(radius_session.account_id)
-        spec = _spec(nas)
-        target = NONE if desired is None or not access_possible(spec, desired) else desired.key
+        spec = nas_spec(nas)
+        target = _target(spec, desired)
         job = jobs.get(radius_session.id)
         applied = radius_session.profile
         if radius_session.stopped_at is not None:

@@ -32,12 +32,15 @@ its words point:
 from __future__ import annotations
 
 import json
+import logging
 import string
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from aaa.dictionary import dictionary
 from rating.profile import FULL, NONE, REDIRECT, Profile, parse_key
+
+log = logging.getLogger(__name__)
 
 REDIRECT_SERVICE = "ABONENT_REDIRECT"
 REDIRECT_LIST = "abonent-redirect"
@@ -173,6 +176,17 @@ def spec_for(vendor: str, override: Mapping[str, Any] | None = None) -> VendorSp
     return replace(spec, **changes)
 
 
+def nas_spec(nas) -> VendorSpec:
+    """A NAS row's vendor spec with its override; an override that no longer
+    parses (edited by hand in the database) is logged and left out, so the
+    NAS keeps its vendor's words rather than losing every attribute."""
+    try:
+        return spec_for(nas.vendor, parse_override(nas.vendor_override))
+    except OverrideError as error:
+        log.error("nas.bad_override nas=%s error=%s", nas.name, error)
+        return spec_for(nas.vendor)
+
+
 def _typed(name: str, text: str):
     kind = dictionary().attributes[name].type
     return int(text) if kind in ("integer", "short", "byte", "integer64") else text
@@ -237,5 +251,5 @@ def coa_plan(spec: VendorSpec, desired: Profile, applied_key: str | None,
 
 
 __all__ = ["FULL", "NONE", "REDIRECT", "Rate", "VendorSpec", "VENDORS", "OverrideError",
-           "parse_override", "spec_for", "rate_attributes", "accept_attributes", "coa_plan",
+           "parse_override", "spec_for", "nas_spec", "rate_attributes", "accept_attributes", "coa_plan",
            "access_possible"]

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from rating import api_tokens, oplog, policies
 from rating.accounts import DomainError, NotFound
 from rating.choices import CREDIT_KINDS
-from rating.models import Account, AccountOption, CabinetUser, LedgerEntry, OptionType
+from rating.models import Account, CabinetUser, LedgerEntry
+from rating.options import running_speed_options
 from rating.passwords import hash_password, verify_password
 from rating.profile import ActiveOption, TariffSpeeds, desired_profile
 
@@ -244,26 +245,26 @@ def speed_now(session: Session, account: Account, now: dt.datetime,
     tariff = account.tariff
     if tariff is None:
         return None
-    running = session.execute(
-        select(OptionType.code, OptionType.kind, OptionType.rate_multiplier,
-               AccountOption.starts_at, AccountOption.ends_at)
-        .join(OptionType, OptionType.id == AccountOption.option_type_id)
-        .where(AccountOption.account_id == account.id, AccountOption.status == "active",
-               AccountOption.ends_at > now)).all()
-    return speed_with_options(account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
-                              tariff.negative_rate_kbps, running, now, state=account.state,
-                              ladder=ladder)
+    running = running_speed_options(session, now, [account.id]).get(account.id, ())
+    return _speed(account.state, account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
+                  tariff.negative_rate_kbps, running, now, ladder)
 
 
 def speed_with_options(profile: str, rate_down_kbps: int, rate_up_kbps: int,
                        negative_rate_kbps: int, options, now: dt.datetime, *,
                        state: str = "active",
                        ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> SpeedNow:
-    """Pure: speed_now over the account's active options already read (each
-    with ``kind``, ``starts_at``, ``ends_at`` and ``rate_multiplier``), for a
-    page that lists them anyway."""
-    running = tuple(ActiveOption(getattr(o, "code", None) or getattr(o, "name", ""), o.kind,
-                                 o.rate_multiplier, o.starts_at, o.ends_at) for o in options)
+    """Pure: speed_now over the account's active options a page listed anyway
+    (each with ``name``, ``kind``, ``rate_multiplier``, ``starts_at`` and
+    ``ends_at``, as cabinet.queries.active_options gives them)."""
+    running = tuple(ActiveOption(o.name, o.kind, o.rate_multiplier, o.starts_at, o.ends_at)
+                    for o in options)
+    return _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, running,
+                  now, ladder)
+
+
+def _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, running, now,
+           ladder) -> SpeedNow:
     wanted = desired_profile(state=state, rung=profile,
                              tariff=TariffSpeeds(rate_down_kbps, rate_up_kbps,
                                                  negative_rate_kbps),

@@ -69,10 +69,9 @@ def _fee_expressions(session: Session, day: dt.date, freeze_fee: Decimal,
     one. An account suspended for debt pays no fee while it lasts: the debt
     does not grow while there is no service, and the fee resumes the day
     the service returns (a monthly fee not yet charged is charged then)."""
-    tariffs = session.execute(select(Tariff.id, Tariff.fee, Tariff.fee_period)
-                              .where(Tariff.fee > 0)).all()
-    unserved = [(t.id, names) for t in session.scalars(select(Tariff).where(Tariff.fee > 0))
-                if (names := unserved_profiles(t, ladder))]
+    charging = session.scalars(select(Tariff).where(Tariff.fee > 0)).all()
+    tariffs = [(t.id, t.fee, t.fee_period) for t in charging]
+    unserved = [(t.id, names) for t in charging if (names := unserved_profiles(t, ladder))]
     if not tariffs and freeze_fee <= 0:
         return None
     frozen = Account.state == "frozen"

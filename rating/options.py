@@ -23,6 +23,7 @@ from config.db import money
 from rating import ledger, oplog
 from rating.accounts import DomainError
 from rating.models import Account, AccountOption, LedgerEntry, OptionType, ProfileChange
+from rating.profile import ActiveOption
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,25 @@ def active_options(session: Session, account_id: int, now: dt.datetime) -> list[
 
 def _turbo_running(session: Session, account_id: int, now: dt.datetime) -> bool:
     return any(o.option_type.kind == "turbo" for o in active_options(session, account_id, now))
+
+
+def running_speed_options(session: Session, now: dt.datetime,
+                          accounts=None) -> dict[int, tuple[ActiveOption, ...]]:
+    """Options that can change a speed (rate_multiplier > 1) not ended at
+    ``now``, by account, as rating.profile.desired_profile takes them:
+    every account's (None), or those of ``accounts`` (ids, or a SELECT of
+    ids). RADIUS's cached view, the enforcer and the cabinet read them so."""
+    query = (select(AccountOption.account_id, OptionType.code, OptionType.kind,
+                    OptionType.rate_multiplier, AccountOption.starts_at, AccountOption.ends_at)
+             .join(OptionType, OptionType.id == AccountOption.option_type_id)
+             .where(AccountOption.status == "active", OptionType.rate_multiplier > 1,
+                    AccountOption.ends_at > now))
+    if accounts is not None:
+        query = query.where(AccountOption.account_id.in_(accounts))
+    found: dict[int, tuple[ActiveOption, ...]] = {}
+    for owner, *fields in session.execute(query):
+        found[owner] = found.get(owner, ()) + (ActiveOption(*fields),)
+    return found
 
 
 def on_sale(session: Session) -> list[OptionType]:

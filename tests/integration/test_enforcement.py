@@ -37,11 +37,12 @@ def spend(session, account_id, amount, key):
     fees.apply_policies(session)
 
 
-def open_session(session, account, nas, n):
+def open_session(session, account, nas, n, applied=None):
+    """An open session, ``applied`` the profile its NAS has (its Class)."""
     now = dt.datetime(2026, 6, 1, 10, 0)
     row = RadiusSession(nas_id=nas.id, acct_session_id=f"sess-{n}", username=f"user{n}",
                         account_id=account.id, framed_ip=f"10.0.{n // 250}.{n % 250 + 1}",
-                        started_at=now, updated_at=now)
+                        started_at=now, updated_at=now, profile=applied)
     session.add(row)
     session.flush()
     return row
@@ -53,7 +54,7 @@ def throttled_session(session, nas, *, negative_rate_kbps, credit_limit="50", sp
     it below zero: the ladder throttles it to ``negative_rate_kbps``."""
     tariff = make_tariff(session, negative_rate_kbps=negative_rate_kbps)
     account = make_account(session, tariff=tariff.name, credit_limit=credit_limit)
-    open_session(session, account, nas, n).profile = applied
+    open_session(session, account, nas, n, applied)
     spend(session, account.id, spent, f"use-{account.id}")
     return account
 
@@ -229,10 +230,8 @@ def test_the_sweep_finds_a_difference_no_change_announced(ctx, nas_sim):
     with ctx.Session() as session:
         account = make_account(session)
         nas = coa_nas(session, responder)
-        row = open_session(session, account, nas, 1)
-        row.profile = "full:1/1"
-        other = open_session(session, account, nas, 2)
-        other.profile = "full:100000/50000"  # in line already
+        open_session(session, account, nas, 1, "full:1/1")
+        open_session(session, account, nas, 2, "full:100000/50000")  # in line already
         session.commit()
     assert enforcement.run_once(ctx.Session, settings=QUICK) == 0  # no outbox row
     assert enforcement.run_once(ctx.Session, settings=QUICK, sweep=True) == 1
@@ -548,8 +547,7 @@ def test_suspension_with_redirect_sends_the_session_to_the_captive_portal(ctx, n
     with ctx.Session() as session:
         account = make_account(session)
         nas = coa_nas(session, responder)
-        row = open_session(session, account, nas, 1)
-        row.profile = "full:100000/50000"
+        open_session(session, account, nas, 1, "full:100000/50000")
         spend(session, account.id, "-10", "s")
         session.commit()
     enforcement.run_once(ctx.Session, settings=portal)

@@ -61,9 +61,9 @@ def test_each_profile_gives_its_speed():
     # A restricting rung wins while it holds; the turbo is not shown as on.
     assert speed("throttled", [turbo]) == speed("throttled")
     # A turbo that has ended gives the tariff's speed, nothing invented.
-    assert _rates(speed("normal", [turbo], state="active") if False else
-                  speed_with_options("normal", 100_000, 50_000, 1_000, [turbo],
-                                     ends + dt.timedelta(seconds=1))) == (100_000, 50_000)
+    ended = speed_with_options("normal", 100_000, 50_000, 1_000, [turbo],
+                               ends + dt.timedelta(seconds=1))
+    assert _rates(ended) == (100_000, 50_000)
 
 
 def test_a_month_is_bounded_by_local_midnights():
