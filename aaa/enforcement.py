@@ -81,7 +81,7 @@ class Settings:
         section = settings.section("coa")
         return cls(irt=section["timeout"], mrt=section["max_timeout"],
                    mrd=section["max_duration"], backoff_initial=section["backoff_initial"],
-                   backoff_max=section["backoff_max"], lane_size=max(1, section["lane_size"]),
+                   backoff_max=section["backoff_max"], lane_size=section["lane_size"],
                    disconnect_fallback=section["disconnect_fallback"],
                    sweep_interval=section["sweep_interval"],
                    ladder=policies.ladder_from_settings(settings.section("policy")),

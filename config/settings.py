@@ -295,6 +295,26 @@ def _check_collector(section: dict) -> None:
             f"setting collector.max_flow_seconds must be 1..{2**31}, not {seconds}")
 
 
+def _check_enforcement(coa: dict, policy: dict) -> None:
+    """The enforcer's timers and the ladder's mode, refused at load with the
+    key named (every command reads them: RADIUS, cabinet, scheduler …)."""
+    if policy["suspend_mode"] not in ("block", "redirect"):
+        raise SettingsError(f"setting policy.suspend_mode must be block or redirect, "
+                            f"not {policy['suspend_mode']!r}")
+    if policy["redirect_rate_kbps"] < 0:
+        raise SettingsError("setting policy.redirect_rate_kbps must be 0 or more")
+    for key in ("timeout", "max_timeout", "max_duration", "backoff_initial", "backoff_max",
+                "sweep_interval"):
+        if not coa[key] > 0:
+            raise SettingsError(f"setting coa.{key} must be more than 0 seconds, not {coa[key]}")
+    if coa["backoff_max"] < coa["backoff_initial"]:
+        raise SettingsError("setting coa.backoff_max must not be less than coa.backoff_initial")
+    if coa["lane_size"] < 1:
+        raise SettingsError(f"setting coa.lane_size must be 1 or more, not {coa['lane_size']}")
+    if not 0 <= coa["metrics_port"] <= 65535:
+        raise SettingsError("setting coa.metrics_port must be a TCP port (0: no metrics)")
+
+
 def load_settings(path: str | os.PathLike | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (``path`` or ``$ABONENT_CONFIG``), then env overrides."""
@@ -329,6 +349,7 @@ def load_settings(path: str | os.PathLike | None = None,
         if env_name in environ:
             values[section][key] = _coerce(env_name, SCHEMA[section][key][0], environ[env_name])
     _check_collector(values["collector"])
+    _check_enforcement(values["coa"], values["policy"])
     url = values["database"]["url"]
     if url and not url.startswith(("sqlite", "postgresql")):
         raise SettingsError(

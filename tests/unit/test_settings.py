@@ -72,3 +72,17 @@ def test_collector_exporters_in_a_file_must_be_strings(tmp_path):
     path.write_text("[collector]\nexporters = [1, 2]\n")
     with pytest.raises(SettingsError, match="collector.exporters"):
         load_settings(path, environ={})
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("ABONENT_POLICY_SUSPEND_MODE", "maybe", "policy.suspend_mode must be block or redirect"),
+    ("ABONENT_POLICY_REDIRECT_RATE_KBPS", "-1", "policy.redirect_rate_kbps must be 0 or more"),
+    ("ABONENT_COA_TIMEOUT", "0", "coa.timeout must be more than 0 seconds"),
+    ("ABONENT_COA_BACKOFF_MAX", "nan", "coa.backoff_max must be more than 0 seconds"),
+    ("ABONENT_COA_BACKOFF_MAX", "1", "coa.backoff_max must not be less than"),
+    ("ABONENT_COA_LANE_SIZE", "0", "coa.lane_size must be 1 or more"),
+    ("ABONENT_COA_METRICS_PORT", "70000", "coa.metrics_port must be a TCP port"),
+])
+def test_the_enforcers_settings_are_refused_at_load_in_one_sentence(name, value, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ={name: value})
