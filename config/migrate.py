@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -20,6 +24,29 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
+
+
+class SchemaState(enum.Enum):
+    EMPTY = "empty"        # no alembic_version: `db upgrade` never ran
+    BEHIND = "behind"      # an older revision than this code's head
+    CURRENT = "current"    # at head (or ahead: a newer node migrated it)
+
+
+def schema_state(engine: Engine) -> SchemaState | DBAPIError:
+    """Where the database's schema stands, or the error reaching it."""
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    except DBAPIError as error:
+        return error
+    if not current:
+        return SchemaState.EMPTY
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    known = {revision.revision for revision in script.walk_revisions()}
+    heads = set(script.get_heads())
+    if current == heads or not current <= known:
+        return SchemaState.CURRENT
+    return SchemaState.BEHIND
 
 
 def check(engine: Engine) -> None:

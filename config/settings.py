@@ -315,6 +315,64 @@ def _check_enforcement(coa: dict, policy: dict) -> None:
         raise SettingsError("setting coa.metrics_port must be a TCP port (0: no metrics)")
 
 
+# ABONENT_* names that are not settings but are read elsewhere: the config
+# file, the CLI's actor, gunicorn's bind/workers (contrib/gunicorn.conf.py)
+# and the test suite's switches.
+OTHER_ENV = {"ABONENT_CONFIG", "ABONENT_ACTOR", "ABONENT_STRICT", "ABONENT_FUZZ_SECONDS",
+             "ABONENT_CABINET_BIND", "ABONENT_CABINET_WORKERS", "ABONENT_CABINET_THREADS",
+             "ABONENT_CABINET_LOGLEVEL"}
+OTHER_ENV_PREFIXES = ("ABONENT_TEST_",)
+
+PORTS = (("radius", "auth_port"), ("radius", "acct_port"), ("radius", "metrics_port"),
+         ("cabinet", "port"), ("collector", "port"), ("coa", "metrics_port"), ("smtp", "port"))
+# Whole numbers that must not be negative (0 is "off" or "derived" for most).
+NON_NEGATIVE = (("radius", "interim_interval"), ("radius", "stale_after_intervals"),
+                ("radius", "session_timeout"), ("radius", "workers"),
+                ("radius", "duplicate_window"), ("radius", "stale_view_s"),
+                ("collector", "workers"), ("cabinet", "trusted_proxies"),
+                ("traffic", "late_hours"), ("notify", "days_left"), ("promised", "term_days"),
+                ("promised", "once_per_days"), ("freeze", "min_days"), ("freeze", "max_days"))
+POSITIVE = (("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
+            ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"))
+AMOUNTS = (("promised", "max_amount"), ("promised", "allowed_below"), ("promised", "fee"),
+           ("freeze", "fee_per_day"), ("payments", "min_topup"), ("payments", "max_topup"))
+
+
+def _check_ranges(values: dict) -> None:
+    """Numbers that make no sense are refused at load with the key named:
+    a port of 70000, a negative interval, an amount that is no amount."""
+    from decimal import Decimal, InvalidOperation
+    for section, key in PORTS:
+        port = values[section][key]
+        low = 0 if key == "metrics_port" else 1
+        if not low <= port <= 65535:
+            raise SettingsError(f"setting {section}.{key} must be a port {low}..65535, not {port}")
+    for section, key in NON_NEGATIVE:
+        if values[section][key] < 0:
+            raise SettingsError(f"setting {section}.{key} must be 0 or more, "
+                                f"not {values[section][key]}")
+    for section, key in POSITIVE:
+        if values[section][key] < 1:
+            raise SettingsError(f"setting {section}.{key} must be 1 or more, "
+                                f"not {values[section][key]}")
+    for section, key in AMOUNTS:
+        text = values[section][key]
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            amount = None
+        if amount is None or not amount.is_finite() or amount < 0 or amount > 10 ** 9 \
+                or amount != amount.quantize(Decimal("0.01")):
+            raise SettingsError(f"setting {section}.{key} must be an amount like 100.00, "
+                                f"not {text!r}")
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(values[""]["timezone"])
+    except (KeyError, ValueError, OSError, ImportError):
+        raise SettingsError(f"setting timezone must be a time zone like Europe/Moscow, "
+                            f"not {values['']['timezone']!r}") from None
+
+
 def load_settings(path: str | os.PathLike | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (``path`` or ``$ABONENT_CONFIG``), then env overrides."""
@@ -345,9 +403,16 @@ def load_settings(path: str | os.PathLike | None = None,
                 if name not in SCHEMA[""]:
                     raise SettingsError(f"unknown setting {name} in {path}")
                 values[""][name] = _coerce(name, SCHEMA[""][name][0], value)
-    for env_name, (section, key) in _env_names().items():
+    known = _env_names()
+    for env_name in sorted(environ):
+        if (env_name.startswith("ABONENT_") and env_name not in known
+                and env_name not in OTHER_ENV and not env_name.startswith(OTHER_ENV_PREFIXES)):
+            raise SettingsError(f"unknown environment variable {env_name}; settings are "
+                                f"ABONENT_<SECTION>_<KEY>, e.g. ABONENT_DATABASE_URL")
+    for env_name, (section, key) in known.items():
         if env_name in environ:
             values[section][key] = _coerce(env_name, SCHEMA[section][key][0], environ[env_name])
+    _check_ranges(values)
     _check_collector(values["collector"])
     _check_enforcement(values["coa"], values["policy"])
     url = values["database"]["url"]

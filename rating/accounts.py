@@ -13,20 +13,19 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from config.db import money
-from rating import fees, ledger, oplog
+from rating import fees, ledger, oplog, validate
 from rating.choices import ACCOUNT_KINDS, FEE_PERIODS, USER_ROLES
 from rating.models import Account, CabinetUser, Tariff
 from rating.passwords import hash_password
+from rating.validate import DomainError, NotFound
+
+__all__ = ["DomainError", "NotFound"]
 
 
-class DomainError(ValueError):
-    """Bad input for a use case; the message is one sentence for the user."""
-
-
-class NotFound(DomainError):
-    pass
-
+# 1 Tbit/s: a speed beyond it is a typo (and would not fit a RADIUS integer
+# in bit/s); prepaid traffic up to an exabyte.
+MAX_KBPS = 1_000_000_000
+MAX_PREPAID_MB = 10 ** 12
 
 _ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 
@@ -41,6 +40,11 @@ def create_tariff(session: Session, *, name: str, fee, rate_down_kbps: int, rate
         raise DomainError("switch interval and prepaid traffic cannot be negative")
     if rate_down_kbps <= 0 or rate_up_kbps <= 0 or negative_rate_kbps < 0:
         raise DomainError("speeds must be positive numbers of kbit/s")
+    name = validate.name(name, "tariff name", 100)
+    if max(rate_down_kbps, rate_up_kbps, negative_rate_kbps) > MAX_KBPS:
+        raise DomainError(f"speeds must be at most {MAX_KBPS} kbit/s (1 Tbit/s)")
+    if prepaid_mb > MAX_PREPAID_MB:
+        raise DomainError(f"prepaid traffic must be at most {MAX_PREPAID_MB} MB")
     if session.scalar(select(Tariff.id).where(Tariff.name == name)) is not None:
         raise DomainError(f"tariff {name!r} already exists")
     tariff = Tariff(name=name, fee=_amount(fee, "fee"), fee_period=fee_period,
@@ -70,14 +74,15 @@ def create_account(session: Session, *, number: str, name: str, tariff: str | No
         raise DomainError("account number must be 1-32 letters, digits or dashes")
     if kind not in ACCOUNT_KINDS:
         raise DomainError(f"account kind must be one of {', '.join(ACCOUNT_KINDS)}")
-    if not name or not name.strip():
-        raise DomainError("account name must not be empty")
+    name = validate.name(name, "account name")
+    email = validate.email(email)
+    phone = validate.phone(phone)
     if session.scalar(select(Account.id).where(Account.number == number)) is not None:
         raise DomainError(f"account {number} already exists")
     limit = _amount(credit_limit, "credit limit")
     if limit < 0:
         raise DomainError("credit limit cannot be negative")
-    account = Account(number=number, name=name.strip(), kind=kind, email=email, phone=phone,
+    account = Account(number=number, name=name, kind=kind, email=email, phone=phone,
                       credit_limit=limit,
                       tariff_id=find_tariff(session, tariff).id if tariff else None)
     session.add(account)
@@ -116,9 +121,9 @@ def add_payment(session: Session, account: Account, amount, *, external_id: str 
                 provider: str = "manual", actor: str = "admin",
                 memo: str | None = None) -> ledger.Posting:
     """A payment; idempotent on (provider, external_id) when one is given."""
-    value = _amount(amount, "amount")
-    if value <= 0:
-        raise DomainError("a payment must be a positive amount")
+    value = validate.amount(amount, "payment amount", positive=True)
+    external_id = validate.external_id(external_id)
+    memo = validate.memo(memo)
     key = f"payment:{provider}:{external_id or uuid.uuid4().hex}"
     try:
         posting = ledger.post(session, account_id=account.id, amount=value, kind="payment",
@@ -136,7 +141,4 @@ def add_payment(session: Session, account: Account, amount, *, external_id: str 
 
 
 def _amount(value, what: str) -> Decimal:
-    try:
-        return money(value)
-    except (ValueError, TypeError, ArithmeticError):
-        raise DomainError(f"{what} must be an amount like 100 or 99.50, not {value!r}") from None
+    return validate.amount(value, what)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import click
@@ -31,6 +32,15 @@ COMMANDS = {
 }
 
 
+_ACTOR = re.compile(r"^[\w.@:+-]{1,80}$")
+
+
+def check_actor(ctx, param, value):
+    if value is not None and not _ACTOR.match(value):
+        raise click.BadParameter("must be 1-80 letters, digits or . @ : + - _")
+    return value
+
+
 class LazyGroup(click.Group):
     def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,6 +55,33 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, name)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """Every refusal is one line, ``abonent: …``, exit 2 for bad input:
+        no usage block to scroll past, in a shell or a script."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+        except click.UsageError as error:
+            message = error.format_message()
+            path = error.ctx.command_path.split(" ", 1) if error.ctx is not None else []
+            if len(path) == 2:
+                message = f"{path[1]}: {message}"
+            click.echo(f"abonent: {message}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("abonent: aborted", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
     def format_commands(self, ctx, formatter):
         # The listing comes from the table, so --help imports nothing.
         rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
@@ -57,11 +94,13 @@ class LazyGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="ABONENT_CONFIG", type=click.Path(dir_okay=False),
               help="TOML settings file (default: built-in settings + ABONENT_* env vars).")
+@click.option("--actor", envvar="ABONENT_ACTOR", callback=check_actor,
+              help="Who is acting, for the audit log (default: the OS user).")
 @click.version_option(package_name="abonent")
 @click.pass_context
-def cli(ctx, config_path):
+def cli(ctx, config_path, actor):
     """abonent — ISP billing: RADIUS AAA, NetFlow, rating and a subscriber cabinet."""
-    ctx.obj = {"config_path": config_path}
+    ctx.obj = {"config_path": config_path, "actor": actor}
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import getpass
 import json
 import sys
 from decimal import Decimal
@@ -23,16 +25,105 @@ class CliError(click.ClickException):
         click.echo(f"abonent: {self.format_message()}", err=True)
 
 
-def get_context(click_ctx: click.Context | None = None) -> Context:
+def get_context(click_ctx: click.Context | None = None, *, schema: bool = True) -> Context:
+    """The settings, engine and sessions; with ``schema``, the database is
+    reachable and its schema current, or the command stops with a sentence
+    saying what to do (``abonent db upgrade``)."""
     click_ctx = click_ctx or click.get_current_context()
     root = click_ctx.find_root()
+    if root.obj is None:
+        root.obj = {}
     if "context" not in root.obj:
         try:
             root.obj["context"] = open_context(root.obj.get("config_path"))
         except SettingsError as error:
             raise CliError(str(error)) from None
         root.call_on_close(root.obj["context"].dispose)
-    return root.obj["context"]
+    context = root.obj["context"]
+    if schema and not root.obj.get("schema_checked"):
+        from config.migrate import SchemaState, schema_state
+        state = schema_state(context.engine)
+        where = context.engine.url.render_as_string(hide_password=True)
+        if isinstance(state, Exception):
+            raise CliError(f"cannot reach the database at {where}: {describe_db_error(state)}")
+        if state is SchemaState.EMPTY:
+            raise CliError(f"the database at {where} has no schema yet; "
+                           f"run `abonent db upgrade` first")
+        if state is SchemaState.BEHIND:
+            raise CliError(f"the database at {where} has an older schema; "
+                           f"run `abonent db upgrade` first")
+        root.obj["schema_checked"] = True
+    return context
+
+
+def describe_db_error(error: BaseException) -> str:
+    """The driver's reason, first line only (no SQL, no traceback)."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return (reason[0] if reason else type(error).__name__).rstrip(".")
+
+
+def actor() -> str:
+    """Who is acting, for the ledger and the audit log: ``--actor`` (or
+    ``$ABONENT_ACTOR``), else the operating-system user, as ``admin:NAME``."""
+    root = click.get_current_context().find_root()
+    name = (root.obj or {}).get("actor") or _os_user()
+    return name if ":" in name else f"admin:{name}"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def transaction():
+    """One transaction per command; a domain error becomes exit 2 and
+    nothing of the command is kept."""
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from rating import ledger
+    from rating.validate import DomainError
+    ctx = get_context()
+    with ctx.Session() as session:
+        try:
+            yield session
+            session.commit()
+        except (DomainError, ledger.LedgerError) as error:
+            session.rollback()
+            raise CliError(str(error)) from None
+        except IntegrityError as error:
+            session.rollback()
+            raise CliError(f"the change conflicts with existing data "
+                           f"({describe_db_error(error)})") from None
+        except DBAPIError as error:
+            session.rollback()
+            raise CliError(f"the database refused the change: {describe_db_error(error)}") from None
+
+
+# -- lists -------------------------------------------------------------------
+
+def page_options(default_limit: int = 1000):
+    """``--limit``/``--offset`` for a list command."""
+    def decorate(function):
+        function = click.option("--offset", type=click.IntRange(0), default=0,
+                                help="Skip this many rows first.")(function)
+        return click.option("--limit", type=click.IntRange(1, 100000), default=default_limit,
+                            show_default=True, help="Show at most this many rows.")(function)
+    return decorate
+
+
+def fetch_page(session, query, limit: int, offset: int, scalars: bool = True) -> list:
+    """Rows ``offset .. offset+limit`` of an ordered query; when there are
+    more, says so on stderr (the output itself stays clean for pipes)."""
+    query = query.limit(limit + 1).offset(offset)
+    rows = list(session.scalars(query) if scalars else session.execute(query))
+    if len(rows) > limit:
+        rows = rows[:limit]
+        click.echo(f"abonent: showing rows {offset + 1}-{offset + limit}; more with "
+                   f"--offset {offset + limit}", err=True)
+    return rows
 
 
 def jsonable(value: Any) -> Any:

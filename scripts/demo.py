@@ -120,7 +120,7 @@ def demo(host, cabinet_port, auth_port, acct_port, collector_port, coa_port, sec
              ("--collector-port", collector_port, "udp", "the NetFlow collector"),
              ("--coa-port", coa_port, "udp", "CoA to the simulated BRAS")]
     _check_ports(host, ports)
-    ctx = get_context()
+    ctx = get_context(schema=False)
     upgrade(ctx.engine)
     with ctx.Session() as session:
         created = seed(session)

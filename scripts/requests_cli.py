@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rating import requests as service_requests
-from scripts.admin import ACTOR, transaction
+from scripts.common import actor, transaction
 from scripts.common import CliError, emit_json, emit_rows, json_option
 
 
@@ -44,7 +44,7 @@ def request_set(request_id, status, answer, as_json):
         raise CliError(f"a request id is a number, not {request_id!r}")
     with transaction() as session:
         view = service_requests.set_status(session, int(request_id), status, answer=answer,
-                                           actor=ACTOR)
+                                           actor=actor())
     if as_json:
         emit_json(view.as_dict())
     else:

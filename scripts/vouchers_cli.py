@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from rating import vouchers
-from scripts.admin import ACTOR, transaction
+from scripts.common import actor, transaction
 from scripts.common import CliError, emit_json, emit_rows, json_option
 
 
@@ -28,7 +28,7 @@ def voucher_issue(count, amount, batch, as_json):
     if not 1 <= count <= vouchers.MAX_COUNT:
         raise CliError(f"--count must be 1 to {vouchers.MAX_COUNT}")
     with transaction() as session:
-        issued = vouchers.issue(session, count=count, amount=amount, batch=batch, actor=ACTOR)
+        issued = vouchers.issue(session, count=count, amount=amount, batch=batch, actor=actor())
         rows = [dict(id=v.id, code=v.code, amount=v.amount, batch=v.batch) for v in issued]
     if as_json:
         emit_json(rows)

@@ -81,7 +81,7 @@ def test_collector_exporters_in_a_file_must_be_strings(tmp_path):
     ("ABONENT_COA_BACKOFF_MAX", "nan", "coa.backoff_max must be more than 0 seconds"),
     ("ABONENT_COA_BACKOFF_MAX", "1", "coa.backoff_max must not be less than"),
     ("ABONENT_COA_LANE_SIZE", "0", "coa.lane_size must be 1 or more"),
-    ("ABONENT_COA_METRICS_PORT", "70000", "coa.metrics_port must be a TCP port"),
+    ("ABONENT_COA_METRICS_PORT", "70000", "coa.metrics_port must be a port 0..65535"),
 ])
 def test_the_enforcers_settings_are_refused_at_load_in_one_sentence(name, value, message):
     with pytest.raises(SettingsError, match=message):
