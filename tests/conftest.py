@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -133,6 +134,43 @@ def abonent(db_url):
         result = runner.invoke(cli, list(args), env={"ABONENT_DATABASE_URL": db_url},
                                catch_exceptions=False)
         assert result.exit_code == code, (result.output, result.stderr)
+        return result
+    return run
+
+
+class Ran:
+    """A finished `abonent` process: what CliRunner's result offers."""
+
+    def __init__(self, completed: subprocess.CompletedProcess):
+        self.exit_code = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+        self.output = completed.stdout + completed.stderr
+
+
+ABONENT_EXE = str(Path(sys.executable).with_name("abonent"))
+
+
+@pytest.fixture
+def abonent_exe(db_url, tmp_path):
+    """Run the installed `abonent` executable against the test database, as
+    an admin's shell does: ``abonent_exe("account", "find", "Ivan", code=0)``;
+    ``input=`` feeds stdin, ``env=`` adds variables. Refusals must be one
+    line on stderr with no traceback."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ABONENT_")}
+    base.update(ABONENT_DATABASE_URL=db_url, ABONENT_DATA_DIR=str(tmp_path / "data"),
+                ABONENT_ACTOR="admin:test", COLUMNS="200")
+
+    def run(*args, code=0, input=None, env=None):
+        completed = subprocess.run([ABONENT_EXE, *map(str, args)], capture_output=True,
+                                   text=True, input=input, env={**base, **(env or {})},
+                                   timeout=120)
+        result = Ran(completed)
+        assert result.exit_code == code, (args, result.stdout[-2000:], result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, result.stderr
+        if code == 2:
+            assert result.stderr.count("\n") == 1 and result.stderr.startswith("abonent: "), \
+                result.stderr
         return result
     return run
 
