@@ -136,10 +136,10 @@ def for_account(session: Session, account_id: int, limit: int = 100) -> list[Req
 
 
 def listing(session: Session, *, status: str | None = None, account_number: str | None = None,
-            limit: int = 1000) -> list[RequestView]:
+            limit: int = 1000, offset: int = 0) -> list[RequestView]:
     """Requests for the operator: oldest first, so the queue reads top down."""
     query = (select(ServiceRequest)
-             .order_by(ServiceRequest.created_at, ServiceRequest.id).limit(limit))
+             .order_by(ServiceRequest.created_at, ServiceRequest.id).limit(limit).offset(offset))
     if status is not None:
         query = query.where(ServiceRequest.status == _check_status(status))
     if account_number is not None:

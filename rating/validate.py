@@ -25,7 +25,7 @@ class NotFound(DomainError):
 
 # Money a person types: digits, an optional sign, at most two decimals. No
 # exponents ("1e3"), no "NaN", no thousands separators.
-_AMOUNT = re.compile(r"^[+-]?\d{1,12}(?:[.,]\d{1,2})?$")
+_AMOUNT = re.compile(r"^[+-]?\d{1,30}(?:[.,]\d{1,2})?$")
 # The largest amount anything accepts (a payment, a fee, a credit limit):
 # well inside NUMERIC(14, 2) so that sums of many stay representable.
 MAX_AMOUNT = Decimal("1000000000.00")

@@ -195,10 +195,10 @@ class VoucherRow:
 
 
 def listing(session: Session, *, batch: str | None = None,
-            limit: int = 1000) -> list[VoucherRow]:
+            limit: int = 1000, offset: int = 0) -> list[VoucherRow]:
     query = (select(Voucher, Account.number)
              .outerjoin(Account, Account.id == Voucher.redeemed_by)
-             .order_by(Voucher.id).limit(limit))
+             .order_by(Voucher.id).limit(limit).offset(offset))
     if batch:
         query = query.where(Voucher.batch == batch)
     return [VoucherRow(v.id, v.batch, v.code_tail, v.amount, v.created_at, number,

@@ -440,16 +440,15 @@ def session_group():
 @session_group.command("list")
 @click.option("--active", is_flag=True, help="Only sessions not stopped.")
 @click.option("--account", "number", help="Only this account's sessions.")
-@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@page_options()
 @json_option
-def session_list(active, number, limit, as_json):
+def session_list(active, number, limit, offset, as_json):
     """List sessions, newest first."""
     with transaction() as session:
         query = (select(RadiusSession, Nas.name, Account.number)
                  .join(Nas, Nas.id == RadiusSession.nas_id)
                  .outerjoin(Account, Account.id == RadiusSession.account_id)
-                 .order_by(RadiusSession.started_at.desc(), RadiusSession.id.desc())
-                 .limit(limit))
+                 .order_by(RadiusSession.started_at.desc(), RadiusSession.id.desc()))
         if active:
             query = query.where(RadiusSession.stopped_at.is_(None))
         if number:
@@ -459,7 +458,8 @@ def session_list(active, number, limit, as_json):
                      started_at=s.started_at, updated_at=s.updated_at, stopped_at=s.stopped_at,
                      octets_in=s.octets_in, octets_out=s.octets_out,
                      session_time=s.session_time, terminate_cause=s.terminate_cause)
-                for s, nas_name, account_number in session.execute(query)]
+                for s, nas_name, account_number
+                in fetch_page(session, query, limit, offset, scalars=False)]
     emit_rows(rows, as_json, ["acct_session_id", "username", "account", "nas", "framed_ip",
                               "started_at", "stopped_at", "octets_in", "octets_out"])
 
@@ -477,14 +477,15 @@ session_group.add_command(_enforcement_commands()[1], "show")
 
 @click.command("ledger")
 @click.argument("number")
-@click.option("--limit", type=click.IntRange(1), default=200, show_default=True)
+@page_options(default_limit=200)
 @json_option
-def ledger_command(number, limit, as_json):
+def ledger_command(number, limit, offset, as_json):
     """Show an account's ledger entries, newest first, with the balance."""
     with transaction() as session:
         owner = acc.find_account(session, number)
-        entries = session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == owner.id)
-                                  .order_by(LedgerEntry.id.desc()).limit(limit)).all()
+        entries = fetch_page(session, select(LedgerEntry)
+                             .where(LedgerEntry.account_id == owner.id)
+                             .order_by(LedgerEntry.id.desc()), limit, offset)
         rows = [dict(id=e.id, created_at=e.created_at, kind=e.kind, amount=e.amount,
                      idempotency_key=e.idempotency_key, author=e.author, memo=e.memo,
                      reverses_id=e.reverses_id) for e in entries]

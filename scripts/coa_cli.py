@@ -14,7 +14,8 @@ from aaa.models import EnforcementAttempt, EnforcementJob, Nas, Session as Radiu
 from config.db import utcnow
 from rating import oplog
 from rating.models import Account
-from scripts.common import CliError, emit_json, emit_rows, get_context, json_option
+from scripts.common import (CliError, emit_json, emit_rows, fetch_page, get_context, json_option,
+                            page_options)
 
 
 @click.group()
@@ -25,9 +26,9 @@ def coa():
 @coa.command("list")
 @click.option("--status", type=click.Choice(enforcement.STATUSES))
 @click.option("--active", is_flag=True, help="Only jobs still at work (pending or in flight).")
-@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@page_options(default_limit=100)
 @json_option
-def coa_list(status, active, limit, as_json):
+def coa_list(status, active, limit, offset, as_json):
     """List enforcement jobs, newest first: what each session should have
     (target), what its NAS has (applied), tries and the last error."""
     ctx = get_context()
@@ -37,7 +38,7 @@ def coa_list(status, active, limit, as_json):
                  .join(RadiusSession, RadiusSession.id == EnforcementJob.session_id)
                  .join(Account, Account.id == EnforcementJob.account_id)
                  .outerjoin(Nas, Nas.id == RadiusSession.nas_id)
-                 .order_by(EnforcementJob.id.desc()).limit(limit))
+                 .order_by(EnforcementJob.id.desc()))
         if status:
             query = query.where(EnforcementJob.status == status)
         if active:
@@ -48,7 +49,8 @@ def coa_list(status, active, limit, as_json):
                      last_error=j.last_error, created_at=j.created_at,
                      next_attempt_at=j.next_attempt_at if j.status in enforcement.ACTIVE
                      else None, finished_at=j.finished_at)
-                for j, session_id, applied, number, nas_name in session.execute(query)]
+                for j, session_id, applied, number, nas_name
+                in fetch_page(session, query, limit, offset, scalars=False)]
     emit_rows(rows, as_json, ["id", "account", "acct_session_id", "nas", "action", "target",
                               "applied", "status", "tries", "last_error"])
 

@@ -119,6 +119,12 @@ def fetch_page(session, query, limit: int, offset: int, scalars: bool = True) ->
     more, says so on stderr (the output itself stays clean for pipes)."""
     query = query.limit(limit + 1).offset(offset)
     rows = list(session.scalars(query) if scalars else session.execute(query))
+    return trim_page(rows, limit, offset)
+
+
+def trim_page(rows: list, limit: int, offset: int) -> list:
+    """``rows`` fetched with ``limit + 1``: the page, and a note on stderr
+    when the extra row shows there is more."""
     if len(rows) > limit:
         rows = rows[:limit]
         click.echo(f"abonent: showing rows {offset + 1}-{offset + limit}; more with "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from rating import requests as service_requests
-from scripts.common import actor, transaction
-from scripts.common import CliError, emit_json, emit_rows, json_option
+from scripts.common import (CliError, actor, emit_json, emit_rows, json_option, page_options,
+                            transaction, trim_page)
 
 
 @click.group("request")
@@ -18,13 +18,14 @@ def request_group():
 @click.option("--status", help="Only requests in this status: "
               + ", ".join(service_requests.STATUSES) + ".")
 @click.option("--account", "number", help="Only this account's requests.")
-@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@page_options()
 @json_option
-def request_list(status, number, limit, as_json):
+def request_list(status, number, limit, offset, as_json):
     """List requests, oldest first."""
     with transaction() as session:
-        rows = [view.as_dict() for view in service_requests.listing(
-            session, status=status, account_number=number, limit=limit)]
+        rows = [view.as_dict() for view in trim_page(service_requests.listing(
+            session, status=status, account_number=number, limit=limit + 1, offset=offset),
+            limit, offset)]
     if not as_json:
         for row in rows:
             row["text"] = _short(row["text"])

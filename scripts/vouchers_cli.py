@@ -9,8 +9,8 @@ from __future__ import annotations
 import click
 
 from rating import vouchers
-from scripts.common import actor, transaction
-from scripts.common import CliError, emit_json, emit_rows, json_option
+from scripts.common import (CliError, actor, emit_json, emit_rows, json_option, page_options,
+                            transaction, trim_page)
 
 
 @click.group("voucher")
@@ -41,14 +41,15 @@ def voucher_issue(count, amount, batch, as_json):
 
 @voucher_group.command("list")
 @click.option("--batch", help="Only this batch.")
-@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@page_options()
 @json_option
-def voucher_list(batch, limit, as_json):
+def voucher_list(batch, limit, offset, as_json):
     """List vouchers (the code's last characters only) and who redeemed them."""
     with transaction() as session:
         rows = [dict(id=v.id, batch=v.batch, code_tail=v.code_tail, amount=v.amount,
                      created_at=v.created_at, redeemed_by=v.redeemed_by,
                      redeemed_at=v.redeemed_at)
-                for v in vouchers.listing(session, batch=batch, limit=limit)]
+                for v in trim_page(vouchers.listing(session, batch=batch, limit=limit + 1,
+                                                    offset=offset), limit, offset)]
     emit_rows(rows, as_json, ["id", "batch", "code_tail", "amount", "redeemed_by",
                               "redeemed_at"])
