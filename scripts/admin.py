@@ -282,12 +282,13 @@ def pool_add(name, ranges, as_json):
 
 
 @pool.command("list")
+@page_options()
 @json_option
-def pool_list(as_json):
+def pool_list(limit, offset, as_json):
     """List pools."""
     with transaction() as session:
         rows = [dict(id=p.id, name=p.name, ranges=p.ranges)
-                for p in session.scalars(select(IpPool).order_by(IpPool.name))]
+                for p in fetch_page(session, select(IpPool).order_by(IpPool.name), limit, offset)]
     emit_rows(rows, as_json, ["name", "ranges"])
 
 
