@@ -39,11 +39,12 @@ from werkzeug.exceptions import HTTPException
 
 from cabinet import periods, queries
 from cabinet.app import db, ladder
-from config.db import money, utcnow
+from config.db import utcnow
 from rating import api_tokens, cabinet_ops, options, promised
 from rating.accounts import DomainError
 from rating.api_tokens import Caller
 from rating.models import Account, PromisedPayment
+from rating import validate
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +367,7 @@ def _money_field(body: dict, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise DomainError(f'{name} must be a decimal string like "300.00"')
     try:
-        return money(value)
+        return validate.amount(value, negative_ok=True)
     except (ValueError, ArithmeticError):
         raise DomainError(f'{name} must be a decimal string like "300.00"') from None
 

@@ -38,6 +38,7 @@ from config.db import Base, Money, money, utcnow
 from rating import accounts, oplog
 from rating.accounts import DomainError
 from rating.models import Account
+from rating import validate
 
 STATUSES = ("pending", "paid", "declined")
 # What a provider may report; "paid" and "declined" are final.
@@ -178,7 +179,7 @@ def start(session: Session, provider: Provider, account: Account, amount, limits
           *, actor: str) -> tuple[ProviderPayment, Checkout]:
     """Begin a top-up: validate the amount, ask the provider, record it pending."""
     try:
-        value = money(amount)
+        value = validate.amount(amount, negative_ok=True)
     except (ValueError, TypeError, ArithmeticError):
         raise PaymentError("a top-up must be an amount like 100 or 99.50") from None
     if not limits.min_amount <= value <= limits.max_amount:

@@ -19,6 +19,7 @@ from config.db import money
 from rating import ledger, oplog
 from rating.accounts import DomainError
 from rating.models import Account, LedgerEntry, PromisedPayment
+from rating import validate
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def check(session: Session, account: Account, amount: Decimal, now: dt.datetime,
 def grant(session: Session, account: Account, amount, now: dt.datetime, rules: PromisedRules,
           *, actor: str = "subscriber") -> PromisedPayment:
     try:
-        amount = money(amount)
+        amount = validate.amount(amount, negative_ok=True)
     except (TypeError, ValueError, ArithmeticError):
         # NaN, Infinity, 1e400, 10.005: no amount of money.
         raise DomainError("a promised payment must be an amount like 100 or 99.50") from None

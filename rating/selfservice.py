@@ -23,11 +23,12 @@ from typing import Iterable, Optional
 from sqlalchemy import DateTime, ForeignKey, Integer, String, case, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from config.db import Base, money, utcnow
+from config.db import Base, utcnow
 from rating import api_tokens, cabinet_ops, oplog
 from rating.accounts import DomainError, NotFound
 from rating.models import Account, CabinetUser
 from rating.passwords import hash_password, verify_password
+from rating import validate
 
 # A second link is not mailed within this time of the last one (a mail
 # bomb through the form costs the attacker one mail a minute per login).
@@ -206,7 +207,7 @@ def _threshold(value) -> Decimal | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        amount = money(value)
+        amount = validate.amount(value, negative_ok=True)
     except (ValueError, TypeError, ArithmeticError):
         raise DomainError("the low-balance threshold must be an amount like 100 or 99.50") \
             from None

@@ -30,10 +30,11 @@ from typing import Optional
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from config.db import Base, Money, money, utcnow
+from config.db import Base, Money, utcnow
 from rating import accounts, oplog
 from rating.accounts import DomainError
 from rating.models import Account
+from rating import validate
 
 # No 0/O, 1/I/L: a code is read off a scratch card and typed on a phone.
 # 31 letters, 16 of them: 79 random bits.
@@ -122,7 +123,7 @@ def issue(session: Session, *, count: int, amount, batch: str | None = None,
     if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise DomainError(f"the count must be 1 to {MAX_COUNT}")
     try:
-        value = money(amount)
+        value = validate.amount(amount, negative_ok=True)
     except (ValueError, TypeError, ArithmeticError):
         raise DomainError(f"amount must be an amount like 100 or 99.50, not {amount!r}") from None
     if not Decimal("0") < value <= MAX_AMOUNT:

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from aaa.models import IpPool, Nas, Service, Session as RadiusSession
 from rating import accounts as acc
-from rating import ledger as ledger_module
 from rating import oplog
 from rating.choices import ACCOUNT_KINDS, FEE_PERIODS
 from rating.models import Account, LedgerEntry, Tariff
