@@ -364,6 +364,11 @@ def nas():
 def nas_add(name, address, secret, vendor, coa_port, require_message_authenticator,
             limit_proxy_state, override_text, as_json):
     """Add a NAS."""
+    from rating import validate
+    try:
+        name = validate.name(name, "NAS name", maximum=64)
+    except validate.DomainError as error:
+        raise CliError(str(error)) from None
     override = _override(override_text)
     try:
         network = netaddr.IPNetwork(address)

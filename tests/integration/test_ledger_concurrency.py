@@ -35,7 +35,7 @@ def _run_workers(context, jobs, work):
 
 
 def test_every_posting_submitted_twice_is_counted_once(pg_url):
-    context = make_context(pg_url, database_pool_size=WORKERS)
+    context = make_context(pg_url)  # pool: 10 + 20 overflow >= WORKERS
     with context.Session() as session:
         ids = [make_account(session, credit_limit="1000000").id for _ in range(4)]
         session.commit()
