@@ -13,13 +13,13 @@ import click
 # command or group, imported only when that command runs.
 COMMANDS = {
     "db": ("scripts.admin:db", "Database schema: upgrade, check."),
-    "tariff": ("scripts.admin:tariff", "Tariffs: add, list."),
-    "account": ("scripts.admin:account", "Accounts: add, show, list."),
-    "service": ("scripts.admin:service", "Network services: add (PPPoE, IPoE)."),
+    "tariff": ("scripts.tariff_cli:tariff", "Tariffs: add, list."),
+    "account": ("scripts.accounts_cli:account", "Accounts: add, show, list."),
+    "service": ("scripts.accounts_cli:service", "Network services: add (PPPoE, IPoE)."),
     "pool": ("scripts.admin:pool", "IP address pools: add, list."),
     "payment": ("scripts.admin:payment", "Payments: add."),
     "voucher": ("scripts.vouchers_cli:voucher_group", "Vouchers (prepaid cards): issue, list."),
-    "nas": ("scripts.admin:nas", "NAS clients: add, list."),
+    "nas": ("scripts.nas_cli:nas", "NAS clients: add, list."),
     "session": ("scripts.admin:session_group", "RADIUS sessions: list, show, kick."),
     "ledger": ("scripts.admin:ledger_command", "An account's ledger entries."),
     "request": ("scripts.requests_cli:request_group", "Service requests: list, set status."),

@@ -1,0 +1,174 @@
+"""Subscriber commands: account, service."""
+
+from __future__ import annotations
+
+import click
+import netaddr
+from sqlalchemy import select
+
+from aaa.models import IpPool, Service, Session as RadiusSession
+from rating import accounts as acc
+from rating import oplog
+from rating.choices import ACCOUNT_KINDS
+from rating.models import Account
+from scripts.common import (CliError, actor, emit_json, emit_rows, json_option, transaction)
+
+
+# -- account -----------------------------------------------------------------
+
+def account_view(a: Account) -> dict:
+    return dict(id=a.id, number=a.number, kind=a.kind, name=a.name, email=a.email,
+                phone=a.phone, state=a.state, tariff=a.tariff.name if a.tariff else None,
+                credit_limit=a.credit_limit, balance=a.balance, profile=a.profile,
+                created_at=a.created_at)
+
+
+@click.group()
+def account():
+    """Accounts (лицевые счета)."""
+
+
+@account.command("add")
+@click.argument("number")
+@click.option("--name", required=True)
+@click.option("--tariff", "tariff_name", help="Tariff name.")
+@click.option("--kind", type=click.Choice(ACCOUNT_KINDS), default="person", show_default=True)
+@click.option("--email")
+@click.option("--phone")
+@click.option("--credit-limit", default="0", show_default=True)
+@click.option("--cabinet-login", help="Also create a cabinet login (owner).")
+@click.option("--cabinet-password", help="Password for --cabinet-login.")
+@json_option
+def account_add(number, name, tariff_name, kind, email, phone, credit_limit, cabinet_login,
+                cabinet_password, as_json):
+    """Add an account."""
+    if bool(cabinet_login) != bool(cabinet_password):
+        raise CliError("--cabinet-login and --cabinet-password go together")
+    with transaction() as session:
+        created = acc.create_account(session, number=number, name=name, tariff=tariff_name,
+                                     kind=kind, email=email, phone=phone,
+                                     credit_limit=credit_limit, actor=actor())
+        if cabinet_login:
+            acc.create_cabinet_user(session, created, login=cabinet_login,
+                                    password=cabinet_password, email=email, actor=actor())
+        view = account_view(created)
+    emit_json(view) if as_json else click.echo(f"account {number} added")
+
+
+@account.command("show")
+@click.argument("number")
+@json_option
+def account_show(number, as_json):
+    """Show an account with its services and open sessions."""
+    with transaction() as session:
+        found = acc.find_account(session, number)
+        view = account_view(found)
+        view["services"] = [service_view(s) for s in session.scalars(
+            select(Service).where(Service.account_id == found.id).order_by(Service.id))]
+        view["open_sessions"] = len(session.scalars(select(RadiusSession.id).where(
+            RadiusSession.account_id == found.id, RadiusSession.stopped_at.is_(None))).all())
+    if as_json:
+        emit_json(view)
+        return
+    for key in ("number", "name", "kind", "state", "tariff", "balance", "credit_limit",
+                "profile", "email", "phone", "open_sessions"):
+        click.echo(f"{key:>14}: {view[key] if view[key] is not None else '-'}")
+    for s in view["services"]:
+        click.echo(f"{'service':>14}: {s['kind']} {s['login'] or s['mac'] or s['circuit_id']}"
+                   f" ip={s['static_ipv4'] or 'pool'}")
+
+
+@account.command("list")
+@click.option("--tariff", "tariff_name")
+@click.option("--negative", is_flag=True, help="Only accounts with a negative balance.")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@json_option
+def account_list(tariff_name, negative, limit, as_json):
+    """List accounts."""
+    with transaction() as session:
+        query = select(Account).order_by(Account.number).limit(limit)
+        if tariff_name:
+            query = query.where(Account.tariff_id == acc.find_tariff(session, tariff_name).id)
+        if negative:
+            query = query.where(Account.balance < 0)
+        rows = [account_view(a) for a in session.scalars(query)]
+    emit_rows(rows, as_json, ["number", "name", "tariff", "balance", "state", "profile"])
+
+
+# -- service -----------------------------------------------------------------
+
+def service_view(s: Service) -> dict:
+    return dict(id=s.id, kind=s.kind, login=s.login, mac=s.mac, circuit_id=s.circuit_id,
+                static_ipv4=s.static_ipv4, pool=s.pool, ipv6_prefix=s.ipv6_prefix,
+                active=s.active)
+
+
+@click.group()
+def service():
+    """Network services (PPPoE logins, IPoE bindings)."""
+
+
+@service.command("add")
+@click.argument("number")
+@click.option("--kind", type=click.Choice(["pppoe", "ipoe"]), default="pppoe", show_default=True)
+@click.option("--login", help="RADIUS User-Name (PPPoE).")
+@click.option("--password", help="RADIUS password (PAP/CHAP/MS-CHAPv2).")
+@click.option("--mac", help="IPoE: the subscriber's MAC (Calling-Station-Id).")
+@click.option("--circuit-id", help="IPoE: DHCP Option-82 Agent-Circuit-Id.")
+@click.option("--ip", "static_ipv4", help="Static IPv4 address.")
+@click.option("--pool", help="Address pool, for a service with no static address.")
+@click.option("--ipv6-prefix", help="Delegated IPv6 prefix (DHCPv6-PD), e.g. 2001:db8:1200::/56.")
+@json_option
+def service_add(number, kind, login, password, mac, circuit_id, static_ipv4, pool, ipv6_prefix,
+                as_json):
+    """Add a service to an account: a PPPoE login or an IPoE binding."""
+    if kind == "pppoe" and not (login and password):
+        raise CliError("a PPPoE service needs --login and --password")
+    if kind == "ipoe" and not (mac or circuit_id):
+        raise CliError("an IPoE service needs --mac or --circuit-id")
+    if login is not None and (not login.strip() or len(login) > 64):
+        raise CliError("login must be 1-64 characters")
+    if static_ipv4:
+        try:
+            static_ipv4 = str(netaddr.IPAddress(static_ipv4, version=4))
+        except (netaddr.AddrFormatError, ValueError):
+            raise CliError(f"{static_ipv4!r} is not an IPv4 address") from None
+    if mac:
+        try:
+            mac = str(netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded)).lower()
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            raise CliError(f"{mac!r} is not a MAC address") from None
+    if static_ipv4 and pool:
+        raise CliError("give a static --ip or a --pool, not both")
+    if ipv6_prefix:
+        try:
+            network = netaddr.IPNetwork(ipv6_prefix, version=6)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            raise CliError(f"{ipv6_prefix!r} is not an IPv6 prefix") from None
+        if network.prefixlen > 64 or network.network != network.ip:
+            raise CliError(f"{ipv6_prefix!r} must be a network of /64 or wider, "
+                           f"e.g. {network.cidr}")
+        ipv6_prefix = str(network.cidr)
+    unique = {"login": (Service.login, login), "MAC": (Service.mac, mac),
+              "circuit id": (Service.circuit_id, circuit_id),
+              "address": (Service.static_ipv4, static_ipv4),
+              "IPv6 prefix": (Service.ipv6_prefix, ipv6_prefix)}
+    with transaction() as session:
+        owner = acc.find_account(session, number)
+        for what, (column, value) in unique.items():
+            if value and session.scalar(select(Service.id).where(column == value)) is not None:
+                raise CliError(f"{what} {value} is already used by another service")
+        if pool and session.scalar(select(IpPool.id).where(IpPool.name == pool)) is None:
+            raise CliError(f"pool {pool!r} does not exist")
+        created = Service(account_id=owner.id, kind=kind, login=login, password=password,
+                          mac=mac, circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
+                          ipv6_prefix=ipv6_prefix)
+        session.add(created)
+        session.flush()
+        owner.version += 1
+        oplog.record(session, account_id=owner.id, actor=actor(), action="service.add",
+                     kind=kind, login=login, mac=mac, circuit_id=circuit_id,
+                     static_ipv4=static_ipv4, pool=pool, ipv6_prefix=ipv6_prefix)
+        view = service_view(created)
+    name = login or mac or circuit_id
+    emit_json(view) if as_json else click.echo(f"service {name} added to account {number}")
