@@ -235,3 +235,9 @@ class Notification(Base):
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+# -- money and reports (issue 14) --
+
+# `abonent audit` reads the operation log newest first, by time range.
+Index("ix_operation_log_created_at", OperationLog.created_at)
