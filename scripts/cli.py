@@ -29,6 +29,13 @@ COMMANDS = {
     "serve": ("scripts.serve:serve", "Run a server: radius, cabinet, collector, scheduler, enforcer."),
     "nas-sim": ("scripts.nas_sim:nas_sim", "Simulate a BRAS: auth, accounting, NetFlow, CoA."),
     "demo": ("scripts.demo:demo", "Seed demo data and run everything on SQLite."),
+    "charge": ("scripts.money_cli:charge", "Charge an account by hand (a manual debit)."),
+    "refund": ("scripts.money_cli:refund", "Refund money from an account's balance."),
+    "reverse": ("scripts.money_cli:reverse", "Reverse a ledger entry (once)."),
+    "transfer": ("scripts.money_cli:transfer", "Move money between two accounts."),
+    "audit": ("scripts.money_cli:audit", "Read the audit log, newest first."),
+    "traffic": ("scripts.reports_cli:traffic", "An account's traffic by class or day."),
+    "report": ("scripts.reports_cli:report", "Reports: reconcile, debtors, revenue."),
 }
 
 
