@@ -137,11 +137,11 @@ def audit(number, who, prefix, since, until, limit, offset, as_json):
     from rating import reports
     from rating.models import Account, OperationLog
     zone = get_context().settings.get("", "timezone")
-    start = reports.moment(since, "--since", zone) if since else None
-    end = reports.moment(until, "--until", zone, end=True) if until else None
-    if start is not None and end is not None and start >= end:
-        raise CliError("--since must be before --until")
     with transaction() as session:
+        start = reports.moment(since, "--since", zone) if since else None
+        end = reports.moment(until, "--until", zone, end=True) if until else None
+        if start is not None and end is not None and start >= end:
+            raise CliError("--since must be before --until")
         query = (select(OperationLog, Account.number)
                  .outerjoin(Account, Account.id == OperationLog.account_id)
                  .order_by(OperationLog.created_at.desc(), OperationLog.id.desc()))
