@@ -85,9 +85,9 @@ def month(value: str | None, timezone: str, *, today: dt.date | None = None) -> 
         year, number = today.year, today.month
     else:
         found = _MONTH.match(value.strip())
-        if not found or not 1 <= int(found.group(2)) <= 12 or not 1970 <= int(found.group(1)) <= 9998:
+        year, number = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+        if not 1 <= number <= 12 or not 1970 <= year <= 9998:
             raise DomainError(f"month must look like 2026-12, not {value!r}")
-        year, number = int(found.group(1)), int(found.group(2))
     first = dt.date(year, number, 1)
     after = dt.date(year + (number == 12), number % 12 + 1, 1)
     days = tuple(first + dt.timedelta(days=n) for n in range((after - first).days))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import text, update
