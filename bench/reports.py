@@ -64,7 +64,7 @@ def seed(engine, accounts: int, days: int) -> None:
             "bytes, packets, source) "
             "SELECT a.id, timestamp '2026-11-05 10:00', 'internet', d.direction, "
             "CASE WHEN a.id % 10 = 0 THEN d.bytes * 7 / 10 ELSE d.bytes END, 0, 'netflow' "
-            "FROM accounts a, (VALUES ('in', 700000000), ('out', 300000000)) "
+            "FROM accounts a, (VALUES ('in', 700000000::bigint), ('out', 300000000::bigint)) "
             "AS d(direction, bytes)"))
     with engine.connect() as conn:
         conn.execute(text("ANALYZE"))
