@@ -13,6 +13,7 @@ revenue by kind, tariff and day; prints each time and row count.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 import uuid
 from decimal import Decimal
@@ -99,10 +100,11 @@ def main() -> None:
         month = reports.month("2026-11", "Europe/Moscow")
         with Session() as session:
             timed("report reconcile", lambda: reports.reconcile(session, month, Decimal(10)))
-            timed("report debtors (first 1000)", lambda: session.execute(
-                reports.debtors_query(Decimal(0), None).limit(1000)).all())
-            timed("report debtors (all)", lambda: session.execute(
-                reports.debtors_query(Decimal(0), None)).all())
+            timed("report debtors (first 1000)",
+                  lambda: reports.debtors(session, Decimal(0), None, 1000, 0))
+            timed("report debtors --days 0 (all)",
+                  lambda: reports.debtors(session, Decimal(0), dt.datetime(2100, 1, 1),
+                                          10 ** 9, 0))
             for by in ("kind", "tariff", "day"):
                 timed(f"report revenue --by {by}", lambda: reports.revenue(session, month, by))
     finally:

@@ -155,30 +155,30 @@ def reconcile(session: Session, period: Month, tolerance_percent: Decimal,
 
     A session is counted whole in the month it started: its counters are
     running totals, not a series. Sorted with the largest gap first."""
-    radius = {account_id: (int(octets_out or 0), int(octets_in or 0))
-              for account_id, octets_in, octets_out in session.execute(
-                  select(sessions.c.account_id, func.sum(sessions.c.octets_in),
-                         func.sum(sessions.c.octets_out))
-                  .where(sessions.c.account_id.is_not(None),
-                         sessions.c.started_at >= period.start, sessions.c.started_at < period.end)
-                  .group_by(sessions.c.account_id))}
-    netflow: dict[int, list[int]] = {}
-    for account_id, direction, volume in session.execute(
-            select(rollups.c.account_id, rollups.c.direction, func.sum(rollups.c.bytes))
-            .where(rollups.c.source == "netflow", rollups.c.interval_start >= period.start,
-                   rollups.c.interval_start < period.end)
-            .group_by(rollups.c.account_id, rollups.c.direction)):
-        pair = netflow.setdefault(account_id, [0, 0])
-        pair[0 if direction == "in" else 1] += int(volume or 0)
-    ids = sorted(set(radius) | set(netflow))
-    numbers = {}
-    for chunk in range(0, len(ids), 5000):
-        numbers.update(session.execute(select(Account.id, Account.number)
-                                       .where(Account.id.in_(ids[chunk:chunk + 5000]))).all())
+    radius = (select(sessions.c.account_id, func.sum(sessions.c.octets_in).label("octets_in"),
+                     func.sum(sessions.c.octets_out).label("octets_out"))
+              .where(sessions.c.account_id.is_not(None), sessions.c.started_at >= period.start,
+                     sessions.c.started_at < period.end)
+              .group_by(sessions.c.account_id)).subquery()
+    netflow = (select(rollups.c.account_id,
+                      func.sum(case((rollups.c.direction == "in", rollups.c.bytes), else_=0))
+                      .label("bytes_in"),
+                      func.sum(case((rollups.c.direction == "in", 0), else_=rollups.c.bytes))
+                      .label("bytes_out"))
+               .where(rollups.c.source == "netflow", rollups.c.interval_start >= period.start,
+                      rollups.c.interval_start < period.end)
+               .group_by(rollups.c.account_id)).subquery()
+    rows = session.execute(
+        select(Account.number, radius.c.octets_in, radius.c.octets_out, netflow.c.bytes_in,
+               netflow.c.bytes_out)
+        .outerjoin(radius, radius.c.account_id == Account.id)
+        .outerjoin(netflow, netflow.c.account_id == Account.id)
+        .where(or_(radius.c.account_id.is_not(None), netflow.c.account_id.is_not(None)))).all()
     result = []
-    for account_id in ids:
-        radius_in, radius_out = radius.get(account_id, (0, 0))
-        netflow_in, netflow_out = netflow.get(account_id, (0, 0))
+    for number, octets_in, octets_out, netflow_in, netflow_out in rows:
+        # Acct-Input is what the NAS received from the subscriber: "out".
+        radius_in, radius_out = int(octets_out or 0), int(octets_in or 0)
+        netflow_in, netflow_out = int(netflow_in or 0), int(netflow_out or 0)
         radius_total, netflow_total = radius_in + radius_out, netflow_in + netflow_out
         if radius_total == 0 and netflow_total == 0:
             continue
@@ -196,7 +196,7 @@ def reconcile(session: Session, period: Month, tolerance_percent: Decimal,
             flag = None
         if flag is None and not include_all:
             continue
-        result.append(dict(account=numbers.get(account_id, str(account_id)), flag=flag,
+        result.append(dict(account=number, flag=flag,
                            radius_bytes=radius_total, netflow_bytes=netflow_total,
                            difference_percent=difference, radius_in=radius_in,
                            radius_out=radius_out, netflow_in=netflow_in,
@@ -208,32 +208,53 @@ def reconcile(session: Session, period: Month, tolerance_percent: Decimal,
 
 # -- debtors -------------------------------------------------------------------
 
-def debtors_query(below: Decimal, since_before: dt.datetime | None):
-    """Accounts whose balance is below ``below``, with the time their balance
-    last went below it (from the ledger's running sum), most debt first;
-    with ``since_before``, only those in debt since before that moment."""
-    in_debt = select(Account.id).where(Account.balance < below).scalar_subquery()
+def _in_debt_since(accounts_in_debt, below: Decimal):
+    """(account_id, since): when each account's balance last went below
+    ``below``, from the running sum of its entries in time order."""
     running = (select(LedgerEntry.account_id, LedgerEntry.id, LedgerEntry.created_at,
-                      func.sum(LedgerEntry.amount).over(partition_by=LedgerEntry.account_id,
-                                                        order_by=LedgerEntry.id)
-                      .label("running"))
-               .where(LedgerEntry.account_id.in_(in_debt))).subquery()
-    last_fine = (select(running.c.account_id, func.max(running.c.id).label("fine_id"))
+                      func.sum(LedgerEntry.amount).over(
+                          partition_by=LedgerEntry.account_id,
+                          order_by=(LedgerEntry.created_at, LedgerEntry.id)).label("running"))
+               .where(LedgerEntry.account_id.in_(accounts_in_debt))).subquery()
+    last_fine = (select(running.c.account_id, func.max(running.c.created_at).label("fine_at"))
                  .where(running.c.running >= below)
                  .group_by(running.c.account_id)).subquery()
-    since = (select(running.c.account_id, func.min(running.c.created_at).label("since"))
-             .outerjoin(last_fine, last_fine.c.account_id == running.c.account_id)
-             .where(running.c.id > func.coalesce(last_fine.c.fine_id, 0))
-             .group_by(running.c.account_id)).subquery()
-    query = (select(Account.number, Account.name, Account.balance, Account.credit_limit,
-                    Account.state, Account.profile, Tariff.name.label("tariff"), since.c.since)
-             .outerjoin(since, since.c.account_id == Account.id)
-             .outerjoin(Tariff, Tariff.id == Account.tariff_id)
-             .where(Account.balance < below)
-             .order_by(Account.balance, Account.id))
-    if since_before is not None:
-        query = query.where(since.c.since <= since_before)
-    return query
+    return (select(running.c.account_id, func.min(running.c.created_at).label("since"))
+            .outerjoin(last_fine, last_fine.c.account_id == running.c.account_id)
+            .where(or_(last_fine.c.fine_at.is_(None), running.c.created_at > last_fine.c.fine_at))
+            .group_by(running.c.account_id)).subquery()
+
+
+def debtors(session: Session, below: Decimal, since_before: dt.datetime | None, limit: int,
+            offset: int) -> list[dict]:
+    """Accounts whose balance is below ``below``, most debt first, with the
+    time their balance last went below it; with ``since_before``, only those
+    in debt since before that moment. Rows ``offset .. offset+limit`` (one
+    more if there are more, for the caller's note).
+
+    Without ``since_before`` the page is chosen first and only its accounts'
+    entries are summed: the first screen of a million-account base does not
+    wait for every debtor's history."""
+    columns = (Account.id, Account.number, Account.name, Account.balance, Account.credit_limit,
+               Account.state, Account.profile, Tariff.name.label("tariff"))
+    base = (select(*columns).outerjoin(Tariff, Tariff.id == Account.tariff_id)
+            .where(Account.balance < below).order_by(Account.balance, Account.id))
+    if since_before is None:
+        page = [row._asdict() for row in session.execute(base.limit(limit + 1).offset(offset))]
+        ids = [row["id"] for row in page]
+        since = dict(session.execute(select(_in_debt_since(ids, below))).all()) if ids else {}
+        for row in page:
+            row["since"] = since.get(row["id"])
+    else:
+        in_debt = select(Account.id).where(Account.balance < below).scalar_subquery()
+        since = _in_debt_since(in_debt, below)
+        query = (base.add_columns(since.c.since)
+                 .join(since, since.c.account_id == Account.id)
+                 .where(since.c.since <= since_before))
+        page = [row._asdict() for row in session.execute(query.limit(limit + 1).offset(offset))]
+    for row in page:
+        del row["id"]
+    return page
 
 
 # -- revenue -------------------------------------------------------------------

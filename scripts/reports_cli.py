@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import click
 
-from scripts.common import (CliError, emit_json, emit_rows, fetch_page, get_context,
+from scripts.common import (CliError, emit_json, emit_rows, get_context,
                             json_option, page_options, transaction, trim_page)
 
 NUMBERS_AS_ARGUMENTS = {"ignore_unknown_options": True}
@@ -124,9 +124,8 @@ def debtors(below, days, limit, offset, as_json):
     now = utcnow()
     cutoff = now - dt.timedelta(days=days) if days is not None else None
     with transaction() as session:
-        rows = [row._asdict() for row in
-                fetch_page(session, reports.debtors_query(threshold, cutoff), limit, offset,
-                           scalars=False)]
+        rows = trim_page(reports.debtors(session, threshold, cutoff, limit, offset), limit,
+                         offset)
     for row in rows:
         row["days_in_debt"] = (now - row["since"]).days if row["since"] else None
     emit_rows(rows, as_json, ["number", "name", "balance", "credit_limit", "profile", "since",
