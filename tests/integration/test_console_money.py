@@ -15,6 +15,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text, update
 
+from aaa import enforcement
+from aaa.models import EnforcementJob, Nas, Session as RadiusSession
 from rating import accounts as acc
 from rating.models import Account, LedgerEntry, OperationLog, ProfileChange
 from tests.conftest import make_context
@@ -55,7 +57,8 @@ def entries(run) -> list[tuple]:
                             LedgerEntry.reverses_id).order_by(LedgerEntry.id))
 
 
-TABLES = ("accounts", "ledger_entries", "operation_log", "profile_changes")
+TABLES = ("accounts", "ledger_entries", "operation_log", "profile_changes",
+          "enforcement_jobs")
 
 
 def snapshot(run):
@@ -155,6 +158,16 @@ def test_a_refund_into_debt_reaches_the_network_as_a_payment_does(run):
     """The refund posts a debit of kind refund and runs the balance ladder
     at once: the account's profile changes and the profile-change outbox
     (what aaa's enforcer turns into CoA/Disconnect) gets a row."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with run.context.Session() as session:
+        nas = Nas(name="bras1", address="127.0.0.1", secret="s3cret", vendor="mikrotik")
+        session.add(nas)
+        session.flush()
+        session.add(RadiusSession(nas_id=nas.id, acct_session_id="a1", username="ivan",
+                                  account_id=session.scalar(select(Account.id).where(
+                                      Account.number == "100")),
+                                  started_at=now, updated_at=now, profile="normal"))
+        session.commit()
     run("refund", "100", "150", "--reason", "moving out", "--external-id", "r-1")
     *_, last = entries(run)
     assert last[2:4] == (Decimal("-150.00"), "refund")
@@ -162,6 +175,13 @@ def test_a_refund_into_debt_reaches_the_network_as_a_payment_does(run):
     assert profile != "normal"
     changes = read(run, select(ProfileChange.profile, ProfileChange.reason))
     assert changes == [(profile, "refund")]
+    # The enforcer's outbox pass turns it into work on the open session.
+    with run.context.Session() as session:
+        assert enforcement.expand(session) == 1
+        session.commit()
+    ((job_session, action),) = read(run, select(EnforcementJob.session_id,
+                                                EnforcementJob.action))
+    assert job_session is not None and action in ("coa", "disconnect")
     # Paying back lifts it the same way.
     run("reverse", str(last[0]), "--reason", "refund cancelled")
     ((profile,),) = read(run, select(Account.profile).where(Account.number == "100"))
