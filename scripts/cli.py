@@ -29,6 +29,7 @@ COMMANDS = {
     "serve": ("scripts.serve:serve", "Run a server: radius, cabinet, collector, scheduler, enforcer."),
     "nas-sim": ("scripts.nas_sim:nas_sim", "Simulate a BRAS: auth, accounting, NetFlow, CoA."),
     "demo": ("scripts.demo:demo", "Seed demo data and run everything on SQLite."),
+    "import": ("scripts.import_cli:import_group", "Import from another billing: accounts, services, balances, payments."),
 }
 
 
