@@ -14,14 +14,13 @@ from __future__ import annotations
 from typing import Callable
 
 import netaddr
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aaa.models import IpPool, Service
 from config.db import utcnow
 from rating import importer, validate
 from rating.importer import FieldError, Kind, Options, Plan, Problem, Row
-from rating.models import Account
 from rating.validate import DomainError
 
 SERVICE_KINDS = ("pppoe", "ipoe")
@@ -133,20 +132,17 @@ def plan_services(session: Session, checked: list[tuple[Row, dict]], plan: Plan)
 def write_services(session: Session, items: list[dict], *, actor: str,
                    progress: Callable[[int], None]) -> None:
     table = Service.__table__
-    accounts = Account.__table__
     now = utcnow()
-    bump = (update(accounts).where(accounts.c.id == bindparam("target"))
-            .values(version=accounts.c.version + 1))
     for batch in importer.chunks(items, importer.BATCH):
-        session.execute(insert(table), [
+        importer.bulk_insert(session, table, [
             {"account_id": v["account_id"], "kind": v["kind"], "login": v["login"],
              "password": v["password"], "mac": v["mac"], "circuit_id": v["circuit_id"],
              "static_ipv4": v["static_ip"], "ipv6_prefix": v["ipv6_prefix"], "pool": v["pool"],
              "active": True, "created_at": now} for v in batch])
         # A new service can change the RADIUS answer: caches must see it.
-        session.execute(bump.execution_options(synchronize_session=False),
-                        [{"target": account_id}
-                         for account_id in dict.fromkeys(v["account_id"] for v in batch)])
+        importer.add_to_accounts(session, "version",
+                                 {account_id: 1 for account_id in
+                                  dict.fromkeys(v["account_id"] for v in batch)})
         importer.log(session, [{"account_id": v["account_id"], "actor": actor,
                                 "action": "service.import", "created_at": now,
                                 "details": {"kind": v["kind"], "login": v["login"],

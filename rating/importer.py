@@ -34,6 +34,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import JSON, String, any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from config.db import utcnow
@@ -52,7 +54,7 @@ from rating.models import Account, LedgerEntry, OperationLog, Tariff
 from rating.validate import DomainError
 
 # Rows written per statement; also the step of the progress bar.
-BATCH = 5000
+BATCH = 10000
 # Values per IN (...) when looking rows up: well inside SQLite's limit.
 LOOKUP_CHUNK = 900
 ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
@@ -372,12 +374,81 @@ def chunks(items: list, size: int) -> Iterator[list]:
 
 
 def lookup(session: Session, columns, key_column, keys: Iterable) -> list:
-    """Rows whose ``key_column`` is one of ``keys``, fetched in chunks."""
+    """Rows whose ``key_column`` is one of ``keys``: one ``= ANY(array)``
+    on PostgreSQL (a statement with thousands of placeholders costs more to
+    build than to run), chunks of ``IN (...)`` on SQLite."""
     keys = list(dict.fromkeys(keys))
+    if not keys:
+        return []
+    if _postgresql(session):
+        array = bindparam("keys", keys, type_=ARRAY(String()))
+        return session.execute(select(*columns).where(key_column == any_(array))).all()
     found = []
     for part in chunks(keys, LOOKUP_CHUNK):
         found.extend(session.execute(select(*columns).where(key_column.in_(part))).all())
     return found
+
+
+def _postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# -- bulk writes ---------------------------------------------------------------
+
+def allocate_ids(session: Session, table, count: int) -> list[int]:
+    """``count`` new primary keys for ``table``, taken before the insert so
+    that rows written by COPY can be referred to at once. PostgreSQL: from
+    the table's sequence (safe beside other writers). SQLite: after the
+    largest, which is safe because a writing transaction there holds the
+    database's write lock from its start (BEGIN IMMEDIATE)."""
+    if count == 0:
+        return []
+    if _postgresql(session):
+        return list(session.scalars(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                 "FROM generate_series(1, :count)"), {"table": table.name, "count": count}))
+    start = session.scalar(select(func.max(table.c.id))) or 0
+    return list(range(start + 1, start + count + 1))
+
+
+def bulk_insert(session: Session, table, rows: list[dict]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table``: COPY on
+    PostgreSQL (psycopg 3), executemany on SQLite. Types are the table's:
+    the caller gives Decimals for money and naive UTC datetimes."""
+    if not rows:
+        return
+    if not _postgresql(session):
+        session.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    as_json = [isinstance(table.c[c].type, JSON) for c in columns]
+    raw = session.connection().connection.dbapi_connection
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c], ensure_ascii=False) if j and row[c] is not None
+                            else row[c] for c, j in zip(columns, as_json)])
+
+
+def add_to_accounts(session: Session, column: str, deltas: dict[int, Any]) -> None:
+    """``accounts.<column> += delta`` for each account id: one statement
+    over arrays on PostgreSQL, executemany on SQLite."""
+    if not deltas:
+        return
+    table = Account.__table__
+    if _postgresql(session):
+        cast = "numeric" if column == "balance" else "integer"
+        session.execute(
+            text(f"UPDATE accounts AS a SET {column} = a.{column} + v.delta "
+                 f"FROM unnest(CAST(:ids AS integer[]), CAST(:deltas AS {cast}[])) "
+                 f"AS v(id, delta) WHERE a.id = v.id"),
+            {"ids": list(deltas), "deltas": list(deltas.values())})
+        return
+    statement = (update(table).where(table.c.id == bindparam("target"))
+                 .values({column: table.c[column] + bindparam("delta",
+                                                              type_=table.c[column].type)})
+                 .execution_options(synchronize_session=False))
+    session.execute(statement, [{"target": k, "delta": v} for k, v in deltas.items()])
 
 
 def account_ids(session: Session, numbers: Iterable[str]) -> dict[str, int]:
@@ -432,18 +503,19 @@ def write_accounts(session: Session, items: list[dict], *, actor: str,
                    progress: Callable[[int], None]) -> None:
     table = Account.__table__
     now = utcnow()
-    statement = insert(table).returning(table.c.id, table.c.number, sort_by_parameter_order=True)
     for batch in chunks(items, BATCH):
-        rows = [{"number": v["number"], "kind": v["kind"], "name": v["name"],
-                 "email": v["email"], "phone": v["phone"], "state": v["state"],
-                 "tariff_id": v["tariff_id"], "credit_limit": v["credit_limit"],
-                 "balance": Decimal("0.00"), "profile": "normal", "version": 1,
-                 "created_at": now, "notify_channels": ["email"]} for v in batch]
-        ids = session.execute(statement, rows).all()
+        ids = allocate_ids(session, table, len(batch))
+        bulk_insert(session, table, [
+            {"id": account_id, "number": v["number"], "kind": v["kind"], "name": v["name"],
+             "email": v["email"], "phone": v["phone"], "state": v["state"],
+             "tariff_id": v["tariff_id"], "credit_limit": v["credit_limit"],
+             "balance": Decimal("0.00"), "profile": "normal", "version": 1,
+             "created_at": now, "notify_channels": ["email"]}
+            for account_id, v in zip(ids, batch)])
         log(session, [{"account_id": account_id, "actor": actor, "action": "account.import",
-                       "details": {"number": number, "tariff": v["tariff"]},
-                       "created_at": now} for (account_id, number), v in zip(ids, batch)])
-        _after_accounts_inserted(session, [account_id for account_id, _ in ids])
+                       "details": {"number": v["number"], "tariff": v["tariff"]},
+                       "created_at": now} for account_id, v in zip(ids, batch)])
+        _after_accounts_inserted(session, ids)
         progress(len(batch))
 
 
@@ -594,21 +666,16 @@ def _write_postings(session: Session, items: list[dict], *, actor: str, action: 
     ledger's invariant (balance = sum of entries) holds when the
     transaction commits."""
     entries = LedgerEntry.__table__
-    accounts = Account.__table__
     now = utcnow()
-    move = (update(accounts).where(accounts.c.id == bindparam("target"))
-            .values(balance=accounts.c.balance + bindparam("delta", type_=accounts.c.balance.type)))
     for batch in chunks(items, BATCH):
-        session.execute(insert(entries), [
+        bulk_insert(session, entries, [
             {"account_id": v["account_id"], "amount": v["amount"], "kind": v["kind"],
              "idempotency_key": v["key"], "author": actor, "memo": v["memo"],
-             "reverses_id": None, "created_at": v["created_at"] or now} for v in batch])
+             "created_at": v["created_at"] or now} for v in batch])
         totals: dict[int, Decimal] = {}
         for v in batch:
             totals[v["account_id"]] = totals.get(v["account_id"], Decimal("0.00")) + v["amount"]
-        session.execute(move.execution_options(synchronize_session=False),
-                        [{"target": account_id, "delta": delta}
-                         for account_id, delta in totals.items()])
+        add_to_accounts(session, "balance", totals)
         log(session, [{"account_id": v["account_id"], "actor": actor, "action": action,
                        "details": {"amount": str(v["amount"]), "key": v["key"]},
                        "created_at": now} for v in batch])
@@ -620,8 +687,8 @@ def _write_postings(session: Session, items: list[dict], *, actor: str, action: 
 
 
 def log(session: Session, rows: list[dict]) -> None:
-    if rows:
-        session.execute(insert(OperationLog.__table__), rows)
+    """Operation-log lines (rating.oplog's table), in bulk."""
+    bulk_insert(session, OperationLog.__table__, rows)
 
 
 # -- the kinds -----------------------------------------------------------------

@@ -99,10 +99,10 @@ def _show(report, as_json: bool) -> None:
         click.echo(f"{where}: {problem.message}")
     if report.dry_run:
         done = f"{report.would_import} would be imported"
-    elif report.written or not report.problems:
-        done = f"{report.imported} imported"
-    else:
+    elif report.problems and not report.written and report.would_import:
         done = f"0 imported ({report.would_import} good)"
+    else:
+        done = f"{report.imported} imported"
     summary = (f"{report.kind} from {report.file}: {report.rows} rows; {done}, "
                f"{report.present} already present, {len(report.problems)} refused")
     if not report.dry_run and not report.written:
