@@ -243,18 +243,10 @@ def test_a_later_file_may_not_change_what_was_imported(run, tmp_path):
 
 
 @pytest.mark.parametrize("content, mapping, message", [
+    # More cases of a file or a mapping refused whole: tests/unit/test_import_rows.py.
     ("number,name,emial\n1,Ivan,x\n", None, "unknown column 'emial'"),
-    ("number\n1\n", None, "need the column name"),
-    ("", None, "is empty"),
-    ("number,name\n1,\"Ivan\n", None, "not readable as CSV"),
     ("contract;realname\n1;Ivan\n", UBILLING, "column 'tariff' named in"),
     ("number,name\n1,Ivan\n", "bad", "not valid TOML"),
-    ("number,name\n1,Ivan\n", "delimiter = ';;'", "delimiter must be one character"),
-    ("number,name\n1,Ivan\n", "encoding = 'klingon'", "unknown encoding"),
-    ("number,name\n1,Ivan\n", "[accounts]\ncolumns = { number = 'nummer' }",
-     "'nummer', which is not one of"),
-    ("number,name\n1,Ivan\n", "[services]\ncolumns = { login = 'login' }",
-     "has no [accounts] section"),
 ])
 def test_a_file_that_cannot_be_read_is_refused_whole(run, tmp_path, content, mapping, message):
     path = tmp_path / "in.csv"
