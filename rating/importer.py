@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, String, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import exc, JSON, String, any_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -256,7 +256,9 @@ def parse_rows(content: str, kind: Kind, mapping: Mapping, name: str = "file") -
         header = next(reader, None)
         if header is None:
             raise DomainError(f"{name} is empty; the first line must name the columns")
-        header = [h.strip().lower() for h in header]
+        # A UTF-8 byte-order mark read as part of the first name (encoding
+        # "utf-8" rather than "utf-8-sig") is not part of it.
+        header = [h.strip().lstrip("\ufeff").lower() for h in header]
         positions = _positions(header, kind, section, name, mapping)
         rows = []
         line = reader.line_num + 1
@@ -422,12 +424,20 @@ def bulk_insert(session: Session, table, rows: list[dict]) -> None:
         return
     columns = list(rows[0])
     as_json = [isinstance(table.c[c].type, JSON) for c in columns]
+    import psycopg
     raw = session.connection().connection.dbapi_connection
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[c], ensure_ascii=False) if j and row[c] is not None
-                            else row[c] for c, j in zip(columns, as_json)])
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([json.dumps(row[c], ensure_ascii=False) if j and row[c] is not None
+                                else row[c] for c, j in zip(columns, as_json)])
+    except psycopg.Error as error:
+        # Past SQLAlchemy here: give the caller the error it would have had
+        # (a row written meanwhile by another import is an IntegrityError).
+        kind = (exc.IntegrityError if isinstance(error, psycopg.errors.IntegrityError)
+                else exc.DBAPIError)
+        raise kind(statement, None, error) from None
 
 
 def add_to_accounts(session: Session, column: str, deltas: dict[int, Any]) -> None:
