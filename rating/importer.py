@@ -264,7 +264,7 @@ def parse_rows(content: str, kind: Kind, mapping: Mapping, name: str = "file") -
         line = reader.line_num + 1
         for record in reader:
             start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in record):
+            if not "".join(record).strip():
                 continue
             if len(record) != len(header):
                 rows.append(Row(start, {"": f"has {len(record)} columns, the header "
