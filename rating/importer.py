@@ -123,7 +123,6 @@ class Kind:
     check_row: Callable[[dict, Options], dict]
     plan: Callable[[Session, list[tuple[Row, dict]], Plan], None]
     write: Callable[..., None]
-    help: dict[str, str] = field(default_factory=dict)
 
 
 # -- the mapping file ----------------------------------------------------------
