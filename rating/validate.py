@@ -70,6 +70,10 @@ def text(value, what: str, *, maximum: int, required: bool = True,
     value = value.strip()
     if len(value) > maximum:
         raise DomainError(f"{what} must be at most {maximum} characters, not {len(value)}")
+    if value.isprintable():
+        # No control, format, private, unassigned or line/paragraph
+        # separator character: the common case, checked in C.
+        return value
     for char in value:
         if multiline and char in "\n\t":
             continue

@@ -36,6 +36,7 @@ COMMANDS = {
     "audit": ("scripts.money_cli:audit", "Read the audit log, newest first."),
     "traffic": ("scripts.reports_cli:traffic", "An account's traffic by class or day."),
     "report": ("scripts.reports_cli:report", "Reports: reconcile, debtors, revenue."),
+    "import": ("scripts.import_cli:import_group", "Import from another billing: accounts, services, balances, payments."),
 }
 
 
