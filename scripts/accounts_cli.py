@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 import netaddr
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from aaa.models import IpPool, Service, Session as RadiusSession
 from rating import accounts as acc
@@ -320,3 +320,80 @@ def service_add(number, kind, login, password, mac, circuit_id, static_ipv4, poo
         view = service_view(created)
     name = login or mac or circuit_id
     emit_json(view) if as_json else click.echo(f"service {name} added to account {number}")
+
+
+@service.command("list")
+@click.argument("number")
+@page_options(default_limit=200)
+@json_option
+def service_list(number, limit, offset, as_json):
+    """List an account's services with their live session count."""
+    with transaction() as session:
+        owner = acc.find_account(session, number)
+        services = fetch_page(session, select(Service).where(Service.account_id == owner.id)
+                              .order_by(Service.id), limit, offset)
+        live = dict(session.execute(
+            select(RadiusSession.service_id, func.count()).where(
+                RadiusSession.account_id == owner.id, RadiusSession.stopped_at.is_(None))
+            .group_by(RadiusSession.service_id)).all())
+        rows = [dict(service_view(s), live_sessions=live.get(s.id, 0)) for s in services]
+    emit_rows(rows, as_json, ["kind", "login", "mac", "circuit_id", "static_ipv4", "pool",
+                              "active", "live_sessions"])
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return value == "yes"
+
+
+@service.command("edit")
+@click.argument("login")
+@click.option("--password", help="New RADIUS password.")
+@click.option("--mac", help="MAC in any notation; \"\" removes it.")
+@click.option("--ip", "static_ipv4", help="Static IPv4; \"\" removes it.")
+@click.option("--pool", help="Address pool; \"\" removes it.")
+@click.option("--active", type=click.Choice(["yes", "no"]), help="Switch the service on or off.")
+@json_option
+def service_edit(login, password, mac, static_ipv4, pool, active, as_json):
+    """Change a service (LOGIN, or its MAC for an IPoE binding)."""
+    from aaa import admin
+    change = admin.ServiceEdit()
+    for field, value in (("password", password), ("mac", mac), ("static_ipv4", static_ipv4),
+                         ("pool", pool), ("active", _flag(active))):
+        if value is not None:
+            setattr(change, field, value)
+    if all(v is None for v in (password, mac, static_ipv4, pool, active)):
+        raise CliError("nothing to change: give --password, --mac, --ip, --pool or --active")
+    with transaction() as session:
+        found = admin.find_service(session, login)
+        changed = admin.edit_service(session, found, change, actor=actor())
+        view = dict(service_view(found), changed={
+            field: ({"old": None, "new": None} if field == "password" else
+                    {"old": old, "new": new}) for field, (old, new) in changed.items()})
+    if as_json:
+        emit_json(view)
+        return
+    for field, (old, new) in changed.items():
+        if field == "password":
+            click.echo(f"service {login}: password changed")
+        else:
+            click.echo(f"service {login}: {field} {old if old is not None else '-'} -> "
+                       f"{new if new is not None else '-'}")
+
+
+@service.command("remove")
+@click.argument("login")
+@click.option("--force", is_flag=True, help="Remove even with live sessions: disconnect them.")
+@json_option
+def service_remove(login, force, as_json):
+    """Remove a service (refused while a session of it is live, unless --force)."""
+    from aaa import admin
+    with transaction() as session:
+        found = admin.find_service(session, login)
+        number = session.get(Account, found.account_id).number
+        jobs = admin.remove_service(session, found, force=force, actor=actor())
+        view = dict(login=login, account=number, disconnect_jobs=jobs)
+    emit_json(view) if as_json else click.echo(
+        f"service {login} removed from account {number}"
+        + (f"; {len(jobs)} session(s) being disconnected" if jobs else ""))
