@@ -82,6 +82,14 @@ def run(abonent_exe, db_url):
     return abonent_exe
 
 
+def parallel(run, calls):
+    """Read-only calls (queries, refusals) at once: each is a process that
+    mostly waits for its own start-up."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda call: run(*call[0], **call[1]), calls))
+
+
 def read(url, query):
     context = make_context(url)
     with context.Session() as session:
@@ -90,28 +98,34 @@ def read(url, query):
     return value
 
 
-def test_find_by_every_key(run):
-    def numbers(*args):
-        return [row["number"] for row in js(run("account", "find", *args, "--json"))]
+FINDS = [
     # Name: any case, Cyrillic on SQLite too, part of a word.
-    assert numbers("иванов") == ["100"]
-    assert numbers("РОМАШ") == ["101"]
-    assert numbers("ivan") == ["100", "102"]          # login ivan, name Ivan Smith
+    (["иванов"], ["100"]),
+    (["РОМАШ"], ["101"]),
+    (["ivan"], ["100", "102"]),           # login ivan, name Ivan Smith
     # Phone in any notation.
-    assert numbers("89123456789") == ["100"]
-    assert numbers("+7 495 111 22 33") == ["101"]
+    (["89123456789"], ["100"]),
+    (["+7 495 111 22 33"], ["101"]),
     # MAC in any notation; IP static, current lease, and a lease at a time.
-    assert numbers("aabb.cc00.1122") == ["100"]
-    assert numbers("100.64.0.5") == ["100"]
-    assert numbers("10.9.0.7") == ["102"]
-    assert numbers("10.9.0.7", "--at", "2026-11-01T18:00Z") == ["101"]
-    assert numbers("10.9.0.7", "--at", "2026-11-02T18:00Z") == []
+    (["aabb.cc00.1122"], ["100"]),
+    (["100.64.0.5"], ["100"]),
+    (["10.9.0.7"], ["102"]),
+    (["10.9.0.7", "--at", "2026-11-01T18:00Z"], ["101"]),
+    (["10.9.0.7", "--at", "2026-11-02T18:00Z"], []),
+]
+
+
+def test_find_by_every_key(run):
+    results = parallel(run, [(["account", "find", *args, "--json"], {}) for args, _ in FINDS]
+                       + [(["account", "show", "ivan", "--json"], {}),
+                          (["account", "show", "AA:BB:CC:00:11:22", "--json"], {}),
+                          (["account", "show", "о"], {"code": 2})])   # Cyrillic o
+    for (args, expected), result in zip(FINDS, results):
+        assert [row["number"] for row in js(result)] == expected, args
     # show takes any key that names one account, the key before a name part.
-    assert js(run("account", "show", "ivan", "--json"))["number"] == "100"
-    assert js(run("account", "show", "AA:BB:CC:00:11:22", "--json"))["number"] == "100"
-    refused = run("account", "show", "Ivan S", code=0)
-    assert "Ivan Smith" in refused.stdout
-    assert "2 accounts match" in run("account", "show", "о", code=2).stderr  # Cyrillic o
+    show_login, show_mac, ambiguous = results[len(FINDS):]
+    assert js(show_login)["number"] == "100" and js(show_mac)["number"] == "100"
+    assert "2 accounts match" in ambiguous.stderr
 
 
 def test_find_pages_with_a_note(run):
@@ -216,8 +230,7 @@ BAD = [
 
 def test_bad_input_is_one_sentence_and_changes_nothing(run):
     before = snapshot(run.url)
-    for args, message in BAD:
-        result = run(*args, code=2)
+    for (args, message), result in zip(BAD, parallel(run, [(a, {"code": 2}) for a, _ in BAD])):
         assert message in result.stderr, (args, result.stderr)
     assert snapshot(run.url) == before
 
