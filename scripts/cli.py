@@ -20,6 +20,7 @@ COMMANDS = {
     "payment": ("scripts.admin:payment", "Payments: add."),
     "voucher": ("scripts.vouchers_cli:voucher_group", "Vouchers (prepaid cards): issue, list."),
     "nas": ("scripts.nas_cli:nas", "NAS clients: add, list."),
+    "cabinet-user": ("scripts.cabinet_users_cli:cabinet_user", "Cabinet logins: add, list, remove, reset-password, link."),
     "session": ("scripts.admin:session_group", "RADIUS sessions: list, show, kick."),
     "ledger": ("scripts.admin:ledger_command", "An account's ledger entries."),
     "request": ("scripts.requests_cli:request_group", "Service requests: list, set status."),
