@@ -90,6 +90,17 @@ def parallel(run, calls):
         return list(pool.map(lambda call: run(*call[0], **call[1]), calls))
 
 
+def eventually(check, seconds: float = 8.0) -> bool:
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+
+
 def read(url, query):
     context = make_context(url)
     with context.Session() as session:
@@ -255,3 +266,30 @@ def test_backfill_fills_keys_of_core_inserts(db_url):
             Account.number == "501")) == "петров"
         assert search.backfill(session) == 0
     context.dispose()
+
+
+def test_a_blocked_subscriber_is_refused_at_radius_auth(abonent_exe, db_url):
+    from aaa.server import RadiusServer
+    from tests import factories
+    from tests.integration.test_console_nas import radclient
+    context = make_context(db_url)
+    with context.Session() as session:
+        account = factories.make_account(session, number="700", balance="100")
+        factories.make_service(session, account, login="bob", password="correct horse")
+        factories.make_nas(session, name="bras-1", address="127.0.0.1", secret="testing123")
+        session.commit()
+    server = RadiusServer(context, host="127.0.0.1", auth_port=0, acct_port=0)
+    server.start()
+    body = 'User-Name = "bob", User-Password = "correct horse"'
+    try:
+        assert "Received Access-Accept" in radclient(server, "auth", body, "testing123")
+        abonent_exe("account", "block", "700", "--reason", "fraud")
+        # The server's cache compares account versions about every second.
+        assert eventually(lambda: "Received Access-Reject" in radclient(
+            server, "auth", body, "testing123"))
+        abonent_exe("account", "unblock", "700")
+        assert eventually(lambda: "Received Access-Accept" in radclient(
+            server, "auth", body, "testing123"))
+    finally:
+        server.stop()
+        context.dispose()
