@@ -35,13 +35,43 @@ def _phone_key(value):
     return digits[-15:]
 
 
+_OLD_STATES = "state IN ('active', 'frozen', 'closed')"
+_NEW_STATES = "state IN ('active', 'frozen', 'closed', 'blocked')"
+
+
+def _replace_state_check(old: str, new: str) -> None:
+    """accounts.state's CHECK from ``old`` to ``new``.
+
+    PostgreSQL: drop and add. SQLite cannot alter a CHECK, and rebuilding
+    ``accounts`` (batch mode's copy, drop, rename) trips the foreign keys
+    of every table that refers to it, which cannot be switched off inside
+    the migration's transaction. SQLite documents the way for a change that
+    no stored row can violate (ALTER TABLE, "making other kinds of table
+    schema changes"): edit the table's SQL in the schema and bump
+    schema_version, in one transaction. Allowing one more state is such a
+    change; the downgrade first moves the extra state's rows out of it."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        op.drop_constraint(op.f("ck_accounts_state"), "accounts", type_="check")
+        op.create_check_constraint(op.f("ck_accounts_state"), "accounts", new)
+        return
+    sql = bind.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'accounts'").scalar()
+    if old not in sql:
+        raise RuntimeError(f"accounts has no CHECK ({old}) to replace")
+    version = bind.exec_driver_sql("PRAGMA schema_version").scalar()
+    bind.exec_driver_sql("PRAGMA writable_schema = ON")
+    bind.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND "
+                         "name = 'accounts'", (sql.replace(old, new),))
+    bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+    bind.exec_driver_sql("PRAGMA writable_schema = OFF")
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_constraint(op.f("ck_accounts_state"), type_="check")
-        batch.create_check_constraint(
-            op.f("ck_accounts_state"), "state IN ('active', 'frozen', 'closed', 'blocked')")
-        batch.add_column(sa.Column("search_name", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("phone_key", sa.String(length=16), nullable=True))
+    _replace_state_check(_OLD_STATES, _NEW_STATES)
+    # Plain ADD COLUMN (no table rebuild on SQLite either).
+    op.add_column("accounts", sa.Column("search_name", sa.String(length=200), nullable=True))
+    op.add_column("accounts", sa.Column("phone_key", sa.String(length=16), nullable=True))
     op.create_index("ix_accounts_search_name", "accounts", ["search_name"])
     op.create_index("ix_accounts_phone_key", "accounts", ["phone_key"])
     # The keys of the accounts already there (a Python fold: SQL lower()
@@ -57,9 +87,8 @@ def upgrade() -> None:
             .values(search_name=sa.bindparam("b_name"), phone_key=sa.bindparam("b_phone")),
             [{"b_id": r.id, "b_name": _name_key(r.name), "b_phone": _phone_key(r.phone)}
              for r in rows])
-    with op.batch_alter_table("nas") as batch:
-        batch.add_column(sa.Column("previous_secret", sa.String(length=128), nullable=True))
-        batch.add_column(sa.Column("previous_secret_until", sa.DateTime(), nullable=True))
+    op.add_column("nas", sa.Column("previous_secret", sa.String(length=128), nullable=True))
+    op.add_column("nas", sa.Column("previous_secret_until", sa.DateTime(), nullable=True))
     op.create_table(
         "cabinet_user_accounts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,14 +113,11 @@ def downgrade() -> None:
     op.drop_index("ix_cabinet_user_accounts_account_id", table_name="cabinet_user_accounts")
     op.drop_index("ix_cabinet_user_accounts_cabinet_user_id", table_name="cabinet_user_accounts")
     op.drop_table("cabinet_user_accounts")
-    with op.batch_alter_table("nas") as batch:
-        batch.drop_column("previous_secret_until")
-        batch.drop_column("previous_secret")
+    op.drop_column("nas", "previous_secret_until")
+    op.drop_column("nas", "previous_secret")
     op.drop_index("ix_accounts_phone_key", table_name="accounts")
     op.drop_index("ix_accounts_search_name", table_name="accounts")
     op.execute("UPDATE accounts SET state = 'closed' WHERE state = 'blocked'")
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("phone_key")
-        batch.drop_column("search_name")
-        batch.drop_constraint(op.f("ck_accounts_state"), type_="check")
-        batch.create_check_constraint(op.f("ck_accounts_state"), "state IN ('active', 'frozen', 'closed')")
+    op.drop_column("accounts", "phone_key")
+    op.drop_column("accounts", "search_name")
+    _replace_state_check(_NEW_STATES, _OLD_STATES)
