@@ -186,6 +186,8 @@ def cabinet_user_link(login, number, as_json):
         target = acc.find_account(session, number)
         if target.id == user.account_id:
             raise CliError(f"account {number} is the login's own account")
+        if target.state == "closed":
+            raise CliError(f"account {number} is closed")
         if session.scalar(select(CabinetUserAccount.id).where(
                 CabinetUserAccount.cabinet_user_id == user.id,
                 CabinetUserAccount.account_id == target.id)) is not None:
