@@ -56,8 +56,8 @@ def password(value: str) -> str:
 
 # -- search ------------------------------------------------------------------
 
-def find_accounts(session: Session, text: str, *,
-                  at: dt.datetime | None = None) -> dict[int, list[str]]:
+def find_accounts(session: Session, text: str, *, at: dt.datetime | None = None,
+                  names: bool = True) -> dict[int, list[str]]:
     """Accounts matching ``text`` (see rating.search): account id -> how it
     matched. ``at`` (UTC): an IP is looked up in the lease and session
     history at that moment instead of now."""
@@ -100,11 +100,34 @@ def find_accounts(session: Session, text: str, *,
             RadiusSession.calling_station_id.in_(_mac_notations(query.mac)))), "session mac")
     if query.phone:
         add(session.scalars(select(Account.id).where(Account.phone_key == query.phone)), "phone")
-    if query.name:
+    if query.name and names:
         add(session.scalars(select(Account.id).where(
             Account.search_name.like(search.like_pattern(query.name), escape="\\"))
             .order_by(Account.number).limit(100_000)), "name")
     return found
+
+
+def search_statement(session: Session, text: str, *, at: dt.datetime | None = None):
+    """The accounts matching ``text`` as one SELECT ordered by number, for
+    paging in SQL (a part of a name can match a large share of the base),
+    and ``reasons(account)``: how an account of it matched."""
+    query = search.classify(text)
+    keyed = find_accounts(session, text, at=at, names=False)
+    conditions = []
+    if keyed:
+        conditions.append(Account.id.in_(list(keyed)))
+    pattern = search.like_pattern(query.name) if query.name else None
+    if pattern:
+        conditions.append(Account.search_name.like(pattern, escape="\\"))
+    statement = (select(Account).where(or_(*conditions)).order_by(Account.number, Account.id)
+                 if conditions else None)
+
+    def reasons(account: Account) -> list[str]:
+        why = list(keyed.get(account.id, []))
+        if query.name and query.name in (account.search_name or ""):
+            why.append("name")
+        return why
+    return statement, reasons
 
 
 def _mac_notations(value: str) -> list[str]:

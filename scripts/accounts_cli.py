@@ -12,7 +12,7 @@ from rating import oplog
 from rating.choices import ACCOUNT_KINDS, ACCOUNT_STATES
 from rating.models import Account
 from scripts.common import (CliError, actor, emit_json, emit_rows, fetch_page, get_context,
-                            json_option, page_options, transaction, trim_page)
+                            json_option, page_options, transaction)
 
 
 # -- account -----------------------------------------------------------------
@@ -230,16 +230,12 @@ def _moment(value: str | None):
 def account_find(query, at_text, limit, offset, as_json):
     """Find accounts by number, name (any case), service login, IP, MAC
     (any notation) or phone (any notation)."""
-    from aaa.admin import find_accounts
+    from aaa.admin import search_statement
     at = _moment(at_text)
     with transaction() as session:
-        found = find_accounts(session, query, at=at)
-        ids = list(found)
-        accounts = {a.id: a for a in session.scalars(
-            select(Account).where(Account.id.in_(ids)))} if ids else {}
-        ordered = sorted(accounts.values(), key=lambda a: a.number)
-        page = trim_page(ordered[offset:offset + limit + 1], limit, offset)
-        rows = [dict(account_view(a), matched=", ".join(found[a.id])) for a in page]
+        statement, reasons = search_statement(session, query, at=at)
+        page = fetch_page(session, statement, limit, offset) if statement is not None else []
+        rows = [dict(account_view(a), matched=", ".join(reasons(a))) for a in page]
     emit_rows(rows, as_json, ["number", "name", "phone", "state", "balance", "matched"])
 
 
