@@ -24,6 +24,7 @@ during an outage, for a bounded time.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import ipaddress
 import logging
 import threading
@@ -64,9 +65,24 @@ class NasClient:
     require_message_authenticator: str
     limit_proxy_state: str
     spec: VendorSpec = VENDORS["generic"]
+    # Secret rotation: the previous secret, accepted on incoming requests
+    # until ``previous_until`` (time.time()), so the BRAS can be changed
+    # over without an outage.
+    previous_secret: bytes | None = None
+    previous_until: float = 0.0
 
     def __repr__(self) -> str:  # never show the secret
         return f"NasClient({self.name!r}, {self.network})"
+
+    def in_grace(self) -> bool:
+        return self.previous_secret is not None and time.time() < self.previous_until
+
+
+def _previous_secret(row) -> tuple[bytes | None, float]:
+    if not row.previous_secret or row.previous_secret_until is None:
+        return None, 0.0
+    until = row.previous_secret_until.replace(tzinfo=dt.timezone.utc).timestamp()
+    return row.previous_secret.encode(), until
 
 
 class NasTable:
@@ -99,7 +115,7 @@ class NasTable:
                 continue
             client = NasClient(row.id, row.name, network, row.secret.encode(), row.vendor,
                                row.require_message_authenticator, row.limit_proxy_state,
-                               nas_spec(row))
+                               nas_spec(row), *_previous_secret(row))
             if network.num_addresses == 1:
                 exact[str(network.network_address)] = client
             else:

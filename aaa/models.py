@@ -30,6 +30,10 @@ class Nas(Base):
     require_message_authenticator: Mapped[str] = mapped_column(String(8), default="auto")
     limit_proxy_state: Mapped[str] = mapped_column(String(8), default="auto")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Secret rotation (issue 14): the secret before the last change, still
+    # accepted on incoming requests until ``previous_secret_until`` (UTC).
+    previous_secret: Mapped[Optional[str]] = mapped_column(String(128))
+    previous_secret_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
 class Service(Base):

@@ -35,6 +35,7 @@ reach a log.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -602,6 +603,25 @@ class RadiusServer:
             return False
         return True
 
+    @staticmethod
+    def _rotated(client: NasClient, request: wire.Packet, accounting: bool) -> NasClient:
+        """During a secret rotation's grace period, a request signed with
+        the previous secret is checked and answered with it (an
+        Access-Request only when it carries Message-Authenticator: without
+        one, nothing tells which secret the NAS used)."""
+        if not client.in_grace():
+            return client
+        if accounting:
+            if wire.accounting_authenticator_valid(request, client.secret):
+                return client
+            previous = wire.accounting_authenticator_valid(request, client.previous_secret)
+        else:
+            if (request.message_authenticator_at is None
+                    or wire.message_authenticator_valid(request, client.secret)):
+                return client
+            previous = wire.message_authenticator_valid(request, client.previous_secret)
+        return dataclasses.replace(client, secret=client.previous_secret) if previous else client
+
     def handle_auth(self, data: bytes, source, may_load: bool = True) -> bytes | None:
         """One datagram on the auth port → the reply datagram, or None (drop,
         or handed to the lookup thread: ``may_load`` False means this thread
@@ -617,6 +637,7 @@ class RadiusServer:
         except wire.MalformedPacket as error:
             self._drop(source, "malformed", client, detail=error.reason)
             return None
+        client = self._rotated(client, request, accounting=False)
         if request.code == wire.STATUS_SERVER:
             # RFC 5997 §3: Status-Server MUST carry Message-Authenticator.
             if not wire.message_authenticator_valid(request, client.secret):
@@ -786,6 +807,7 @@ class RadiusServer:
         except wire.MalformedPacket as error:
             self._drop(source, "malformed", client, detail=error.reason)
             return
+        client = self._rotated(client, request, accounting=True)
         if request.code != wire.ACCOUNTING_REQUEST:
             self._drop(source, "unexpected-code", client, code=request.code)
             return

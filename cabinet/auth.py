@@ -55,6 +55,9 @@ class Principal(UserMixin):
     login: str
     role: str
     epoch: int
+    # Family linking: the login's own account; ``account_id`` is the one
+    # selected with the switcher (the own one, or one linked to the login).
+    own_account_id: int = 0
 
     def get_id(self) -> str:
         return f"{self.user_id}:{self.epoch}"
@@ -76,9 +79,77 @@ def load_user(identifier: str) -> Principal | None:
     found = queries.login_view(reads(), user_id)
     if found is None or found.session_epoch != epoch:
         return None
-    g.login_account = found.account
-    return Principal(found.user_id, found.account_id, found.login, found.role,
-                     found.session_epoch)
+    account_id, account = found.account_id, found.account
+    selected = session.get(SELECTED_ACCOUNT)
+    if selected is not None and selected != found.account_id:
+        # Checked on every request: a link removed by the admin ends the
+        # login's reach at once; the login is back on its own account.
+        view = queries.account_view(reads(), selected) if _linked(found.user_id, selected) \
+            else None
+        if view is None:
+            session.pop(SELECTED_ACCOUNT, None)
+        else:
+            account_id, account = selected, view
+    g.login_account = account
+    return Principal(found.user_id, account_id, found.login, found.role,
+                     found.session_epoch, found.account_id)
+
+
+# -- family linking: one login, several accounts --------------------------------
+
+SELECTED_ACCOUNT = "account_id"
+
+
+def _linked(user_id: int, account_id) -> bool:
+    from rating.models import CabinetUserAccount
+    if not isinstance(account_id, int):
+        return False
+    return reads().execute(select(CabinetUserAccount.id).where(
+        CabinetUserAccount.cabinet_user_id == user_id,
+        CabinetUserAccount.account_id == account_id)).first() is not None
+
+
+def reachable_accounts() -> list:
+    """(id, number, name) of the login's own account and those linked to
+    it, own first; empty when there is nothing to switch between."""
+    from rating.models import Account, CabinetUserAccount
+    if not current_user.is_authenticated or not current_user.own_account_id:
+        return []
+    linked = reads().execute(
+        select(Account.id, Account.number, Account.name)
+        .join(CabinetUserAccount, CabinetUserAccount.account_id == Account.id)
+        .where(CabinetUserAccount.cabinet_user_id == current_user.user_id)
+        .order_by(Account.number)).all()
+    if not linked:
+        return []
+    own = reads().execute(select(Account.id, Account.number, Account.name)
+                          .where(Account.id == current_user.own_account_id)).first()
+    return [tuple(own)] + [tuple(row) for row in linked]
+
+
+@blueprint.app_context_processor
+def _account_switcher():
+    return {"reachable_accounts": reachable_accounts}
+
+
+@blueprint.route("/account/switch", methods=["POST"])
+def switch_account():
+    """Select which of the login's accounts every page shows."""
+    if not current_user.is_authenticated:
+        return unauthorized()
+    try:
+        wanted = int(request.form.get("account_id", ""))
+    except ValueError:
+        wanted = 0
+    if wanted == current_user.own_account_id:
+        session.pop(SELECTED_ACCOUNT, None)
+    elif 0 < wanted < 2 ** 31 and _linked(current_user.user_id, wanted):
+        session[SELECTED_ACCOUNT] = wanted
+    else:
+        # Not the login's: the same answer whether the account exists or not.
+        return render_template("error.html", code=404), 404
+    log.info("cabinet.switch_account user_id=%s account_id=%s", current_user.user_id, wanted)
+    return redirect(safe_target(request.form.get("next")))
 
 
 def unauthorized():

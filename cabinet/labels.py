@@ -24,6 +24,9 @@ PROFILES = {
     "suspended": (_l("Suspended"),
                   _l("The balance is below the credit limit, so the access is suspended. "
                      "Top up the account to restore it.")),
+    "blocked": (_l("Blocked"),
+                _l("The operator has blocked the account, so the access is off. "
+                   "Please contact support.")),
 }
 
 ACTIONS = {

@@ -65,7 +65,7 @@ SCHEMAS = {
         # rating.profile.desired_profile's name: the ladder's verdict, or
         # the kind of the speed option stacked on "normal".
         "profile": {"type": "string", "enum": ["normal", "turbo", "throttled", "suspended",
-                                               "frozen", "closed", "no-tariff"]},
+                                               "frozen", "closed", "blocked", "no-tariff"]},
         "rate_down_kbps": {"type": "integer"}, "rate_up_kbps": {"type": "integer"},
         "until": _nullable(_ref("Time")),
     }),
@@ -78,7 +78,7 @@ SCHEMAS = {
     "Account": _object({
         "id": {"type": "integer"}, "number": {"type": "string"}, "name": {"type": "string"},
         "kind": {"type": "string", "enum": ["person", "company"]},
-        "state": {"type": "string", "enum": ["active", "frozen", "closed"]},
+        "state": {"type": "string", "enum": ["active", "frozen", "closed", "blocked"]},
         "profile": {"type": "string"}, "balance": _ref("Money"),
         "credit_limit": _ref("Money"), "tariff": _nullable(_ref("Tariff")),
         "speed": _nullable(_ref("Speed")),

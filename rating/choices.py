@@ -1,7 +1,7 @@
 """Every enumeration of the billing domain, in one place."""
 
 ACCOUNT_KINDS = ("person", "company")
-ACCOUNT_STATES = ("active", "frozen", "closed")
+ACCOUNT_STATES = ("active", "frozen", "closed", "blocked")
 USER_ROLES = ("owner", "accountant", "viewer")
 FEE_PERIODS = ("daily", "monthly")
 LEDGER_KINDS = ("payment", "fee", "traffic", "option", "promised", "refund", "correction")

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime,
-                        ForeignKey, Index, Integer, String, Text, text)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+                        ForeignKey, Index, Integer, String, Text, UniqueConstraint, text)
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from config.db import Base, Money, utcnow
 from rating.choices import (ACCOUNT_KINDS, ACCOUNT_STATES, FEE_PERIODS,
@@ -17,6 +17,16 @@ from rating.choices import (ACCOUNT_KINDS, ACCOUNT_STATES, FEE_PERIODS,
 
 def _in(column: str, values) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _search_name(context, column: str):
+    from rating.search import name_key
+    return name_key(context.get_current_parameters().get(column))
+
+
+def _search_phone(context, column: str):
+    from rating.search import phone_key
+    return phone_key(context.get_current_parameters().get(column))
 
 
 class Tariff(Base):
@@ -78,8 +88,28 @@ class Account(Base):
     notify_channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["email"],
                                                        server_default='["email"]')
     telegram_chat_id: Mapped[Optional[str]] = mapped_column(String(64))
+    # Search keys (issue 14, rating.search): the name case-folded in Python
+    # (SQLite's lower() knows only ASCII), the phone's national digits.
+    # Filled on insert (ORM and Core alike) and on every ORM change;
+    # rating.search.backfill fills rows written around both.
+    search_name: Mapped[Optional[str]] = mapped_column(
+        String(200), index=True, default=lambda ctx: _search_name(ctx, "name"))
+    phone_key: Mapped[Optional[str]] = mapped_column(
+        String(16), index=True, default=lambda ctx: _search_phone(ctx, "phone"))
 
     tariff: Mapped[Optional[Tariff]] = relationship(lazy="joined", foreign_keys=[tariff_id])
+
+    @validates("name")
+    def _name_changed(self, key, value):
+        from rating.search import name_key
+        self.search_name = name_key(value)
+        return value
+
+    @validates("phone")
+    def _phone_changed(self, key, value):
+        from rating.search import phone_key
+        self.phone_key = phone_key(value)
+        return value
 
 
 class CabinetUser(Base):
@@ -241,3 +271,19 @@ class Notification(Base):
 
 # `abonent audit` reads the operation log newest first, by time range.
 Index("ix_operation_log_created_at", OperationLog.created_at)
+
+
+# -- accounts (issue 14) --
+
+class CabinetUserAccount(Base):
+    """Family linking: a cabinet login reaches this account too (besides
+    its own ``CabinetUser.account_id``), with the login's role."""
+
+    __tablename__ = "cabinet_user_accounts"
+    __table_args__ = (UniqueConstraint("cabinet_user_id", "account_id",
+                                       name="uq_cabinet_user_accounts_user_account"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cabinet_user_id: Mapped[int] = mapped_column(ForeignKey("cabinet_users.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

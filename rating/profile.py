@@ -110,6 +110,8 @@ def desired_profile(*, state: str, rung: str, tariff: TariffSpeeds | None,
         return Profile("closed", NONE)
     if state == "frozen":
         return Profile("frozen", NONE)
+    if state == "blocked":
+        return Profile("blocked", NONE)
     if tariff is None:
         return Profile("no-tariff", NONE)
     found = policies.rung_named(rung, ladder)

@@ -57,6 +57,7 @@ VIEWER_MAY = {
     "main.end_other_sessions",
     "tokens.tokens",
     "tokens.revoke",
+    "auth.switch_account",         # which linked account the login looks at (no write)
 }
 
 # Plausible input, so that a refusal is for the role, not for a missing field.
