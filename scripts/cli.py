@@ -13,7 +13,7 @@ import click
 # command or group, imported only when that command runs.
 COMMANDS = {
     "db": ("scripts.admin:db", "Database schema: upgrade, check."),
-    "tariff": ("scripts.tariff_cli:tariff", "Tariffs: add, list."),
+    "tariff": ("scripts.tariff_cli:tariff", "Tariffs: add, edit, archive, show, list."),
     "account": ("scripts.accounts_cli:account", "Accounts: add, show, list."),
     "service": ("scripts.accounts_cli:service", "Network services: add (PPPoE, IPoE)."),
     "pool": ("scripts.admin:pool", "IP address pools: add, list."),
