@@ -330,7 +330,7 @@ def ladder():
     if not cache:
         cache.append(policies.ladder_from_settings(
             current_app.extensions["abonent"].settings.section("policy")))
-    return cache[0]
+    return policies.ladder_in_force(current_app.extensions["abonent"].engine, cache[0])
 
 
 def db():
