@@ -8,8 +8,8 @@ from sqlalchemy import select
 from rating import options, policies
 from rating.choices import OPTION_KINDS
 from rating.models import OptionType
-from scripts.common import (CliError, actor, emit_json, emit_rows, fetch_page, get_context, json_option,
-                            page_options, transaction)
+from scripts.common import (CliError, actor, emit_json, emit_rows, fetch_page, get_context,
+                            json_option, page_options, transaction)
 
 
 # -- option-type -------------------------------------------------------------
