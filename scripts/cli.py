@@ -14,7 +14,7 @@ import click
 COMMANDS = {
     "db": ("scripts.admin:db", "Database schema: upgrade, check."),
     "tariff": ("scripts.tariff_cli:tariff", "Tariffs: add, edit, archive, show, list."),
-    "option-type": ("scripts.catalogue_cli:option_type", "Options on sale (turbo, packs): add, edit."),
+    "option-type": ("scripts.catalogue_cli:option_type", "Options on sale: add, edit, list."),
     "policy": ("scripts.catalogue_cli:policy", "The balance ladder: show, set."),
     "account": ("scripts.accounts_cli:account", "Accounts: add, show, list."),
     "service": ("scripts.accounts_cli:service", "Network services: add (PPPoE, IPoE)."),
