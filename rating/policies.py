@@ -114,7 +114,8 @@ _cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _engine_of(source):
     """An Engine from an Engine, a Session or a sessionmaker."""
     if hasattr(source, "get_bind"):
-        return source.get_bind()
+        bind = source.get_bind()
+        return getattr(bind, "engine", bind)  # a Connection's Engine
     if hasattr(source, "kw"):
         return source.kw["bind"]
     return source
