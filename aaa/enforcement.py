@@ -129,6 +129,7 @@ def _target(spec, desired: Profile | None) -> str:
 def desired_profiles(session: Session, now: dt.datetime, ladder=policies.DEFAULT_LADDER,
                      account_ids: Iterable[int] | None = None) -> dict[int, Profile]:
     """desired_profile of each account named (or of each with an open session)."""
+    ladder = policies.ladder_in_force(session, ladder)  # the stored ladder, if any
     if account_ids is None:
         accounts = (select(RadiusSession.account_id)
                     .where(RadiusSession.stopped_at.is_(None)).distinct())

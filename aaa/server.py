@@ -746,7 +746,8 @@ class RadiusServer:
             return held[1], subscriber, extra
         decision = decide(subscriber, True, vendor=client.spec,
                           interim_interval=self.interim_interval,
-                          session_timeout=self.session_timeout, ladder=self.ladder,
+                          session_timeout=self.session_timeout,
+                          ladder=policies.ladder_in_force(self.ctx.engine, self.ladder),
                           redirect_url=self.redirect_url)
         if len(self._decisions) > 200_000:
             self._decisions.clear()

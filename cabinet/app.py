@@ -330,7 +330,9 @@ def ladder():
     if not cache:
         cache.append(policies.ladder_from_settings(
             current_app.extensions["abonent"].settings.section("policy")))
-    return cache[0]
+    # Read through the request's session: a second connection could wait
+    # for the request's own on a one-connection SQLite pool.
+    return policies.ladder_in_force(db(), cache[0])
 
 
 def db():

@@ -67,6 +67,15 @@ def find_tariff(session: Session, name: str) -> Tariff:
     return tariff
 
 
+def offered_tariff(session: Session, name: str) -> Tariff:
+    """A tariff a new account (or a switch) may choose: it exists and is not
+    archived; subscribers already on an archived tariff keep it."""
+    tariff = find_tariff(session, name)
+    if tariff.archived:
+        raise DomainError(f"tariff {name!r} is archived and cannot be chosen")
+    return tariff
+
+
 def create_account(session: Session, *, number: str, name: str, tariff: str | None = None,
                    kind: str = "person", email: str | None = None, phone: str | None = None,
                    credit_limit="0", actor: str = "admin") -> Account:
@@ -84,7 +93,7 @@ def create_account(session: Session, *, number: str, name: str, tariff: str | No
         raise DomainError("credit limit cannot be negative")
     account = Account(number=number, name=name, kind=kind, email=email, phone=phone,
                       credit_limit=limit,
-                      tariff_id=find_tariff(session, tariff).id if tariff else None)
+                      tariff_id=offered_tariff(session, tariff).id if tariff else None)
     session.add(account)
     session.flush()
     oplog.record(session, account_id=account.id, actor=actor, action="account.add",

@@ -8,3 +8,7 @@ LEDGER_KINDS = ("payment", "fee", "traffic", "option", "promised", "refund", "co
 # Kinds that add money to an account; the rest take it away.
 CREDIT_KINDS = ("payment", "promised", "refund")
 PROFILES = ("normal", "turbo", "throttled", "suspended")
+# Where a tariff's traffic usage is counted (rating.traffic).
+USAGE_SOURCES = ("radius", "netflow")
+TRAFFIC_DIRECTIONS = ("in", "out")
+OPTION_KINDS = ("turbo", "traffic")

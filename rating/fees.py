@@ -69,6 +69,7 @@ def _fee_expressions(session: Session, day: dt.date, freeze_fee: Decimal,
     one. An account suspended for debt pays no fee while it lasts: the debt
     does not grow while there is no service, and the fee resumes the day
     the service returns (a monthly fee not yet charged is charged then)."""
+    ladder = policies.ladder_in_force(session, ladder)  # the stored ladder, if any
     charging = session.scalars(select(Tariff).where(Tariff.fee > 0)).all()
     tariffs = [(t.id, t.fee, t.fee_period) for t in charging]
     unserved = [(t.id, names) for t in charging if (names := unserved_profiles(t, ladder))]
@@ -192,7 +193,8 @@ def apply_policies(session: Session, low: int | None = None, high: int | None = 
     The profile is the ladder's verdict only; options bought stack on it
     (rating.profile), so none is lost to a suspension.
     """
-    decided = policies.profile_case(accounts.c.balance, accounts.c.credit_limit)
+    decided = policies.profile_case(accounts.c.balance, accounts.c.credit_limit,
+                                    policies.ladder_in_force(session))
     condition = and_(accounts.c.state == "active", accounts.c.profile != decided)
     if low is not None:
         condition = and_(condition, accounts.c.id >= low, accounts.c.id < high)

@@ -59,7 +59,8 @@ def unfreeze(session: Session, account: Account, *, actor: str = "subscriber") -
         raise DomainError("the account is not frozen")
     account.state = "active"
     account.frozen_until = None
-    set_profile(session, account, policies.decide(account.balance, account.credit_limit),
+    set_profile(session, account, policies.decide(account.balance, account.credit_limit,
+                                                   policies.ladder_in_force(session)),
                 "unfreeze")
     oplog.record(session, account_id=account.id, actor=actor, action="account.unfreeze")
 

@@ -143,6 +143,8 @@ class OptionType(Base):
     duration_hours: Mapped[int] = mapped_column(Integer, default=24)
     rate_multiplier: Mapped[int] = mapped_column(Integer, default=1)
     traffic_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How many an account may buy in a calendar month; 0: no limit.
+    max_per_month: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AccountOption(Base):
@@ -287,3 +289,22 @@ class CabinetUserAccount(Base):
     cabinet_user_id: Mapped[int] = mapped_column(ForeignKey("cabinet_users.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- catalogue (issue 14) --
+
+class PolicyRung(Base):
+    """The operator's balance ladder, one row per rung, worst first
+    (``position``); no rows: the ladder of the settings ``[policy]``."""
+
+    __tablename__ = "policy_rungs"
+    __table_args__ = (CheckConstraint("mode IN ('throttle', 'redirect', 'block')", name="mode"),
+                      CheckConstraint("rate_kbps >= 0", name="rate_kbps"))
+
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    profile: Mapped[str] = mapped_column(String(32), unique=True)
+    offset: Mapped[Decimal] = mapped_column(Money)
+    past_credit: Mapped[bool] = mapped_column(Boolean, default=False)
+    mode: Mapped[str] = mapped_column(String(16))
+    rate_kbps: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(String(200), default="")

@@ -13,15 +13,17 @@ it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from config.db import money
-from rating import ledger, oplog
-from rating.accounts import DomainError
+from rating import ledger, oplog, validate
+from rating.accounts import MAX_PREPAID_MB, DomainError
+from rating.choices import OPTION_KINDS
+from rating.validate import NotFound
 from rating.models import Account, AccountOption, LedgerEntry, OptionType, ProfileChange
 from rating.profile import ActiveOption
 
@@ -34,19 +36,113 @@ class Purchase:
     created: bool
 
 
+# Bounds of what an option type may be: a typo (10000 hours, ×1000) is
+# refused rather than sold.
+MAX_HOURS = 24 * 366
+MAX_MULTIPLIER = 100
+MAX_PER_MONTH = 1000
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+OPTION_FIELDS = ("name", "kind", "price", "duration_hours", "rate_multiplier", "traffic_mb",
+                 "max_per_month")
+
+
+def _whole(value, what: str, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value).strip())
+        except ValueError:
+            raise DomainError(f"{what} must be a whole number, not {value!r}") from None
+    if not minimum <= value <= maximum:
+        raise DomainError(f"{what} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def check_option_type(values: dict) -> dict:
+    """An option type's fields checked and normalised (rating.validate for
+    the name and the price); a DomainError names the first bad one."""
+    out = dict(values)
+    out["name"] = validate.name(values["name"], "option name", 100)
+    if values["kind"] not in OPTION_KINDS:
+        raise DomainError(f"option kind must be one of {', '.join(OPTION_KINDS)}")
+    out["price"] = validate.amount(values["price"], "option price")
+    out["duration_hours"] = _whole(values["duration_hours"], "duration (hours)", 1, MAX_HOURS)
+    out["rate_multiplier"] = _whole(values["rate_multiplier"], "speed multiplier", 1,
+                                    MAX_MULTIPLIER)
+    out["traffic_mb"] = _whole(values["traffic_mb"], "traffic (MB)", 0, MAX_PREPAID_MB)
+    out["max_per_month"] = _whole(values["max_per_month"], "purchases per month", 0,
+                                  MAX_PER_MONTH)
+    if out["kind"] == "traffic" and out["rate_multiplier"] != 1:
+        raise DomainError("a traffic pack does not change the speed: its multiplier is 1")
+    if out["kind"] == "turbo" and out["traffic_mb"]:
+        raise DomainError("a turbo adds no traffic: give --traffic-mb to a traffic pack")
+    return out
+
+
 def create_option_type(session: Session, *, code: str, name: str, kind: str, price,
                        duration_hours: int = 24, rate_multiplier: int = 1,
-                       traffic_mb: int = 0) -> OptionType:
-    if kind not in ("turbo", "traffic"):
-        raise DomainError("option kind must be turbo or traffic")
-    if duration_hours <= 0 or rate_multiplier < 1:
-        raise DomainError("an option needs a positive duration and a multiplier of at least 1")
-    option = OptionType(code=code, name=name, kind=kind, price=money(price),
-                        duration_hours=duration_hours, rate_multiplier=rate_multiplier,
-                        traffic_mb=traffic_mb)
+                       traffic_mb: int = 0, max_per_month: int = 0,
+                       actor: str = "admin") -> OptionType:
+    """Put an option on sale (the CLI's ``option-type add``, the demo's seed)."""
+    if not isinstance(code, str) or not _CODE.match(code):
+        raise DomainError(f"option code must be 1-32 lower-case letters, digits, '_' or '-', "
+                          f"not {code!r}")
+    values = check_option_type(dict(name=name, kind=kind, price=price,
+                                    duration_hours=duration_hours,
+                                    rate_multiplier=rate_multiplier, traffic_mb=traffic_mb,
+                                    max_per_month=max_per_month))
+    if session.scalar(select(OptionType.id).where(OptionType.code == code)) is not None:
+        raise DomainError(f"option {code!r} already exists")
+    option = OptionType(code=code, **values)
     session.add(option)
     session.flush()
+    oplog.record(session, account_id=None, actor=actor, action="option_type.add", code=code,
+                 **values)
     return option
+
+
+def find_option_type(session: Session, code: str) -> OptionType:
+    option = session.scalar(select(OptionType).where(OptionType.code == code))
+    if option is None:
+        raise NotFound(f"option {code!r} does not exist")
+    return option
+
+
+def edit_option_type(session: Session, code: str, *, actor: str,
+                     **changes) -> dict[str, tuple[str, str]]:
+    """Change only the fields given; {field: (old, new)} also goes to the
+    audit log. Options already bought keep what they were sold with (their
+    end time); a new price or duration applies to the next purchase."""
+    unknown = set(changes) - set(OPTION_FIELDS)
+    if unknown:
+        raise DomainError(f"unknown option field {sorted(unknown)[0]!r}")
+    option = find_option_type(session, code)
+    old = {f: getattr(option, f) for f in OPTION_FIELDS}
+    new = check_option_type({**old, **changes})
+    diff = {f: (str(old[f]), str(new[f])) for f in OPTION_FIELDS if old[f] != new[f]}
+    if not diff:
+        raise DomainError("nothing to change: give at least one new value")
+    for field in diff:
+        setattr(option, field, new[field])
+    session.flush()
+    oplog.record(session, account_id=None, actor=actor, action="option_type.edit", code=code,
+                 **{f: f"{a} -> {b}" for f, (a, b) in diff.items()})
+    return diff
+
+
+def _bought_this_month(session: Session, account_id: int, option: OptionType,
+                       now: dt.datetime) -> int:
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return session.scalar(select(func.count()).select_from(AccountOption).where(
+        AccountOption.account_id == account_id, AccountOption.option_type_id == option.id,
+        AccountOption.starts_at >= month_start)) or 0
+
+
+def _check_limit(session: Session, account: Account, option: OptionType,
+                 now: dt.datetime) -> None:
+    if option.max_per_month and _bought_this_month(session, account.id, option,
+                                                   now) >= option.max_per_month:
+        raise DomainError(f"this option can be bought {option.max_per_month} "
+                          f"time{'s' if option.max_per_month > 1 else ''} a month")
 
 
 def active_options(session: Session, account_id: int, now: dt.datetime) -> list[AccountOption]:
@@ -94,6 +190,7 @@ def check(session: Session, account: Account, code: str, now: dt.datetime) -> Op
         raise DomainError("options can be bought only on an active account")
     if option.kind == "turbo" and _turbo_running(session, account.id, now):
         raise DomainError("a turbo is already active")
+    _check_limit(session, account, option, now)
     if account.balance - option.price < -account.credit_limit:
         raise DomainError("not enough money for this option")
     return option
@@ -134,6 +231,7 @@ def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
                         bought.ends_at if bought else now, False)
     if option.kind == "turbo" and _turbo_running(session, account.id, now):
         raise DomainError("a turbo is already active")
+    _check_limit(session, account, option, now)
     try:
         posting = ledger.post(session, account_id=account.id, amount=-option.price,
                               kind="option", key=key, author=actor,

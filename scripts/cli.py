@@ -13,7 +13,9 @@ import click
 # command or group, imported only when that command runs.
 COMMANDS = {
     "db": ("scripts.admin:db", "Database schema: upgrade, check."),
-    "tariff": ("scripts.tariff_cli:tariff", "Tariffs: add, list."),
+    "tariff": ("scripts.tariff_cli:tariff", "Tariffs: add, edit, archive, show, list."),
+    "option-type": ("scripts.catalogue_cli:option_type", "Options on sale: add, edit, list."),
+    "policy": ("scripts.catalogue_cli:policy", "The balance ladder: show, set."),
     "account": ("scripts.accounts_cli:account", "Accounts: add, edit, block, unblock, close, find, show, list."),
     "service": ("scripts.accounts_cli:service", "Network services: add, edit, remove, list (PPPoE, IPoE)."),
     "pool": ("scripts.admin:pool", "IP address pools: add, list."),

@@ -50,7 +50,8 @@ def seed(session) -> bool:
         session.add(Nas(name="demo-nas", address="127.0.0.1", secret=DEMO["nas_secret"],
                         vendor="mikrotik"))
     options.create_option_type(session, code="turbo", name="Turbo ×2", kind="turbo",
-                               price="50.00", duration_hours=24, rate_multiplier=2)
+                               price="50.00", duration_hours=24, rate_multiplier=2,
+                               actor="demo")
     session.flush()
     return True
 
