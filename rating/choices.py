@@ -8,3 +8,8 @@ LEDGER_KINDS = ("payment", "fee", "traffic", "option", "promised", "refund", "co
 # Kinds that add money to an account; the rest take it away.
 CREDIT_KINDS = ("payment", "promised", "refund")
 PROFILES = ("normal", "turbo", "throttled", "suspended")
+# -- packages (issue 14) --
+PACKAGE_TARGETS = ("tariff", "package")
+# "discount": a discount on a fee (a credit); "bonus": a promo code's credit
+# or bonus points spent on a fee (a credit).
+LEDGER_KINDS = LEDGER_KINDS + ("discount", "bonus")
