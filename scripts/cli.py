@@ -29,6 +29,10 @@ COMMANDS = {
     "serve": ("scripts.serve:serve", "Run a server: radius, cabinet, collector, scheduler, enforcer."),
     "nas-sim": ("scripts.nas_sim:nas_sim", "Simulate a BRAS: auth, accounting, NetFlow, CoA."),
     "demo": ("scripts.demo:demo", "Seed demo data and run everything on SQLite."),
+    "package": ("scripts.packages_cli:package", "Service packages: add, edit, list, archive, on, off."),
+    "discount": ("scripts.packages_cli:discount", "Discounts on tariff or package fees: add, list, remove."),
+    "promo": ("scripts.packages_cli:promo", "Promo codes: add, list, redeem."),
+    "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
 }
 
 
