@@ -200,7 +200,7 @@ def switch(session: Session, account: Account, package: Package, on: bool, *, to
         raise DomainError("this package is switched on and off by the operator only")
     row = session.scalar(select(AccountPackage).where(
         AccountPackage.account_id == account.id, AccountPackage.package_id == package.id)
-        .with_for_update())
+        .with_for_update(of=AccountPackage))
     if not on:
         if row is None or not row.active:
             return Switch(False, Decimal("0.00"))
