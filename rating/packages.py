@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from sqlalchemy import String, and_, bindparam, case, cast, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config.db import Money, utcnow
@@ -234,8 +235,14 @@ def switch(session: Session, account: Account, package: Package, on: bool, *, to
         if posting is not None and posting.created:
             charged = -posting.amount
     if row is None:
-        session.add(AccountPackage(account_id=account.id, package_id=package.id, active=True,
-                                   changed_at=utcnow()))
+        try:
+            # A savepoint: a switch-on of the same pair sent twice at once
+            # meets the unique pair, and the second finds it on.
+            with session.begin_nested():
+                session.add(AccountPackage(account_id=account.id, package_id=package.id,
+                                           active=True, changed_at=utcnow()))
+        except IntegrityError:
+            return Switch(False, charged)
     else:
         row.active = True
         row.changed_at = utcnow()

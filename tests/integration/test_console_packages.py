@@ -153,6 +153,22 @@ def test_the_fee_run_charges_a_package_once_per_period(seeded):
     assert "package TV for 2026-11" in memos and "package Kino for 2026-11-10" in memos
 
 
+def test_the_scheduled_run_charges_packages_too(seeded):
+    """`fees run` with no day: the scheduler's path (chunks over several
+    connections on PostgreSQL), run twice."""
+    first = account_id(seeded)
+    with seeded.ctx.Session() as session:
+        tv = packages.create(session, name="TV", fee="150")
+        session.add(AccountPackage(account_id=first, package_id=tv.id))
+        session.commit()
+    seeded("fees", "run")
+    seeded("fees", "run")
+    fees = [e for e in entries(seeded, kind="fee") if e[2].startswith("pkg:")]
+    assert len(fees) == 1 and fees[0][1] == Decimal("-150.00")
+    with seeded.ctx.Session() as session:
+        assert ledger.balance_mismatches(session) == []
+
+
 def test_a_frozen_or_suspended_account_pays_no_package(seeded):
     first, second = account_id(seeded, "100"), account_id(seeded, "101")
     with seeded.ctx.Session() as session:
