@@ -102,12 +102,16 @@ def _page(status: int = 200, error: str | None = None, promo_form: PromoForm | N
         promo_form=promo_form or PromoForm(account_id=account.id), error=error), status
 
 
-def _own_form(form) -> None:
-    """A change may come only from an owner or accountant, for the account
-    the page was drawn for (another id answers 404)."""
+def _may_change() -> None:
+    """A change may come only from an owner or accountant (a viewer: 403,
+    whatever the form holds)."""
     if current_user.role not in CONTACT_EDITORS:
         abort(403)
-    if form.account_id.data is not None and form.account_id.data != current_user.account_id:
+
+
+def _own_form(form) -> None:
+    """For the account the page was drawn for (another id answers 404)."""
+    if form.account_id.data != current_user.account_id:
         abort(404)
 
 
@@ -120,6 +124,7 @@ def packages_page():
 @blueprint.route("/packages/switch", methods=["POST"])
 @login_required
 def switch():
+    _may_change()
     form = SwitchForm()
     if not form.validate_on_submit():
         return _page(400, _("The form is incomplete; reload the page and try again."))
@@ -148,6 +153,7 @@ def switch():
 @blueprint.route("/packages/promo", methods=["POST"])
 @login_required
 def redeem_promo():
+    _may_change()
     form = PromoForm()
     if not form.validate_on_submit():
         return _page(400, promo_form=form)
