@@ -167,6 +167,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     money.init_app(app, limiter, csrf)
     from cabinet import selfservice
     selfservice.install(app, limiter, csrf)
+    from cabinet import packages_page
+    app.register_blueprint(packages_page.blueprint)
     from cabinet import api, tokens
     api.register(app)
     app.register_blueprint(tokens.blueprint)

@@ -13,6 +13,7 @@ LEDGER_KINDS = {
     "payment": _l("Payment"), "fee": _l("Subscription fee"), "traffic": _l("Traffic"),
     "option": _l("Option"), "promised": _l("Promised payment"), "refund": _l("Refund"),
     "correction": _l("Correction"),
+    "discount": _l("Discount"), "bonus": _l("Bonus"),
 }
 
 PROFILES = {
@@ -51,6 +52,9 @@ ACTIONS = {
     "request.status": _l("Service request updated"),
     "api_token.create": _l("API token created"), "api_token.revoke": _l("API token revoked"),
     "api_token.revoke_all": _l("Every API token revoked"),
+    "package.on": _l("Package switched on"), "package.off": _l("Package switched off"),
+    "discount.add": _l("Discount given"), "discount.remove": _l("Discount removed"),
+    "promo.redeem": _l("Promo code used"),
 }
 
 FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
@@ -64,7 +68,10 @@ FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
           "channels": _l("Channels"),
           "low_balance_threshold": _l("Low-balance threshold"),
           "telegram_chat_id": _l("Telegram chat id"), "request": _l("Request No."),
-          "topic": _l("Topic"), "status": _l("Status"), "answer": _l("Answer")}
+          "topic": _l("Topic"), "status": _l("Status"), "answer": _l("Answer"),
+          "package": _l("Package"), "charged": _l("Charged"), "given": _l("Given"),
+          "discount": _l("Discount No."), "percent": _l("Percent"),
+          "valid_from": _l("From"), "valid_until": _l("Until"), "target": _l("On")}
 
 # rating's DomainError sentences shown in the cabinet; anything else is
 # shown as it is.

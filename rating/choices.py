@@ -12,3 +12,9 @@ PROFILES = ("normal", "turbo", "throttled", "suspended")
 USAGE_SOURCES = ("radius", "netflow")
 TRAFFIC_DIRECTIONS = ("in", "out")
 OPTION_KINDS = ("turbo", "traffic")
+
+# -- packages (issue 14) --
+PACKAGE_TARGETS = ("tariff", "package")
+# "discount": a discount on a fee (a credit); "bonus": a promo code's credit
+# or bonus points spent on a fee (a credit).
+LEDGER_KINDS = LEDGER_KINDS + ("discount", "bonus")

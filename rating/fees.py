@@ -39,6 +39,8 @@ class FeeRunResult:
     day: dt.date
     charged: int = 0
     profiles_changed: int = 0
+    # Accounts charged a package fee, given a discount or paid by points now.
+    extras: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,12 +150,14 @@ def charge_day(session: Session, day: dt.date, *, author: str = "scheduler:fees"
     expressions = _fee_expressions(session, day, freeze_fee, ladder)
     session.commit()
     if expressions is None:
+        _charge_extras(session, result, author)
         return result
     for low, high in _chunks(session, chunk):
         charged, changed = _charge_chunk(session, day, low, high, expressions, author)
         session.commit()
         result.charged += charged
         result.profiles_changed += changed
+    _charge_extras(session, result, author)
     log.info("fees.charged day=%s accounts=%d profiles_changed=%d", day, result.charged,
              result.profiles_changed)
     return result
@@ -169,6 +173,8 @@ def charge_day_parallel(Session: sessionmaker, day: dt.date, *, workers: int = 2
         ranges = _chunks(session, chunk) if expressions is not None else []
     result = FeeRunResult(day)
     if not ranges:
+        with Session() as session:
+            _charge_extras(session, result, author)
         return result
 
     def work(bounds: tuple[int, int]) -> tuple[int, int]:
@@ -181,9 +187,25 @@ def charge_day_parallel(Session: sessionmaker, day: dt.date, *, workers: int = 2
         for charged, changed in pool.map(work, ranges):
             result.charged += charged
             result.profiles_changed += changed
+    with Session() as session:
+        _charge_extras(session, result, author)
     log.info("fees.charged day=%s accounts=%d profiles_changed=%d workers=%d", day,
              result.charged, result.profiles_changed, workers)
     return result
+
+
+def _charge_extras(session: Session, result: FeeRunResult, author: str) -> None:
+    """After the tariff fees: service packages (rating.packages), then
+    discounts and bonus points (rating.promotions), each with its own keys,
+    so a repeated run adds nothing; one transaction."""
+    from rating import packages, promotions
+    touched = set(packages.charge_day(session, result.day, author=author))
+    touched |= promotions.run_day(session, result.day, author=author)
+    if touched:
+        result.extras = len(touched)
+        result.profiles_changed += apply_policies(session, min(touched), max(touched) + 1,
+                                                  reason=f"fee:{result.day.isoformat()}")
+    session.commit()
 
 
 def apply_policies(session: Session, low: int | None = None, high: int | None = None, *,

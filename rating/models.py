@@ -308,3 +308,132 @@ class PolicyRung(Base):
     mode: Mapped[str] = mapped_column(String(16))
     rate_kbps: Mapped[int] = mapped_column(Integer, default=0)
     description: Mapped[str] = mapped_column(String(200), default="")
+
+
+# -- packages (issue 14) --
+
+class Package(Base):
+    """A service package (a TV channel package, a static IP, ...): a fee a
+    month or a day on top of the tariff, on or off per account."""
+
+    __tablename__ = "packages"
+    __table_args__ = (CheckConstraint(_in("fee_period", FEE_PERIODS), name="fee_period"),
+                      CheckConstraint("fee >= 0", name="fee"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    fee: Mapped[Decimal] = mapped_column(Money)
+    # "monthly": the fee whole once a month; "daily": the fee every day.
+    fee_period: Mapped[str] = mapped_column(String(16), default="monthly")
+    # Whether the subscriber may switch it on and off in the cabinet.
+    self_service: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AccountPackage(Base):
+    """A package on an account; one row per pair, switched on and off."""
+
+    __tablename__ = "account_packages"
+    __table_args__ = (Index("uq_account_packages_pair", "account_id", "package_id",
+                            unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    package: Mapped[Package] = relationship(lazy="joined")
+
+
+class Discount(Base):
+    """A discount for one account on its tariff fee or its package fees,
+    from ``valid_from`` to ``valid_until`` (exclusive; None: no end)."""
+
+    __tablename__ = "discounts"
+    __table_args__ = (
+        CheckConstraint("target IN ('tariff', 'package')", name="target"),
+        CheckConstraint("(percent IS NULL) <> (amount IS NULL)", name="one_rule"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    target: Mapped[str] = mapped_column(String(16))
+    # For target "package": this package only; None: every package.
+    package_id: Mapped[Optional[int]] = mapped_column(ForeignKey("packages.id"))
+    percent: Mapped[Optional[Decimal]] = mapped_column(Money)
+    amount: Mapped[Optional[Decimal]] = mapped_column(Money)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[Optional[dt.date]] = mapped_column(Date)
+    reason: Mapped[Optional[str]] = mapped_column(String(200))
+    promo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("promo_codes.id"))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PromoCode(Base):
+    """A promo code: a fixed credit, or a percent discount for some days."""
+
+    __tablename__ = "promo_codes"
+    __table_args__ = (
+        CheckConstraint("(percent IS NULL) <> (amount IS NULL)", name="one_rule"),
+        CheckConstraint("used <= max_uses", name="uses"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    percent: Mapped[Optional[Decimal]] = mapped_column(Money)
+    amount: Mapped[Optional[Decimal]] = mapped_column(Money)
+    # What a percent code discounts, and for how many days from redemption.
+    target: Mapped[str] = mapped_column(String(16), default="tariff")
+    days: Mapped[int] = mapped_column(Integer, default=30)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    # The last day it may be redeemed (the operator's calendar).
+    expires_on: Mapped[Optional[dt.date]] = mapped_column(Date)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PromoRedemption(Base):
+    __tablename__ = "promo_redemptions"
+    __table_args__ = (Index("uq_promo_redemptions_pair", "promo_id", "account_id",
+                            unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promo_id: Mapped[int] = mapped_column(ForeignKey("promo_codes.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BonusRule(Base):
+    """The one bonus rule (id 1): points earned per 100 of a payment."""
+
+    __tablename__ = "bonus_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    earn_percent: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    # Payments from this moment on earn points.
+    since: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class BonusPoint(Base):
+    """Bonus points, ledger-like: immutable rows, a unique key each; an
+    account's points are the sum. One point is worth 1.00 of money."""
+
+    __tablename__ = "bonus_points"
+    __table_args__ = (Index("ix_bonus_points_account_time", "account_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    points: Mapped[Decimal] = mapped_column(Money)
+    kind: Mapped[str] = mapped_column(String(16))  # earn / spend
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    memo: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -40,6 +40,10 @@ COMMANDS = {
     "traffic": ("scripts.reports_cli:traffic", "An account's traffic by class or day."),
     "report": ("scripts.reports_cli:report", "Reports: reconcile, debtors, revenue."),
     "import": ("scripts.import_cli:import_group", "Import from another billing: accounts, services, balances, payments."),
+    "package": ("scripts.packages_cli:package", "Service packages: add, edit, list, archive, on, off."),
+    "discount": ("scripts.packages_cli:discount", "Discounts on tariff or package fees: add, list, remove."),
+    "promo": ("scripts.packages_cli:promo", "Promo codes: add, list, redeem."),
+    "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
 }
 
 

@@ -2,7 +2,7 @@
 stored in the database (policy_rungs)
 
 Revision ID: a1400000c001
-Revises: 8e10c0a11b2c
+Revises: a1400000c003
 Create Date: 2026-12-06 00:00:00
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import config.db
 
 revision = 'a1400000c001'
-down_revision = '8e10c0a11b2c'
+down_revision = 'a1400000c003'
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,7 @@
 period, family linking of cabinet logins to several accounts
 
 Revision ID: a1400000c003
-Revises: 8e10c0a11b2c
+Revises: a1400000c004
 Create Date: 2026-12-05 23:55:00
 """
 import re
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'a1400000c003'
-down_revision = '8e10c0a11b2c'
+down_revision = 'a1400000c004'
 branch_labels = None
 depends_on = None
 
