@@ -532,7 +532,8 @@ def _after_accounts_inserted(session: Session, ids: list[int]) -> None:
     """The one place to derive whatever the ORM would have set on an Account
     (a bulk insert skips ORM events): called after each batch of imported
     accounts, with their ids, in the import's transaction."""
-    # MERGE: rating.search.backfill(session) goes here.
+    from rating.search import backfill
+    backfill(session)
 
 
 # -- opening balances ----------------------------------------------------------

@@ -269,3 +269,23 @@ def test_a_cp1251_file_read_as_utf8_is_refused(run, tmp_path):
     refused = run("import", "accounts", path, code=2)
     assert "is not utf-8-sig text" in refused.stderr and "encoding" in refused.stderr
     run("import", "accounts", path, "--help")
+
+
+def test_imported_accounts_are_found_by_name_and_phone(abonent_exe, db_url, tmp_path):
+    """The bulk import skips ORM events; the search keys are filled anyway."""
+    from tests.conftest import make_context
+    from rating import accounts as acc
+    context = make_context(db_url)
+    with context.Session() as session:
+        acc.create_tariff(session, name="Home", fee="600", rate_down_kbps=100000,
+                          rate_up_kbps=50000)
+        session.commit()
+    context.dispose()
+    csv_file = tmp_path / "accounts.csv"
+    csv_file.write_text("number,name,tariff,phone\n"
+                        "7001,Пётр Сидоров,Home,+7 (912) 345-67-89\n", encoding="utf-8")
+    abonent_exe("import", "accounts", csv_file)
+    found = abonent_exe("account", "find", "сидоров", "--json").stdout
+    assert "7001" in found
+    found = abonent_exe("account", "find", "89123456789", "--json").stdout
+    assert "7001" in found
