@@ -144,15 +144,6 @@ def tariff_view(tariff: Tariff, subscribers: int | None = None) -> dict[str, Any
     return view
 
 
-def _whole(value, what: str, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value).strip())
-        except ValueError:
-            raise DomainError(f"{what} must be a whole number, not {value!r}") from None
-    if not minimum <= value <= maximum:
-        raise DomainError(f"{what} must be between {minimum} and {maximum}, not {value}")
-    return value
 
 
 def check_tariff(values: dict[str, Any], known_classes: Iterable[str] | None = None
@@ -174,13 +165,13 @@ def check_tariff(values: dict[str, Any], known_classes: Iterable[str] | None = N
     if spec["fee_period"] not in FEE_PERIODS:
         raise DomainError(f"fee period must be one of {', '.join(FEE_PERIODS)}")
     out["fee_period"] = spec["fee_period"]
-    out["rate_down_kbps"] = _whole(spec["rate_down_kbps"], "download speed (kbit/s)", 1,
+    out["rate_down_kbps"] = validate.whole(spec["rate_down_kbps"], "download speed (kbit/s)", 1,
                                    MAX_KBPS)
-    out["rate_up_kbps"] = _whole(spec["rate_up_kbps"], "upload speed (kbit/s)", 1, MAX_KBPS)
-    out["negative_rate_kbps"] = _whole(spec["negative_rate_kbps"],
+    out["rate_up_kbps"] = validate.whole(spec["rate_up_kbps"], "upload speed (kbit/s)", 1, MAX_KBPS)
+    out["negative_rate_kbps"] = validate.whole(spec["negative_rate_kbps"],
                                        "negative-balance speed (kbit/s)", 0, MAX_KBPS)
-    out["prepaid_mb"] = _whole(spec["prepaid_mb"], "prepaid traffic (MB)", 0, MAX_PREPAID_MB)
-    out["switch_min_days"] = _whole(spec["switch_min_days"], "switch interval (days)", 0,
+    out["prepaid_mb"] = validate.whole(spec["prepaid_mb"], "prepaid traffic (MB)", 0, MAX_PREPAID_MB)
+    out["switch_min_days"] = validate.whole(spec["switch_min_days"], "switch interval (days)", 0,
                                     MAX_SWITCH_DAYS)
     if spec["usage_source"] not in USAGE_SOURCES:
         raise DomainError(f"usage source must be one of {', '.join(USAGE_SOURCES)}, "

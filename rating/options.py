@@ -46,15 +46,6 @@ OPTION_FIELDS = ("name", "kind", "price", "duration_hours", "rate_multiplier", "
                  "max_per_month")
 
 
-def _whole(value, what: str, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value).strip())
-        except ValueError:
-            raise DomainError(f"{what} must be a whole number, not {value!r}") from None
-    if not minimum <= value <= maximum:
-        raise DomainError(f"{what} must be between {minimum} and {maximum}, not {value}")
-    return value
 
 
 def check_option_type(values: dict) -> dict:
@@ -65,11 +56,11 @@ def check_option_type(values: dict) -> dict:
     if values["kind"] not in OPTION_KINDS:
         raise DomainError(f"option kind must be one of {', '.join(OPTION_KINDS)}")
     out["price"] = validate.amount(values["price"], "option price")
-    out["duration_hours"] = _whole(values["duration_hours"], "duration (hours)", 1, MAX_HOURS)
-    out["rate_multiplier"] = _whole(values["rate_multiplier"], "speed multiplier", 1,
+    out["duration_hours"] = validate.whole(values["duration_hours"], "duration (hours)", 1, MAX_HOURS)
+    out["rate_multiplier"] = validate.whole(values["rate_multiplier"], "speed multiplier", 1,
                                     MAX_MULTIPLIER)
-    out["traffic_mb"] = _whole(values["traffic_mb"], "traffic (MB)", 0, MAX_PREPAID_MB)
-    out["max_per_month"] = _whole(values["max_per_month"], "purchases per month", 0,
+    out["traffic_mb"] = validate.whole(values["traffic_mb"], "traffic (MB)", 0, MAX_PREPAID_MB)
+    out["max_per_month"] = validate.whole(values["max_per_month"], "purchases per month", 0,
                                   MAX_PER_MONTH)
     if out["kind"] == "traffic" and out["rate_multiplier"] != 1:
         raise DomainError("a traffic pack does not change the speed: its multiplier is 1")

@@ -132,3 +132,15 @@ def memo(value) -> str | None:
 
 def name(value, what: str = "name", maximum: int = 200) -> str:
     return text(value, what, maximum=maximum)
+
+
+def whole(value, what: str, minimum: int, maximum: int) -> int:
+    """A whole number within [minimum, maximum], from an int or its text."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value).strip())
+        except ValueError:
+            raise DomainError(f"{what} must be a whole number, not {value!r}") from None
+    if not minimum <= value <= maximum:
+        raise DomainError(f"{what} must be between {minimum} and {maximum}, not {value}")
+    return value
