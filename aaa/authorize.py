@@ -46,6 +46,8 @@ class Subscriber:
     ipv6_prefix: str | None = None      # delegated (DHCPv6-PD), RFC 4818
     # Options bought that may change the speed (rating.profile).
     options: tuple[ActiveOption, ...] = ()
+    # The tariff's time-of-day windows with their own speed (rating.timewindows).
+    windows: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class Decision:
     reason: str
     attributes: tuple[tuple[str, object], ...] = ()
     profile: str | None = None
-    # The answer holds until then (an option's end), None: until the view changes.
+    # The answer holds until then (an option ends, the tariff's window speed
+    # changes), None: until the view changes.
     valid_until: dt.datetime | None = None
 
 
@@ -89,10 +92,13 @@ def chap_valid(subscriber: Subscriber, chap_password: bytes, challenge: bytes) -
 
 
 def subscriber_profile(subscriber: Subscriber, now: dt.datetime,
-                       ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> Profile:
-    """rating.profile.desired_profile over the cached view."""
+                       ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
+                       timezone: str = "UTC") -> Profile:
+    """rating.profile.desired_profile over the cached view; ``timezone``
+    is the operator's, in which the tariff's windows are written."""
     tariff = TariffSpeeds(subscriber.rate_down_kbps, subscriber.rate_up_kbps,
-                          subscriber.negative_rate_kbps) if subscriber.rate_down_kbps else None
+                          subscriber.negative_rate_kbps, subscriber.windows,
+                          timezone) if subscriber.rate_down_kbps else None
     return desired_profile(state=subscriber.account_state, rung=subscriber.profile,
                            tariff=tariff, options=subscriber.options, now=now, ladder=ladder)
 
@@ -101,7 +107,7 @@ def decide(subscriber: Subscriber | None, credentials_valid: bool, *,
            vendor: str | VendorSpec, interim_interval: int, session_timeout: int = 0,
            framed_ip: str | None = None, now: dt.datetime | None = None,
            ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
-           redirect_url: str = "") -> Decision:
+           redirect_url: str = "", timezone: str = "UTC") -> Decision:
     if subscriber is None:
         return Decision(False, "unknown-user")
     if not credentials_valid:
@@ -109,7 +115,7 @@ def decide(subscriber: Subscriber | None, credentials_valid: bool, *,
     if subscriber.account_state != "active":
         return Decision(False, f"account-{subscriber.account_state}")
     spec = spec_for(vendor) if isinstance(vendor, str) else vendor
-    profile = subscriber_profile(subscriber, now or utcnow(), ladder)
+    profile = subscriber_profile(subscriber, now or utcnow(), ladder, timezone)
     if not profile.gives_session or not access_possible(spec, profile):
         return Decision(False, f"profile-{profile.name}", profile=profile.name)
     pairs: list[tuple[str, object]] = [("Service-Type", "Framed-User")]
@@ -124,4 +130,4 @@ def decide(subscriber: Subscriber | None, credentials_valid: bool, *,
         pairs.append(("Session-Timeout", session_timeout))
     pairs.extend(accept_attributes(spec, profile, redirect_url))
     pairs.append(("Class", CLASS_PREFIX + profile.key.encode()))
-    return Decision(True, "ok", tuple(pairs), profile.name, profile.until)
+    return Decision(True, "ok", tuple(pairs), profile.name, profile.valid_until)

@@ -38,6 +38,7 @@ from aaa.authorize import Subscriber
 from aaa.vendors import VENDORS, VendorSpec, nas_spec
 from aaa.models import Nas, Service
 from config.db import utcnow
+from rating.catalogue import speed_windows
 from rating.models import Account, ProfileChange, Tariff
 from rating.options import running_speed_options
 
@@ -173,7 +174,7 @@ def _subscriber_query():
                    Service.pool, Account.state, Account.profile,
                    func.coalesce(Tariff.rate_down_kbps, 0), func.coalesce(Tariff.rate_up_kbps, 0),
                    func.coalesce(Tariff.negative_rate_kbps, 0), Account.version,
-                   Service.ipv6_prefix)
+                   Service.ipv6_prefix, Account.tariff_id)
             .join(Account, Account.id == Service.account_id)
             .outerjoin(Tariff, Tariff.id == Account.tariff_id)
             .where(Service.active.is_(True)))
@@ -212,15 +213,17 @@ def _versions_unchanged(held: dict[int, int], session) -> bool:
     return count == len(held) and total == sum(held.values())
 
 
-def _view(*row, options: dict[int, tuple] | None = None) -> Subscriber:
+def _view(*row, options: dict[int, tuple] | None = None,
+          windows: dict[int, tuple] | None = None) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
-     state, profile, down, up, negative, version, ipv6_prefix) = row
+     state, profile, down, up, negative, version, ipv6_prefix, tariff_id) = row
     return Subscriber(service_id=service_id, kind=kind, account_id=account_id,
                       account_number=number, login=login, password=password, mac=mac,
                       circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
                       account_state=state, profile=profile or "normal", rate_down_kbps=down,
                       rate_up_kbps=up, negative_rate_kbps=negative, version=version,
-                      ipv6_prefix=ipv6_prefix, options=(options or {}).get(account_id, ()))
+                      ipv6_prefix=ipv6_prefix, options=(options or {}).get(account_id, ()),
+                      windows=(windows or {}).get(tariff_id, ()))
 
 
 class SubscriberDirectory:
@@ -234,6 +237,11 @@ class SubscriberDirectory:
         #   -> (Subscriber | None, loaded_at)
         self._cache: dict[tuple[str, str], tuple[Subscriber | None, float]] = {}
         self._last_change_id: int | None = None
+        # The tariffs' speed windows, read with each full read (a tariff
+        # edit shows within a refresh, as its speeds do) and at most every
+        # ttl_s by the single reads between.
+        self._windows: dict[int, tuple] = {}
+        self._windows_read_at = 0.0
         # Health of the database as this cache saw it: the last full read
         # that succeeded (monotonic; 0: none yet), and whether the last read
         # of any kind failed.
@@ -277,18 +285,26 @@ class SubscriberDirectory:
             last_change_id = session.scalar(select(func.coalesce(func.max(ProfileChange.id), 0)))
             rows = session.execute(_subscriber_query()).all()
             options = running_speed_options(session, utcnow())
+            self._windows = speed_windows(session)
         now = self.preloaded_at = time.monotonic()
         if self._last_change_id is None or last_change_id > self._last_change_id:
             self._last_change_id = last_change_id
         fresh = {}
         for row in rows:
-            view = _view(*row, options=options)
+            view = _view(*row, options=options, windows=self._windows)
             for kind, value in (("login", view.login), ("mac", view.mac),
                                 ("circuit", view.circuit_id)):
                 if value:
                     fresh[(kind, value)] = (view, now)
         self._cache = fresh
         return len(rows)
+
+    def _windows_now(self, session) -> dict[int, tuple]:
+        now = time.monotonic()
+        if now - max(self._windows_read_at, self.preloaded_at) >= self.ttl_s:
+            self._windows = speed_windows(session)
+            self._windows_read_at = now
+        return self._windows
 
     def _cached(self, key: tuple[str, str], now: float):
         """(True, entry) if the cache may answer for ``key`` now, else (False, None)."""
@@ -322,7 +338,8 @@ class SubscriberDirectory:
             row = session.execute(_subscriber_query().where(column == key[1])).first()
             options = (running_speed_options(session, utcnow(), [row[2]])
                        if row is not None else None)
-        found = _view(*row, options=options) if row is not None else None
+            windows = self._windows_now(session)
+        found = _view(*row, options=options, windows=windows) if row is not None else None
         self._remember(key, found, now)
         return found
 
@@ -353,7 +370,8 @@ class SubscriberDirectory:
             with self._reading() as session:
                 rows = session.execute(_subscriber_query().where(Service.login.in_(chunk))).all()
                 options = running_speed_options(session, utcnow(), [row[2] for row in rows])
-            views = {view.login: view for view in (_view(*row, options=options)
+                windows = self._windows_now(session)
+            views = {view.login: view for view in (_view(*row, options=options, windows=windows)
                                                    for row in rows)}
             for login in chunk:
                 found[login] = views.get(login)

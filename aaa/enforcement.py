@@ -47,6 +47,7 @@ from aaa.models import EnforcementAttempt, EnforcementJob, Nas, Session as Radiu
 from aaa.vendors import access_possible, coa_plan, nas_spec
 from config.db import utcnow
 from rating import policies
+from rating.catalogue import speed_windows
 from rating.models import Account, ProfileChange, Tariff
 from rating.options import running_speed_options
 from rating.profile import NONE, Profile, TariffSpeeds, desired_profile
@@ -75,6 +76,7 @@ class Settings:
     sweep_interval: float = 60.0
     ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER
     redirect_url: str = ""
+    timezone: str = "UTC"       # the operator's: tariffs' time-of-day windows are in it
 
     @classmethod
     def from_settings(cls, settings) -> "Settings":
@@ -85,7 +87,8 @@ class Settings:
                    disconnect_fallback=section["disconnect_fallback"],
                    sweep_interval=section["sweep_interval"],
                    ladder=policies.ladder_from_settings(settings.section("policy")),
-                   redirect_url=settings.get("policy", "redirect_url"))
+                   redirect_url=settings.get("policy", "redirect_url"),
+                   timezone=settings.get("", "timezone"))
 
     @property
     def timers(self) -> dict:
@@ -127,8 +130,10 @@ def _target(spec, desired: Profile | None) -> str:
 # -- what each session should have ------------------------------------------
 
 def desired_profiles(session: Session, now: dt.datetime, ladder=policies.DEFAULT_LADDER,
-                     account_ids: Iterable[int] | None = None) -> dict[int, Profile]:
-    """desired_profile of each account named (or of each with an open session)."""
+                     account_ids: Iterable[int] | None = None,
+                     timezone: str = "UTC") -> dict[int, Profile]:
+    """desired_profile of each account named (or of each with an open session);
+    a tariff's time-of-day speed is the one of ``now`` in ``timezone``."""
     ladder = policies.ladder_in_force(session, ladder)  # the stored ladder, if any
     if account_ids is None:
         accounts = (select(RadiusSession.account_id)
@@ -138,12 +143,14 @@ def desired_profiles(session: Session, now: dt.datetime, ladder=policies.DEFAULT
         if not accounts:
             return {}
     running = running_speed_options(session, now, accounts)
+    windows = speed_windows(session)
     profiles = {}
-    for account_id, state, rung, down, up, negative in session.execute(
-            select(Account.id, Account.state, Account.profile, Tariff.rate_down_kbps,
-                   Tariff.rate_up_kbps, Tariff.negative_rate_kbps)
+    for account_id, state, rung, tariff_id, down, up, negative in session.execute(
+            select(Account.id, Account.state, Account.profile, Account.tariff_id,
+                   Tariff.rate_down_kbps, Tariff.rate_up_kbps, Tariff.negative_rate_kbps)
             .outerjoin(Tariff, Tariff.id == Account.tariff_id).where(Account.id.in_(accounts))):
-        tariff = TariffSpeeds(down, up, negative or 0) if down is not None else None
+        tariff = TariffSpeeds(down, up, negative or 0, windows.get(tariff_id, ()),
+                              timezone) if down is not None else None
         profiles[account_id] = desired_profile(state=state, rung=rung, tariff=tariff,
                                                options=running.get(account_id, ()), now=now,
                                                ladder=ladder)
@@ -173,7 +180,7 @@ def reconcile(session: Session, now: dt.datetime, settings: Settings,
     outcome = Reconciled()
     if not ids:
         return outcome
-    wanted = desired_profiles(session, now, settings.ladder, ids)
+    wanted = desired_profiles(session, now, settings.ladder, ids, settings.timezone)
     # Jobs before sessions: a sender commits "done" and the session's new
     # applied profile together, so reading in this order never sees a job
     # finished while its session still looks untouched (which would make a
@@ -611,7 +618,7 @@ def standing(session: Session, session_ids: list[int], now: dt.datetime,
     rows = session.execute(select(RadiusSession, Nas).join(Nas, Nas.id == RadiusSession.nas_id)
                            .where(RadiusSession.id.in_(session_ids))).all()
     wanted = desired_profiles(session, now, settings.ladder,
-                              {s.account_id for s, _ in rows if s.account_id})
+                              {s.account_id for s, _ in rows if s.account_id}, settings.timezone)
     jobs: dict[int, EnforcementJob] = {}
     for job in session.scalars(select(EnforcementJob).where(
             EnforcementJob.session_id.in_(session_ids), EnforcementJob.status.in_(ACTIVE))

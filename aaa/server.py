@@ -317,6 +317,7 @@ class RadiusServer:
         self.interim_interval = settings.get("radius", "interim_interval")
         self.ladder = policies.ladder_from_settings(settings.section("policy"))
         self.redirect_url = settings.get("policy", "redirect_url")
+        self.timezone = settings.get("", "timezone")
         self.session_timeout = settings.get("radius", "session_timeout")
         self.batch_s = settings.get("radius", "batch_ms") / 1000.0
         self.batch_max = settings.get("radius", "batch_max")
@@ -748,7 +749,7 @@ class RadiusServer:
                           interim_interval=self.interim_interval,
                           session_timeout=self.session_timeout,
                           ladder=policies.ladder_in_force(self.ctx.engine, self.ladder),
-                          redirect_url=self.redirect_url)
+                          redirect_url=self.redirect_url, timezone=self.timezone)
         if len(self._decisions) > 200_000:
             self._decisions.clear()
         until = decision.valid_until

@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-import uuid
+import sys
+from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.db import make_engine, make_sessionmaker
-from config.migrate import upgrade
+from sqlalchemy import func, select, text
+
+from config.db import make_sessionmaker
 from rating import fees
 from rating.models import LedgerEntry
+from bench.scratch import scratch_database  # noqa: E402
 
 
 def main() -> None:
@@ -29,14 +31,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    name = f"abonent_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
+    with scratch_database(args.url) as (engine, url):
         started = time.perf_counter()
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO tariffs (name, fee, fee_period, rate_down_kbps, "
@@ -67,11 +62,6 @@ def main() -> None:
         again = fees.charge_day_parallel(Session, day, workers=args.workers)
         elapsed = time.perf_counter() - started
         print(f"repeat run: {again.charged:,} charged in {elapsed:.1f} s")
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -21,15 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.db import make_engine
-from config.migrate import upgrade
+from sqlalchemy import text
+from bench.scratch import scratch_database  # noqa: E402
+
 
 EXE = str(Path(sys.executable).with_name("abonent"))
 
@@ -70,14 +69,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    name = f"abonent_bench_import_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
+    with scratch_database(args.url, "abonent_bench_import") as (engine, url):
         with tempfile.TemporaryDirectory() as scratch:
             env = {k: v for k, v in os.environ.items() if not k.startswith("ABONENT_")}
             env.update(ABONENT_DATABASE_URL=url, ABONENT_DATA_DIR=scratch,
@@ -111,11 +103,6 @@ def main() -> None:
               f"{drift} balances apart from the ledger")
         if (accounts, services, entries, drift) != (args.accounts,) * 3 + (0,):
             sys.exit("check failed")
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-import uuid
 from decimal import Decimal
+import sys
+from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.db import make_engine, make_sessionmaker
-from config.migrate import upgrade
+from sqlalchemy import text
+
+from config.db import make_sessionmaker
 from rating import reports
+from bench.scratch import scratch_database  # noqa: E402
 
 
 def seed(engine, accounts: int, days: int) -> None:
@@ -84,14 +86,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    name = f"abonent_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
+    with scratch_database(args.url) as (engine, url):
         started = time.perf_counter()
         seed(engine, args.accounts, args.days)
         print(f"seeded {args.accounts:,} accounts, {args.accounts * (args.days + 1):,} ledger "
@@ -107,11 +102,6 @@ def main() -> None:
                                           10 ** 9, 0))
             for by in ("kind", "tariff", "day"):
                 timed(f"report revenue --by {by}", lambda: reports.revenue(session, month, by))
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

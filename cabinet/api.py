@@ -262,7 +262,7 @@ def me():
 
 def _speed(session, account_id: int):
     account = session.get(Account, account_id)
-    speed = cabinet_ops.speed_now(session, account, utcnow(), ladder())
+    speed = cabinet_ops.speed_now(session, account, utcnow(), ladder(), _timezone())
     if speed is None:
         return None
     return {"profile": speed.profile, "rate_down_kbps": speed.rate_down_kbps,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from rating import api_tokens, oplog, policies
+from rating import api_tokens, oplog, policies, timewindows
 from rating.accounts import DomainError, NotFound
 from rating.choices import CREDIT_KINDS
 from rating.models import Account, CabinetUser, LedgerEntry
@@ -238,7 +238,8 @@ class SpeedNow:
 
 
 def speed_now(session: Session, account: Account, now: dt.datetime,
-              ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> SpeedNow | None:
+              ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
+              timezone: str = "UTC") -> SpeedNow | None:
     """The speed the network gives the account now, and the profile that
     explains it: rating.profile.desired_profile, as RADIUS and the enforcer
     ask it."""
@@ -247,27 +248,31 @@ def speed_now(session: Session, account: Account, now: dt.datetime,
         return None
     running = running_speed_options(session, now, [account.id]).get(account.id, ())
     return _speed(account.state, account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
-                  tariff.negative_rate_kbps, running, now, ladder)
+                  tariff.negative_rate_kbps, running, now, ladder,
+                  timewindows.from_rules(tariff.rules), timezone)
 
 
 def speed_with_options(profile: str, rate_down_kbps: int, rate_up_kbps: int,
                        negative_rate_kbps: int, options, now: dt.datetime, *,
                        state: str = "active",
-                       ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> SpeedNow:
+                       ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
+                       windows: tuple = (), timezone: str = "UTC") -> SpeedNow:
     """Pure: speed_now over the account's active options a page listed anyway
     (each with ``name``, ``kind``, ``rate_multiplier``, ``starts_at`` and
     ``ends_at``, as cabinet.queries.active_options gives them)."""
     running = tuple(ActiveOption(o.name, o.kind, o.rate_multiplier, o.starts_at, o.ends_at)
                     for o in options)
     return _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, running,
-                  now, ladder)
+                  now, ladder, windows, timezone)
 
 
 def _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, running, now,
-           ladder) -> SpeedNow:
+           ladder, windows=(), timezone="UTC") -> SpeedNow:
     wanted = desired_profile(state=state, rung=profile,
                              tariff=TariffSpeeds(rate_down_kbps, rate_up_kbps,
-                                                 negative_rate_kbps),
+                                                 negative_rate_kbps,
+                                                 tuple(w for w in windows if w.has_speed),
+                                                 timezone),
                              options=running, now=now, ladder=ladder)
     if not wanted.gives_session:
         return SpeedNow(wanted.name, 0, 0, None)

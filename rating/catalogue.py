@@ -4,7 +4,9 @@ A tariff is its columns (``rating.models.Tariff``) plus ``Tariff.rules``,
 a JSON object whose keys are exactly those rating reads:
 
 - ``class_prices``  {class: "price per GB"}  rating.traffic.TrafficRules
-- ``free_hours``    [start, end)  local hours  rating.traffic.TrafficRules
+- ``windows``       time-of-day windows with a price and/or a speed
+                    rating.timewindows (traffic, profile); ``free_hours``
+                    [start, end) of older tariffs is read as one free window
 - ``directions``    ["in"], ["out"] or both     rating.traffic.TrafficRules
 - ``fee_while_suspended``  true/false            rating.fees.unserved_profiles
 
@@ -14,10 +16,11 @@ price of 1e21, a class the collector does not know) is refused with one
 sentence before anything is written. Keys of ``rules`` this module does not
 know are kept as they are on an edit.
 
-Time-of-day windows: rating charges traffic by the hour and understands one
-free window a day (night unlimited), so a window is whole hours with
-``price=0``; a window with its own speed or a non-zero price is refused
-rather than stored and silently ignored.
+Time-of-day windows: traffic is rated by the hour, so a window is whole
+local hours; windows of a tariff never overlap. A window's price replaces
+the per-GB price of billable traffic in it (``price=0``: night unlimited);
+a window's speed is what RADIUS, the enforcer and the cabinet give while it
+holds (rating.timewindows).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rating import oplog, validate
+from rating import oplog, timewindows, validate
 from rating.accounts import MAX_KBPS, MAX_PREPAID_MB, find_tariff
 from rating.choices import FEE_PERIODS, TRAFFIC_DIRECTIONS, USAGE_SOURCES
 from rating.models import Account, Tariff
@@ -44,56 +47,30 @@ _WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 COLUMNS = ("fee", "fee_period", "rate_down_kbps", "rate_up_kbps", "negative_rate_kbps",
            "prepaid_mb", "price_per_gb", "usage_source", "switch_min_days")
-RULES = ("class_prices", "free_hours", "directions", "fee_while_suspended")
+RULES = ("class_prices", "windows", "directions", "fee_while_suspended")
 FIELDS = COLUMNS + RULES
 
 DEFAULTS: dict[str, Any] = dict(fee_period="monthly", negative_rate_kbps=0, prepaid_mb=0,
                                 price_per_gb="0", usage_source="radius", switch_min_days=0,
-                                class_prices={}, free_hours=None, directions=("in",),
+                                class_prices={}, windows=(), directions=("in",),
                                 fee_while_suspended=False)
 
 
 # -- parsing what a person types ----------------------------------------------
 
-def parse_window(value: str) -> tuple[int, int]:
-    """``"HH:MM-HH:MM price=0"`` → (start hour, end hour), local time,
-    end exclusive; a window may pass midnight ("23:00-07:00")."""
+def parse_window(value: str) -> timewindows.TimeWindow:
+    """``"HH:MM-HH:MM price=X speed=DOWN/UP"`` → a window (local time, end
+    exclusive; it may pass midnight: "23:00-07:00")."""
     text = validate.text(value, "window", maximum=100)
-    span, *settings = text.split()
-    match = _WINDOW.match(span)
-    if match is None:
-        raise DomainError(f"window must look like 00:00-07:00 price=0, not {value!r}")
-    start_hour, start_minute, end_hour, end_minute = (int(g) for g in match.groups())
-    if start_hour > 23 or end_hour > 24 or start_minute > 59 or end_minute > 59 or (
-            end_hour == 24 and end_minute):
-        raise DomainError(f"window {span} is not a time of day (00:00 to 24:00)")
-    if start_minute or end_minute:
-        raise DomainError(f"window {span} must start and end on the hour: "
-                          f"traffic is rated by the hour")
-    if start_hour == end_hour % 24 and end_hour != 24:
-        raise DomainError(f"window {span} is empty")
-    price = None
-    for setting in settings:
-        key, _, amount = setting.partition("=")
-        if key == "price":
-            price = validate.amount(amount, "window price")
-        elif key == "speed":
-            raise DomainError("a window with its own speed is not understood by rating; "
-                              "only free windows (price=0) are")
-        else:
-            raise DomainError(f"window setting {setting!r} is unknown; use price=0")
-    if price is None:
-        raise DomainError(f"window {span} needs its price, e.g. {span} price=0")
-    if price != 0:
-        raise DomainError("rating understands free windows only (price=0); "
-                          "give other prices per class with --class-price")
-    return start_hour, end_hour
+    try:
+        return timewindows.parse(text, lambda amount: validate.amount(amount, "window price"),
+                                 MAX_KBPS)
+    except timewindows.WindowError as error:
+        raise DomainError(str(error)) from None
 
 
-def format_window(hours) -> str | None:
-    if not hours:
-        return None
-    return f"{int(hours[0]):02d}:00-{int(hours[1]):02d}:00 price=0"
+def format_windows(windows) -> list[str]:
+    return [w.text() for w in windows]
 
 
 def parse_class_price(value: str) -> tuple[str, Decimal]:
@@ -118,7 +95,6 @@ def _class_name(name: str) -> str:
 def tariff_spec(tariff: Tariff) -> dict[str, Any]:
     """Every rule of a tariff, as ``check_tariff`` returns them."""
     rules = tariff.rules or {}
-    free = rules.get("free_hours")
     return dict(
         fee=tariff.fee, fee_period=tariff.fee_period, rate_down_kbps=tariff.rate_down_kbps,
         rate_up_kbps=tariff.rate_up_kbps, negative_rate_kbps=tariff.negative_rate_kbps,
@@ -126,7 +102,7 @@ def tariff_spec(tariff: Tariff) -> dict[str, Any]:
         usage_source=tariff.usage_source, switch_min_days=tariff.switch_min_days,
         class_prices={k: validate.amount(str(v)) for k, v in
                       sorted(rules.get("class_prices", {}).items())},
-        free_hours=(int(free[0]), int(free[1])) if free else None,
+        windows=timewindows.from_rules(rules),
         directions=tuple(rules.get("directions", ["in"])),
         fee_while_suspended=bool(rules.get("fee_while_suspended", False)))
 
@@ -135,10 +111,9 @@ def tariff_view(tariff: Tariff, subscribers: int | None = None) -> dict[str, Any
     """What ``tariff show`` prints: the spec with names a person reads."""
     spec = tariff_spec(tariff)
     view = dict(id=tariff.id, name=tariff.name, archived=tariff.archived, **spec)
-    view["free_window"] = format_window(spec["free_hours"])
     view["class_prices"] = {k: str(v) for k, v in spec["class_prices"].items()}
     view["directions"] = list(spec["directions"])
-    view["free_hours"] = list(spec["free_hours"]) if spec["free_hours"] else None
+    view["windows"] = format_windows(spec["windows"])
     if subscribers is not None:
         view["subscribers"] = subscribers
     return view
@@ -187,14 +162,15 @@ def check_tariff(values: dict[str, Any], known_classes: Iterable[str] | None = N
         prices[name] = validate.amount(price if isinstance(price, (str, Decimal))
                                        else str(price), f"price of class {name!r}")
     out["class_prices"] = dict(sorted(prices.items()))
-    free = spec["free_hours"]
-    if free is not None:
-        start, end = (int(free[0]), int(free[1]))
-        if not (0 <= start <= 23 and 1 <= end <= 24 and start != end % 24 or (start, end) == (
-                0, 24)):
-            raise DomainError(f"free hours must be a window of whole hours, not {free!r}")
-        free = (start, end)
-    out["free_hours"] = free
+    try:
+        out["windows"] = timewindows.check_all(spec["windows"] or (), MAX_KBPS)
+    except timewindows.WindowError as error:
+        raise DomainError(str(error)) from None
+    priced = out["price_per_gb"] > 0 or any(p > 0 for p in prices.values())
+    for window in out["windows"]:
+        if window.price and not priced:
+            raise DomainError(f"window {window.text()} prices traffic, but the tariff bills "
+                              f"none: give --price-per-gb or a --class-price above 0")
     directions = tuple(dict.fromkeys(spec["directions"]))
     if not directions or any(d not in TRAFFIC_DIRECTIONS for d in directions):
         raise DomainError(f"billed directions must be some of {', '.join(TRAFFIC_DIRECTIONS)}")
@@ -208,18 +184,19 @@ def _apply(tariff: Tariff, spec: dict[str, Any]) -> None:
         setattr(tariff, column, spec[column])
     rules = dict(tariff.rules or {})
     rules["class_prices"] = {k: str(v) for k, v in spec["class_prices"].items()}
-    if spec["free_hours"] is None:
-        rules.pop("free_hours", None)
+    rules.pop("free_hours", None)  # an older tariff's free window, now in "windows"
+    if spec["windows"]:
+        rules["windows"] = [w.to_rule() for w in spec["windows"]]
     else:
-        rules["free_hours"] = list(spec["free_hours"])
+        rules.pop("windows", None)
     rules["directions"] = list(spec["directions"])
     rules["fee_while_suspended"] = spec["fee_while_suspended"]
     tariff.rules = rules  # a new object: the JSON column sees the change
 
 
 def _display(field: str, value) -> str:
-    if field == "free_hours":
-        return format_window(value) or "none"
+    if field == "windows":
+        return ", ".join(format_windows(value)) or "none"
     if field == "class_prices":
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
     if field == "directions":
@@ -299,3 +276,15 @@ def subscribers(session: Session, tariff: Tariff) -> int:
     """Accounts on this tariff that are not closed."""
     return session.scalar(select(func.count()).select_from(Account).where(
         Account.tariff_id == tariff.id, Account.state != "closed")) or 0
+
+
+def speed_windows(session: Session) -> dict[int, tuple[timewindows.TimeWindow, ...]]:
+    """{tariff id: its windows with their own speed} for the tariffs that
+    have any: what RADIUS answers, the enforcer and the cabinet give a
+    session at each hour (rating.profile.TariffSpeeds)."""
+    found = {}
+    for tariff_id, rules in session.execute(select(Tariff.id, Tariff.rules)):
+        windows = tuple(w for w in timewindows.from_rules(rules) if w.has_speed)
+        if windows:
+            found[tariff_id] = windows
+    return found

@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable
 
-from rating import policies
+from rating import policies, timewindows
 
 # Access: the NAS lets the subscriber out, sends them to the captive
 # portal (to pay), or gives no session at all.
@@ -33,6 +33,20 @@ class TariffSpeeds:
     rate_down_kbps: int
     rate_up_kbps: int
     negative_rate_kbps: int = 0
+    # Time-of-day windows with their own speed (rating.timewindows), in
+    # the operator's local time ``zone``.
+    windows: tuple[timewindows.TimeWindow, ...] = ()
+    zone: str = "UTC"
+
+    def at(self, now: dt.datetime) -> tuple[int, int, dt.datetime | None]:
+        """(down, up) at ``now`` (naive UTC) and when they next change."""
+        if not self.windows:    # the common case, on RADIUS's hot path
+            return self.rate_down_kbps, self.rate_up_kbps, None
+        speeds = tuple(w for w in self.windows if w.has_speed)
+        window, changes_at = timewindows.current(speeds, now, self.zone)
+        if window is None:
+            return self.rate_down_kbps, self.rate_up_kbps, changes_at
+        return window.down_kbps, window.up_kbps, changes_at
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,16 @@ class Profile:
     option: str | None = None          # the option code that shaped the speed
     until: dt.datetime | None = None   # when that option ends
     multiplier: int = 1
+    # When the tariff's time-of-day speed next changes (None: it does not):
+    # an answer given now holds until then at most.
+    changes_at: dt.datetime | None = None
+
+    @property
+    def valid_until(self) -> dt.datetime | None:
+        """Until when this profile holds, whatever else happens: the
+        earlier of the option's end and the tariff's next speed change."""
+        moments = [m for m in (self.until, self.changes_at) if m is not None]
+        return min(moments) if moments else None
 
     @property
     def key(self) -> str:
@@ -116,13 +140,13 @@ def desired_profile(*, state: str, rung: str, tariff: TariffSpeeds | None,
         return Profile("no-tariff", NONE)
     found = policies.rung_named(rung, ladder)
     if found is None:
+        down, up, changes_at = tariff.at(now)
         boost = speed_boost(options, now)
         if boost is None:
-            return Profile("normal", FULL, tariff.rate_down_kbps, tariff.rate_up_kbps)
+            return Profile("normal", FULL, down, up, changes_at=changes_at)
         factor = boost.rate_multiplier
-        return Profile(boost.kind, FULL, tariff.rate_down_kbps * factor,
-                       tariff.rate_up_kbps * factor, option=boost.code, until=boost.ends_at,
-                       multiplier=factor)
+        return Profile(boost.kind, FULL, down * factor, up * factor, option=boost.code,
+                       until=boost.ends_at, multiplier=factor, changes_at=changes_at)
     if found.mode == policies.THROTTLE:
         rate = found.rate_kbps or tariff.negative_rate_kbps
         if rate > 0:

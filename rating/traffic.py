@@ -1,5 +1,6 @@
 """Traffic charges: usage over the tariff's prepaid volume, priced per GB by
-traffic class, with free hours (e.g. night unlimited).
+traffic class, with time-of-day windows priced their own way (e.g. night
+unlimited, or half price in the evening: rating.timewindows).
 
 Usage comes from the traffic rollups — NetFlow's, or RADIUS octets rolled
 up the same way — chosen per tariff (``Tariff.usage_source``). The rollups
@@ -18,8 +19,12 @@ and a rerun that sees nothing new writes nothing.
 Tariff.rules (JSON), all optional::
 
     {"class_prices": {"local": "0", "internet": "1.50"},   # per GB, else price_per_gb
-     "free_hours": [1, 7],                                   # local [start, end)
+     "windows": [{"start": 1, "end": 7, "price": "0"}],     # local [start, end)
      "directions": ["in"]}                                   # billed directions
+
+Traffic in a window with a price costs that per GB (classes free outside
+stay free) and neither uses nor counts towards the prepaid volume; a window
+with only a speed prices its traffic as any other hour.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from sqlalchemy import (BigInteger, DateTime, Integer, String, and_, column, fun
 from sqlalchemy.orm import Session
 
 from config.db import money
-from rating import ledger
+from rating import ledger, timewindows
 from rating.models import Account, AccountOption, LedgerEntry, OptionType, Tariff
 
 SETTLE = dt.timedelta(minutes=15)
@@ -53,40 +58,45 @@ class TrafficRules:
     price_per_gb: Decimal
     prepaid_bytes: int
     class_prices: dict[str, Decimal] = field(default_factory=dict)
-    free_hours: tuple[int, int] | None = None
+    windows: tuple[timewindows.TimeWindow, ...] = ()
     directions: tuple[str, ...] = ("in",)
 
     @classmethod
     def of(cls, tariff: Tariff) -> "TrafficRules":
         rules = tariff.rules or {}
-        free = rules.get("free_hours")
         return cls(price_per_gb=tariff.price_per_gb, prepaid_bytes=tariff.prepaid_mb * MB,
                    class_prices={k: money(v) for k, v in rules.get("class_prices", {}).items()},
-                   free_hours=(int(free[0]), int(free[1])) if free else None,
+                   windows=tuple(w for w in timewindows.from_rules(rules)
+                                 if w.price is not None),
                    directions=tuple(rules.get("directions", ["in"])))
 
     def price(self, traffic_class: str) -> Decimal:
         return self.class_prices.get(traffic_class, self.price_per_gb)
 
+    def window_price(self, local_hour: int) -> Decimal | None:
+        """The per-GB price of the window holding at this local hour, if any."""
+        window = timewindows.at(self.windows, local_hour)
+        return None if window is None else window.price
+
     def free_at(self, local_hour: int) -> bool:
-        if self.free_hours is None:
-            return False
-        start, end = self.free_hours
-        return start <= local_hour < end if start <= end else (local_hour >= start
-                                                                or local_hour < end)
+        return self.window_price(local_hour) == 0
 
     @property
     def charges_anything(self) -> bool:
         return self.price_per_gb > 0 or any(p > 0 for p in self.class_prices.values())
 
 
-def hour_charge(rules: TrafficRules, used_before: int, by_class: dict[str, int]) -> tuple[
-        Decimal, int]:
+def hour_charge(rules: TrafficRules, used_before: int, by_class: dict[str, int],
+                window_price: Decimal | None = None) -> tuple[Decimal, int]:
     """(amount, billable bytes this hour) given the month's billable use
     before the hour. The prepaid volume is used up by classes that cost
-    money, in order of price, cheapest first; the amount is rounded half up
-    to kopecks per hour."""
+    money, in order of price, cheapest first; in a priced window every
+    billable class costs the window's price and the prepaid volume is left
+    alone. The amount is rounded half up to kopecks per hour."""
     billable = {c: b for c, b in by_class.items() if rules.price(c) > 0 and b > 0}
+    if window_price is not None:
+        amount = Decimal(sum(billable.values())) * window_price / GB
+        return amount.quantize(_CENT, rounding=ROUND_HALF_UP), sum(billable.values())
     remaining_prepaid = max(0, rules.prepaid_bytes - used_before)
     amount = Decimal(0)
     for traffic_class in sorted(billable, key=rules.price):
@@ -152,13 +162,13 @@ def charge_hour(session: Session, hour: dt.datetime, timezone: str, *,
             this_hour[account_id][traffic_class] += int(volume)
         if not this_hour:
             continue
-        # The month's billable use before this hour, free hours left out.
+        # The month's billable use before this hour, priced windows left out.
         before: dict[int, int] = {}
         for account_id, interval_start, traffic_class, volume in _usage(
                 session, list(this_hour), month_start, hour, directions, source):
             rules = tariffs[accounts[account_id]]
-            if rules.price(traffic_class) > 0 and not rules.free_at(
-                    _local_hour(interval_start, zone)):
+            if rules.price(traffic_class) > 0 and rules.window_price(
+                    _local_hour(interval_start, zone)) is None:
                 before[account_id] = before.get(account_id, 0) + int(volume)
         packs = _traffic_packs(session, list(this_hour), month_start, hour)
         billed = _billed(session, list(this_hour), hour)
@@ -166,14 +176,17 @@ def charge_hour(session: Session, hour: dt.datetime, timezone: str, *,
             rules = tariffs[accounts[account_id]]
             if packs.get(account_id):
                 rules = replace(rules, prepaid_bytes=rules.prepaid_bytes + packs[account_id])
-            amount, volume = hour_charge(rules, before.get(account_id, 0), by_class)
+            window_price = rules.window_price(_local_hour(hour, zone))
+            amount, volume = hour_charge(rules, before.get(account_id, 0), by_class,
+                                         window_price)
             so_far, revision = billed.get(account_id, (Decimal(0), 0))
             difference = amount - so_far
             if difference <= 0:
                 continue
             key = hour_key(account_id, hour, revision)
-            memo = (f"traffic {hour:%Y-%m-%d %H}:00 UTC: {volume / GB:.3f} GB, "
-                    f"prepaid volume deducted")
+            memo = (f"traffic {hour:%Y-%m-%d %H}:00 UTC: {volume / GB:.3f} GB, " + (
+                "prepaid volume deducted" if window_price is None
+                else f"{window_price} per GB in the time window"))
             if revision:
                 memo = (f"late traffic for {hour:%Y-%m-%d %H}:00 UTC: now {volume / GB:.3f} GB, "
                         f"{amount} in all, {so_far} billed before")

@@ -171,6 +171,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     value = jsonable(value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
     return str(value)
 
 

@@ -23,9 +23,13 @@ RULES_HELP = """
 Rules, all optional:
   --class-price CLASS=PRICE   price per GB of one traffic class (repeat);
                               other classes cost --price-per-gb
-  --window "HH:MM-HH:MM price=0"
-                              free hours each day, operator's local time,
-                              whole hours; may pass midnight
+  --window "HH:MM-HH:MM [price=X] [speed=DOWN/UP]"
+                              a time of day with its own traffic price per
+                              GB (price=0: free; the prepaid volume is left
+                              alone) and/or speed in kbit/s (speed=N: N both
+                              ways); operator's local time, whole hours, may
+                              pass midnight; repeat for several (no overlap);
+                              on edit, the windows given replace all
   --direction in|out          billed traffic directions (repeat; default in)
   --usage-source radius|netflow
                               which counters the traffic is rated from
@@ -55,14 +59,12 @@ def _rules(class_prices, windows, directions, no_window=False) -> dict:
                 raise DomainError(f"class {name!r} is priced twice")
             prices[name] = price
         values["class_prices"] = prices
-    if len(windows) > 1:
-        raise DomainError("rating understands one free window a day; give one --window")
     if windows and no_window:
         raise DomainError("give either --window or --no-window, not both")
     if windows:
-        values["free_hours"] = catalogue.parse_window(windows[0])
+        values["windows"] = tuple(catalogue.parse_window(text) for text in windows)
     if no_window:
-        values["free_hours"] = None
+        values["windows"] = ()
     if directions:
         values["directions"] = tuple(directions)
     return values
@@ -71,10 +73,10 @@ def _rules(class_prices, windows, directions, no_window=False) -> dict:
 def print_tariff(view: dict) -> None:
     width = max(len(k) for k in view)
     for key, value in view.items():
-        if key == "free_hours":
-            continue  # free_window says it as it was typed
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif key == "windows":
+            value = ", ".join(value) or "-"
         elif isinstance(value, list):
             value = "+".join(str(v) for v in value)
         click.echo(f"{key.ljust(width)}  {'-' if value is None else value}")
@@ -109,8 +111,12 @@ def rule_options(editing: bool):
                               "with --class-price)."),
             click.option("--class-price", "class_prices", multiple=True, metavar="CLASS=PRICE",
                          help="Price per GB of one traffic class, e.g. local=0 (repeat)."),
-            click.option("--window", "windows", multiple=True, metavar='"HH:MM-HH:MM price=0"',
-                         help="Free hours each day (local time), e.g. \"00:00-07:00 price=0\"."),
+            click.option("--window", "windows", multiple=True,
+                         metavar='"HH:MM-HH:MM [price=X] [speed=DOWN/UP]"',
+                         help="Hours each day (local time) with their own price per GB "
+                              "and/or speed, e.g. \"00:00-07:00 price=0\" or "
+                              "\"01:00-07:00 speed=200000/100000\" (repeat; on edit the "
+                              "windows given replace all)."),
             click.option("--direction", "directions", multiple=True,
                          type=click.Choice(TRAFFIC_DIRECTIONS),
                          help="Billed traffic direction (repeat; default: in)."),
@@ -170,7 +176,7 @@ Example:
 @click.option("--rename", help="A new name for the tariff.")
 @click.option("--drop-class", "drop_classes", multiple=True, metavar="CLASS",
               help="Remove the price of a class (it costs --price-per-gb again).")
-@click.option("--no-window", is_flag=True, help="Remove the free window.")
+@click.option("--no-window", is_flag=True, help="Remove every time-of-day window.")
 @json_option
 def tariff_edit(name, as_json, class_prices, windows, directions, fee_while_suspended,
                 rename, drop_classes, no_window, **values):
@@ -234,4 +240,4 @@ def tariff_list(archived, limit, offset, as_json):
     with transaction() as session:
         rows = [catalogue.tariff_view(t) for t in fetch_page(session, query, limit, offset)]
     emit_rows(rows, as_json, ["name", "fee", "fee_period", "rate_down_kbps", "rate_up_kbps",
-                              "negative_rate_kbps", "prepaid_mb", "free_window", "archived"])
+                              "negative_rate_kbps", "prepaid_mb", "windows", "archived"])

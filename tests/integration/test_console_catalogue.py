@@ -54,7 +54,7 @@ NIGHT = ["tariff", "add", "Night 100", "--fee", "600", "--down", "100000", "--up
 
 def test_tariff_add_show_edit_archive(abonent_exe, db_url):
     added = js(abonent_exe(*NIGHT))
-    assert added["fee"] == "600.00" and added["free_window"] == "00:00-07:00 price=0"
+    assert added["fee"] == "600.00" and added["windows"] == ["00:00-07:00 price=0.00"]
     assert added["class_prices"] == {"internet": "1.50"}
 
     shown = js(abonent_exe("tariff", "show", "Night 100", "--json"))
@@ -69,7 +69,7 @@ def test_tariff_add_show_edit_archive(abonent_exe, db_url):
     context = make_context(db_url)
     with context.Session() as session:
         row = session.scalar(select(Tariff).where(Tariff.name == "Night 100"))
-        assert row.rules["free_hours"] == [0, 7]
+        assert row.rules["windows"] == [{"start": 0, "end": 7, "price": "0.00"}]
         assert row.rules["class_prices"] == {"internet": "1.50"}
         acc.create_account(session, number="100", name="Ivan", tariff="Night 100")
         session.commit()
@@ -77,7 +77,7 @@ def test_tariff_add_show_edit_archive(abonent_exe, db_url):
     edited = js(abonent_exe("tariff", "edit", "Night 100", "--fee", "650.5", "--no-window",
                             "--direction", "out", "--direction", "in", "--json"))
     assert edited["changed"] == {"fee": {"old": "600.00", "new": "650.50"},
-                                 "free_hours": {"old": "00:00-07:00 price=0", "new": "none"},
+                                 "windows": {"old": "00:00-07:00 price=0.00", "new": "none"},
                                  "directions": {"old": "in", "new": "in+out"}}
     # Only what was given changed.
     assert edited["rate_up_kbps"] == 50000 and edited["class_prices"] == {"internet": "1.50"}
@@ -148,6 +148,14 @@ def test_tariff_bad_input_changes_nothing(abonent_exe, db_url, tmp_path):
         (base + ["--fee", "1e21"], "fee must be an amount"),
         (base + ["--fee", "1", "--window", "25:00-07:00 price=0"], "not a time of day"),
         (base + ["--fee", "1", "--window", "00:30-07:00 price=0"], "on the hour"),
+        (base + ["--fee", "1", "--window", "00:00-07:00"], "needs a price or a speed"),
+        (base + ["--fee", "1", "--window", "00:00-07:00 speed=0"], "1 to"),
+        (base + ["--fee", "1", "--window", "00:00-07:00 speed=fast"], "DOWN/UP"),
+        (base + ["--fee", "1", "--window", "00:00-07:00 colour=red"], "unknown"),
+        (base + ["--fee", "1", "--window", "00:00-07:00 price=-1"], "window price"),
+        (base + ["--fee", "1", "--window", "22:00-02:00 price=0", "--window",
+                 "01:00-07:00 speed=1000"], "overlap at 01:00"),
+        (base + ["--fee", "1", "--window", "19:00-23:00 price=0.50"], "bills none"),
         (base + ["--fee", "1", "--class-price", "local=0"], "class 'local' is unknown"),
         (["tariff", "edit", "Missing", "--fee", "1"], "does not exist"),
         (["tariff", "edit", "Home"], "nothing to change"),

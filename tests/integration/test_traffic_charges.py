@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from collector.models import TrafficRollup
-from rating import ledger, traffic
+from rating import ledger, timewindows, traffic
 from rating.models import LedgerEntry
 from tests.factories import make_account, make_tariff
 
@@ -29,8 +29,48 @@ def test_hour_charge_uses_prepaid_on_the_cheapest_class_first():
         Decimal("5.00"), 4 * GB)  # 1 GB ix prepaid, 1 GB ix at 1.00, 2 GB internet at 2.00
     assert traffic.hour_charge(rules, 10 * GB, {"internet": 1_234_567}) == (
         Decimal("0.00"), 1_234_567)  # 0.0025 rounds half up per hour to 0.00
-    rules_night = traffic.TrafficRules(Decimal("1"), 0, free_hours=(23, 7))
+    rules_night = traffic.TrafficRules(Decimal("1"), 0, windows=timewindows.from_rules(
+        {"free_hours": [23, 7]}))
     assert rules_night.free_at(23) and rules_night.free_at(3) and not rules_night.free_at(7)
+
+
+def test_a_priced_window_costs_its_price_and_leaves_the_prepaid_volume_alone():
+    rules = traffic.TrafficRules(price_per_gb=Decimal("2.00"), prepaid_bytes=3 * GB,
+                                 class_prices={"local": Decimal("0")},
+                                 windows=timewindows.from_rules({"windows": [
+                                     {"start": 18, "end": 23, "price": "0.50"},
+                                     {"start": 23, "end": 7, "price": "0"},
+                                     {"start": 9, "end": 12, "down_kbps": 5, "up_kbps": 5}]}))
+    # Evening: 4 GB internet at 0.50 (none of the 3 GB prepaid used), local free.
+    assert traffic.hour_charge(rules, 0, {"internet": 4 * GB, "local": 9 * GB},
+                               rules.window_price(19)) == (Decimal("2.00"), 4 * GB)
+    assert rules.window_price(3) == 0 and rules.free_at(3) and not rules.free_at(19)
+    # A window with a speed only prices its hour as any other.
+    assert rules.window_price(10) is None and rules.window_price(8) is None
+    assert traffic.hour_charge(rules, 0, {"internet": 4 * GB}, rules.window_price(10)) == (
+        Decimal("2.00"), 4 * GB)  # 3 GB prepaid, 1 GB at 2.00
+
+
+def test_evening_half_price_is_charged_by_the_hour_and_keeps_the_prepaid_for_the_day(
+        session):
+    tariff = make_tariff(session, price_per_gb="2.00", prepaid_mb=5_000)
+    tariff.usage_source = "netflow"
+    tariff.rules = {"windows": [{"start": 20, "end": 23, "price": "0.50"}]}
+    account = make_account(session, tariff=tariff.name, balance="100")
+    # Europe/Moscow is UTC+3: 18:00 UTC is 21:00 local (the window).
+    evening = dt.datetime(2026, 7, 1, 18, 0)
+    day = dt.datetime(2026, 7, 2, 9, 0)
+    add_usage(session, account, evening, 6 * GB)
+    add_usage(session, account, day, 7 * GB)
+    session.commit()
+    for hour in (evening, day):
+        traffic.charge_hour(session, hour, "Europe/Moscow")
+    session.commit()
+    entries = session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "traffic")
+                              .order_by(LedgerEntry.id)).all()
+    # Evening 6 GB x 0.50; the next day the 5 GB prepaid is whole: 2 GB x 2.00.
+    assert [e.amount for e in entries] == [Decimal("-3.00"), Decimal("-4.00")]
+    assert "0.50 per GB in the time window" in entries[0].memo
 
 
 def test_traffic_over_prepaid_is_charged_once_per_hour_and_night_is_free(session):
