@@ -31,7 +31,7 @@ from cabinet.app import db
 from cabinet.formatting import when as _when
 from cabinet.views import CONTACT_EDITORS
 from config.db import utcnow
-from rating import freeze, options, tariff_change
+from rating import freeze, options, tariff_change, timewindows
 from rating.accounts import DomainError
 from rating.models import Account
 
@@ -228,13 +228,15 @@ class Offer:
     prepaid_mb: int
     price_per_gb: Decimal
     blocked_until: dt.datetime | None  # the frequency limit, while it holds
+    windows: tuple = ()  # time-of-day windows with their price or speed (local time)
 
 
 def _offer(tariff, account, now) -> Offer:
     limit = tariff_change.allowed_from(account, tariff)
     return Offer(tariff.id, tariff.name, tariff.fee, tariff.fee_period, tariff.rate_down_kbps,
                  tariff.rate_up_kbps, tariff.prepaid_mb, tariff.price_per_gb,
-                 limit if limit is not None and now < limit else None)
+                 limit if limit is not None and now < limit else None,
+                 timewindows.from_rules(tariff.rules))
 
 
 def _tariffs_page(error=None, status=200):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from aaa.models import Session as NetworkSession
 from collector.models import TrafficRollup
 from config.db import CompiledSelect
+from rating import timewindows
 from rating.models import (Account, AccountOption, CabinetUser, OperationLog, OptionType,
                            Tariff)
 
@@ -31,6 +32,7 @@ class TariffView:
     rate_down_kbps: int
     rate_up_kbps: int
     negative_rate_kbps: int
+    windows: tuple = ()   # time-of-day windows (rating.timewindows)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ _ACCOUNT_COLUMNS = (
     _ACCOUNTS.c.next_tariff_from, _NEXT_TARIFFS.c.name.label("next_tariff"),
     _ACCOUNTS.c.tariff_id, _TARIFFS.c.name.label("tariff_name"), _TARIFFS.c.fee,
     _TARIFFS.c.fee_period, _TARIFFS.c.rate_down_kbps, _TARIFFS.c.rate_up_kbps,
-    _TARIFFS.c.negative_rate_kbps)
+    _TARIFFS.c.negative_rate_kbps, _TARIFFS.c.rules.label("tariff_rules"))
 _ACCOUNT_JOINS = (_ACCOUNTS.outerjoin(_TARIFFS, _TARIFFS.c.id == _ACCOUNTS.c.tariff_id)
                   .outerjoin(_NEXT_TARIFFS, _NEXT_TARIFFS.c.id == _ACCOUNTS.c.next_tariff_id))
 
@@ -101,7 +103,8 @@ def _account_of(row) -> AccountView:
         tariff=None if row.tariff_id is None else TariffView(
             name=row.tariff_name, fee=row.fee, fee_period=row.fee_period,
             rate_down_kbps=row.rate_down_kbps, rate_up_kbps=row.rate_up_kbps,
-            negative_rate_kbps=row.negative_rate_kbps),
+            negative_rate_kbps=row.negative_rate_kbps,
+            windows=timewindows.from_rules(row.tariff_rules)),
         frozen_until=row.frozen_until, next_tariff=row.next_tariff,
         next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None)
 

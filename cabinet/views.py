@@ -25,7 +25,7 @@ from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, volume, when
 from config.db import utcnow
-from rating import cabinet_ops, options, promised, timewindows
+from rating import cabinet_ops, options, promised
 from rating.accounts import DomainError
 from rating.models import Account, OptionType, PromisedPayment
 
@@ -115,7 +115,7 @@ def dashboard():
     speed = None if tariff is None else cabinet_ops.speed_with_options(
         account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps, tariff.negative_rate_kbps,
         active, now, state=account.state, ladder=ladder(),
-        windows=timewindows.from_rules(tariff.rules), timezone=_timezone())
+        windows=tariff.windows, timezone=_timezone())
     turbo = _turbo_offer(speed)
     return render_template("dashboard.html", account=account, speed=speed,
                            profile=labels.PROFILES.get(speed.profile if speed else "")

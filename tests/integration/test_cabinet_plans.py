@@ -42,6 +42,9 @@ def plan(cabinet_ctx):
         fast = make_tariff(session, name="Fast 500", fee="930.00", fee_period="daily",
                            rate_down_kbps=500_000, rate_up_kbps=250_000, prepaid_mb=50_000,
                            price_per_gb="2.00", switch_min_days=30)
+        fast.rules = {"windows": [{"start": 1, "end": 7, "price": "0.00", "down_kbps": 1_000_000,
+                                   "up_kbps": 500_000},
+                                  {"start": 19, "end": 23, "price": "0.50"}]}
         old = make_tariff(session, name="Old 10", fee="100.00")
         old.archived = True
         options.create_option_type(session, code="turbo", name="Turbo ×2", kind="turbo",
@@ -443,6 +446,9 @@ def test_the_pages_in_russian(client, cabinet_ctx, plan):
     choose = client.get("/tariff").text
     assert "Смена тарифа" in choose and "930,00 ₽ в месяц, списывается ежедневно" in choose
     assert "50,0 ГБ включено, далее 2,00 ₽ за ГБ" in choose
+    # The tariff's time-of-day windows, as rating applies them.
+    assert "С 01:00 до 07:00" in choose and "трафик бесплатно" in choose
+    assert "С 19:00 до 23:00" in choose and "трафик 0,50 ₽ за ГБ" in choose
     start = _first_of_next_month(_today())
     confirm = client.get(f"/tariff/confirm?tariff={ids['fast']}&when=next_period").text
     assert f'data-test="starts-on">{_long(start, "ru")}<' in confirm

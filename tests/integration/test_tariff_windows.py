@@ -20,6 +20,8 @@ from rating.models import Account
 from rating.profile import ActiveOption, TariffSpeeds, desired_profile
 from tests import factories
 from tests.conftest import make_context
+from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
+    app, cabinet_ctx, client, log_in, seed_subscriber)
 from tests.integration.test_console_nas import radclient
 
 MSK = "Europe/Moscow"
@@ -140,3 +142,17 @@ def test_radclient_gets_the_window_speed_from_our_server(db_url, abonent_exe):
     finally:
         server.stop()
         context.dispose()
+
+
+def test_the_overview_shows_the_window_speed_now(client, cabinet_ctx):
+    with cabinet_ctx.Session() as session:
+        factories.make_tariff(session, name="Always fast", rate_down_kbps=100_000,
+                              rate_up_kbps=50_000).rules = {"windows": [
+                                  {"start": 0, "end": 24, "down_kbps": 300_000,
+                                   "up_kbps": 150_000}]}
+        session.commit()
+    subscriber = seed_subscriber(cabinet_ctx, tariff="Always fast")
+    assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
+    overview = client.get("/").text
+    now = overview.split('data-test="speed-now">', 1)[1].split("<", 1)[0]
+    assert "300" in now and "150" in now, now
