@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -120,35 +121,6 @@ def nas_add(name, address, secret, vendor, coa_port, require_message_authenticat
     emit_json(view) if as_json else click.echo(f"NAS {name} ({canonical}) added")
 
 
-@nas.command("set")
-@click.argument("name")
-@click.option("--vendor", type=click.Choice(VENDORS))
-@click.option("--coa-port", type=click.IntRange(1, 65535))
-@click.option("--override", "override_text", metavar="JSON",
-              help="Replace the vendor override ('{}' removes it).")
-@json_option
-def nas_set(name, vendor, coa_port, override_text, as_json):
-    """Change a NAS's vendor, CoA port or vendor override."""
-    override = _override(override_text) if override_text is not None else None
-    if vendor is None and coa_port is None and override_text is None:
-        raise CliError("nothing to change: give --vendor, --coa-port or --override")
-    with transaction() as session:
-        found = session.scalar(select(Nas).where(Nas.name == name))
-        if found is None:
-            raise CliError(f"no NAS {name!r}")
-        changes = {}
-        if vendor is not None:
-            found.vendor = changes["vendor"] = vendor
-        if coa_port is not None:
-            found.coa_port = changes["coa_port"] = coa_port
-        if override_text is not None:
-            found.vendor_override = changes["vendor_override"] = override or None
-        oplog.record(session, account_id=None, actor=actor(), action="nas.set", name=name,
-                     **changes)
-        view = nas_view(found)
-    emit_json(view) if as_json else click.echo(f"NAS {name} changed")
-
-
 @nas.command("edit")
 @click.argument("name")
 @click.option("--address", help="New source address or prefix.")
@@ -217,6 +189,13 @@ def nas_edit(name, address, vendor, coa_port, secret, grace, override_text, as_j
     if secret is not None and period:
         click.echo(f"the previous secret is accepted until "
                    f"{view['previous_secret_until']:%Y-%m-%d %H:%M:%S} UTC")
+
+
+# "nas set" came before "nas edit" and is in operators' scripts: the same
+# command under its old name, left out of --help.
+_set = copy.copy(nas_edit)
+_set.hidden = True
+nas.add_command(_set, "set")
 
 
 @nas.command("remove")
