@@ -419,3 +419,25 @@ def test_two_owners_removing_each_other_leave_one(pg_url, tmp_path):
                 OperationLog.action == "cabinet_user.remove")) == 1
     finally:
         context.dispose()
+
+
+def test_the_json_api_keeps_the_same_roles(app, cabinet_ctx, company):
+    """An accountant's token pays (a promised payment) but buys no turbo."""
+    from rating import api_tokens, options
+    with cabinet_ctx.Session() as session:
+        options.create_option_type(session, code="turbo", name="Turbo", kind="turbo",
+                                   price="50", rate_multiplier=2)
+        session.commit()
+    add_user(cabinet_ctx, company.account_id, "buh", "accountant")
+    with cabinet_ctx.Session() as session:
+        _token, secret = api_tokens.create(session, user_id(cabinet_ctx, "buh"), name="1c",
+                                           actor="test")
+        session.commit()
+    client = app.test_client()
+    before = snapshot(cabinet_ctx)
+    response = client.post(f"/api/v1/accounts/{company.account_id}/turbo",
+                           json={"request_id": "r" * 10},
+                           headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 403
+    assert response.json == {"error": "the accountant role may not change the service"}
+    assert snapshot(cabinet_ctx) == before
