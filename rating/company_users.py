@@ -182,7 +182,7 @@ def invite(session: Session, account_id: int, *, by_user_id: int, login: str | N
     session.flush()
     token, expires_at = _new_link(session, user, now)
     oplog.record(session, account_id=account.id, actor=actor, action="cabinet_user.invite",
-                 login=login, role=role, email=email)
+                 login=login, role=role, **({"email": email} if email else {}))
     return Invitation(user.id, login, role, email, token, expires_at)
 
 
@@ -215,7 +215,7 @@ def new_invitation(session: Session, account_id: int, user_id: int, *, by_user_i
         raise DomainError("this user has already set a password")
     token, expires_at = _new_link(session, user, now)
     oplog.record(session, account_id=account.id, actor=actor, action="cabinet_user.invite",
-                 login=user.login, role=user.role, email=user.email)
+                 login=user.login, role=user.role, **({"email": user.email} if user.email else {}))
     return Invitation(user.id, user.login, user.role, user.email, token, expires_at)
 
 

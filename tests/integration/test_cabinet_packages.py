@@ -233,6 +233,8 @@ def test_a_frozen_account_is_refused_like_in_the_console(owner, cabinet_ctx, cat
     with cabinet_ctx.Session() as session:
         session.get(Account, subscriber.account_id).state = "frozen"
         session.commit()
+    page = owner.get("/packages").text
+    assert 'data-test="inactive"' in page and f'data-test="switch-{ids["tv"]}"' not in page
     before = snapshot(cabinet_ctx)
     response = switch(owner, subscriber, ids["tv"], "on")
     assert response.status_code == 400
