@@ -17,13 +17,26 @@ from tests.integration.cabinet_helpers import Subscriber, seed_subscriber
 
 pytestmark = pytest.mark.peer
 
-TEXT = {"ru": {"viewer": "Наблюдатель", "read_only": "Подключать пакеты и покупать опции"},
-        "en": {"viewer": "Viewer", "read_only": "Only the account's owner can switch packages"}}
+TEXT = {"ru": {"viewer": "Наблюдатель", "read_only": "Подключать пакеты и покупать опции",
+               "terms": "Если подключить, пакет заработает сегодня", "turbo": "скорость тарифа ×3"},
+        "en": {"viewer": "Viewer", "read_only": "Only the account's owner can switch packages",
+               "terms": "Switched on, it works from today", "turbo": "×3 the tariff's speed"}}
+
+
+def _seed_catalogue(ctx) -> None:
+    from rating import options, packages
+    with ctx.Session() as session:
+        packages.create(session, name="TV Plus", fee="249", description="120 channels")
+        options.create_option_type(session, code="turbo3", name="Turbo ×3", kind="turbo",
+                                   price="90", duration_hours=12, rate_multiplier=3,
+                                   max_per_month=2)
+        session.commit()
 
 
 def test_the_owner_invites_a_user(browser, cabinet_server, db_url, artifacts):
     ctx = cabinet_server.app.extensions["abonent"]
     backend = db_url.split(":")[0].split("+")[0]
+    _seed_catalogue(ctx)
     for lang, viewport_name in (("ru", "phone"), ("en", "desktop")):
         viewport = VIEWPORTS[viewport_name]
         owner = seed_subscriber(ctx, balance="900", kind="company", name="OOO Vector")
@@ -79,6 +92,12 @@ def test_the_owner_invites_a_user(browser, cabinet_server, db_url, artifacts):
 
             page.goto(f"{cabinet_server.url}/users")
             assert "/invite?token=" not in page.content()
+
+            # The packages and options page the owner may change.
+            page.goto(f"{cabinet_server.url}/packages")
+            assert TEXT[lang]["terms"] in page.inner_text("[data-test=terms]")
+            assert TEXT[lang]["turbo"] in page.inner_text("[data-test=multiplier]")
+            shot("4-packages")
             assert errors == []
         finally:
             page.close()
