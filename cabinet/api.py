@@ -40,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 from cabinet import periods, queries
 from cabinet.app import db, ladder
 from config.db import utcnow
-from rating import api_tokens, cabinet_ops, options, promised
+from rating import api_tokens, cabinet_ops, options, promised, roles
 from rating.accounts import DomainError
 from rating.api_tokens import Caller
 from rating.models import Account, PromisedPayment
@@ -208,6 +208,16 @@ def may_change(view):
     def wrapper(**kwargs):
         if caller().role not in CHANGERS:
             return error(403, f"the {caller().role} role may only read")
+        return view(**kwargs)
+    return wrapper
+
+
+def may_change_service(view):
+    """A change of the service (a turbo): the owner's (rating.roles)."""
+    @wraps(view)
+    def wrapper(**kwargs):
+        if not roles.may(caller().role, "service"):
+            return error(403, f"the {caller().role} role may not change the service")
         return view(**kwargs)
     return wrapper
 
@@ -394,6 +404,7 @@ def take_promised(account_id: int):
 
 @account_route("/turbo", methods=["POST"])
 @may_change
+@may_change_service
 def buy_turbo(account_id: int):
     session = db()
     try:

@@ -169,6 +169,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     selfservice.install(app, limiter, csrf)
     from cabinet import packages_page
     app.register_blueprint(packages_page.blueprint)
+    from cabinet import users_page
+    users_page.install(app)
     from cabinet import api, tokens
     api.register(app)
     app.register_blueprint(tokens.blueprint)

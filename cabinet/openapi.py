@@ -240,6 +240,8 @@ OPERATIONS: dict[str, tuple[str, str, dict]] = {
     }),
     "api.buy_turbo": ("post", ACCOUNT_PATH + "/turbo", {
         "operationId": "buyTurbo", "summary": "Buy a turbo (faster speed for a time)",
+        "description": "A change of the service: an owner's (or an owner's token); an "
+                       "accountant or a viewer gets 403.",
         "parameters": ACCOUNT_PARAMETERS, "requestBody": _body("TurboRequest"),
         "responses": {"201": _json(_ref("TurboResult"), "Bought."),
                       "200": _json(_ref("TurboResult"), "This request_id bought it already."),

@@ -1,10 +1,15 @@
-"""The packages page: service packages on and off, a promo code, bonus points.
+"""The packages and options page: service packages (TV, extras) on and
+off with their price and the day the change takes effect, the option
+catalogue (turbo and others, each with its multiplier, hours, price and
+monthly limit), a promo code, bonus points.
 
-The rules are rating.packages' and rating.promotions'; this page only
-calls them. Every change is a POST with the CSRF token (Flask-WTF) and the
-id of the account the page was drawn for, so a form left open in a tab
-after logging in as someone else does not act on the new login. Owners and
-accountants may change; a viewer looks.
+The rules are rating.packages', rating.options' and rating.promotions';
+this page only calls them. Every change is a POST with the CSRF token
+(Flask-WTF) and the id of the account the page was drawn for, so a form
+left open in a tab after logging in as someone else (or switching
+accounts) does not act on the new one. Who may do what is rating.roles':
+packages change the service (the owner's), a promo code is money (the
+owner's and the accountant's); anyone else gets 403 before the form is read.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
 
 from cabinet.app import db
 from cabinet.formatting import money
-from cabinet.views import CONTACT_EDITORS
-from rating import jobs, packages, promotions
+from cabinet.plans import long_date
+from config.db import utcnow
+from rating import jobs, options, packages, promotions, roles
 from rating.models import Account, Package
 from rating.validate import DomainError
 
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("packages", __name__)
 
 PERIODS = {"monthly": _l("a month"), "daily": _l("a day")}
+OPTION_KINDS = {"turbo": _l("Speed"), "traffic": _l("Traffic")}
 
 # rating's sentences on this page, in the page's language: (pattern, msgid).
 MESSAGES = (
@@ -69,14 +76,16 @@ def error_text(error: Exception) -> str:
     return message[:1].upper() + message[1:]
 
 
-class SwitchForm(FlaskForm):
+class AccountForm(FlaskForm):
     account_id = IntegerField(validators=[InputRequired()])
+
+
+class SwitchForm(AccountForm):
     package_id = IntegerField(validators=[InputRequired()])
     action = HiddenField(validators=[AnyOf(["on", "off"])])
 
 
-class PromoForm(FlaskForm):
-    account_id = IntegerField(validators=[InputRequired()])
+class PromoForm(AccountForm):
     code = StringField(_l("Promo code"), validators=[DataRequired(), Length(max=64)])
 
 
@@ -94,25 +103,50 @@ def _page(status: int = 200, error: str | None = None, promo_form: PromoForm | N
     if account is None:
         abort(404)
     rule = promotions.bonus_rule(session)
+    rows = packages.for_account(session, account.id)
+    now = utcnow()
+    catalogue = options.on_sale(session)
     return render_template(
-        "packages.html", account=account, rows=packages.for_account(session, account.id),
-        may_change=current_user.role in CONTACT_EDITORS, periods=PERIODS,
+        "packages.html", account=account, rows=rows,
+        terms=packages.switch_terms(session, account.id, rows, _today()),
+        may_switch=roles.may(current_user.role, "service"),
+        may_redeem=roles.may(current_user.role, "money"), periods=PERIODS,
+        catalogue=catalogue, option_kinds=OPTION_KINDS,
+        bought=options.bought_this_month_by_type(session, account.id, now) if catalogue else {},
         points=promotions.points(session, account.id),
         earn_percent=rule.earn_percent if rule and rule.earn_percent > 0 else None,
         promo_form=promo_form or PromoForm(account_id=account.id), error=error), status
 
 
-def _may_change() -> None:
-    """A change may come only from an owner or accountant (a viewer: 403,
-    whatever the form holds)."""
-    if current_user.role not in CONTACT_EDITORS:
+def _change(form_class, group: str, act):
+    """The one path of every change on this page: the role may make this
+    group of changes (403 otherwise, whatever the form holds), the form is
+    whole, it is for the account on screen (404 otherwise), then rating's
+    call ``act(session, account, form)`` on the locked account row; a
+    DomainError rolls everything back and redraws the page with rating's
+    sentence. ``act`` returns the message to flash (None: nothing to say)."""
+    if not roles.may(current_user.role, group):
         abort(403)
-
-
-def _own_form(form) -> None:
-    """For the account the page was drawn for (another id answers 404)."""
+    form = form_class()
+    promo_form = form if isinstance(form, PromoForm) else None
+    if not form.validate_on_submit():
+        return _page(400, None if promo_form else
+                     _("The form is incomplete; reload the page and try again."), promo_form)
     if form.account_id.data != current_user.account_id:
         abort(404)
+    session = db()
+    # Locked until the commit: a form sent twice at once is decided in turn.
+    account = session.get(Account, current_user.account_id, with_for_update={"of": Account},
+                          populate_existing=True)
+    try:
+        message = act(session, account, form)
+    except DomainError as error:
+        session.rollback()
+        return _page(400, error_text(error), promo_form)
+    session.commit()
+    if message:
+        flash(message, "ok")
+    return redirect(url_for("packages.packages_page"))
 
 
 @blueprint.route("/packages")
@@ -121,50 +155,36 @@ def packages_page():
     return _page()
 
 
-@blueprint.route("/packages/switch", methods=["POST"])
-@login_required
-def switch():
-    _may_change()
-    form = SwitchForm()
-    if not form.validate_on_submit():
-        return _page(400, _("The form is incomplete; reload the page and try again."))
-    _own_form(form)
-    session = db()
-    account = session.get(Account, current_user.account_id)
+def _switch(session, account, form) -> str | None:
     package = session.get(Package, form.package_id.data)
     if package is None:
         abort(404)
-    try:
-        done = packages.switch(session, account, package, form.action.data == "on",
-                               today=_today(), actor=_actor(), by_subscriber=True)
-    except DomainError as error:
-        session.rollback()
-        return _page(400, error_text(error))
-    session.commit()
-    if done.changed and form.action.data == "on":
-        flash(_("%(name)s is on.", name=package.name) + (
+    on = form.action.data == "on"
+    today = _today()
+    done = packages.switch(session, account, package, on, today=today, actor=_actor(),
+                           by_subscriber=True)
+    if not done.changed:
+        return None
+    if on:
+        return _("%(name)s is on from today.", name=package.name) + (
             " " + _("%(amount)s RUB charged for this period.", amount=money(done.charged))
-            if done.charged else ""), "ok")
-    elif done.changed:
-        flash(_("%(name)s is off from the next period.", name=package.name), "ok")
-    return redirect(url_for("packages.packages_page"))
+            if done.charged else " " + _("This period is paid already."))
+    return _("%(name)s is off from %(day)s.", name=package.name,
+             day=long_date(packages.next_period_start(package.fee_period, today)))
+
+
+def _redeem(session, account, form) -> str:
+    promotions.redeem(session, account, form.code.data, today=_today(), actor=_actor())
+    return _("Promo code accepted.")
+
+
+@blueprint.route("/packages/switch", methods=["POST"])
+@login_required
+def switch():
+    return _change(SwitchForm, "service", _switch)
 
 
 @blueprint.route("/packages/promo", methods=["POST"])
 @login_required
 def redeem_promo():
-    _may_change()
-    form = PromoForm()
-    if not form.validate_on_submit():
-        return _page(400, promo_form=form)
-    _own_form(form)
-    session = db()
-    account = session.get(Account, current_user.account_id)
-    try:
-        promotions.redeem(session, account, form.code.data, today=_today(), actor=_actor())
-    except DomainError as error:
-        session.rollback()
-        return _page(400, error_text(error), promo_form=form)
-    session.commit()
-    flash(_("Promo code accepted."), "ok")
-    return redirect(url_for("packages.packages_page"))
+    return _change(PromoForm, "money", _redeem)

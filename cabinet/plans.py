@@ -6,7 +6,7 @@ suffices) comes from rating (tariff_change, freeze, options); the cabinet
 only shows it. A change is a POST with the CSRF token and the id of the
 account the page was drawn for: a foreign id answers 404 (a form left open
 in a tab after logging in as someone else must not act on the new login),
-and only owners and accountants may send one (a viewer looks).
+and only an owner may send one (rating.roles: an accountant and a viewer look).
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from wtforms.validators import DataRequired, InputRequired, Length
 from cabinet import labels, periods, queries
 from cabinet.app import db
 from cabinet.formatting import when as _when
-from cabinet.views import CONTACT_EDITORS
 from config.db import utcnow
-from rating import freeze, options, tariff_change, timewindows
+from rating import freeze, options, roles, tariff_change, timewindows
 from rating.accounts import DomainError
 from rating.models import Account
 
@@ -109,7 +108,9 @@ def _account(lock: bool = False) -> Account:
 
 
 def _may_change() -> bool:
-    return current_user.role in CONTACT_EDITORS
+    """The tariff, a freeze and options change the service: the owner's
+    (rating.roles)."""
+    return roles.may(current_user.role, "service")
 
 
 def _form(form_class, **data):

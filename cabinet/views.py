@@ -25,7 +25,7 @@ from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, volume, when
 from config.db import utcnow
-from rating import cabinet_ops, options, promised
+from rating import cabinet_ops, options, promised, roles
 from rating.accounts import DomainError
 from rating.models import Account, OptionType, PromisedPayment
 
@@ -96,7 +96,7 @@ def _turbo_on_sale() -> TurboOffer | None:
 
 def _turbo_offer(speed):
     """The turbo on sale, unless one is on or the role may not buy."""
-    if speed is None or speed.profile != "normal" or current_user.role not in CONTACT_EDITORS:
+    if speed is None or speed.profile != "normal" or not roles.may(current_user.role, "service"):
         return None
     return _turbo_on_sale()
 
@@ -130,7 +130,7 @@ def dashboard():
 @blueprint.route("/turbo", methods=["POST"])
 @login_required
 def buy_turbo():
-    if current_user.role not in CONTACT_EDITORS:
+    if not roles.may(current_user.role, "service"):
         abort(403)
     form = TurboForm()
     if not form.validate_on_submit():

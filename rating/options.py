@@ -128,6 +128,17 @@ def _bought_this_month(session: Session, account_id: int, option: OptionType,
         AccountOption.starts_at >= month_start)) or 0
 
 
+def bought_this_month_by_type(session: Session, account_id: int,
+                              now: dt.datetime) -> dict[int, int]:
+    """{option type id: purchases this calendar month} of one account, as
+    the monthly limit counts them (one grouped query for a whole catalogue)."""
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return dict(session.execute(
+        select(AccountOption.option_type_id, func.count())
+        .where(AccountOption.account_id == account_id, AccountOption.starts_at >= month_start)
+        .group_by(AccountOption.option_type_id)).all())
+
+
 def _check_limit(session: Session, account: Account, option: OptionType,
                  now: dt.datetime) -> None:
     if option.max_per_month and _bought_this_month(session, account.id, option,

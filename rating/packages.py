@@ -184,6 +184,45 @@ def for_account(session: Session, account_id: int) -> list[AccountPackageView]:
             for p in packages if not p.archived or mine.get(p.id)]
 
 
+def next_period_start(fee_period: str, day: dt.date) -> dt.date:
+    """The first day of the period after the one containing ``day``: when a
+    package switched off on ``day`` stops (the current period is paid and
+    nothing is refunded), and the day its next fee is due."""
+    if fee_period == "daily":
+        return day + dt.timedelta(days=1)
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+@dataclass(frozen=True)
+class SwitchTerms:
+    """What switching a package on or off on ``today`` would do, as
+    ``switch`` does it: on from today, charging the current period unless
+    it is paid already; off from the next period."""
+
+    package_id: int
+    on_from: dt.date
+    charge_now: Decimal  # on: what would be charged today (0.00: the period is paid)
+    off_from: dt.date
+    period_paid: bool
+
+
+def switch_terms(session: Session, account_id: int, rows, today: dt.date) -> dict[int,
+                                                                                 SwitchTerms]:
+    """SwitchTerms of each package in ``rows`` (with ``id``, ``fee`` and
+    ``fee_period``, e.g. ``for_account``'s), by package id; one query for
+    the periods already paid."""
+    rows = list(rows)
+    keys = {package_key(account_id, r.id, r.fee_period, today): r.id for r in rows}
+    paid = set()
+    if keys:
+        paid = {keys[k] for k in session.scalars(select(LedgerEntry.idempotency_key).where(
+            LedgerEntry.idempotency_key.in_(list(keys))))}
+    return {r.id: SwitchTerms(r.id, today,
+                              Decimal("0.00") if r.id in paid or r.fee <= 0 else r.fee,
+                              next_period_start(r.fee_period, today), r.id in paid)
+            for r in rows}
+
+
 @dataclass(frozen=True)
 class Switch:
     changed: bool

@@ -47,6 +47,9 @@ class PasswordReset(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     used_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # "reset" (the forgotten-password mail) or "invite" (a company owner
+    # invited a new login, rating.company_users): each page takes its own.
+    purpose: Mapped[str] = mapped_column(String(16), default="reset", server_default="reset")
 
 
 class ResetLinkError(DomainError):
@@ -117,24 +120,32 @@ def request_reset(session: Session, identifier: str, now: dt.datetime, *, minute
                      account_number=user.account.number, expires_at=expires_at)
 
 
-def check_reset(session: Session, token: str, now: dt.datetime) -> PasswordReset:
-    """The link's row if the token may still be used; ResetLinkError if not."""
+# What a refused link is called, by purpose: the sentence the page shows.
+LINK_NAMES = {"reset": "password reset link", "invite": "invitation link"}
+
+
+def check_reset(session: Session, token: str, now: dt.datetime, *,
+                purpose: str = "reset") -> PasswordReset:
+    """The link's row if the token may still be used for ``purpose``;
+    ResetLinkError if not (a link made for the other purpose is not valid)."""
+    name = LINK_NAMES[purpose]
     row = None
     if token and len(token) <= 128:
         row = session.scalar(select(PasswordReset).where(
             PasswordReset.token_hash == token_hash(token)))
-    if row is None:
-        raise ResetLinkError("this password reset link is not valid")
+    if row is None or row.purpose != purpose:
+        raise ResetLinkError(f"this {name} is not valid")
     if row.used_at is not None:
-        raise ResetLinkError("this password reset link has already been used")
+        raise ResetLinkError(f"this {name} has already been used")
     if row.expires_at <= now:
-        raise ResetLinkError("this password reset link has expired")
+        raise ResetLinkError(f"this {name} has expired")
     return row
 
 
-def reset_login(session: Session, token: str, now: dt.datetime) -> str:
+def reset_login(session: Session, token: str, now: dt.datetime, *,
+                purpose: str = "reset") -> str:
     """The login a valid link resets (shown on the form)."""
-    row = check_reset(session, token, now)
+    row = check_reset(session, token, now, purpose=purpose)
     return session.scalar(select(CabinetUser.login).where(CabinetUser.id == row.user_id))
 
 
@@ -149,10 +160,11 @@ def check_new_password(user: CabinetUser, new: str) -> None:
 
 
 def complete_reset(session: Session, token: str, new: str, now: dt.datetime, *,
-                   actor: str) -> CabinetUser:
+                   actor: str, purpose: str = "reset") -> CabinetUser:
     """Set the new password, spend the token (and any other open link of
-    the login) and end every session of the login."""
-    row = check_reset(session, token, now)
+    the login) and end every session of the login. An invitation's link
+    (``purpose="invite"``) is logged as its acceptance."""
+    row = check_reset(session, token, now, purpose=purpose)
     user = session.get(CabinetUser, row.user_id)
     if user is None:
         raise NotFound("cabinet user does not exist")
@@ -164,14 +176,15 @@ def complete_reset(session: Session, token: str, new: str, now: dt.datetime, *,
                PasswordReset.expires_at > now)
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
     if claimed != 1:
-        raise ResetLinkError("this password reset link has already been used")
+        raise ResetLinkError(f"this {LINK_NAMES[purpose]} has already been used")
     session.execute(
         update(PasswordReset)
         .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
         .values(used_at=now).execution_options(synchronize_session=False))
     session.expire(row)
     cabinet_ops._bump_epoch(session, user.id, password_hash=hash_password(new))
-    oplog.record(session, account_id=user.account_id, actor=actor, action="password.reset",
+    oplog.record(session, account_id=user.account_id, actor=actor,
+                 action="password.reset" if purpose == "reset" else "cabinet_user.accept",
                  login=user.login)
     api_tokens.revoke_all(session, user.id, now=now, actor=actor)
     return user

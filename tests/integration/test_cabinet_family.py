@@ -69,3 +69,50 @@ def test_a_login_without_links_has_no_switcher(client, cabinet_ctx):
     assert 'data-test="account-switcher"' not in page.text
     assert _switch(client, page.text, other.account_id).status_code == 404
     assert f'data-test="account-number">{alone.number}<' in client.get("/").text
+
+
+# Every page a logged-in subscriber reaches from the tabs, and the plan's.
+PAGES = ("/", "/payments", "/topup", "/promised", "/tariff", "/options", "/freeze",
+         "/packages", "/sessions", "/traffic", "/contacts", "/notifications", "/requests",
+         "/history", "/password", "/tokens")
+
+
+def test_the_switcher_works_from_every_page_and_keeps_the_choice(client, cabinet_ctx):
+    """From each page the switcher goes back to the same page, now about the
+    chosen account; the choice holds on every page after it until switched
+    again (issue 15)."""
+    parent = seed_subscriber(cabinet_ctx, balance="111", login="mother")
+    child = seed_subscriber(cabinet_ctx, balance="222", login="son")
+    _link(cabinet_ctx, "mother", child.account_id)
+    log_in(client, parent.login, parent.password, lang="en")
+
+    def selected(html: str) -> int:
+        import re
+        found = re.findall(r'<option value="(\d+)" selected>', html)
+        assert len(found) == 1, found
+        return int(found[0])
+
+    current = parent
+    for path in PAGES:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert selected(page.text) == current.account_id, path
+        wanted = child if current is parent else parent
+        response = client.post("/account/switch", data={
+            "account_id": str(wanted.account_id), "next": path,
+            "csrf_token": csrf_token(page.text)})
+        assert response.status_code == 302 and response.headers["Location"] == path, path
+        page = client.get(path)
+        assert page.status_code == 200 and selected(page.text) == wanted.account_id, path
+        current = wanted
+    # The choice is kept on every page until switched again.
+    for path in PAGES:
+        assert selected(client.get(path).text) == current.account_id, path
+    balance = "222.00" if current is child else "111.00"
+    assert balance in client.get("/").text and balance in client.get("/packages").text
+    # A foreign "next" is not followed.
+    page = client.get("/")
+    response = client.post("/account/switch", data={
+        "account_id": str(parent.account_id), "next": "//evil.example/",
+        "csrf_token": csrf_token(page.text)})
+    assert response.headers["Location"] == "/"

@@ -4,13 +4,16 @@ sees the bonus points; refusals change nothing. Both databases."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text
 
-from rating import packages, promotions
+from cabinet import periods
+from config.db import utcnow
+from rating import options, packages, promotions
 from rating.accounts import create_cabinet_user
 from rating.models import Account, AccountPackage, LedgerEntry, Package
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
@@ -59,6 +62,19 @@ def switch(client, subscriber, package_id, action, **extra):
     return client.post("/packages/switch", data=data)
 
 
+def today(ctx) -> dt.date:
+    return periods.local_today(ctx.settings.get("", "timezone"))
+
+
+def next_month(ctx) -> dt.date:
+    day = today(ctx)
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def in_words(day: dt.date) -> str:
+    return f"{day.day} {day:%B} {day.year}"
+
+
 def package_fees(ctx, account_id):
     with ctx.Session() as session:
         return [(e.amount, e.memo) for e in session.scalars(
@@ -84,16 +100,20 @@ def test_a_subscriber_switches_a_package_on_and_off(owner, cabinet_ctx, catalogu
     response = switch(owner, subscriber, ids["tv"], "on")
     assert response.status_code == 302
     page = owner.get("/packages")
-    assert "TV Basic is on." in page.text and "199.00 RUB charged for this period." in page.text
+    assert "TV Basic is on from today." in page.text
+    assert "199.00 RUB charged for this period." in page.text
     assert 'data-test="package-on"' in page.text
     assert balance(cabinet_ctx, subscriber.account_id) == Decimal("101.00")
     [(amount, memo)] = package_fees(cabinet_ctx, subscriber.account_id)
     assert amount == Decimal("-199.00") and memo.startswith("package TV Basic for ")
 
     assert switch(owner, subscriber, ids["tv"], "off").status_code == 302
-    assert "TV Basic is off from the next period." in owner.get("/packages").text
+    page = owner.get("/packages").text
+    assert f"TV Basic is off from {in_words(next_month(cabinet_ctx))}." in page
     # On again in the same period: it is paid, nothing more is charged.
+    assert "this period is paid already" in page
     assert switch(owner, subscriber, ids["tv"], "on").status_code == 302
+    assert "This period is paid already." in owner.get("/packages").text
     assert len(package_fees(cabinet_ctx, subscriber.account_id)) == 1
     assert balance(cabinet_ctx, subscriber.account_id) == Decimal("101.00")
     with cabinet_ctx.Session() as session:
@@ -145,7 +165,7 @@ def test_a_viewer_looks_but_does_not_switch(client, cabinet_ctx, catalogue):
         session.commit()
     log_in(client, "viewer8", "viewer-pass-8", lang="en")
     page = client.get("/packages")
-    assert "owner or accountant can switch packages." in page.text
+    assert "Only the account's owner can switch packages and buy options." in page.text
     assert 'data-test="switch-' not in page.text
     before = snapshot(cabinet_ctx)
     assert switch(client, subscriber, ids["tv"], "on").status_code == 403
@@ -184,3 +204,99 @@ def test_the_page_in_russian_shows_points(client, cabinet_ctx, catalogue):
     assert "Пакеты" in page and "Подключить" in page and "Промокод" in page
     assert re.search(r"У вас 0[,.]00 бонусных баллов", page)
     assert "баллами" in page
+
+
+def test_the_page_shows_when_each_change_takes_effect(owner, cabinet_ctx, catalogue):
+    """The dates the page shows are rating.packages' rules: on from today
+    with the period charged now, off from the next period (a month's
+    package on the 1st of next month, a day's tomorrow)."""
+    subscriber, ids = catalogue
+    first = in_words(next_month(cabinet_ctx))
+    page = owner.get("/packages").text
+    tv = page.split(f'data-test="package-{ids["tv"]}"')[1].split("</section>")[0]
+    assert "199.00 RUB for a month" in tv
+    assert (f"works from today; 199.00 RUB is charged now for this period, and the next fee "
+            f"on {first}.") in tv
+    kino = page.split(f'data-test="package-{ids["kino"]}"')[1].split("</section>")[0]
+    assert "10.00 RUB for a day" in kino and "operator" in kino
+    assert switch(owner, subscriber, ids["tv"], "on").status_code == 302
+    tv = owner.get("/packages").text.split(f'data-test="package-{ids["tv"]}"')[1]
+    assert f"Switched off, it stops on {first}: this period is paid" in tv
+    # The rule itself: the next period after a day of the month.
+    assert packages.next_period_start("monthly", dt.date(2026, 12, 31)) == dt.date(2027, 1, 1)
+    assert packages.next_period_start("monthly", dt.date(2028, 2, 29)) == dt.date(2028, 3, 1)
+    assert packages.next_period_start("daily", dt.date(2026, 12, 31)) == dt.date(2027, 1, 1)
+
+
+def test_a_frozen_account_is_refused_like_in_the_console(owner, cabinet_ctx, catalogue):
+    subscriber, ids = catalogue
+    with cabinet_ctx.Session() as session:
+        session.get(Account, subscriber.account_id).state = "frozen"
+        session.commit()
+    page = owner.get("/packages").text
+    assert 'data-test="inactive"' in page and f'data-test="switch-{ids["tv"]}"' not in page
+    before = snapshot(cabinet_ctx)
+    response = switch(owner, subscriber, ids["tv"], "on")
+    assert response.status_code == 400
+    assert "A package can be switched on only on an active account." in response.text
+    assert snapshot(cabinet_ctx) == before
+    # The console refuses it with the same rule.
+    with cabinet_ctx.Session() as session:
+        with pytest.raises(packages.DomainError, match="a package needs an active account"):
+            packages.switch(session, session.get(Account, subscriber.account_id),
+                            session.get(Package, ids["tv"]), True, today=today(cabinet_ctx),
+                            actor="admin")
+
+
+def test_an_accountant_redeems_a_promo_code_but_does_not_switch(client, cabinet_ctx,
+                                                                 catalogue):
+    subscriber, ids = catalogue
+    with cabinet_ctx.Session() as session:
+        create_cabinet_user(session, session.get(Account, subscriber.account_id),
+                            login="buh9", password="buh-pass-99", role="accountant")
+        session.commit()
+    log_in(client, "buh9", "buh-pass-99", lang="en")
+    page = client.get("/packages")
+    assert 'data-test="switch-' not in page.text and 'data-test="redeem-promo"' in page.text
+    before = snapshot(cabinet_ctx)
+    assert switch(client, subscriber, ids["tv"], "on").status_code == 403
+    assert snapshot(cabinet_ctx) == before
+    response = client.post("/packages/promo", data={
+        "account_id": subscriber.account_id, "code": "HELLO",
+        "csrf_token": csrf_token(client.get("/packages").text)})
+    assert response.status_code == 302
+    assert balance(cabinet_ctx, subscriber.account_id) == Decimal("400.00")
+
+
+def test_the_option_catalogue_shows_each_types_terms(owner, cabinet_ctx, catalogue):
+    """Turbo and other option types, each with its own multiplier, hours,
+    price and monthly limit; a type bought up to its limit is not offered."""
+    subscriber, _ids = catalogue
+    with cabinet_ctx.Session() as session:
+        options.create_option_type(session, code="turbo", name="Turbo", kind="turbo",
+                                   price="50", duration_hours=24, rate_multiplier=2,
+                                   max_per_month=1)
+        options.create_option_type(session, code="turbo5", name="Turbo Max", kind="turbo",
+                                   price="120", duration_hours=6, rate_multiplier=5)
+        options.create_option_type(session, code="gb10", name="Traffic 10 GB", kind="traffic",
+                                   price="150", duration_hours=720, traffic_mb=10_000)
+        session.commit()
+    page = owner.get("/packages").text
+
+    def card(code):
+        return page.split(f'data-test="option-{code}"')[1].split("</section>")[0]
+
+    assert "×2 the tariff" in card("turbo") and "24 h" in card("turbo")
+    assert "50.00 RUB" in card("turbo") and "up to 1, bought 0 this month" in card("turbo")
+    assert "×5 the tariff" in card("turbo5") and "6 h" in card("turbo5")
+    assert "no limit" in card("turbo5") and "120.00 RUB" in card("turbo5")
+    assert "×" not in card("gb10") and "30 days" in card("gb10") and "10 GB" in card("gb10")
+    assert 'href="/options/buy?code=turbo"' in card("turbo")
+    with cabinet_ctx.Session() as session:
+        options.buy(session, session.get(Account, subscriber.account_id), "turbo",
+                    utcnow(), actor="test")
+        session.commit()
+    page = owner.get("/packages").text
+    assert "up to 1, bought 1 this month" in card("turbo")
+    assert 'data-test="limit-reached"' in card("turbo")
+    assert 'href="/options/buy?code=turbo"' not in page

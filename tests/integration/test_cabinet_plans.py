@@ -522,7 +522,7 @@ def test_a_viewer_may_look_but_not_change(client, cabinet_ctx, plan):
                             login="viewer7", password="viewer-pass-7", role="viewer")
         session.commit()
     log_in(client, "viewer7", "viewer-pass-7", lang="en")
-    note = "Only the account's owner or accountant can make changes."
+    note = "Only the account's owner can change the tariff, freeze the account or buy options."
     for path in ("/tariff", f"/tariff/confirm?tariff={ids['fast']}&when=now", "/freeze",
                  "/options", "/options/buy?code=turbo"):
         page = client.get(path)

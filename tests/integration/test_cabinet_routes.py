@@ -43,6 +43,7 @@ PUBLIC = {
     "selfservice.forgot",          # password reset: asked for without a login...
     "selfservice.forgot_sent",
     "selfservice.reset",           # ...and done with the mailed one-time token
+    "users.accept",                # an invitee sets a password with the invitation's token
     "money.testpay_callback",      # the payment provider's server: checks a signature
     "money.testpay_page",          # the test provider's "bank" page: a stand-in for a
                                    # foreign site, its POST is a signed notice
