@@ -50,6 +50,7 @@ ACTIONS = {
     "notify.update": _l("Notification settings changed"),
     "request.add": _l("Service request added"),
     "request.status": _l("Service request updated"),
+    "request.message": _l("Message in a service request"),
     "api_token.create": _l("API token created"), "api_token.revoke": _l("API token revoked"),
     "api_token.revoke_all": _l("Every API token revoked"),
     "package.on": _l("Package switched on"), "package.off": _l("Package switched off"),
