@@ -70,6 +70,7 @@ FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
           "low_balance_threshold": _l("Low-balance threshold"),
           "telegram_chat_id": _l("Telegram chat id"), "request": _l("Request No."),
           "topic": _l("Topic"), "status": _l("Status"), "answer": _l("Answer"),
+          "text": _l("Message"),
           "package": _l("Package"), "charged": _l("Charged"), "given": _l("Given"),
           "discount": _l("Discount No."), "percent": _l("Percent"),
           "valid_from": _l("From"), "valid_until": _l("Until"), "target": _l("On")}
