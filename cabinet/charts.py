@@ -90,13 +90,16 @@ def load_graph(count: int, down: list[list[int]], up: list[list[int]], *, title:
     parts = [f'<svg class="chart load" viewBox="0 0 {WIDTH} {LOAD_HEIGHT}" role="img" '
              f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
              f"<title>{escape(title)}</title>"]
-    for fraction, text in ((1, f"↓ {format_rate(peak)}"), (0, "0"),
-                           (-1, f"↑ {format_rate(peak)}")):
+    # The scale's ends are written inside the plot, under and over its
+    # edges: "↓ 100 Mbit/s" is wider than the margin on a phone.
+    for fraction, text, shift in ((1, f"↓ {format_rate(peak)}", 14), (0, "0", 4),
+                                  (-1, f"↑ {format_rate(peak)}", -6)):
         y = middle - half * fraction
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
                      f'y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="axis" x="{LEFT - 4}" y="{y + 4:.1f}" '
-                     f'text-anchor="end">{escape(text)}</text>')
+        x, anchor = (LEFT - 4, "end") if fraction == 0 else (LEFT + 4, "start")
+        parts.append(f'<text class="axis" x="{x}" y="{y + shift:.1f}" '
+                     f'text-anchor="{anchor}">{escape(text)}</text>')
     for index in range(min(count, len(down))):
         if not any(down[index]) and not any(up[index]):
             continue
