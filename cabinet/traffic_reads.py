@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from collector.models import INTERVAL_SECONDS, TrafficRollup
+from config.db import CompiledSelect
 
 INTERVAL = dt.timedelta(seconds=INTERVAL_SECONDS)
 
@@ -112,9 +113,13 @@ def last_updated(db: Session, account_id: int, source: str | None,
         return None
     newest = db.scalar(select(func.max(TrafficRollup.interval_start)).where(
         TrafficRollup.account_id == account_id, TrafficRollup.source == source))
+    return _updated(newest, now)
+
+
+def _updated(newest, now: dt.datetime | None = None) -> dt.datetime | None:
     if newest is None:
         return None
-    if isinstance(newest, str):  # SQLite returns max() of a DateTime as text
+    if isinstance(newest, str):  # SQLite's max() of a DateTime may come back as text
         newest = dt.datetime.fromisoformat(newest)
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     return min(newest + INTERVAL, now.replace(microsecond=0))
@@ -129,20 +134,33 @@ class TrafficSummary:
     updated_at: dt.datetime | None
 
 
+# The overview's read, compiled once (config.db.CompiledSelect): the
+# overview is the busiest page, and building a statement costs about as
+# much as running one this small. One round trip: the day's sums per
+# source and direction, each with its source's newest interval (a step
+# down the key index per group, at most four groups).
+_TABLE = TrafficRollup.__table__
+_NEWER = TrafficRollup.__table__.alias("newer")
+_DAY_TOTALS = CompiledSelect(
+    select(_TABLE.c.source, _TABLE.c.direction, func.sum(_TABLE.c.bytes).label("octets"),
+           select(func.max(_NEWER.c.interval_start))
+           .where(_NEWER.c.account_id == bindparam("account_id"),
+                  _NEWER.c.source == _TABLE.c.source)
+           .scalar_subquery().label("newest"))
+    .where(_TABLE.c.account_id == bindparam("account_id"),
+           _TABLE.c.interval_start >= bindparam("start"),
+           _TABLE.c.interval_start < bindparam("end"))
+    .group_by(_TABLE.c.source, _TABLE.c.direction))
+
+
 def summary(db, account_id: int, start: dt.datetime, end: dt.datetime) -> TrafficSummary:
-    """Totals over [start, end), counted as the graphs count them: one
-    grouped read of the range (the source chosen from its rows) and one
-    step down the index for the time."""
-    rows = db.execute(
-        select(TrafficRollup.source, TrafficRollup.direction, func.sum(TrafficRollup.bytes))
-        .where(TrafficRollup.account_id == account_id, TrafficRollup.interval_start >= start,
-               TrafficRollup.interval_start < end)
-        .group_by(TrafficRollup.source, TrafficRollup.direction)).all()
-    sources = {source for source, _direction, _octets in rows}
+    """Totals over [start, end), counted as the graphs count them (the
+    source chosen from the rows), and when they were last updated."""
+    rows = _DAY_TOTALS.all(db, {"account_id": account_id, "start": start, "end": end})
+    sources = {row.source for row in rows}
     if not sources:
         return TrafficSummary(0, 0, None)
     source = "netflow" if "netflow" in sources else sorted(sources)[0]
-    totals = {direction: int(octets or 0) for row_source, direction, octets in rows
-              if row_source == source}
-    return TrafficSummary(totals.get("in", 0), totals.get("out", 0),
-                          last_updated(db, account_id, source))
+    totals = {row.direction: int(row.octets or 0) for row in rows if row.source == source}
+    newest = max(row.newest for row in rows if row.source == source)
+    return TrafficSummary(totals.get("in", 0), totals.get("out", 0), _updated(newest))
