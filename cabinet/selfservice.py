@@ -355,11 +355,16 @@ def request_message(request_id: int):
 @login_required
 @own_account
 def api_requests(account_id: int):
+    rows = service_requests.for_account(db(), account_id)
+    threads = service_requests.threads(db(), [r.id for r in rows])
     return jsonify([{
         "id": r.id, "topic": r.topic, "status": r.status, "text": r.body,
         "answer": r.answer, "created_at": r.created_at.isoformat() + "Z",
         "updated_at": r.updated_at.isoformat() + "Z",
-    } for r in service_requests.for_account(db(), account_id)])
+        # The operator's login stays with the operator.
+        "messages": [{"by": m.author_kind, "text": m.body, "status": m.status,
+                      "created_at": m.created_at.isoformat() + "Z"} for m in threads[r.id]],
+    } for r in rows])
 
 
 # -- wiring ----------------------------------------------------------------------

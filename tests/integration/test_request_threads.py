@@ -121,6 +121,10 @@ def test_the_thread_reads_in_order_in_the_cabinet_and_the_cli(logged_in, cabinet
     assert "This request is closed; please add a new one" in response.text
     assert _counts(cabinet_ctx) == before
     assert "Message in a service request" in logged_in.get("/history").text
+    (api,) = logged_in.get(f"/api/v1/accounts/{subscriber.account_id}/requests").json
+    assert [(m["by"], m["status"], m["text"]) for m in api["messages"]] == [
+        (m["by"], m["status"], m["text"]) for m in shown["messages"]]
+    assert "admin:test" not in json.dumps(api)
 
     logged_in.post("/lang", data={"lang": "ru", "next": "/requests",
                                   "csrf_token": csrf_token(page)})
