@@ -25,9 +25,8 @@ def _nice_ceiling(value: int) -> int:
 
 
 def daily_bars(series: list[tuple[dt.date, int, int]], *, title: str,
-               label_down: str, label_up: str, format_volume, link=None) -> Markup:
-    """Stacked bars, one a day: download (bottom) and upload (top), in octets.
-    ``link(day)``, if given, is the address a day with traffic links to."""
+               label_down: str, label_up: str, format_volume) -> Markup:
+    """Stacked bars, one a day: download (bottom) and upload (top), in octets."""
     count = max(1, len(series))
     peak = _nice_ceiling(max((down + up for _day, down, up in series), default=0))
     plot_width = WIDTH - LEFT - RIGHT
@@ -50,14 +49,11 @@ def daily_bars(series: list[tuple[dt.date, int, int]], *, title: str,
         base = TOP + plot_height
         tip = (f"{day.isoformat()}: {label_down} {format_volume(down)}, "
                f"{label_up} {format_volume(up)}")
-        group = (f'<g data-day="{day.isoformat()}"><title>{escape(tip)}</title>'
-                 f'<rect class="down" x="{x:.1f}" y="{base - down_height:.1f}" '
-                 f'width="{bar:.1f}" height="{down_height:.1f}"/>'
-                 f'<rect class="up" x="{x:.1f}" y="{base - down_height - up_height:.1f}" '
-                 f'width="{bar:.1f}" height="{up_height:.1f}"/></g>')
-        if link is not None and down + up > 0:
-            group = f'<a href="{escape(link(day))}">{group}</a>'
-        parts.append(group)
+        parts.append(f'<g data-day="{day.isoformat()}"><title>{escape(tip)}</title>'
+                     f'<rect class="down" x="{x:.1f}" y="{base - down_height:.1f}" '
+                     f'width="{bar:.1f}" height="{down_height:.1f}"/>'
+                     f'<rect class="up" x="{x:.1f}" y="{base - down_height - up_height:.1f}" '
+                     f'width="{bar:.1f}" height="{up_height:.1f}"/></g>')
         if count <= 12 or day.day in (1, 5, 10, 15, 20, 25):
             parts.append(f'<text class="axis" x="{x + bar / 2:.1f}" y="{HEIGHT - 8}" '
                          f'text-anchor="middle">{day.day}</text>')

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from babel import dates
 from sqlalchemy import select
-from flask import current_app, render_template, request, url_for
+from flask import current_app, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -109,8 +109,7 @@ def month_page():
     # Days after today are not drawn: a month in progress ends today.
     series = [(day, *daily.get(day, (0, 0))) for day in period.days if day <= today]
     chart = charts.daily_bars(series, title=_("Traffic by day"), label_down=_("Downloaded"),
-                              label_up=_("Uploaded"), format_volume=volume,
-                              link=lambda day: url_for("main.traffic_day", day=day.isoformat()))
+                              label_up=_("Uploaded"), format_volume=volume)
     source = traffic_reads.source_for(db(), current_user.account_id, period.start_utc,
                                       period.end_utc)
     return render_template("traffic.html", period=period, chart=chart, series=series,
