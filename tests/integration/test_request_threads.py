@@ -196,18 +196,36 @@ def test_messages_go_only_to_own_requests_and_only_from_editors(client, cabinet_
     (["request", "set", "1", "done", "--answer", "x" * 2001], "at most 2000 characters"),
     (["request", "set", "1", "closed", "--answer", "ok"], "status must be one of"),
 ])
-def test_bad_cli_input_is_one_sentence_and_changes_nothing(abonent_exe, cabinet_ctx,
-                                                           subscriber, args, message):
-    with cabinet_ctx.Session() as session:
+def test_bad_cli_input_is_one_sentence_and_changes_nothing(abonent, cabinet_ctx, subscriber,
+                                                           args, message):
+    # In-process (click's runner) for the matrix; the executable below.
+    _one_request(cabinet_ctx, subscriber)
+    before = _counts(cabinet_ctx)
+    result = abonent(*args, code=2)
+    assert result.stderr.strip().startswith("abonent: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _counts(cabinet_ctx) == before
+
+
+def test_the_executable_refuses_a_bad_reply_with_one_line(abonent_exe, cabinet_ctx,
+                                                          subscriber):
+    _one_request(cabinet_ctx, subscriber)
+    before = _counts(cabinet_ctx)
+    # abonent_exe checks the rest: exit 2, one line on stderr, no traceback.
+    assert "request 999 does not exist" in abonent_exe("request", "reply", "999", "hi",
+                                                       code=2).stderr
+    assert "an answer must be 1 to 2000 characters long" in abonent_exe(
+        "request", "reply", "1", "  ", code=2).stderr
+    assert _counts(cabinet_ctx) == before
+
+
+def _one_request(ctx, subscriber):
+    with ctx.Session() as session:
         created, _ = service_requests.create(session, subscriber.account_id, topic="other",
                                              text="hello", request_id="form-000001",
                                              actor="cabinet:test")
         session.commit()
         assert created.id == 1
-    before = _counts(cabinet_ctx)
-    result = abonent_exe(*args, code=2)
-    assert message in result.stderr
-    assert _counts(cabinet_ctx) == before
 
 
 # -- the migration ----------------------------------------------------------------------
