@@ -24,6 +24,8 @@ from flask_login import current_user
 from cabinet import charts, labels, periods, queries, traffic_reads
 from cabinet.app import db
 from cabinet.formatting import number_symbols, volume
+from rating import traffic
+from rating.models import Account, Tariff
 
 # Traffic classes as the collector names them (collector.attribute);
 # a class without a label here is shown by its name.
@@ -181,8 +183,6 @@ def session_costs(account_id: int, rows, now: dt.datetime):
     """Each listed session's traffic cost (rating.traffic.session_costs),
     or None where the tariff does not price traffic and nothing was
     charged: the page then shows no cost at all."""
-    from rating import traffic
-    from rating.models import Account, Tariff
     session = db()
     tariff = session.scalar(select(Tariff).join(Account, Account.tariff_id == Tariff.id)
                             .where(Account.id == account_id))

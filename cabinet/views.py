@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
-from cabinet import labels, periods, queries, spreadsheet
+from cabinet import labels, periods, queries, spreadsheet, traffic_page
 from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, when
@@ -276,7 +276,6 @@ def history():
 @blueprint.route("/sessions")
 @login_required
 def sessions():
-    from cabinet import traffic_page
     today = periods.local_today(_timezone())
     try:
         period = traffic_page.past_month(request.args.get("month"), today)
@@ -341,19 +340,16 @@ def payments_csv():
 @blueprint.route("/traffic")
 @login_required
 def traffic():
-    from cabinet import traffic_page
     return traffic_page.month_page()
 
 
 @blueprint.app_template_global("traffic_today")
 def traffic_today():
     """For the overview's traffic block (_traffic_summary.html)."""
-    from cabinet import traffic_page
     return traffic_page.today_summary()
 
 
 @blueprint.route("/traffic/day")
 @login_required
 def traffic_day():
-    from cabinet import traffic_page
     return traffic_page.day_page()
