@@ -34,7 +34,8 @@ CLASSES = {"internet": _l("Internet"), "local": _l("Local network"),
 
 # Sentences of PeriodError raised here, marked for translation.
 MESSAGES = (_l("this month has not begun yet"),
-            _l("this day has not begun yet"))
+            _l("this day has not begun yet"),
+            _l("a period must lie between the years 1970 and 2999"))
 
 
 def _timezone() -> str:

@@ -146,6 +146,10 @@ def test_a_day_without_traffic_says_so(logged_in, cabinet_ctx, subscriber):
     ("/traffic?month=2099-01", "This month has not begun yet"),
     ("/traffic?month=11-2026", "A month must look like 2026-11"),
     ("/sessions?month=2099-01", "This month has not begun yet"),
+    # Year 1 in Moscow begins before datetime's range: refused, not a 500.
+    ("/traffic?month=0001-01", "A period must lie between the years 1970 and 2999"),
+    ("/traffic/day?day=0001-01-01", "A period must lie between the years 1970 and 2999"),
+    ("/sessions?month=0001-02", "A period must lie between the years 1970 and 2999"),
 ])
 def test_bad_or_future_periods_are_refused(logged_in, path, message):
     response = logged_in.get(path)
