@@ -331,8 +331,11 @@ def request_message(request_id: int):
         abort(403)
     form = MessageForm()
     if not form.validate_on_submit():
-        return _requests_page(RequestForm(request_id=uuid.uuid4().hex), 400,
-                              _("The form has expired. Please reload the page and try again."))
+        error = (_("The form has expired. Please reload the page and try again.")
+                 if form.csrf_token.errors or form.message_id.errors
+                 else labels.error_text(DomainError("a message must be 1 to 2000 characters "
+                                                    "long")))
+        return _requests_page(RequestForm(request_id=uuid.uuid4().hex), 400, error)
     session = db()
     try:
         _message, created = service_requests.add_message(

@@ -137,6 +137,7 @@ def test_the_thread_reads_in_order_in_the_cabinet_and_the_cli(logged_in, cabinet
 @pytest.mark.parametrize("data, message", [
     ({"text": "   "}, "A message must be 1 to 2000 characters long"),
     ({"text": "x" * 2001}, "A message must be 1 to 2000 characters long"),
+    ({"text": "x" * 5000}, "A message must be 1 to 2000 characters long"),
     ({"text": "hello", "message_id": ""}, "The form has expired"),
 ])
 def test_bad_messages_change_nothing(logged_in, cabinet_ctx, data, message):
