@@ -154,6 +154,14 @@ SCHEMAS = {
         "id": {"type": "integer"}, "topic": {"type": "string"}, "status": {"type": "string"},
         "text": {"type": "string"}, "answer": {"type": ["string", "null"]},
         "created_at": _ref("Time"), "updated_at": _ref("Time"),
+        "messages": {"type": "array", "items": _ref("RequestMessage")},
+    }),
+    # One entry of a request's thread after its text: a message, a status
+    # change (the status the request moved to), or both.
+    "RequestMessage": _object({
+        "by": {"type": "string", "enum": ["subscriber", "operator"]},
+        "text": {"type": ["string", "null"]}, "status": {"type": ["string", "null"]},
+        "created_at": _ref("Time"),
     }),
 }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 MAX_RANGE_DAYS = 400
+MIN_YEAR, MAX_YEAR = 1970, 2999
 
 
 class PeriodError(ValueError):
@@ -36,6 +37,10 @@ def _utc(day: dt.date, zone: ZoneInfo) -> dt.datetime:
 
 
 def days(first_day: dt.date, last_day: dt.date, timezone: str) -> Period:
+    # Year 1 in a zone east of UTC starts before datetime's range; no
+    # subscriber's data is from before 1970 or after 2999 anyway.
+    if first_day.year < MIN_YEAR or last_day.year > MAX_YEAR:
+        raise PeriodError(f"a period must lie between the years {MIN_YEAR} and {MAX_YEAR}")
     if last_day < first_day:
         raise PeriodError("the period must end after it starts")
     if (last_day - first_day).days >= MAX_RANGE_DAYS:

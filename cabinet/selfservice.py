@@ -80,6 +80,8 @@ DOMAIN_MESSAGES = (
     _l("describe the request in 1 to 2000 characters"),
     _l("the form is incomplete; reload the page and try again"),
     _l("there are 10 open requests already; please wait for an answer"),
+    _l("a message must be 1 to 2000 characters long"),
+    _l("this request is closed; please add a new one"),
 )
 
 
@@ -123,6 +125,13 @@ class RequestForm(FlaskForm):
     topic = SelectField(_l("Topic"), choices=_choices(TOPICS), validate_choice=False)
     text = TextAreaField(_l("What happened"), validators=[Length(max=4000)])
     request_id = HiddenField(validators=[DataRequired(), Length(min=8, max=64)])
+
+
+class MessageForm(FlaskForm):
+    """A message in an open request; ``message_id`` is made when the page is drawn."""
+
+    text = TextAreaField(_l("Add a message"), validators=[Length(max=4000)])
+    message_id = HiddenField(validators=[DataRequired(), Length(min=8, max=64)])
 
 
 def _actor() -> str:
@@ -282,7 +291,11 @@ def notifications():
 def _requests_page(form, status=200, error=None):
     rows = service_requests.for_account(db(), current_user.account_id)
     return render_template("requests.html", form=form, rows=rows, may_edit=_may_edit(),
-                           topics=TOPICS, statuses=STATUSES, error=error), status
+                           topics=TOPICS, statuses=STATUSES, error=error,
+                           threads=service_requests.threads(db(), [r.id for r in rows]),
+                           open_statuses=service_requests.OPEN_STATUSES,
+                           # Made when the page is drawn: a form sent twice adds one message.
+                           message_ids={r.id: uuid.uuid4().hex for r in rows}), status
 
 
 @blueprint.route("/requests", methods=["GET", "POST"])
@@ -310,15 +323,51 @@ def requests_page():
     return _requests_page(RequestForm(request_id=uuid.uuid4().hex))
 
 
+@blueprint.route("/requests/<int:request_id>/messages", methods=["POST"])
+@login_required
+def request_message(request_id: int):
+    """The subscriber's message in their own open request."""
+    if not _may_edit():
+        abort(403)
+    form = MessageForm()
+    if not form.validate_on_submit():
+        error = (_("The form has expired. Please reload the page and try again.")
+                 if form.csrf_token.errors or form.message_id.errors
+                 else labels.error_text(DomainError("a message must be 1 to 2000 characters "
+                                                    "long")))
+        return _requests_page(RequestForm(request_id=uuid.uuid4().hex), 400, error)
+    session = db()
+    try:
+        _message, created = service_requests.add_message(
+            session, current_user.account_id, request_id, form.text.data,
+            message_id=form.message_id.data, actor=_actor())
+    except service_requests.NotFound:
+        session.rollback()
+        abort(404)
+    except DomainError as error:
+        session.rollback()
+        return _requests_page(RequestForm(request_id=uuid.uuid4().hex), 400,
+                              labels.error_text(error))
+    session.commit()
+    if created:
+        flash(_("Your message is added to request No. %(id)s.", id=request_id), "ok")
+    return redirect(url_for("selfservice.requests_page") + f"#request-{request_id}")
+
+
 @blueprint.route("/api/v1/accounts/<int:account_id>/requests")
 @login_required
 @own_account
 def api_requests(account_id: int):
+    rows = service_requests.for_account(db(), account_id)
+    threads = service_requests.threads(db(), [r.id for r in rows])
     return jsonify([{
         "id": r.id, "topic": r.topic, "status": r.status, "text": r.body,
         "answer": r.answer, "created_at": r.created_at.isoformat() + "Z",
         "updated_at": r.updated_at.isoformat() + "Z",
-    } for r in service_requests.for_account(db(), account_id)])
+        # The operator's login stays with the operator.
+        "messages": [{"by": m.author_kind, "text": m.body, "status": m.status,
+                      "created_at": m.created_at.isoformat() + "Z"} for m in threads[r.id]],
+    } for r in rows])
 
 
 # -- wiring ----------------------------------------------------------------------

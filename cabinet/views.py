@@ -20,10 +20,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
-from cabinet import charts, labels, periods, queries, spreadsheet
+from cabinet import labels, periods, queries, spreadsheet, traffic_page
 from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
-from cabinet.formatting import money, volume, when
+from cabinet.formatting import money, when
 from config.db import utcnow
 from rating import cabinet_ops, options, promised, roles
 from rating.accounts import DomainError
@@ -279,14 +279,15 @@ def history():
 def sessions():
     today = periods.local_today(_timezone())
     try:
-        period = periods.month(request.args.get("month"), _timezone(), today)
+        period = traffic_page.past_month(request.args.get("month"), today)
     except periods.PeriodError as error:
         return _bad_request("sessions.html", error, period=None, rows=[])
     rows = queries.sessions_between(db(), current_user.account_id, period.start_utc,
                                     period.end_utc)
-    return render_template("sessions.html", period=period, rows=rows,
-                           previous=periods.shift_month(period.first_day, -1),
-                           following=periods.shift_month(period.first_day, 1),
+    costs = traffic_page.session_costs(current_user.account_id, rows, utcnow())
+    return render_template("sessions.html", period=period, rows=rows, costs=costs,
+                           nav=traffic_page.month_nav(period, today),
+                           total_cost=None if costs is None else sum(costs, Decimal(0)),
                            total_down=sum(r.octets_down for r in rows),
                            total_up=sum(r.octets_up for r in rows))
 
@@ -340,19 +341,16 @@ def payments_csv():
 @blueprint.route("/traffic")
 @login_required
 def traffic():
-    today = periods.local_today(_timezone())
-    try:
-        period = periods.month(request.args.get("month"), _timezone(), today)
-    except periods.PeriodError as error:
-        return _bad_request("traffic.html", error, period=None, chart=None, series=[])
-    daily = queries.daily_traffic(db(), current_user.account_id, period.start_utc,
-                                  period.end_utc, _timezone())
-    series = [(day, *daily.get(day, (0, 0))) for day in period.days]
-    chart = charts.daily_bars(series, title=_("Traffic by day"), label_down=_("Downloaded"),
-                              label_up=_("Uploaded"), format_volume=volume)
-    return render_template("traffic.html", period=period, chart=chart, series=series,
-                           total_down=sum(s[1] for s in series),
-                           total_up=sum(s[2] for s in series),
-                           previous=periods.shift_month(period.first_day, -1),
-                           following=periods.shift_month(period.first_day, 1))
+    return traffic_page.month_page()
 
+
+@blueprint.app_template_global("traffic_today")
+def traffic_today():
+    """For the overview's traffic block (_traffic_summary.html)."""
+    return traffic_page.today_summary()
+
+
+@blueprint.route("/traffic/day")
+@login_required
+def traffic_day():
+    return traffic_page.day_page()

@@ -228,3 +228,68 @@ def charge_due(session: Session, now: dt.datetime, timezone: str, hours_back: in
     for back in range(hours_back - 1, -1, -1):
         total += charge_hour(session, last - dt.timedelta(hours=back), timezone)
     return total
+
+
+# -- what a session cost ---------------------------------------------------------
+#
+# The ledger's hourly traffic charges are what the subscriber paid: they
+# already deduct the prepaid volume, free hours and traffic packs, and
+# include late adjustments. Pricing a session's octets again at the
+# tariff's per-GB price would disagree with the statement whenever any of
+# those applied, so a session's cost is its share of the hourly charges:
+# an hour's charge goes to the sessions open in that hour, split by how
+# long each was open in it (one session at a time, the usual case, gets
+# the whole hour). The shares are kopecks that add up to the hour's charge.
+
+HOUR = dt.timedelta(hours=1)
+
+
+def hourly_charges(session: Session, account_id: int, first_hour: dt.datetime,
+                   last_hour: dt.datetime) -> dict[dt.datetime, Decimal]:
+    """{UTC hour: what its traffic cost, adjustments included} for the
+    hours [first_hour, last_hour], read as one range of the ledger's
+    unique key (``traffic:ACCOUNT:HOUR[:rN]`` sorts by hour)."""
+    key = LedgerEntry.idempotency_key
+    low = hour_key(account_id, first_hour.replace(minute=0, second=0, microsecond=0))
+    high = hour_key(account_id, last_hour.replace(minute=0, second=0, microsecond=0)) + ";"
+    charges: dict[dt.datetime, Decimal] = {}
+    for entry_key, amount in session.execute(
+            select(LedgerEntry.idempotency_key, LedgerEntry.amount)
+            .where(key >= low, key < high, LedgerEntry.kind == "traffic")):
+        hour = dt.datetime.strptime(entry_key.split(":")[2], "%Y-%m-%dT%H")
+        charges[hour] = charges.get(hour, Decimal(0)) - amount
+    return charges
+
+
+def _shares(amount: Decimal, weights: list[float]) -> list[Decimal]:
+    """``amount`` in kopecks split by weight, the rounding remainder to the
+    largest remainders, so the shares add up to the amount exactly."""
+    sign = -1 if amount < 0 else 1
+    cents = int((abs(amount) / _CENT).to_integral_value())
+    total = sum(weights)
+    exact = [cents * w / total for w in weights]
+    whole = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - whole[i], reverse=True)
+    for i in order[:cents - sum(whole)]:
+        whole[i] += 1
+    return [Decimal(sign * c) * _CENT for c in whole]
+
+
+def session_costs(charges: dict[dt.datetime, Decimal],
+                  sessions: list[tuple[dt.datetime, dt.datetime | None]],
+                  now: dt.datetime) -> list[Decimal]:
+    """Each session's share of the hourly charges (see above), in the order
+    given; a session still open counts as open until ``now``."""
+    costs = [Decimal("0.00") for _ in sessions]
+    for hour, amount in charges.items():
+        if amount == 0:
+            continue
+        end = hour + HOUR
+        overlaps = [max(dt.timedelta(0), min(stop or now, end) - max(start, hour))
+                    for start, stop in sessions]
+        weights = [o.total_seconds() for o in overlaps]
+        if not any(weights):
+            continue  # traffic outside any session (e.g. a static address)
+        for index, share in enumerate(_shares(amount, weights)):
+            costs[index] += share
+    return costs
