@@ -51,6 +51,7 @@ class AccountView:
     # An ordered tariff change that has not started yet: the tariff's name.
     next_tariff: str | None = None
     next_tariff_from: dt.date | None = None
+    tariff_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def _account_of(row) -> AccountView:
             rate_down_kbps=row.rate_down_kbps, rate_up_kbps=row.rate_up_kbps,
             negative_rate_kbps=row.negative_rate_kbps),
         frozen_until=row.frozen_until, next_tariff=row.next_tariff,
-        next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None)
+        next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None,
+        tariff_id=row.tariff_id)
 
 
 _ACCOUNT = (select(*_ACCOUNT_COLUMNS).select_from(_ACCOUNT_JOINS)

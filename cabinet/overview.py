@@ -1,0 +1,176 @@
+"""The overview's answers to "how long, what for, what now".
+
+How long: rating.runout.forecast over the account's fees (its tariff by its
+period, its packages, its discounts), read here as plain values. What for:
+the monthly cost and the services (logins, addresses). What now: in a
+restricted state, the amount that restores full service, a top-up with it
+and the promised payment when rating.promised allows one; always what
+happens next if nothing is paid.
+
+The overview is the busiest page: the fees and discounts are one
+UNION ALL, the services one SELECT (CompiledSelect, plain tuples); the
+banners and each tariff's no-fee profiles are kept per process for
+CACHE_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+from flask import current_app
+from sqlalchemy import Date, String, bindparam, cast, false, literal, null, or_, select, union_all
+
+from aaa.models import Service
+from cabinet import labels
+from config.db import CompiledSelect, Money
+from rating import banners, fees, packages, promised, runout
+from rating.accounts import DomainError
+from rating.models import AccountPackage, Discount, Package, Tariff
+
+CACHE_TTL_SECONDS = 30.0
+
+_PACKAGES = AccountPackage.__table__
+_PACKAGE_TYPES = Package.__table__
+_DISCOUNTS = Discount.__table__
+_SERVICES = Service.__table__
+
+# One round trip: the account's packages switched on, then its discounts
+# not yet ended, in the same columns.
+_FEES = CompiledSelect(union_all(
+    select(literal("package").label("source"), _PACKAGE_TYPES.c.fee.label("amount"),
+           _PACKAGE_TYPES.c.fee_period.label("period"), _PACKAGES.c.package_id,
+           cast(null(), Money()).label("percent"), cast(null(), Date).label("valid_from"),
+           cast(null(), Date).label("valid_until"), cast(null(), String).label("target"),
+           _PACKAGE_TYPES.c.name)
+    .select_from(_PACKAGES.join(_PACKAGE_TYPES, _PACKAGE_TYPES.c.id == _PACKAGES.c.package_id))
+    .where(_PACKAGES.c.account_id == bindparam("account_id"), _PACKAGES.c.active.is_(True)),
+    select(literal("discount"), _DISCOUNTS.c.amount, null(), _DISCOUNTS.c.package_id,
+           _DISCOUNTS.c.percent, _DISCOUNTS.c.valid_from, _DISCOUNTS.c.valid_until,
+           _DISCOUNTS.c.target, null())
+    .where(_DISCOUNTS.c.account_id == bindparam("account_id"),
+           _DISCOUNTS.c.revoked == false(),
+           or_(_DISCOUNTS.c.valid_until.is_(None), _DISCOUNTS.c.valid_until > bindparam("today")))))
+
+_ACTIVE_SERVICES = CompiledSelect(
+    select(_SERVICES.c.kind, _SERVICES.c.login, _SERVICES.c.mac, _SERVICES.c.circuit_id,
+           _SERVICES.c.static_ipv4, _SERVICES.c.pool, _SERVICES.c.ipv6_prefix)
+    .where(_SERVICES.c.account_id == bindparam("account_id"), _SERVICES.c.active.is_(True))
+    .order_by(_SERVICES.c.id).limit(20))
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    kind: str
+    login: str | None
+    mac: str | None
+    circuit_id: str | None
+    static_ipv4: str | None
+    pool: str | None
+    ipv6_prefix: str | None
+
+
+@dataclass(frozen=True)
+class PromisedOffer:
+    amount: Decimal | None     # what the form offers; None: not offered
+    max_amount: Decimal
+    term_days: int
+    reason: str | None = None  # why not (a rating.promised sentence)
+
+
+@dataclass(frozen=True)
+class Overview:
+    forecast: runout.Forecast | None
+    days_left: int | None
+    package_names: tuple[str, ...]
+    services: tuple[ServiceView, ...]
+    # A restricted account: pay at least ``needed``; ``suggested`` also
+    # pays a month of fees ahead.
+    suggested: Decimal | None = None
+    promised: PromisedOffer | None = None
+    banner: banners.BannerView | None = None
+    # The speed of each rung ahead (a throttle's), by profile.
+    rung_rates: dict | None = None
+
+
+def _cached(key: str, loader):
+    cache = current_app.extensions.setdefault("abonent_overview", {})
+    now = time.monotonic()
+    found = cache.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    value = loader()
+    cache[key] = (now + CACHE_TTL_SECONDS, value)
+    return value
+
+
+def _tariff_stops_in(session, tariff_id: int, ladder) -> frozenset[str]:
+    """The ladder's verdicts under which the tariff's fee is not charged
+    (rating.fees.unserved_profiles), per process for CACHE_TTL_SECONDS."""
+    def load():
+        tariff = session.get(Tariff, tariff_id)
+        return frozenset(fees.unserved_profiles(tariff, ladder)) if tariff else frozenset()
+    return _cached(f"stops:{tariff_id}:{hash(ladder)}", load)
+
+
+def current_banners(session, now: dt.datetime):
+    return _cached("banners", lambda: banners.upcoming(session, now))
+
+
+def _turn() -> int:
+    counter = current_app.extensions.setdefault("abonent_banner_turns", itertools.count())
+    return next(counter)
+
+
+def _promised_offer(session, account, needed: Decimal, now: dt.datetime,
+                    settings) -> PromisedOffer:
+    rules = promised.PromisedRules.from_settings(settings)
+    # Whole roubles, at least what restores the service, at most the limit.
+    amount = min(rules.max_amount, max(Decimal(1), needed.to_integral_value(ROUND_CEILING)))
+    if needed > rules.max_amount:
+        return PromisedOffer(None, rules.max_amount, rules.term_days)
+    try:
+        promised.check(session, account, amount, now, rules)
+    except DomainError as error:
+        return PromisedOffer(None, rules.max_amount, rules.term_days,
+                             reason=labels.error_text(error))
+    return PromisedOffer(amount, rules.max_amount, rules.term_days)
+
+
+def build(session, reads, account, *, ladder, today: dt.date, now: dt.datetime, settings,
+          may_pay: bool) -> Overview:
+    """The overview's facts for ``account`` (a cabinet.queries.AccountView)."""
+    rows = _FEES.all(reads, {"account_id": account.id, "today": today})
+    services = tuple(ServiceView(*row) for row in
+                     _ACTIVE_SERVICES.all(reads, {"account_id": account.id}))
+    shown = banners.for_account(current_banners(session, now), now=now,
+                                tariff_id=account.tariff_id,
+                                balance=account.balance)
+    banner = banners.pick(shown, _turn())
+    names = tuple(row.name for row in rows if row.source == "package")
+    if account.state != "active" or account.tariff is None:
+        return Overview(None, None, names, services, banner=banner)
+    package_stop = frozenset(packages.UNSERVED_PROFILES)
+    recurring = [runout.RecurringFee(account.tariff.fee, account.tariff.fee_period,
+                                     stops_in=_tariff_stops_in(session, account.tariff_id,
+                                                               ladder))]
+    recurring += [runout.RecurringFee(row.amount, row.period, "package", row.package_id,
+                                      package_stop) for row in rows if row.source == "package"]
+    discounts = [runout.DiscountTerms(row.target, row.percent, row.amount, row.valid_from,
+                                      row.valid_until, row.package_id)
+                 for row in rows if row.source == "discount"]
+    result = runout.forecast(balance=account.balance, credit_limit=account.credit_limit,
+                             fees=recurring, discounts=discounts, today=today, ladder=ladder)
+    days_left = None if result.runs_out_on is None else (result.runs_out_on - today).days
+    rates = {rung.profile: rung.rate_kbps or account.tariff.negative_rate_kbps
+             for rung in ladder}
+    if result.profile == "normal":
+        return Overview(result, days_left, names, services, banner=banner, rung_rates=rates)
+    suggested = (result.needed + result.monthly_cost).to_integral_value(ROUND_CEILING)
+    offer = _promised_offer(session, account, result.needed, now, settings) if may_pay \
+        else None
+    return Overview(result, days_left, names, services, suggested=suggested, promised=offer,
+                    banner=banner, rung_rates=rates)
