@@ -192,3 +192,42 @@ def test_banner_rules_refuse_bad_input(cabinet_ctx):
         with pytest.raises(DomainError, match="audience must be"):
             banners.parse_audience("tariff:")
         assert banners.listing(session) == []
+
+
+LOGO = ('<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28">'
+        '<rect width="28" height="28" fill="#0b5394"/></svg>')
+
+
+def test_branding_in_the_layout_served_locally(db_url, tmp_path):
+    from cabinet.app import create_app
+    from tests.conftest import make_context
+    (tmp_path / "logo.svg").write_text(LOGO)
+    ctx = make_context(db_url, data_dir=tmp_path, branding_name="Sibirnet",
+                       branding_logo="logo.svg", branding_accent_color="#0b5394",
+                       branding_header_color="#f1c232",
+                       branding_contact="Support: 8 800 000-00-00, 24/7")
+    try:
+        client = create_app(ctx, testing=True).test_client()
+        page = client.get("/login").text
+        assert re.search(r'data-test="brand"><img[^>]*>Sibirnet</a>', page)
+        assert 'data-test="brand-contact">Support: 8 800 000-00-00, 24/7<' in page
+        logo = re.search(r'<img class="logo" src="(/brand/logo\?v=\w+)"', page).group(1)
+        css = re.search(r'href="(/brand\.css\?v=\w+)"', page).group(1)
+        # Every address the page loads is the cabinet's own.
+        assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
+        served = client.get(logo)
+        assert served.status_code == 200 and served.mimetype == "image/svg+xml"
+        assert served.data.decode() == LOGO and "max-age" in served.headers["Cache-Control"]
+        style = client.get(css)
+        assert style.mimetype == "text/css" and "--accent: #0b5394" in style.text
+        # A yellow bar gets dark text, not white.
+        assert ".topbar { background: #f1c232; }" in style.text and "#1d2327" in style.text
+    finally:
+        ctx.dispose()
+
+
+def test_no_branding_means_our_name_and_no_extra_requests(client):
+    page = client.get("/login").text
+    assert "/brand" not in page and 'data-test="brand-contact"' not in page
+    assert client.get("/brand/logo").status_code == 404
+    assert client.get("/brand.css").status_code == 404
