@@ -231,3 +231,14 @@ def test_no_branding_means_our_name_and_no_extra_requests(client):
     assert "/brand" not in page and 'data-test="brand-contact"' not in page
     assert client.get("/brand/logo").status_code == 404
     assert client.get("/brand.css").status_code == 404
+
+
+def test_banner_audience_and_text_limits(cabinet_ctx):
+    from rating.validate import DomainError
+    with cabinet_ctx.Session() as session:
+        assert banners.parse_audience("tariff: Home ") == ("tariff", "Home")
+        assert banners.parse_audience("debtors") == ("debtors", None)
+        with pytest.raises(DomainError, match="audience must be"):
+            banners.parse_audience("all:x")
+        with pytest.raises(DomainError, match="text must be at most 1000"):
+            banners.add(session, title="x", body="y" * 1001, starts_at=utcnow())
