@@ -95,6 +95,13 @@ class Overview:
     # The speed of each rung ahead (a throttle's), by profile.
     rung_rates: dict | None = None
 
+    @property
+    def last_day(self) -> dt.date | None:
+        """The last day of full service: the day before it runs out."""
+        if self.forecast is None or self.forecast.runs_out_on is None:
+            return None
+        return self.forecast.runs_out_on - dt.timedelta(days=1)
+
 
 def _cached(key: str, loader):
     cache = current_app.extensions.setdefault("abonent_overview", {})

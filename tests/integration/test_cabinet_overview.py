@@ -57,6 +57,10 @@ def test_days_left_follow_the_fees_packages_and_discounts(logged_in, cabinet_ctx
     assert _runway(page) == (str((expected.runs_out_on - today).days),
                              expected.runs_out_on.isoformat())
     assert "310.00 RUB a month, charged daily" in page
+    # The page names the last day of full service: the day before the cut.
+    last = expected.runs_out_on - dt.timedelta(days=1)
+    assert f"the money lasts through {last:%B} {last.day}, {last.year}." in page \
+        or f"the money lasts through {last.day} {last:%B} {last.year}." in page
     assert re.search(r'data-test="next-step" data-profile="suspended"', page)
 
     # A daily package makes it sooner; a 100% discount on the tariff later.
