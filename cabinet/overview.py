@@ -7,8 +7,8 @@ restricted state, the amount that restores full service, a top-up with it
 and the promised payment when rating.promised allows one; always what
 happens next if nothing is paid.
 
-The overview is the busiest page: the fees and discounts are one
-UNION ALL, the services one SELECT (CompiledSelect, plain tuples); the
+The overview is the busiest page: packages, discounts and services are
+one UNION ALL (CompiledSelect, plain tuples); the
 banners and each tariff's no-fee profiles are kept per process for
 CACHE_TTL_SECONDS.
 """
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from flask import current_app
-from sqlalchemy import Date, String, bindparam, cast, false, literal, null, or_, select, union_all
+from sqlalchemy import (Date, Integer, String, bindparam, cast, false, literal, null, or_, select,
+                        union_all)
 
 from aaa.models import Service
 from cabinet import labels
@@ -38,32 +39,54 @@ _PACKAGE_TYPES = Package.__table__
 _DISCOUNTS = Discount.__table__
 _SERVICES = Service.__table__
 
-# One round trip: the account's packages switched on, then its discounts
-# not yet ended, in the same columns.
-_FEES = CompiledSelect(union_all(
-    select(literal("package").label("source"), _PACKAGE_TYPES.c.fee.label("amount"),
-           _PACKAGE_TYPES.c.fee_period.label("period"), _PACKAGES.c.package_id,
-           cast(null(), Money()).label("percent"), cast(null(), Date).label("valid_from"),
-           cast(null(), Date).label("valid_until"), cast(null(), String).label("target"),
-           _PACKAGE_TYPES.c.name)
+# One round trip for the three lists (each round trip costs the busiest
+# page more than its rows): the account's packages switched on, its
+# discounts not yet ended and its active services, in shared columns:
+#   source    amount  percent  from/until  ref         t1      t2    t3 .. t7
+#   package   fee     -        -           package id  period  name  -
+#   discount  amount  percent  from/until  package id  target  -     -
+#   service   -       -        -           service id  kind    login mac, circuit id,
+#                                                              IPv4, pool, IPv6 prefix
+def _or_null(column, type_):
+    # A NULL says its type (PostgreSQL's UNION needs it); a column is left
+    # alone (SQLite's CAST AS DATE would make a number of a date).
+    return column if column is not None else cast(null(), type_)
+
+
+def _columns(source, *, amount=None, percent=None, valid_from=None, valid_until=None,
+             ref=None, texts=()):
+    texts = list(texts) + [None] * (7 - len(texts))
+    return [literal(source).label("source"), _or_null(amount, Money()).label("amount"),
+            _or_null(percent, Money()).label("percent"),
+            _or_null(valid_from, Date).label("valid_from"),
+            _or_null(valid_until, Date).label("valid_until"),
+            _or_null(ref, Integer).label("ref"),
+            *[_or_null(text, String).label(f"t{n}") for n, text in enumerate(texts, 1)]]
+
+
+_EXTRAS = CompiledSelect(union_all(
+    select(*_columns("package", amount=_PACKAGE_TYPES.c.fee, ref=_PACKAGES.c.package_id,
+                     texts=(_PACKAGE_TYPES.c.fee_period, _PACKAGE_TYPES.c.name)))
     .select_from(_PACKAGES.join(_PACKAGE_TYPES, _PACKAGE_TYPES.c.id == _PACKAGES.c.package_id))
     .where(_PACKAGES.c.account_id == bindparam("account_id"), _PACKAGES.c.active.is_(True)),
-    select(literal("discount"), _DISCOUNTS.c.amount, null(), _DISCOUNTS.c.package_id,
-           _DISCOUNTS.c.percent, _DISCOUNTS.c.valid_from, _DISCOUNTS.c.valid_until,
-           _DISCOUNTS.c.target, null())
+    select(*_columns("discount", amount=_DISCOUNTS.c.amount, percent=_DISCOUNTS.c.percent,
+                     valid_from=_DISCOUNTS.c.valid_from, valid_until=_DISCOUNTS.c.valid_until,
+                     ref=_DISCOUNTS.c.package_id, texts=(_DISCOUNTS.c.target,)))
     .where(_DISCOUNTS.c.account_id == bindparam("account_id"),
            _DISCOUNTS.c.revoked == false(),
-           or_(_DISCOUNTS.c.valid_until.is_(None), _DISCOUNTS.c.valid_until > bindparam("today")))))
-
-_ACTIVE_SERVICES = CompiledSelect(
-    select(_SERVICES.c.kind, _SERVICES.c.login, _SERVICES.c.mac, _SERVICES.c.circuit_id,
-           _SERVICES.c.static_ipv4, _SERVICES.c.pool, _SERVICES.c.ipv6_prefix)
-    .where(_SERVICES.c.account_id == bindparam("account_id"), _SERVICES.c.active.is_(True))
-    .order_by(_SERVICES.c.id).limit(20))
+           or_(_DISCOUNTS.c.valid_until.is_(None), _DISCOUNTS.c.valid_until > bindparam("today"))),
+    select(*_columns("service", ref=_SERVICES.c.id,
+                     texts=(_SERVICES.c.kind, _SERVICES.c.login, _SERVICES.c.mac,
+                            _SERVICES.c.circuit_id, _SERVICES.c.static_ipv4, _SERVICES.c.pool,
+                            _SERVICES.c.ipv6_prefix)))
+    .where(_SERVICES.c.account_id == bindparam("account_id"), _SERVICES.c.active.is_(True))))
+# Services beyond this many are not listed on the overview.
+MAX_SERVICES = 20
 
 
 @dataclass(frozen=True)
 class ServiceView:
+    ref: int
     kind: str
     login: str | None
     mac: str | None
@@ -150,24 +173,24 @@ def _promised_offer(session, account, needed: Decimal, now: dt.datetime,
 def build(session, reads, account, *, ladder, today: dt.date, now: dt.datetime, settings,
           may_pay: bool) -> Overview:
     """The overview's facts for ``account`` (a cabinet.queries.AccountView)."""
-    rows = _FEES.all(reads, {"account_id": account.id, "today": today})
-    services = tuple(ServiceView(*row) for row in
-                     _ACTIVE_SERVICES.all(reads, {"account_id": account.id}))
+    rows = _EXTRAS.all(reads, {"account_id": account.id, "today": today})
+    services = tuple(sorted((ServiceView(*row[5:]) for row in rows
+                             if row.source == "service"), key=lambda s: s.ref))[:MAX_SERVICES]
     shown = banners.for_account(current_banners(session, now), now=now,
                                 tariff_id=account.tariff_id,
                                 balance=account.balance)
     banner = banners.pick(shown, _turn())
-    names = tuple(row.name for row in rows if row.source == "package")
+    names = tuple(row.t2 for row in rows if row.source == "package")
     if account.state != "active" or account.tariff is None:
         return Overview(None, None, names, services, banner=banner)
     package_stop = frozenset(packages.UNSERVED_PROFILES)
     recurring = [runout.RecurringFee(account.tariff.fee, account.tariff.fee_period,
                                      stops_in=_tariff_stops_in(session, account.tariff_id,
                                                                ladder))]
-    recurring += [runout.RecurringFee(row.amount, row.period, "package", row.package_id,
-                                      package_stop) for row in rows if row.source == "package"]
-    discounts = [runout.DiscountTerms(row.target, row.percent, row.amount, row.valid_from,
-                                      row.valid_until, row.package_id)
+    recurring += [runout.RecurringFee(row.amount, row.t1, "package", row.ref, package_stop)
+                  for row in rows if row.source == "package"]
+    discounts = [runout.DiscountTerms(row.t1, row.percent, row.amount, row.valid_from,
+                                      row.valid_until, row.ref)
                  for row in rows if row.source == "discount"]
     result = runout.forecast(balance=account.balance, credit_limit=account.credit_limit,
                              fees=recurring, discounts=discounts, today=today, ladder=ladder)
