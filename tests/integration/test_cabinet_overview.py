@@ -246,3 +246,39 @@ def test_banner_audience_and_text_limits(cabinet_ctx):
             banners.parse_audience("all:x")
         with pytest.raises(DomainError, match="text must be at most 1000"):
             banners.add(session, title="x", body="y" * 1001, starts_at=utcnow())
+
+
+def test_the_overview_stays_a_few_statements(logged_in, cabinet_ctx, subscriber):
+    """Packages, discounts and services are one statement; banners and the
+    tariff's no-fee profiles come from the process's memory after the first
+    page, so the overview's steady state adds one statement, not one per row."""
+    from sqlalchemy import event
+    with cabinet_ctx.Session() as session:
+        account = session.get(Account, subscriber.account_id)
+        for n in range(3):
+            make_service(session, account, login=f"many{n}")
+            tv = packages.create(session, name=f"TV {n}", fee="1.00", fee_period="daily")
+            packages.switch(session, account, tv, True, today=_today(cabinet_ctx),
+                            actor="admin:test")
+        banners.add(session, title="News", starts_at=utcnow())
+        session.commit()
+    assert logged_in.get("/").status_code == 200
+    seen = []
+
+    def record(connection, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(cabinet_ctx.engine, "before_cursor_execute", record)
+    try:
+        page = logged_in.get("/").text
+    finally:
+        event.remove(cabinet_ctx.engine, "before_cursor_execute", record)
+    assert page.count('data-test="service-login"') == 3 and "TV 0, TV 1, TV 2" in page
+    assert 'data-test="banner"' in page
+    assert not any("banners" in s or "FROM tariffs" in s.split("JOIN")[0] for s in seen), seen
+    # The login, the options, the sessions, the accounts' switcher, the
+    # turbo offer (none on sale here, so looked up each time) and the
+    # overview's one.
+    queries = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert sum("account_packages" in q for q in queries) == 1
+    assert len(queries) <= 6, [q[:60] for q in queries]
