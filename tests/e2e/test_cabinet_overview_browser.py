@@ -47,6 +47,14 @@ def wait_for(condition, timeout=10.0) -> bool:
     return False
 
 
+def _fits_360(page):
+    """No sideways scrolling on a small phone."""
+    page.set_viewport_size({"width": 360, "height": 800})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    page.set_viewport_size(VIEWPORTS["phone"])
+    assert width <= 360, f"the overview is {width} px wide at 360 px"
+
+
 def _jobs(ctx):
     with ctx.Session() as session:
         return [(job.action, job.status, job.profile)
@@ -110,6 +118,7 @@ def test_a_suspended_subscriber_takes_a_promised_payment_and_is_back_online(
         assert page.locator("[data-test=days-left]").count() == 0
         assert "до погашения долга" in page.inner_text("[data-test=next-steps]")
         assert page.get_attribute("[data-test=topup-needed]", "href").startswith("/topup?amount=")
+        _fits_360(page)
         page.screenshot(path=str(artifacts / f"overview-suspended-ru-phone-{backend}.png"),
                         full_page=True)
 
@@ -133,6 +142,7 @@ def test_a_suspended_subscriber_takes_a_promised_payment_and_is_back_online(
         assert runway.get_attribute("data-date") == expected.runs_out_on.isoformat()
         assert runway.get_attribute("data-days") == str((expected.runs_out_on - today).days)
         assert re.search(r"Осталось|Остался", page.inner_text("[data-test=days-left]"))
+        _fits_360(page)
         page.screenshot(path=str(artifacts / f"overview-restored-ru-phone-{backend}.png"),
                         full_page=True)
 
