@@ -97,6 +97,9 @@ class Forecast:
     steps: tuple[Step, ...] = field(default=())  # what happens next, soonest first
     no_fees: bool = False        # nothing is charged: the money never runs out
     beyond_horizon: bool = False  # the money lasts past HORIZON_DAYS
+    # Whether fees are charged in the profile now (a suspension stops them,
+    # unless the tariff says otherwise): does a debt still grow?
+    charged_now: bool = True
 
     @property
     def runs_out_on(self) -> dt.date | None:
@@ -194,7 +197,8 @@ def forecast(*, balance: Decimal, credit_limit: Decimal, fees, discounts=(),
     needed = max(Decimal(0), top - balance).quantize(CENT, ROUND_CEILING)
     monthly_cost = month_cost(fees, discounts, today)
     if not fees:
-        return Forecast(now_profile, needed, monthly_cost, no_fees=True)
+        return Forecast(now_profile, needed, monthly_cost, no_fees=True, charged_now=False)
+    charged_now = any(now_profile not in fee.stops_in for fee in fees)
     modes = {rung.profile: rung.mode for rung in ladder}
     thresholds = sorted({rung.threshold(credit_limit) for rung in ladder}, reverse=True)
     start = today + dt.timedelta(days=1)
@@ -207,9 +211,9 @@ def forecast(*, balance: Decimal, credit_limit: Decimal, fees, discounts=(),
         found = _crossing(balance, below[0], start, end, fees, discounts, profile)
         if found is None:
             return Forecast(now_profile, needed, monthly_cost, tuple(steps),
-                            beyond_horizon=True)
+                            beyond_horizon=True, charged_now=charged_now)
         day, balance = found
         profile = policies.decide(balance, credit_limit, ladder)
         steps.append(Step(day, profile, modes.get(profile, policies.BLOCK), balance))
         start = day + dt.timedelta(days=1)
-    return Forecast(now_profile, needed, monthly_cost, tuple(steps))
+    return Forecast(now_profile, needed, monthly_cost, tuple(steps), charged_now=charged_now)

@@ -111,7 +111,7 @@ def test_a_suspended_subscriber_sees_the_amount_and_takes_a_promised_payment(
                      r'data-test="topup-amount"', logged_in.get(link).text)
     offer = re.search(r'id="promised-amount"[^>]*value="([\d.]+)"', page)
     assert offer and Decimal(offer.group(1)) == Decimal("88.00")  # whole roubles
-    assert "The service stays off until the debt is paid" in page
+    assert "Full service returns when the debt is paid; no fee is charged" in page
 
     response = logged_in.post("/promised", data={"amount": "88.00", "back": "overview",
                                                   "csrf_token": csrf_token(page)})

@@ -132,11 +132,13 @@ def test_a_negative_balance_needs_the_debt_paid_and_says_what_comes_next():
     suspended = forecast(balance=D("-80.50"), credit_limit=D("50.00"), fees=fees, today=TODAY)
     assert suspended.profile == "suspended" and suspended.needed == D("80.50")
     assert suspended.steps == ()  # no fee while suspended: the debt stays
+    assert not suspended.charged_now and throttled.charged_now
     # A fee charged while suspended (the tariff's rule) changes nothing ahead:
     # the ladder has no worse rung.
     always = RecurringFee(D("310.00"), "daily")
-    assert forecast(balance=D("-80.50"), credit_limit=D("50.00"), fees=[always],
-                    today=TODAY).steps == ()
+    charged = forecast(balance=D("-80.50"), credit_limit=D("50.00"), fees=[always],
+                       today=TODAY)
+    assert charged.steps == () and charged.charged_now
 
 
 def test_a_custom_ladder_with_a_warning_rung():
