@@ -90,7 +90,8 @@ def init_app(app: Flask) -> None:
                             headers={"Cache-Control": f"public, max-age={CACHE_SECONDS}"})
         if brand.logo.suffix.lower() == ".svg":
             # An SVG can carry script: shown as an image only, never run.
-            response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+            response.headers["Content-Security-Policy"] = ("default-src 'none'; "
+                                                           "style-src 'unsafe-inline'")
         return response
 
 
