@@ -170,6 +170,31 @@ def _promised_offer(session, account, needed: Decimal, now: dt.datetime,
     return PromisedOffer(amount, rules.max_amount, rules.term_days)
 
 
+def _forecast(session, rows, account, ladder, today: dt.date) -> runout.Forecast | None:
+    """rating.runout.forecast over the account's tariff and the packages and
+    discounts among ``rows`` (_EXTRAS); None when nothing is charged for
+    service (not active, or no tariff)."""
+    if account.state != "active" or account.tariff is None:
+        return None
+    package_stop = frozenset(packages.UNSERVED_PROFILES)
+    recurring = [runout.RecurringFee(account.tariff.fee, account.tariff.fee_period,
+                                     stops_in=_tariff_stops_in(session, account.tariff_id,
+                                                               ladder))]
+    recurring += [runout.RecurringFee(row.amount, row.t1, "package", row.ref, package_stop)
+                  for row in rows if row.source == "package"]
+    discounts = [runout.DiscountTerms(row.t1, row.percent, row.amount, row.valid_from,
+                                      row.valid_until, row.ref)
+                 for row in rows if row.source == "discount"]
+    return runout.forecast(balance=account.balance, credit_limit=account.credit_limit,
+                           fees=recurring, discounts=discounts, today=today, ladder=ladder)
+
+
+def forecast_for(session, reads, account, *, ladder, today: dt.date) -> runout.Forecast | None:
+    """The forecast alone (the JSON API's account overview)."""
+    rows = _EXTRAS.all(reads, {"account_id": account.id, "today": today})
+    return _forecast(session, rows, account, ladder, today)
+
+
 def build(session, reads, account, *, ladder, today: dt.date, now: dt.datetime, settings,
           may_pay: bool) -> Overview:
     """The overview's facts for ``account`` (a cabinet.queries.AccountView)."""
@@ -181,19 +206,9 @@ def build(session, reads, account, *, ladder, today: dt.date, now: dt.datetime, 
                                 balance=account.balance)
     banner = banners.pick(shown, _turn())
     names = tuple(row.t2 for row in rows if row.source == "package")
-    if account.state != "active" or account.tariff is None:
+    result = _forecast(session, rows, account, ladder, today)
+    if result is None:
         return Overview(None, None, names, services, banner=banner)
-    package_stop = frozenset(packages.UNSERVED_PROFILES)
-    recurring = [runout.RecurringFee(account.tariff.fee, account.tariff.fee_period,
-                                     stops_in=_tariff_stops_in(session, account.tariff_id,
-                                                               ladder))]
-    recurring += [runout.RecurringFee(row.amount, row.t1, "package", row.ref, package_stop)
-                  for row in rows if row.source == "package"]
-    discounts = [runout.DiscountTerms(row.t1, row.percent, row.amount, row.valid_from,
-                                      row.valid_until, row.ref)
-                 for row in rows if row.source == "discount"]
-    result = runout.forecast(balance=account.balance, credit_limit=account.credit_limit,
-                             fees=recurring, discounts=discounts, today=today, ladder=ladder)
     days_left = None if result.runs_out_on is None else (result.runs_out_on - today).days
     rates = {rung.profile: rung.rate_kbps or account.tariff.negative_rate_kbps
              for rung in ladder}
