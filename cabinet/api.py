@@ -37,7 +37,7 @@ from limits import parse as parse_limit
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from cabinet import periods, queries
+from cabinet import overview, periods, queries
 from cabinet.app import db, ladder
 from config.db import utcnow
 from rating import api_tokens, cabinet_ops, options, promised, roles
@@ -295,7 +295,24 @@ def account(account_id: int):
             "rate_down_kbps": tariff.rate_down_kbps, "rate_up_kbps": tariff.rate_up_kbps,
             "negative_rate_kbps": tariff.negative_rate_kbps},
         "speed": _speed(session, account_id),
+        "runway": _runway(session, view),
     })
+
+
+def _runway(session, view):
+    """How long the money lasts (rating.runout through cabinet.overview)."""
+    today = periods.local_today(_timezone())
+    forecast = overview.forecast_for(session, session, view, ladder=ladder(), today=today)
+    if forecast is None:
+        return None
+    return {"runs_out_on": None if forecast.runs_out_on is None
+            else forecast.runs_out_on.isoformat(),
+            "days_left": None if forecast.runs_out_on is None
+            else (forecast.runs_out_on - today).days,
+            "needed": amount(forecast.needed), "monthly_cost": amount(forecast.monthly_cost),
+            "no_fees": forecast.no_fees,
+            "next": [{"day": step.day.isoformat(), "profile": step.profile}
+                     for step in forecast.steps]}
 
 
 @account_route("/sessions")

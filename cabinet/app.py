@@ -177,6 +177,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     tokens.apply_limits(app, limiter)
 
     formatting.register(app)
+    from cabinet import branding
+    branding.init_app(app)
     app.extensions["abonent_nav"] = {}
     app.jinja_env.globals["nav_tabs"] = nav_tabs
 
@@ -209,7 +211,7 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         for key, value in security_headers:
             if key.lower() not in present:
                 headers.add(key, value)
-        if request.endpoint not in ("static", "favicon"):
+        if request.endpoint not in ("static", "favicon", "brand_css", "brand_logo"):
             # Pages show a balance and personal data: no shared caches, and
             # the back button after logout must not show them either.
             headers["Cache-Control"] = "no-store"

@@ -126,7 +126,17 @@ def _topup_context(voucher_form=None, topup_form=None, **extra):
 @blueprint.route("/topup")
 @login_required
 def topup():
-    return render_template("topup.html", **_topup_context())
+    # The overview's "top up" link names the amount it needs; anything that
+    # is not an amount is ignored (the form then starts empty).
+    suggested = None
+    try:
+        suggested = Decimal(request.args.get("amount", ""))
+    except ArithmeticError:
+        pass
+    if suggested is not None and not (suggested.is_finite() and 0 < suggested < 10 ** 9):
+        suggested = None
+    form = TopupForm(amount=suggested.quantize(Decimal("0.01")) if suggested else None)
+    return render_template("topup.html", **_topup_context(topup_form=form))
 
 
 @blueprint.route("/topup/voucher", methods=["POST"])

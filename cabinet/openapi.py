@@ -82,6 +82,19 @@ SCHEMAS = {
         "profile": {"type": "string"}, "balance": _ref("Money"),
         "credit_limit": _ref("Money"), "tariff": _nullable(_ref("Tariff")),
         "speed": _nullable(_ref("Speed")),
+        "runway": _nullable(_ref("Runway")),
+    }),
+    # How long the money lasts at the account's fees (rating.runout): null
+    # for an account that is not active or has no tariff.
+    "Runway": _object({
+        "runs_out_on": {"type": ["string", "null"], "format": "date",
+                        "description": "The day full service ends if nothing is paid."},
+        "days_left": {"type": ["integer", "null"]},
+        "needed": _ref("Money"),
+        "monthly_cost": _ref("Money"),
+        "no_fees": {"type": "boolean"},
+        "next": {"type": "array", "items": _object({
+            "day": {"type": "string", "format": "date"}, "profile": {"type": "string"}})},
     }),
     "NetworkSession": _object({
         "started_at": _ref("Time"), "stopped_at": _nullable(_ref("Time")),

@@ -53,6 +53,7 @@ class AccountView:
     # An ordered tariff change that has not started yet: the tariff's name.
     next_tariff: str | None = None
     next_tariff_from: dt.date | None = None
+    tariff_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ def _account_of(row) -> AccountView:
             negative_rate_kbps=row.negative_rate_kbps,
             windows=timewindows.from_rules(row.tariff_rules)),
         frozen_until=row.frozen_until, next_tariff=row.next_tariff,
-        next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None)
+        next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None,
+        tariff_id=row.tariff_id)
 
 
 _ACCOUNT = (select(*_ACCOUNT_COLUMNS).select_from(_ACCOUNT_JOINS)

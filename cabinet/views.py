@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
-from cabinet import labels, periods, queries, spreadsheet, traffic_page
+from cabinet import labels, overview, periods, queries, spreadsheet, traffic_page
 from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import money, when
@@ -117,7 +117,11 @@ def dashboard():
         active, now, state=account.state, ladder=ladder(),
         windows=tariff.windows, timezone=_timezone())
     turbo = _turbo_offer(speed)
-    return render_template("dashboard.html", account=account, speed=speed,
+    facts = overview.build(db(), session, account, ladder=ladder(),
+                           today=periods.local_today(_timezone()), now=now,
+                           settings=current_app.extensions["abonent"].settings,
+                           may_pay=current_user.role in CONTACT_EDITORS)
+    return render_template("dashboard.html", account=account, speed=speed, overview=facts,
                            profile=labels.PROFILES.get(speed.profile if speed else "")
                            or labels.PROFILES.get(account.profile),
                            plan=plans.overview(account, active, now),
@@ -263,6 +267,9 @@ def promised_payment():
         session.commit()
         flash(_("A promised payment of %(amount)s is credited until %(due)s.",
                 amount=money(grant.amount), due=when(grant.due_at)), "ok")
+        # Taken from the overview's offer: back there, to see the service return.
+        if request.form.get("back") == "overview":
+            return redirect(url_for("main.dashboard"))
         return redirect(url_for("main.promised_payment"))
     return render_template("promised.html", **_promised_context(form))
 

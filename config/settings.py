@@ -179,6 +179,22 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # The seller on invoices and acts.
         "seller": (str, "abonent ISP"),
     },
+    # The operator's look in the cabinet (config.settings.check_branding).
+    "branding": {
+        # The name in the top bar and the window title; empty: "Subscriber cabinet".
+        "name": (str, ""),
+        # A local image file (.svg, .png, .jpg, .webp), absolute or under
+        # data_dir; the cabinet serves it itself at /brand/logo. Never a URL:
+        # a page must not make a request to anyone else.
+        "logo": (str, ""),
+        # Links and buttons (#rrggbb, at least 4.5:1 against white); empty: ours.
+        "accent_color": (str, ""),
+        # The top bar's background (#rrggbb); its text is dark or white,
+        # whichever reads better.
+        "header_color": (str, ""),
+        # One line at the foot of every page: the support phone, e-mail, hours.
+        "contact": (str, ""),
+    },
     "smtp": {
         "host": (str, "127.0.0.1"),
         "port": (int, 25),
@@ -296,6 +312,55 @@ def _check_collector(section: dict) -> None:
             f"setting collector.max_flow_seconds must be 1..{2**31}, not {seconds}")
 
 
+LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg",
+              ".jpeg": "image/jpeg", ".webp": "image/webp"}
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MAX_BRAND_NAME = 60
+MAX_CONTACT = 200
+
+
+def luminance(color: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _check_branding(section: dict) -> None:
+    """Refused at load with the key named: a URL or an odd file for the
+    logo, a colour that is no #rrggbb or an accent too pale to read."""
+    for key, limit in (("name", MAX_BRAND_NAME), ("contact", MAX_CONTACT)):
+        text = section[key]
+        if len(text) > limit or not text.isprintable():
+            raise SettingsError(f"setting branding.{key} must be one line of at most {limit} "
+                                f"characters")
+    logo = section["logo"]
+    if logo:
+        if "://" in logo or logo.startswith("//") or logo.lower().startswith(("data:", "www.")):
+            raise SettingsError(f"setting branding.logo must be a local file (the cabinet "
+                                f"serves it), not the address {logo!r}")
+        if Path(logo).suffix.lower() not in LOGO_TYPES:
+            raise SettingsError(f"setting branding.logo must be a "
+                                f"{', '.join(sorted(LOGO_TYPES))} file, not {logo!r}")
+    for key in ("accent_color", "header_color"):
+        if section[key] and not _COLOR.match(section[key]):
+            raise SettingsError(f"setting branding.{key} must be a colour like #0a66c2, "
+                                f"not {section[key]!r}")
+    accent = section["accent_color"]
+    if accent and contrast(accent, "#ffffff") < 4.5:
+        raise SettingsError(f"setting branding.accent_color {accent} is too pale: white "
+                            f"text on it and it on white need a contrast of 4.5:1, it has "
+                            f"{contrast(accent, '#ffffff'):.1f}:1")
+
+
 def _check_enforcement(coa: dict, policy: dict) -> None:
     """The enforcer's timers and the ladder's mode, refused at load with the
     key named (every command reads them: RADIUS, cabinet, scheduler …)."""
@@ -411,6 +476,7 @@ def load_settings(path: str | os.PathLike | None = None,
     _check_ranges(values)
     _check_collector(values["collector"])
     _check_enforcement(values["coa"], values["policy"])
+    _check_branding(values["branding"])
     url = values["database"]["url"]
     if url and not url.startswith(("sqlite", "postgresql")):
         raise SettingsError(

@@ -437,3 +437,26 @@ class BonusPoint(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     memo: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Banner(Base):
+    """A notice on the cabinet's overview (news, works, offers), shown from
+    ``starts_at`` to ``ends_at`` (exclusive; None: until removed) to its
+    audience: everyone, the accounts of one tariff, or debtors."""
+
+    __tablename__ = "banners"
+    __table_args__ = (
+        CheckConstraint("audience IN ('all', 'tariff', 'debtors')", name="audience"),
+        CheckConstraint("(audience = 'tariff') = (tariff_id IS NOT NULL)", name="tariff"),
+        Index("ix_banners_ends_at", "ends_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[str] = mapped_column(String(16), default="all")
+    tariff_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tariffs.id"))
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ends_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

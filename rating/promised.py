@@ -81,6 +81,11 @@ def grant(session: Session, account: Account, amount, now: dt.datetime, rules: P
     session.flush()
     oplog.record(session, account_id=account.id, actor=actor, action="promised.grant",
                  amount=amount, due_at=promise.due_at)
+    # The money is there to restore the service: the ladder's verdict (and
+    # the enforcer's outbox) moves now, as for a payment, not at the next
+    # periodic policy run.
+    from rating import fees
+    fees.apply_policies(session, account.id, account.id + 1, reason="promised")
     return promise
 
 

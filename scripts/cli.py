@@ -44,6 +44,7 @@ COMMANDS = {
     "discount": ("scripts.packages_cli:discount", "Discounts on tariff or package fees: add, list, remove."),
     "promo": ("scripts.packages_cli:promo", "Promo codes: add, list, redeem."),
     "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
+    "banner": ("scripts.banners_cli:banner", "Banners on the cabinet's overview: add, list, remove."),
 }
 
 

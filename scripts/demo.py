@@ -3,6 +3,8 @@ on the embedded SQLite database, with nothing else installed."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import errno
 import logging
 import signal
@@ -52,6 +54,14 @@ def seed(session) -> bool:
     options.create_option_type(session, code="turbo", name="Turbo ×2", kind="turbo",
                                price="50.00", duration_hours=24, rate_multiplier=2,
                                actor="demo")
+    # The operator's news on the overview (rating.banners), for a week. A
+    # banner is the operator's own text, in the operator's language.
+    from config.db import utcnow
+    from rating import banners
+    banners.add(session, title="Плановые работы ночью",
+                body="На этой неделе с 01:00 до 03:00 возможны перерывы в работе сети. "
+                     "С вашей стороны ничего делать не нужно.",
+                starts_at=utcnow(), ends_at=utcnow() + dt.timedelta(days=7), actor="demo")
     session.flush()
     return True
 

@@ -202,6 +202,11 @@ def test_me_and_the_account_overview(app, cabinet_ctx, subscriber):
     assert body["tariff"]["fee"] == "600.00" and body["tariff"]["rate_down_kbps"] == 100_000
     assert body["speed"] == {"profile": "normal", "rate_down_kbps": 100_000,
                              "rate_up_kbps": 50_000, "until": None}
+    # 600.00 a month, charged on the 1st: 500.00 runs out on the next 1st.
+    runway = body["runway"]
+    assert runway["needed"] == "0.00" and runway["monthly_cost"] == "600.00"
+    assert runway["runs_out_on"].endswith("-01") and runway["days_left"] >= 1
+    assert runway["next"][0] == {"day": runway["runs_out_on"], "profile": "suspended"}
 
 
 def test_sessions_of_a_month(app, cabinet_ctx, subscriber):

@@ -86,3 +86,38 @@ def test_collector_exporters_in_a_file_must_be_strings(tmp_path):
 def test_the_enforcers_settings_are_refused_at_load_in_one_sentence(name, value, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(environ={name: value})
+
+
+def test_branding_is_loaded_from_the_file(tmp_path):
+    path = tmp_path / "brand.toml"
+    path.write_text('[branding]\nname = "Sibirnet"\nlogo = "logo.svg"\naccent_color = "#0b5394"\n'
+                    'header_color = "#f1c232"\ncontact = "Support: 8 800 000-00-00, 24/7"\n')
+    section = load_settings(path, environ={}).section("branding")
+    assert (section["name"], section["logo"], section["accent_color"]) == \
+        ("Sibirnet", "logo.svg", "#0b5394")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("logo", "https://cdn.example.com/logo.png", "must be a local file"),
+    ("logo", "//cdn.example.com/logo.png", "must be a local file"),
+    ("logo", "logo.gif", "must be a .jpeg, .jpg, .png, .svg, .webp file"),
+    ("accent_color", "blue", "must be a colour like #0a66c2"),
+    ("accent_color", "#ffcc00", "too pale"),
+    ("header_color", "#12345", "must be a colour like"),
+    ("contact", "x" * 201, "one line of at most 200"),
+    ("name", "two\nlines", "one line of at most 60"),
+    ("colour", "#000000", "unknown setting branding.colour"),
+])
+def test_bad_branding_is_refused_with_the_key_named(tmp_path, key, value, message):
+    import json
+    path = tmp_path / "brand.toml"
+    path.write_text(f"[branding]\n{key} = {json.dumps(value)}\n")
+    with pytest.raises(SettingsError, match=message):
+        load_settings(path, environ={})
+
+
+def test_contrast_follows_wcag():
+    from config.settings import contrast
+    assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+    assert round(contrast("#0a66c2", "#ffffff"), 1) == 5.7
+    assert contrast("#ffffff", "#ffffff") == 1.0
