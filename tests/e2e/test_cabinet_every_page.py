@@ -267,6 +267,35 @@ def _look_at(page, watch: Watch, what: str, lang: str, width: int) -> list[str]:
     return problems
 
 
+def _look_at_the_menu(page, watch, what, lang, device, viewport, artifacts, backend):
+    """On a phone, the bar and its "More" sheet; on a desktop, every place as
+    a tab. Either way every place is one tap or two away."""
+    problems = []
+    tabs, bar = page.locator("nav.tabs"), page.locator("[data-test=nav-bar]")
+    if device == "desktop":
+        if not tabs.is_visible() or bar.is_visible():
+            problems.append(f"{what}: a desktop shows the tabs, not the phone's bar")
+        elif tabs.locator("a").count() < 10:
+            problems.append(f"{what}: the desktop tabs lack places")
+        return problems
+    if tabs.is_visible() or not bar.is_visible():
+        return [f"{what}: a phone shows the bar, not the tabs"]
+    box = bar.bounding_box()
+    if box["height"] > 80 or box["y"] + box["height"] < viewport["height"] - 1:
+        problems.append(f"{what}: the bar is not a slim bar at the bottom: {box}")
+    if page.locator("main").bounding_box()["y"] > 120:
+        problems.append(f"{what}: the content starts at "
+                        f"{page.locator('main').bounding_box()['y']} px")
+    page.click("[data-test=nav-more] > summary")
+    sheet = page.locator("[data-test=nav-more] .sheet")
+    if not sheet.is_visible() or sheet.locator("a").count() < 8:
+        problems.append(f"{what}: More opens no sheet of places")
+    problems += _look_at(page, watch, f"{what} (More open)", lang, viewport["width"])
+    page.screenshot(path=str(artifacts / f"page-more-{lang}-{device}-{backend}.png"))
+    page.click("[data-test=nav-more] > summary")
+    return problems
+
+
 def _log_in(page, url: str, seeded: Seeded) -> None:
     page.goto(f"{url}/login")
     page.fill("input[name=login]", seeded.login)
@@ -322,6 +351,9 @@ def test_every_page_in_both_languages_on_a_phone_and_a_desktop(
                         name = endpoint.replace(".", "-")
                         page.screenshot(path=str(artifacts / f"page-{name}-{lang}-{device}-"
                                                              f"{backend}.png"), full_page=True)
+                        if endpoint == "main.dashboard":
+                            problems += _look_at_the_menu(page, watch, what, lang, device,
+                                                          viewport, artifacts, backend)
                 finally:
                     browsing.close()
     finally:
