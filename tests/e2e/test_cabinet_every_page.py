@@ -39,7 +39,7 @@ from collector.models import TrafficRollup
 from rating import api_tokens, fees, options, packages, payments, promised, selfservice
 from rating import requests as service_requests
 from rating.accounts import add_payment, create_cabinet_user
-from rating.models import CabinetUser
+from rating.models import CabinetUser, CabinetUserAccount
 from tests.conftest import free_tcp_port, make_context
 from tests.e2e.test_cabinet_browser import VIEWPORTS, browser  # noqa: F401 (fixture)
 from tests.factories import make_account, make_tariff
@@ -78,7 +78,8 @@ class Seeded:
 def _seed(ctx) -> Seeded:
     """A company (it has every page a person has, and documents) with a
     catalogue, payments, fees, options, packages, a promised payment, network
-    sessions, traffic, service requests, an API token and top-ups."""
+    sessions, traffic, service requests, an API token, top-ups, a password
+    reset link, and a second account under the same login."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     today = now.date()
     login, password = "romashka", "correct-horse-1"
@@ -122,6 +123,10 @@ def _seed(ctx) -> Seeded:
                                     request_id=f"{topic}-1", actor=f"cabinet:{login}")
         session.flush()
         user_id = session.scalar(select(CabinetUser.id).where(CabinetUser.login == login))
+        # A second account under the same login: the switcher is on every page.
+        branch = make_account(session, tariff="Home 100", balance="50",
+                              name="ООО «Ромашка» — склад на Окружной, 14")
+        session.add(CabinetUserAccount(cabinet_user_id=user_id, account_id=branch.id))
         api_tokens.create(session, user_id, name="Бухгалтерия 1С", actor=f"cabinet:{login}")
         provider = payments.TestPay("seed-secret")
         pending, _ = payments.start(session, provider, account, "700", payments.Limits(),
@@ -283,9 +288,14 @@ def _look_at_the_menu(page, watch, what, lang, device, viewport, artifacts, back
     box = bar.bounding_box()
     if box["height"] > 80 or box["y"] + box["height"] < viewport["height"] - 1:
         problems.append(f"{what}: the bar is not a slim bar at the bottom: {box}")
-    if page.locator("main").bounding_box()["y"] > 120:
-        problems.append(f"{what}: the content starts at "
-                        f"{page.locator('main').bounding_box()['y']} px")
+    # Above the content only the header and the account switcher, both slim.
+    top = page.evaluate('''() => {
+        const bottom = s => { const e = document.querySelector(s);
+                              return e ? e.getBoundingClientRect().bottom : 0; };
+        return {header: bottom('header'), switcher: bottom('.account-switcher'),
+                main: document.querySelector('main').getBoundingClientRect().top}; }''')
+    if top["main"] > max(top["header"], top["switcher"]) + 1 or top["main"] > 140:
+        problems.append(f"{what}: the content starts at {top['main']} px: {top}")
     page.click("[data-test=nav-more] > summary")
     sheet = page.locator("[data-test=nav-more] .sheet")
     if not sheet.is_visible() or sheet.locator("a").count() < 8:
