@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from flask import url_for
 from sqlalchemy import select
 
 from aaa.models import Service
@@ -185,11 +186,10 @@ def _examples(seeded: Seeded) -> dict[str, tuple[dict, dict]]:
 def _page_paths(app, seeded: Seeded) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(endpoint, path) of the pages for a subscriber, and of the public ones,
     from the app's url_map. Routes that need path parts take theirs from
-    EXAMPLES; one that has none fails the test."""
+    _examples; one that has none fails the test."""
     examples = _examples(seeded)
     pages, public, unknown = [], [], []
     with app.test_request_context():
-        from flask import url_for
         for rule in app.url_map.iter_rules():
             if "GET" not in rule.methods or rule.endpoint in NOT_PAGES:
                 continue
@@ -203,6 +203,8 @@ def _page_paths(app, seeded: Seeded) -> tuple[list[tuple[str, str]], list[tuple[
             (public if rule.endpoint in PUBLIC else pages).append((rule.endpoint, path))
     assert not unknown, (f"pages with parts in the path and no example in "
                          f"{__name__}._examples: {unknown}")
+    # A sanity floor: discovery that found next to nothing would pass vacuously.
+    assert len(pages) >= 20 and len(public) >= 3, (pages, public)
     return sorted(pages), sorted(public)
 
 
@@ -245,7 +247,8 @@ CHECKS = """() => ({
     lang: document.documentElement.lang,
     wide: [...document.querySelectorAll('main *, nav *, header *')]
         .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
-        .slice(0, 3).map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')),
+        .slice(0, 3).map(e => e.tagName.toLowerCase() +
+                            (e.getAttribute('class') ? '.' + e.getAttribute('class') : '')),
 })"""
 
 
@@ -355,6 +358,11 @@ def test_every_page_in_both_languages_on_a_phone_and_a_desktop(
                         if response is None or response.status != 200:
                             problems.append(f"{what}: HTTP "
                                             f"{response.status if response else 'none'}")
+                            watch.take()
+                            continue
+                        if urlsplit(page.url).path != urlsplit(path).path:
+                            # Not the page itself: give it an example that shows it.
+                            problems.append(f"{what}: redirected to {page.url}")
                             watch.take()
                             continue
                         problems += _look_at(page, watch, what, lang, viewport["width"])
