@@ -325,7 +325,7 @@ def axe_script() -> Path:
 
 
 def test_every_page_in_both_languages_on_a_phone_and_a_desktop(
-        browser, db_url, tmp_path, artifacts, axe_script):  # noqa: F811
+        axe_script, browser, db_url, tmp_path, artifacts):  # noqa: F811
     context = make_context(db_url, data_dir=tmp_path, payments_testpay_enabled="true")
     seeded = _seed(context)
     server = CabinetServer(context, host="127.0.0.1", port=free_tcp_port()).start()
