@@ -61,7 +61,8 @@ NOT_PAGES = {
     "auth.logout",                  # POST only today; never a page
 }
 # Pages of someone who is not logged in: looked at before logging in.
-PUBLIC = {"auth.login", "selfservice.forgot", "selfservice.forgot_sent", "selfservice.reset"}
+PUBLIC = {"auth.login", "selfservice.forgot", "selfservice.forgot_sent", "selfservice.reset",
+          "users.accept"}
 
 
 @dataclass
