@@ -55,6 +55,7 @@ NARROWEST = 360
 # GET routes that are not pages a person reads (by endpoint).
 NOT_PAGES = {
     "static", "favicon",            # files
+    "brand_css", "brand_logo",      # the operator's colours and logo
     "main.payments_csv",            # CSV download
     "money.statement_pdf",          # PDF downloads
     "money.month_document",
