@@ -52,13 +52,12 @@ AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "a
 LOCALES = {"ru": "ru-RU", "en": "en-US"}
 NARROWEST = 360
 
-# GET routes that are not pages a person reads (by endpoint).
+# GET routes that are not pages a person reads: downloads by the end of
+# their path, the JSON API by its start, the rest by endpoint.
+NOT_PAGE_SUFFIXES = (".pdf", ".csv", ".json", ".css", ".ico")
 NOT_PAGES = {
-    "static", "favicon",            # files
-    "brand_css", "brand_logo",      # the operator's colours and logo
-    "main.payments_csv",            # CSV download
-    "money.statement_pdf",          # PDF downloads
-    "money.month_document",
+    "static",                       # files
+    "brand_logo",                   # the operator's logo
     "auth.logout",                  # POST only today; never a page
 }
 # Pages of someone who is not logged in: looked at before logging in.
@@ -195,7 +194,7 @@ def _page_paths(app, seeded: Seeded) -> tuple[list[tuple[str, str]], list[tuple[
         for rule in app.url_map.iter_rules():
             if "GET" not in rule.methods or rule.endpoint in NOT_PAGES:
                 continue
-            if rule.rule.startswith("/api/"):
+            if rule.rule.startswith("/api/") or rule.rule.endswith(NOT_PAGE_SUFFIXES):
                 continue
             arguments, query = examples.get(rule.endpoint, ({}, {}))
             if set(rule.arguments) - set(arguments):
