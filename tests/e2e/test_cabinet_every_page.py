@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -74,7 +74,6 @@ class Seeded:
     pending_txn: str
     paid_txn: str
     reset_token: str
-    examples: dict = field(default_factory=dict)
 
 
 def _seed(ctx) -> Seeded:
@@ -334,10 +333,30 @@ def test_every_page_in_both_languages_on_a_phone_and_a_desktop(
     started = time.monotonic()
     problems: list[str] = []
     visits = 0
+
+    def visit(page, watch, endpoint, path, lang, device, viewport):
+        what = f"{path} [{lang} {device} {backend}]"
+        response = page.goto(f"{server.url}{path}")
+        if response is None or response.status != 200:
+            watch.take()
+            return [f"{what}: HTTP {response.status if response else 'none'}"]
+        if urlsplit(page.url).path != urlsplit(path).path:
+            # Not the page itself: give it an example that shows it.
+            watch.take()
+            return [f"{what}: redirected to {page.url}"]
+        found = _look_at(page, watch, what, lang, viewport["width"])
+        page.screenshot(path=str(artifacts / f"page-{endpoint.replace('.', '-')}-{lang}-"
+                                             f"{device}-{backend}.png"), full_page=True)
+        if endpoint == "main.dashboard":
+            found += _look_at_the_menu(page, watch, what, lang, device, viewport, artifacts,
+                                       backend)
+        return found
+
     try:
         pages, public = _page_paths(server.app, seeded)
         for lang, locale in LOCALES.items():
             for device, viewport in VIEWPORTS.items():
+                # One browser context (and one login) per language and screen.
                 browsing = browser.new_context(viewport=viewport, locale=locale)
                 browsing.add_init_script(path=str(axe_script))
                 page = browsing.new_page()
@@ -348,31 +367,13 @@ def test_every_page_in_both_languages_on_a_phone_and_a_desktop(
                     if page.evaluate("document.documentElement.lang") != lang:
                         page.click(f"[data-test=lang-{lang}]")
                         page.wait_for_load_state()
-                    for endpoint, path in public + [("auth.logged_in", None)] + pages:
-                        if path is None:
-                            _log_in(page, server.url, seeded)
-                            watch.take()
-                            continue
-                        what = f"{path} [{lang} {device} {backend}]"
-                        response = page.goto(f"{server.url}{path}")
-                        visits += 1
-                        if response is None or response.status != 200:
-                            problems.append(f"{what}: HTTP "
-                                            f"{response.status if response else 'none'}")
-                            watch.take()
-                            continue
-                        if urlsplit(page.url).path != urlsplit(path).path:
-                            # Not the page itself: give it an example that shows it.
-                            problems.append(f"{what}: redirected to {page.url}")
-                            watch.take()
-                            continue
-                        problems += _look_at(page, watch, what, lang, viewport["width"])
-                        name = endpoint.replace(".", "-")
-                        page.screenshot(path=str(artifacts / f"page-{name}-{lang}-{device}-"
-                                                             f"{backend}.png"), full_page=True)
-                        if endpoint == "main.dashboard":
-                            problems += _look_at_the_menu(page, watch, what, lang, device,
-                                                          viewport, artifacts, backend)
+                    for endpoint, path in public:
+                        problems += visit(page, watch, endpoint, path, lang, device, viewport)
+                    _log_in(page, server.url, seeded)
+                    watch.take()
+                    for endpoint, path in pages:
+                        problems += visit(page, watch, endpoint, path, lang, device, viewport)
+                    visits += len(public) + len(pages)
                 finally:
                     browsing.close()
     finally:
