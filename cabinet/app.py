@@ -316,8 +316,9 @@ NAV_CACHE_SIZE = 512
 
 
 def nav_tabs() -> Markup:
-    """The tab bar of the logged-in pages (_nav.html). It is the same for
-    every subscriber, so each process draws it once per language and page."""
+    """The navigation of the logged-in pages (_nav.html: tabs on a desktop,
+    a bar with "More" on a phone). It is the same for every subscriber, so
+    each process draws it once per language and page."""
     cache = current_app.extensions["abonent_nav"]
     key = (request.script_root, formatting.locale_key(), request.endpoint)
     html = cache.get(key)

@@ -29,6 +29,22 @@ def log_in(page, url: str, subscriber) -> None:
     page.wait_for_selector("[data-test=balance]")
 
 
+def go_to(page, place: str) -> None:
+    """Open a place through the navigation as a person on this screen would:
+    its tab on a desktop; on a phone its button in the bar, or "More" and
+    then the place. ``place`` is the endpoint's name ("tariffs", "tokens")."""
+    tab = page.locator(f"[data-test=tab-{place}]")
+    if tab.is_visible():
+        tab.click()
+        return
+    button = page.locator(f"[data-test=bar-{place}]")
+    if button.count():
+        button.click()
+        return
+    page.click("[data-test=nav-more] > summary")
+    page.click(f"[data-test=more-{place}]")
+
+
 @pytest.fixture
 def cabinet_server(db_url, tmp_path):
     context = make_context(db_url, data_dir=tmp_path)

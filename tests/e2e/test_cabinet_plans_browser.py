@@ -14,7 +14,7 @@ import pytest
 
 from cabinet import periods
 from rating import options
-from tests.e2e.test_cabinet_browser import (VIEWPORTS, browser, log_in,  # noqa: F401 (fixtures)
+from tests.e2e.test_cabinet_browser import (VIEWPORTS, browser, go_to, log_in,  # noqa: F401
                                              cabinet_server)
 from tests.factories import make_tariff
 from tests.integration.cabinet_helpers import seed_subscriber
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.peer
 
 TEXT = {
     "ru": {"pending": "ваш тариф — «Fast 500»", "left": re.compile(r"^ещё 23 часа 59 минут$"),
-           "frozen": "Заморожен до", "nav": "Тариф и опции"},
+           "frozen": "Заморожен до"},
     "en": {"pending": "your tariff will be Fast 500", "left": re.compile(r"^23 h 59 min left$"),
-           "frozen": "Frozen until", "nav": "Tariff and options"},
+           "frozen": "Frozen until"},
 }
 
 
@@ -71,7 +71,7 @@ def test_plan_pages_in_a_browser(browser, cabinet_server, db_url, artifacts, lan
             log_in(page, cabinet_server.url, subscriber)
 
             # The tariff change: 1. choose, 2. cost and start, 3. confirm.
-            page.click(f"nav.tabs >> text={text['nav']}")
+            go_to(page, "tariffs")
             page.wait_for_selector(f"[data-test=choose-{fast_id}]")
             assert page.inner_text("[data-test=current-tariff]") == "Home 100"
             shot("1-tariffs")
@@ -89,7 +89,7 @@ def test_plan_pages_in_a_browser(browser, cabinet_server, db_url, artifacts, lan
             shot("4-overview-pending")
 
             # An option: the catalogue, the confirmation, the time left.
-            page.click(f"nav.tabs >> text={text['nav']}")
+            go_to(page, "tariffs")
             page.click("[data-test=subnav-options_page]")
             page.wait_for_selector("[data-test=choose-option-turbo]")
             shot("5-options")

@@ -16,7 +16,7 @@ from cabinet.app import CabinetServer
 from rating import ledger
 from rating import requests as service_requests
 from tests.conftest import Inbox, free_tcp_port, make_context
-from tests.e2e.test_cabinet_browser import VIEWPORTS, browser  # noqa: F401 (fixture)
+from tests.e2e.test_cabinet_browser import VIEWPORTS, browser, go_to  # noqa: F401 (fixture)
 from tests.integration.cabinet_helpers import seed_subscriber
 
 pytestmark = pytest.mark.peer
@@ -111,7 +111,7 @@ def test_self_service_pages(browser, cabinet_server, db_url, artifacts, inbox, l
         page.wait_for_selector("[data-test=balance]")
 
         # -- notification settings, reached through the nav ----------------------
-        page.click("nav.tabs a[href='/notifications']")
+        go_to(page, "notifications")
         page.wait_for_selector("[data-test=save-notifications]")
         assert page.is_checked("[data-test=channel-email]")
         shot("notifications")
@@ -123,7 +123,7 @@ def test_self_service_pages(browser, cabinet_server, db_url, artifacts, inbox, l
         shot("notifications-saved")
 
         # -- service requests ----------------------------------------------------
-        page.click("nav.tabs a[href='/requests']")
+        go_to(page, "requests_page")
         page.wait_for_selector("[data-test=send-request]")
         shot("requests")
         page.select_option("[data-test=request-topic]", "slow_speed")

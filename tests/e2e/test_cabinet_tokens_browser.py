@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.test_cabinet_browser import VIEWPORTS, browser, cabinet_server, log_in  # noqa: F401
+from tests.e2e.test_cabinet_browser import (VIEWPORTS, browser, cabinet_server, go_to,  # noqa: F401
+                                             log_in)
 from tests.integration.cabinet_helpers import seed_subscriber
 
 pytestmark = pytest.mark.peer
@@ -51,7 +52,7 @@ def test_make_use_and_revoke_a_token(browser, cabinet_server, db_url, artifacts,
                 page.click("[data-test=lang-en]")
                 page.wait_for_selector("text=Balance")
 
-            page.click(f"nav.tabs a:has-text('{texts['title']}')")
+            go_to(page, "tokens")
             page.wait_for_selector("[data-test=create-token]")
             assert page.inner_text("h1") == texts["title"]
             page.fill("input[name=name]", f"Script {name}")

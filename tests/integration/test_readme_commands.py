@@ -32,6 +32,8 @@ STUBS = {
                '[ "$FAKE_UID" = 0 ] || exit 100\n'
                'case "$*" in *install*) touch "$STATE/venv-installed";; esac',
     "dpkg-query": "exit 1",  # nothing is installed on a fresh machine
+    # Node.js's npm (the machines have it): installs axe-core for the browser tests.
+    "npm": 'echo "npm $*" >> "$CALLS"',
     # python3 -m venv DIR works once python3-venv is "installed".
     "python3": 'echo "python3 $*" >> "$CALLS"\n'
                'if [ "$1 $2" = "-m venv" ]; then\n'
@@ -141,6 +143,7 @@ def test_ci_run_installs_its_packages_as_root_and_as_a_user(tmp_path, uid, sudo,
     apt = [c for c in calls if c.startswith("apt-get install")]
     assert apt and "uid=0" in apt[0] and "frontend=noninteractive" in apt[0], calls
     assert "chromium" in apt[0] and "python3-venv" in apt[0]
+    assert any(c.startswith("npm ci --prefix tests/e2e/axe") for c in calls), calls
     assert any(c.startswith("sudo") for c in calls) == bool(installer), calls
     assert calls[-1] == "pytest -q -rs -x tests/unit", calls
 
