@@ -19,8 +19,6 @@ from flask_babel import lazy_gettext as _l
 
 from cabinet import labels
 from cabinet.formatting import money_with_currency, when
-from cabinet.ledger_text import PAYMENT_SOURCES, ONLINE_PAYMENT, period_text
-from cabinet.formatting import gettext as _
 
 ROLES = {"owner": _l("owner"), "accountant": _l("accountant"), "viewer": _l("viewer")}
 TARGETS = {"tariff": _l("the tariff's fee"), "package": _l("a package's fee")}
@@ -89,10 +87,15 @@ def _status(value: str) -> str:
     return str(STATUSES.get(value, value))
 
 
+# Where a payment came from, as a noun ("Payment system: the operator").
+PROVIDERS = {"manual": _l("the operator"), "admin": _l("the operator"),
+             "voucher": _l("voucher"), "import": _l("the previous billing system"),
+             "demo": _l("demo")}
+CARD = _l("bank card online")
+
+
 def _provider(value: str) -> str:
-    if value == "voucher":
-        return _("voucher")
-    return _(PAYMENT_SOURCES.get(value, ONLINE_PAYMENT))
+    return str(PROVIDERS.get(value, CARD))
 
 
 def _given(value: str) -> str | None:
@@ -101,7 +104,8 @@ def _given(value: str) -> str | None:
 
 
 def _number(value: str) -> str:
-    return f"№\u00a0{value}"
+    # The field's name says "No." already.
+    return value
 
 
 def _as_is(value: str) -> str:
@@ -109,7 +113,7 @@ def _as_is(value: str) -> str:
 
 
 def _option(value: str) -> str:
-    return _("Turbo") if value == "turbo" else value
+    return str(_l("Turbo")) if value == "turbo" else value
 
 
 # field -> how its value reads; a field not here is not shown.
@@ -143,13 +147,20 @@ def _value(field: str, text: str) -> str | None:
     return shape(text)
 
 
-def details(values: dict | None) -> list[tuple[str, str]]:
+# A field whose name depends on the action: (action's prefix, field) -> name.
+NAMES = {("promo.", "code"): _l("Promo code")}
+
+
+def details(values: dict | None, action: str = "") -> list[tuple[str, str]]:
     """[(field's name, value's text)] of the details a person can read."""
     shown = []
     for field, raw in (values or {}).items():
         if raw is None or raw == "" or field not in VALUES:
             continue
         text = _value(field, str(raw))
-        if text:
-            shown.append((labels.field(field), text))
+        if not text:
+            continue
+        name = next((str(name) for (prefix, key), name in NAMES.items()
+                     if key == field and action.startswith(prefix)), None)
+        shown.append((name or labels.field(field), text))
     return shown
