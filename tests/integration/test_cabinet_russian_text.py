@@ -293,3 +293,33 @@ def test_the_english_cabinet_words_the_same_lines(client, rich):
         assert words in page, words
     rows = list(csv.reader(io.StringIO(client.get("/payments.csv").data.decode("utf-8")[1:])))
     assert rows[0][0] == "Date" and re.fullmatch(r"-?\d+\.\d\d", rows[2][2])
+
+
+def test_set_based_fees_carry_their_codes(cabinet_ctx):
+    """The fee run writes a million rows in one INSERT ... SELECT: a frozen
+    day's fee and a package's fee get their code (and the package its
+    name) in the same statement, on both databases."""
+    day = dt.date(2026, 12, 5)
+    with cabinet_ctx.Session() as session:
+        tariff = accounts.create_tariff(session, name="Дневной", fee="300.00",
+                                        fee_period="daily", rate_down_kbps=10_000,
+                                        rate_up_kbps=10_000)
+        watcher = accounts.create_account(session, number="00020001", name="Смотрящий",
+                                          tariff=tariff.name)
+        accounts.add_payment(session, watcher, "1000", external_id="w-1")
+        sleeper = accounts.create_account(session, number="00020002", name="Спящий",
+                                          tariff=tariff.name)
+        accounts.add_payment(session, sleeper, "1000", external_id="s-1")
+        sleeper.state = "frozen"
+        package = packages.create(session, name="Кино", fee="5.00", fee_period="daily")
+        packages.switch(session, watcher, package, True, today=day - dt.timedelta(days=1),
+                        actor="admin")
+        session.commit()
+        fees.charge_day(session, day, freeze_fee=Decimal("1.00"))
+        rows = {(e.account_id, e.idempotency_key): (e.memo_code, e.memo_args)
+                for e in session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "fee"))}
+        watcher_id, sleeper_id = watcher.id, sleeper.id
+    assert rows[(watcher_id, f"fee:{watcher_id}:2026-12-05")] == (None, None)
+    assert rows[(sleeper_id, f"fee:{sleeper_id}:2026-12-05")] == ("freeze_fee", None)
+    assert rows[(watcher_id, f"pkg:{watcher_id}:{package.id}:2026-12-05")] == (
+        "package", {"name": "Кино", "period": "2026-12-05"})
