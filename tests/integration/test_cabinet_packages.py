@@ -101,7 +101,7 @@ def test_a_subscriber_switches_a_package_on_and_off(owner, cabinet_ctx, catalogu
             AccountPackage.account_id == subscriber.account_id))
         assert row.active is True
     # The bill and the history say what it was.
-    assert "package TV Basic for" in owner.get("/payments").text
+    assert "package “TV Basic” for" in owner.get("/payments").text
     history = owner.get("/history").text
     assert "Package switched on" in history and "Package switched off" in history
 
