@@ -33,6 +33,7 @@ from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
 from cabinet import labels, pdf, periods
 from cabinet.app import db
 from cabinet.formatting import money as show_money
+from cabinet.formatting import money_with_currency
 from cabinet.views import CONTACT_EDITORS
 from rating import cabinet_ops, documents, payments, vouchers
 from rating.accounts import DomainError
@@ -149,8 +150,8 @@ def redeem_voucher():
                                **_topup_context(voucher_form=form)), 400
     session.commit()
     if result.created:
-        flash(_("The voucher is redeemed: %(amount)s RUB credited.",
-                amount=show_money(result.amount)), "ok")
+        flash(_("The voucher is redeemed: %(amount)s credited.",
+                amount=money_with_currency(result.amount)), "ok")
     else:
         flash(_("This voucher was already credited to your account."), "ok")
     return redirect(url_for("main.payments"))

@@ -21,7 +21,7 @@ from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
 
 from cabinet.app import db
-from cabinet.formatting import money
+from cabinet.formatting import money, money_with_currency
 from cabinet.views import CONTACT_EDITORS
 from rating import jobs, packages, promotions
 from rating.models import Account, Package
@@ -143,7 +143,8 @@ def switch():
     session.commit()
     if done.changed and form.action.data == "on":
         flash(_("%(name)s is on.", name=package.name) + (
-            " " + _("%(amount)s RUB charged for this period.", amount=money(done.charged))
+            " " + _("%(amount)s charged for this period.",
+                    amount=money_with_currency(done.charged))
             if done.charged else ""), "ok")
     elif done.changed:
         flash(_("%(name)s is off from the next period.", name=package.name), "ok")

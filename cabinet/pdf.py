@@ -151,12 +151,14 @@ def month_document(kind: str, account, document, seller: str) -> bytes:
     doc.ln(4)
     doc.paragraph(_("VAT is not charged."))
     if kind == "invoice":
-        doc.paragraph(_("Total to pay: %(amount)s RUB", amount=money(document.total)),
+        doc.paragraph(_("Total to pay: %(amount)s",
+                        amount=money_with_currency(document.total)),
                       bold=True, size=12)
         doc.paragraph(_("Please state the account number %(number)s in the payment.",
                         number=account.number))
     else:
-        doc.paragraph(_("Services rendered for %(amount)s RUB", amount=money(document.total)),
+        doc.paragraph(_("Services rendered for %(amount)s",
+                        amount=money_with_currency(document.total)),
                       bold=True, size=12)
         doc.paragraph(_("The services were rendered in full and on time; the customer has "
                         "no claims as to their volume, quality or timing."))

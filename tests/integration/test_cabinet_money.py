@@ -69,7 +69,7 @@ def test_a_voucher_is_redeemed_into_the_ledger(logged_in, cabinet_ctx, subscribe
     code = _issue(cabinet_ctx)[0]
     response = _redeem(logged_in, code.lower().replace("-", " "))
     assert response.status_code == 302 and response.location.endswith("/payments")
-    assert "500.00 RUB credited" in logged_in.get("/payments").text
+    assert "₽500.00 credited" in logged_in.get("/payments").text
     assert _balance(cabinet_ctx, subscriber.account_id) == Decimal("600.00")
     with cabinet_ctx.Session() as session:
         voucher = session.scalar(select(Voucher))
@@ -294,7 +294,7 @@ def test_pay_through_the_test_bank(logged_in, cabinet_ctx, subscriber):
     paid = _bank(logged_in, location, "pay")
     assert paid.status_code == 302 and "/topup/return/" in paid.location
     result = logged_in.get(paid.location)
-    assert "The payment of 250.50 RUB is received" in result.text
+    assert "The payment of ₽250.50 is received" in result.text
     row = _row(cabinet_ctx)
     assert row.status == "paid" and row.settled_at and row.entry_id
     assert _balance(cabinet_ctx, subscriber.account_id) == Decimal("350.50")

@@ -84,7 +84,7 @@ def test_a_subscriber_switches_a_package_on_and_off(owner, cabinet_ctx, catalogu
     response = switch(owner, subscriber, ids["tv"], "on")
     assert response.status_code == 302
     page = owner.get("/packages")
-    assert "TV Basic is on." in page.text and "199.00 RUB charged for this period." in page.text
+    assert "TV Basic is on." in page.text and "₽199.00 charged for this period." in page.text
     assert 'data-test="package-on"' in page.text
     assert balance(cabinet_ctx, subscriber.account_id) == Decimal("101.00")
     [(amount, memo)] = package_fees(cabinet_ctx, subscriber.account_id)
