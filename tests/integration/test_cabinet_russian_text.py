@@ -217,7 +217,7 @@ def _pages(app) -> list[str]:
     return sorted(paths)
 
 
-def test_the_russian_cabinet_shows_no_english(app, client, rich):
+def test_the_russian_cabinet_shows_no_english(app, client, rich, artifacts, db_url):
     account_id, _codes, tariff_id, own = rich
     assert log_in(client, LOGIN, "correct-horse-1", lang="ru").status_code == 302
     month = utcnow().strftime("%Y-%m")
@@ -241,6 +241,10 @@ def test_the_russian_cabinet_shows_no_english(app, client, rich):
     for path in (f"/documents/statement-{month}.pdf",):
         response = client.get(path)
         assert response.status_code == 200, path
+        if db_url.startswith("sqlite"):
+            # To look at: the statement a Russian subscriber downloads.
+            (artifacts / "statement-ru.pdf").write_bytes(response.data)
+            (artifacts / "statement-ru.csv").write_bytes(client.get("/payments.csv").data)
         if latin_words(pdf_text(response.data), own):
             leaks[path] = latin_words(pdf_text(response.data), own)
     assert not leaks, f"English in the Russian cabinet: {leaks}"
