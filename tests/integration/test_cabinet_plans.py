@@ -441,8 +441,8 @@ def test_the_pages_in_russian(client, cabinet_ctx, plan):
     subscriber, ids = plan
     log_in(client, subscriber.login, subscriber.password, lang="ru")
     choose = client.get("/tariff").text
-    assert "Смена тарифа" in choose and "930,00 ₽ в месяц, списывается ежедневно" in choose
-    assert "50,0 ГБ включено, далее 2,00 ₽ за ГБ" in choose
+    assert "Смена тарифа" in choose and "930,00\u00a0₽ в месяц, списывается ежедневно" in choose
+    assert "50,0 ГБ включено, далее 2,00\u00a0₽ за ГБ" in choose
     start = _first_of_next_month(_today())
     confirm = client.get(f"/tariff/confirm?tariff={ids['fast']}&when=next_period").text
     assert f'data-test="starts-on">{_long(start, "ru")}<' in confirm
@@ -455,7 +455,7 @@ def test_the_pages_in_russian(client, cabinet_ctx, plan):
     assert refused.status_code == 400
     assert "Тариф можно будет сменить снова с" in refused.text
     freeze_page = client.get("/freeze").text
-    assert "Стоимость дня заморозки: 1,50 ₽." in freeze_page
+    assert "Стоимость дня заморозки: 1,50\u00a0₽." in freeze_page
     response = client.post("/freeze", data={**form_fields(freeze_page, "/freeze"),
                                             "until": _today().isoformat()})
     assert "Заморозка длится от 7 до 90 дней" in response.text
