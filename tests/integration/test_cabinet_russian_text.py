@@ -270,6 +270,8 @@ def test_the_russian_statement_reads_as_russian(client, rich):
                   "Платёжная система: оператор", "Услуга: Турбо", "Процент: 10\u00a0%"):
         assert words in history, (words, history)
     assert not re.search(r"\d\d:\d\d:\d\d", history), "a time with seconds"
+    # The card payment was recorded by the bank's callback, not by the operator.
+    assert re.search(r"Поступил платёж Сумма: 250,00\u00a0₽ .*? банк ", history), history
     assert "Окончание: 20" not in history and "UTC" not in history
 
 
