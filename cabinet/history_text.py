@@ -126,8 +126,8 @@ VALUES = {
     "role": _code_of(ROLES), "scope": _code_of(ROLES), "target": _code_of(TARGETS),
     "kind": _code_of(SERVICE_KINDS), "state": _code_of(ACCOUNT_STATES),
     "channels": _channels, "topic": _topic, "status": _status, "provider": _provider,
-    "percent": _percent, "request": _number, "discount": _number, "entry_id": _number,
-    "reversed_entry_id": _number, "code": _option,
+    # A ledger entry's id is left out: the statement shows no ids.
+    "percent": _percent, "request": _number, "discount": _number, "code": _option,
     "email": _as_is, "phone": _as_is, "phone_landline": _as_is, "login": _as_is,
     "external_id": _as_is, "txn_id": _as_is, "voucher": _as_is, "token_name": _as_is,
     "prefix": _as_is, "tariff": _as_is, "package": _as_is, "reason": _as_is,
@@ -151,8 +151,12 @@ def _value(field: str, text: str) -> str | None:
 NAMES = {("promo.", "code"): _l("Promo code")}
 
 
+NUMBERED = ("request", "discount")
+
+
 def details(values: dict | None, action: str = "") -> list[tuple[str, str]]:
-    """[(field's name, value's text)] of the details a person can read."""
+    """[(field's name, value's text)] of the details a person can read; a
+    numbered thing is one text with no value ("Заявка № 5", "")."""
     shown = []
     for field, raw in (values or {}).items():
         if raw is None or raw == "" or field not in VALUES:
@@ -162,5 +166,6 @@ def details(values: dict | None, action: str = "") -> list[tuple[str, str]]:
             continue
         name = next((str(name) for (prefix, key), name in NAMES.items()
                      if key == field and action.startswith(prefix)), None)
-        shown.append((name or labels.field(field), text))
+        name = name or labels.field(field)
+        shown.append((f"{name}\u00a0{text}", "") if field in NUMBERED else (name, text))
     return shown

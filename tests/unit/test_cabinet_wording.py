@@ -194,3 +194,8 @@ def test_an_unknown_action_is_named_as_the_operators(locale):
     from cabinet import labels
     assert labels.action("nas.frobnicate") == _in(locale, "Изменение оператором",
                                                   "Change by the operator")
+
+
+def test_a_numbered_thing_reads_as_one_text_and_ledger_ids_are_left_out(locale):
+    assert history_text.details({"request": "5", "entry_id": "9", "reversed_entry_id": "8"}) \
+        == [(_in(locale, f"Заявка №{NBSP}5", f"Request No.{NBSP}5"), "")]
