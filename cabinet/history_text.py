@@ -18,7 +18,8 @@ from flask_babel import format_date
 from flask_babel import lazy_gettext as _l
 
 from cabinet import labels
-from cabinet.formatting import money_with_currency, when
+from cabinet.formatting import money_with_currency
+from cabinet.ledger_text import moment_text, percent_text
 
 ROLES = {"owner": _l("owner"), "accountant": _l("accountant"), "viewer": _l("viewer")}
 TARGETS = {"tariff": _l("the tariff's fee"), "package": _l("a package's fee")}
@@ -37,34 +38,13 @@ def _money(value: str) -> str:
         return value
 
 
-def _moment(value: str) -> str:
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return when(moment)
-
-
 def _day(value: str) -> str:
     try:
         if len(value) > 10:
-            return _moment(value)
+            return moment_text(value)
         return format_date(dt.date.fromisoformat(value), "medium")
     except ValueError:
         return value
-
-
-def _percent(value: str) -> str:
-    try:
-        number = Decimal(value).normalize()
-    except (InvalidOperation, ValueError):
-        return value
-    from babel import numbers
-
-    from cabinet.formatting import locale
-    return numbers.format_decimal(number, locale=locale()) + "\u00a0%"
 
 
 def _code_of(table):
@@ -120,14 +100,14 @@ def _option(value: str) -> str:
 VALUES = {
     "amount": _money, "charged": _money, "price": _money, "balance": _money,
     "low_balance_threshold": _money, "fee": _money, "given": _given,
-    "due_at": _moment, "ends_at": _moment, "expires_at": _moment,
+    "due_at": moment_text, "ends_at": moment_text, "expires_at": moment_text,
     "starts_on": _day, "until": _day, "valid_from": _day, "valid_until": _day,
     "expires_on": _day, "previous_changed_at": _day,
     "role": _code_of(ROLES), "scope": _code_of(ROLES), "target": _code_of(TARGETS),
     "kind": _code_of(SERVICE_KINDS), "state": _code_of(ACCOUNT_STATES),
     "channels": _channels, "topic": _topic, "status": _status, "provider": _provider,
     # A ledger entry's id is left out: the statement shows no ids.
-    "percent": _percent, "request": _number, "discount": _number, "code": _option,
+    "percent": percent_text, "request": _number, "discount": _number, "code": _option,
     "email": _as_is, "phone": _as_is, "phone_landline": _as_is, "login": _as_is,
     "external_id": _as_is, "txn_id": _as_is, "voucher": _as_is, "token_name": _as_is,
     "prefix": _as_is, "tariff": _as_is, "package": _as_is, "reason": _as_is,

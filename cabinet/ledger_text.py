@@ -54,7 +54,8 @@ def period_text(value: str | None) -> str:
         return value
 
 
-def _moment(value: str | None) -> str:
+def moment_text(value: str | None) -> str:
+    """A stored UTC time (ISO text) in the operator's zone, to the minute."""
     if not value:
         return ""
     try:
@@ -73,7 +74,8 @@ def _amount(value) -> str:
         return str(value)
 
 
-def _percent(value) -> str:
+def percent_text(value) -> str:
+    """A percentage in the locale's digits: "10 %", "12,5 %"."""
     try:
         number = Decimal(str(value)).normalize()
     except (InvalidOperation, ValueError):
@@ -105,7 +107,7 @@ def _with_reason(text: str, reason: str | None) -> str:
 
 
 def _discount(args: dict, key) -> str:
-    size = _percent(args["percent"]) if args.get("percent") else _amount(args.get("amount"))
+    size = percent_text(args["percent"]) if args.get("percent") else _amount(args.get("amount"))
     period = period_text(args.get("period"))
     if args.get("package"):
         return _("a discount of %(size)s on the package “%(package)s” for %(period)s",
@@ -126,7 +128,7 @@ def _traffic(args: dict, key) -> str:
         octets = int(Decimal(str(args.get("gb"))) * GB)
     except (InvalidOperation, ValueError):
         octets = 0
-    hour = _moment(args.get("hour"))
+    hour = moment_text(args.get("hour"))
     if args.get("late"):
         return _("traffic counted late for the hour from %(time)s: %(volume)s in all",
                  time=hour, volume=volume(octets))
@@ -143,7 +145,7 @@ _WORDERS = {
     "payment": lambda args, key: _payment(args, key),
     "freeze_fee": lambda args, key: _("a frozen day, %(day)s",
                                       day=period_text(_key_tail(key))),
-    "promised": lambda args, key: _("to be repaid by %(due)s", due=_moment(args.get("due"))),
+    "promised": lambda args, key: _("to be repaid by %(due)s", due=moment_text(args.get("due"))),
     "promised_fee": lambda args, key: _("the fee for a promised payment"),
     "promised_expired": lambda args, key: _(
         "the promised payment of %(day)s was not repaid in time",
@@ -188,7 +190,7 @@ def _from_key(kind: str, key: str | None) -> str:
     if parts[0] == "promised-fee":
         return _WORDERS["promised_fee"]({}, key)
     if kind == "traffic" and parts[0] == "traffic" and len(parts) >= 3:
-        return _("traffic for the hour from %(time)s", time=_moment(parts[2] + ":00"))
+        return _("traffic for the hour from %(time)s", time=moment_text(parts[2] + ":00"))
     return ""
 
 

@@ -4,7 +4,6 @@ no database: the codes and arguments are those rating/ writes."""
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
