@@ -13,18 +13,15 @@ import struct
 import subprocess
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, select, text
 
+from bench import scratch
 from bench.procstat import cpu_seconds
-from config.db import make_engine
-from config.migrate import upgrade
 from aaa.models import Nas, Service
 from rating.models import Account, Tariff
 
@@ -35,14 +32,9 @@ NAS_SOURCES = 8  # source addresses the load generator sends from
 
 @contextmanager
 def scratch_database(base_url: str, subscribers: int):
-    name = f"abonent_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
+    """A scratch database (bench.scratch) with ``subscribers`` PPPoE
+    services and one NAS entry for the loopback fleet; yields its URL."""
+    with scratch.scratch_database(base_url) as (engine, url):
         # Through the models, so that every column default applies.
         with engine.begin() as conn:
             tariff_id = conn.execute(insert(Tariff).returning(Tariff.id), dict(
@@ -62,11 +54,6 @@ def scratch_database(base_url: str, subscribers: int):
             conn.commit()
         engine.dispose()
         yield url
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager

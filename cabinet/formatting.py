@@ -81,6 +81,11 @@ def locale_key() -> str:
     return _request().locale_key
 
 
+def locale() -> Locale:
+    """The page's locale (babel's default outside a request)."""
+    return _request().locale
+
+
 def gettext(message: str, **variables) -> str:
     text = _request().translations.ugettext(message)
     return text % variables if variables else text
@@ -125,6 +130,47 @@ def money(value: Decimal | None) -> str:
         # "#,##0.00" does.
         return f"{value:,.2f}".translate(request.symbols)
     return _MONEY.apply(value, request.locale)
+
+
+CURRENCY_SIGN = "\u20bd"  # ₽ in every language: "RUB" reads as a code, not money
+_CURRENCY_PATTERNS: dict[str, tuple[str, str]] = {}
+
+
+def _currency_pattern(locale: Locale) -> tuple[str, str]:
+    """The text before and after the number in the locale's currency
+    pattern ("¤#,##0.00" in English, "#,##0.00 ¤" in Russian)."""
+    key = str(locale)
+    found = _CURRENCY_PATTERNS.get(key)
+    if found is None:
+        pattern = locale.currency_formats["standard"].pattern.split(";")[0]
+        number = pattern.strip("\u00a4")
+        if pattern.startswith("\u00a4"):
+            space = number[:len(number) - len(number.lstrip("\u00a0 "))]
+            found = (CURRENCY_SIGN + space, "")
+        else:
+            space = number[len(number.rstrip("\u00a0 ")):]
+            found = ("", space + CURRENCY_SIGN)
+        _CURRENCY_PATTERNS[key] = found
+    return found
+
+
+def money_with_currency(value: Decimal | None) -> str:
+    """An amount with its currency, in the locale's format: "1 069,35 ₽" in
+    Russian, "₽1,069.35" in English; a minus before it all."""
+    if value is None:
+        return "—"
+    before, after = _currency_pattern(_request().locale)
+    text = money(value)
+    sign = ""
+    if text.startswith("-"):
+        sign, text = "-", text[1:]
+    return f"{sign}{before}{text}{after}"
+
+
+def csv_number(value: Decimal) -> str:
+    """An amount as a spreadsheet of the locale reads a number: no group
+    separators, the locale's decimal sign ("-1069,35" in Russian)."""
+    return f"{value:.2f}".replace(".", numbers.get_decimal_symbol(_request().locale))
 
 
 def speed(kbps: int | None) -> str:
@@ -247,12 +293,21 @@ def _compiled(locale: Locale, tokens) -> Callable[[dt.datetime], str] | None:
     return formatter
 
 
+# The day as the locale writes it in words and the time to the minute
+# ("5 дек. 2026 г., 07:41", "Dec 5, 2026, 7:41 AM"): the cabinet's default,
+# which no reader takes for another day (12/5/26) and shows no seconds.
+DAY_TIME = "day_time"
+# (date-time joint, date, time) formats of a format name.
+_PARTS_OF = {DAY_TIME: ("medium", "medium", "short")}
+
+
 def _standard_tokens(locale: Locale, format: str) -> list:
     """A standard format's date and time patterns spliced into the locale's
     date-time pattern, as babel.dates.format_datetime joins them."""
-    joint = dates.get_datetime_format(format, locale).replace("'", "")
-    parts = {"{0}": dates.tokenize_pattern(dates.get_time_format(format, locale).pattern),
-             "{1}": dates.tokenize_pattern(dates.get_date_format(format, locale).pattern)}
+    joint_format, date_format, time_format = _PARTS_OF.get(format, (format, format, format))
+    joint = dates.get_datetime_format(joint_format, locale).replace("'", "")
+    parts = {"{0}": dates.tokenize_pattern(dates.get_time_format(time_format, locale).pattern),
+             "{1}": dates.tokenize_pattern(dates.get_date_format(date_format, locale).pattern)}
     tokens = []
     for piece in re.split(r"(\{[01]\})", joint):
         if piece in parts:
@@ -270,12 +325,14 @@ def _datetime_formatter(locale: Locale, format: str,
     key = (locale_key or str(locale), format)
     formatter = _DATETIME_FORMATTERS.get(key)
     if formatter is None:
-        if format in _STANDARD:
+        if format in _STANDARD or format in _PARTS_OF:
             formatter = _compiled(locale, _standard_tokens(locale, format))
             if formatter is None:
-                joint = dates.get_datetime_format(format, locale).replace("'", "")
-                day = dates.parse_pattern(dates.get_date_format(format, locale))
-                hour = dates.parse_pattern(dates.get_time_format(format, locale))
+                joint_format, date_format, time_format = _PARTS_OF.get(
+                    format, (format, format, format))
+                joint = dates.get_datetime_format(joint_format, locale).replace("'", "")
+                day = dates.parse_pattern(dates.get_date_format(date_format, locale))
+                hour = dates.parse_pattern(dates.get_time_format(time_format, locale))
 
                 def formatter(value, locale=locale, joint=joint, day=day, hour=hour):
                     return (joint.replace("{0}", hour.apply(value, locale))
@@ -291,7 +348,7 @@ def _datetime_formatter(locale: Locale, format: str,
     return formatter
 
 
-def when(value: dt.datetime | None, format: str = "short") -> str:
+def when(value: dt.datetime | None, format: str = DAY_TIME) -> str:
     """A stored (naive UTC) time in the operator's time zone."""
     if value is None:
         return "—"
@@ -337,7 +394,10 @@ def register(app: Flask) -> None:
         ngettext=lambda s, p, n: _request().translations.ungettext(s, p, n),
         newstyle=True)
     app.jinja_env.globals["_"] = _template_gettext
+    from cabinet import history_text, ledger_text
     app.jinja_env.filters.update(money=money, speed=speed, volume=volume, when=when,
+                                 rub=money_with_currency, ledger_line=ledger_text.describe,
+                                 details=history_text.details,
                                  ledger_kind=labels.kind, action=labels.action,
                                  field=labels.field,
                                  promise_status=labels.promise_status)

@@ -56,7 +56,21 @@ ACTIONS = {
     "package.on": _l("Package switched on"), "package.off": _l("Package switched off"),
     "discount.add": _l("Discount given"), "discount.remove": _l("Discount removed"),
     "promo.redeem": _l("Promo code used"),
+    "ledger.charge": _l("Charge by the operator"), "ledger.refund": _l("Refund"),
+    "ledger.transfer": _l("Money transferred between accounts"),
+    "ledger.reverse": _l("Operation cancelled"),
+    "account.block": _l("Account blocked"), "account.unblock": _l("Account unblocked"),
+    "account.close": _l("Account closed"), "account.edit": _l("Account details changed"),
+    "service.add": _l("Service connected"), "service.edit": _l("Service changed"),
+    "service.remove": _l("Service disconnected"),
+    "session.kick": _l("Session ended by the operator"),
+    "cabinet_user.link": _l("Login given access to the account"),
+    "cabinet_user.unlink": _l("Login's access to the account removed"),
+    "cabinet_user.remove": _l("Cabinet login removed"),
+    "cabinet_user.reset_password": _l("Cabinet password reset by the operator"),
 }
+# What an action the cabinet has no words for is called.
+OTHER_ACTION = _l("Change by the operator")
 
 FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
           "token_name": _l("Token name"), "prefix": _l("Token"), "scope": _l("Rights"),
@@ -73,7 +87,15 @@ FIELDS = {"email": _l("E-mail"), "phone": _l("Mobile phone"),
           "text": _l("Message"),
           "package": _l("Package"), "charged": _l("Charged"), "given": _l("Given"),
           "discount": _l("Discount No."), "percent": _l("Percent"),
-          "valid_from": _l("From"), "valid_until": _l("Until"), "target": _l("On")}
+          "valid_from": _l("From"), "valid_until": _l("Until"), "target": _l("On"),
+          "login": _l("Login"), "role": _l("Role"), "external_id": _l("Payment ID"),
+          "number": _l("Account number"), "counterpart": _l("Other account"),
+          "reason": _l("Reason"), "entry_id": _l("Operation No."),
+          "reversed_entry_id": _l("Cancelled operation No."), "balance": _l("Balance"),
+          "fee": _l("Fee"), "state": _l("State"), "kind": _l("Kind"), "name": _l("Name"),
+          "mac": _l("MAC address"), "pool": _l("Address pool"),
+          "static_ipv4": _l("IP address"), "ipv6_prefix": _l("IPv6 prefix"),
+          "circuit_id": _l("Port (Option 82)"), "expires_on": _l("Valid until")}
 
 # rating's DomainError sentences shown in the cabinet; anything else is
 # shown as it is.
@@ -154,7 +176,7 @@ def kind(code: str) -> str:
 
 
 def action(code: str) -> str:
-    return str(ACTIONS.get(code, code))
+    return str(ACTIONS.get(code, OTHER_ACTION))
 
 
 def field(code: str) -> str:

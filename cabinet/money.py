@@ -33,6 +33,7 @@ from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
 from cabinet import labels, pdf, periods
 from cabinet.app import db
 from cabinet.formatting import money as show_money
+from cabinet.formatting import money_with_currency
 from cabinet.views import CONTACT_EDITORS
 from rating import cabinet_ops, documents, payments, vouchers
 from rating.accounts import DomainError
@@ -159,8 +160,8 @@ def redeem_voucher():
                                **_topup_context(voucher_form=form)), 400
     session.commit()
     if result.created:
-        flash(_("The voucher is redeemed: %(amount)s RUB credited.",
-                amount=show_money(result.amount)), "ok")
+        flash(_("The voucher is redeemed: %(amount)s credited.",
+                amount=money_with_currency(result.amount)), "ok")
     else:
         flash(_("This voucher was already credited to your account."), "ok")
     return redirect(url_for("main.payments"))
@@ -296,7 +297,9 @@ def _company() -> Account:
 @blueprint.route("/documents")
 @login_required
 def documents_page():
-    _company()
+    """Each month's statement for every account; invoices and acts for a
+    company's too."""
+    account = _account()
     today = periods.local_today(_timezone())
     first = today.replace(day=1)
     months = []
@@ -304,7 +307,25 @@ def documents_page():
         value = periods.shift_month(first, -n)
         day = dt.date.fromisoformat(f"{value}-01")
         months.append((value, format_date(day, "LLLL yyyy")))
-    return render_template("documents.html", months=months)
+    return render_template("documents.html", months=months, company=account.kind == "company")
+
+
+@blueprint.route("/documents/statement-<month>.pdf")
+@login_required
+def month_statement(month: str):
+    """A month's statement of the money flow, for a person or a company."""
+    account = _account()
+    today = periods.local_today(_timezone())
+    try:
+        period = periods.month(month, _timezone(), today)
+        if period.first_day > today:
+            abort(404)
+        statement = cabinet_ops.statement(db(), account.id, period.start_utc, period.end_utc)
+    except (periods.PeriodError, DomainError) as error:
+        return Response(labels.error_text(error) + "\n", status=400, mimetype="text/plain")
+    title = _("Statement for %(month)s", month=format_date(period.first_day, "LLLL yyyy"))
+    data = pdf.statement(account, period, statement, title=title)
+    return _pdf_response(data, f"statement-{account.number}-{month}.pdf")
 
 
 @blueprint.route("/documents/<any(invoice, act):kind>-<month>.pdf")

@@ -26,7 +26,7 @@ from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
 
 from cabinet.app import db
-from cabinet.formatting import money
+from cabinet.formatting import money, money_with_currency
 from cabinet.plans import long_date
 from config.db import utcnow
 from rating import jobs, options, packages, promotions, roles
@@ -167,7 +167,7 @@ def _switch(session, account, form) -> str | None:
         return None
     if on:
         return _("%(name)s is on from today.", name=package.name) + (
-            " " + _("%(amount)s RUB charged for this period.", amount=money(done.charged))
+            " " + _("%(amount)s charged for this period.", amount=money_with_currency(done.charged))
             if done.charged else " " + _("This period is paid already."))
     return _("%(name)s is off from %(day)s.", name=package.name,
              day=long_date(packages.next_period_start(package.fee_period, today)))

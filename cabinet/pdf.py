@@ -15,8 +15,8 @@ from flask_babel import gettext as _
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from cabinet import labels
-from cabinet.formatting import money, when
+from cabinet import labels, ledger_text
+from cabinet.formatting import money, money_with_currency, when
 
 FONTS = Path(__file__).resolve().parent / "static" / "fonts"
 FONT = "DejaVu"
@@ -85,34 +85,40 @@ class _Document(FPDF):
 
 
 def _day(value) -> str:
-    return format_date(value, "short")
+    # "5 дек. 2026 г." / "Dec 5, 2026": no reader takes it for another day.
+    return format_date(value, "medium")
 
 
-def statement(account, period, statement) -> bytes:
-    """The money flow: opening balance, each entry with what it is for, closing."""
-    title = _("Money flow")
+def statement(account, period, statement, title: str | None = None) -> bytes:
+    """The money flow: opening balance, each entry with what it is for, closing.
+    ``title`` names a month's statement; the default is "Money flow"."""
+    title = title or _("Money flow")
     doc = _Document(title)
     doc.heading(title)
     doc.fact(_("Account number"), account.number)
     doc.fact(_("Name"), account.name)
     doc.fact(_("Period"), f"{_day(period.first_day)} — {_day(period.last_day)}")
     doc.ln(4)
-    widths = (34, 86, 30, 30)
+    widths = (42, 74, 32, 32)
     aligns = ("L", "L", "R", "R")
     doc.row((_("Date"), _("Operation"), _("Amount"), _("Balance after")), widths, aligns,
             bold=True, fill=True)
-    doc.row(("", _("Opening balance"), "", money(statement.opening)), widths, aligns,
+    rub = money_with_currency
+    doc.row(("", _("Opening balance"), "", rub(statement.opening)), widths, aligns,
             bold=True)
     for line in statement.lines:
-        what = labels.kind(line.kind) + (f" — {line.memo}" if line.memo else "")
-        doc.row((when(line.created_at), what, money(line.amount), money(line.balance_after)),
+        what = ledger_text.line_text(line.kind, line.key, line.memo_code, line.memo_args)
+        doc.row((when(line.created_at), what, rub(line.amount), rub(line.balance_after)),
                 widths, aligns)
-    doc.row(("", _("Closing balance"), "", money(statement.closing)), widths, aligns,
+    if not statement.lines:
+        doc.row(("", _("No operations in this period."), "", ""), widths, aligns)
+    doc.row(("", _("Closing balance"), "", rub(statement.closing)), widths, aligns,
             bold=True)
     doc.ln(4)
-    rub, came_in, charged = _("RUB"), _("Came in"), _("Charged")
-    doc.paragraph(f"{came_in}: {money(statement.credits)} {rub}")
-    doc.paragraph(f"{charged}: {money(statement.debits)} {rub}")
+    came_in, spent = _("Came in"), _("Spent")
+    doc.paragraph(f"{came_in}: {rub(statement.credits)}")
+    # Money spent is a positive amount, as a reader says it.
+    doc.paragraph(f"{spent}: {rub(-statement.debits)}")
     return doc.bytes()
 
 
@@ -145,12 +151,14 @@ def month_document(kind: str, account, document, seller: str) -> bytes:
     doc.ln(4)
     doc.paragraph(_("VAT is not charged."))
     if kind == "invoice":
-        doc.paragraph(_("Total to pay: %(amount)s RUB", amount=money(document.total)),
+        doc.paragraph(_("Total to pay: %(amount)s",
+                        amount=money_with_currency(document.total)),
                       bold=True, size=12)
         doc.paragraph(_("Please state the account number %(number)s in the payment.",
                         number=account.number))
     else:
-        doc.paragraph(_("Services rendered for %(amount)s RUB", amount=money(document.total)),
+        doc.paragraph(_("Services rendered for %(amount)s",
+                        amount=money_with_currency(document.total)),
                       bold=True, size=12)
         doc.paragraph(_("The services were rendered in full and on time; the customer has "
                         "no claims as to their volume, quality or timing."))

@@ -29,13 +29,24 @@ def safe_text(text: str) -> str:
     return _CELL_START.sub(lambda m: m.group(1) + m.group(2) + "'", text)
 
 
-def csv_text(header: list[str], rows: Iterable[list], text_columns: set[int]) -> str:
+def delimiter(locale: str) -> str:
+    """The list separator a spreadsheet of the locale splits a .csv at:
+    ";" where the decimal sign is a comma (Russian Excel), else ","."""
+    from babel import Locale, numbers
+    return ";" if numbers.get_decimal_symbol(Locale.parse(locale)) == "," else ","
+
+
+def csv_text(header: list[str], rows: Iterable[list], text_columns: set[int],
+             delimiter: str = ",") -> str:
     """A CSV document (with a BOM, so that a spreadsheet opens the Cyrillic
     right): every cell quoted, the ``text_columns`` neutralised. The other
-    columns are ours (dates, amounts like -10.00, which are numbers)."""
+    columns are ours (dates, amounts like -10.00 or -10,00, which are
+    numbers)."""
+    if delimiter not in ",;":
+        raise ValueError(f"a CSV delimiter is , or ;, not {delimiter!r}")
     buffer = io.StringIO()
     buffer.write("\ufeff")
-    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, delimiter=delimiter)
     writer.writerow([safe_text(str(cell)) for cell in header])
     for row in rows:
         writer.writerow([safe_text(str(cell)) if index in text_columns else str(cell)

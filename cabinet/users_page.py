@@ -27,15 +27,9 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-try:  # WTForms 3.3 deprecates (value, label) tuples as choices
-    from wtforms.fields.choices import SelectChoice
-except ImportError:  # pragma: no cover - older WTForms
-    def SelectChoice(value, label):  # noqa: N802
-        return (value, label)
-
 from cabinet import labels
 from cabinet.app import db
-from cabinet.selfservice import ResetForm, _deliver
+from cabinet.selfservice import ResetForm, SelectChoice, _deliver
 from config.db import utcnow
 from rating import company_users, roles, selfservice
 from rating.choices import USER_ROLES

@@ -20,10 +20,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 
-from cabinet import labels, overview, periods, queries, spreadsheet, traffic_page
+from cabinet import labels, ledger_text, overview, periods, queries, spreadsheet, traffic_page
 from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
-from cabinet.formatting import money, when
+from cabinet.formatting import csv_number, locale_key, money, when
 from config.db import utcnow
 from rating import cabinet_ops, options, promised, roles
 from rating.accounts import DomainError
@@ -330,15 +330,19 @@ def payments_csv():
         statement = cabinet_ops.statement(db(), account.id, period.start_utc, period.end_utc)
     except (periods.PeriodError, DomainError) as error:
         return Response(labels.error_text(error) + "\n", status=400, mimetype="text/plain")
-    rows = [["", _("Opening balance"), "", f"{statement.opening:.2f}", ""]]
+    number = csv_number
+    rows = [["", _("Opening balance"), "", number(statement.opening), ""]]
     rows += [[when(line.created_at, "yyyy-MM-dd HH:mm"), labels.kind(line.kind),
-              f"{line.amount:.2f}", f"{line.balance_after:.2f}", line.memo or ""]
+              number(line.amount), number(line.balance_after),
+              ledger_text.describe(line.kind, line.key, line.memo_code, line.memo_args)]
              for line in statement.lines]
-    rows.append(["", _("Closing balance"), "", f"{statement.closing:.2f}", ""])
-    # Operation and comment are text (a memo may come from a payment
-    # provider or a voucher batch): quoted and never a formula.
+    rows.append(["", _("Closing balance"), "", number(statement.closing), ""])
+    # Operation and comment are text (a comment may quote an operator's
+    # reason or a package's name): quoted and never a formula. A Russian
+    # spreadsheet splits a .csv at ";" and reads "1069,35" as a number.
     body = spreadsheet.csv_text([_("Date"), _("Operation"), _("Amount"), _("Balance after"),
-                                 _("Comment")], rows, text_columns={1, 4})
+                                 _("Comment")], rows, text_columns={1, 4},
+                                delimiter=spreadsheet.delimiter(locale_key()))
     name = (f"statement-{account.number}-{period.first_day.isoformat()}-"
             f"{period.last_day.isoformat()}.csv")
     return Response(body, mimetype="text/csv",

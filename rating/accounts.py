@@ -128,15 +128,17 @@ def create_cabinet_user(session: Session, account: Account, *, login: str, passw
 
 def add_payment(session: Session, account: Account, amount, *, external_id: str | None = None,
                 provider: str = "manual", actor: str = "admin",
-                memo: str | None = None) -> ledger.Posting:
-    """A payment; idempotent on (provider, external_id) when one is given."""
+                memo: str | None = None, memo_args: dict | None = None) -> ledger.Posting:
+    """A payment; idempotent on (provider, external_id) when one is given.
+    ``memo_args`` add to the payment's memo code's (rating.choices.MEMO_CODES)."""
     value = validate.amount(amount, "payment amount", positive=True)
     external_id = validate.external_id(external_id)
     memo = validate.memo(memo)
     key = f"payment:{provider}:{external_id or uuid.uuid4().hex}"
     try:
         posting = ledger.post(session, account_id=account.id, amount=value, kind="payment",
-                              key=key, author=actor, memo=memo)
+                              key=key, author=actor, memo=memo, memo_code="payment",
+                              memo_args={"provider": provider, **(memo_args or {})})
     except ledger.KeyConflict:
         raise DomainError(f"payment {external_id} was already recorded with another amount "
                           f"or account") from None

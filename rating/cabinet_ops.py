@@ -149,6 +149,11 @@ class StatementLine:
     amount: Decimal
     memo: str | None
     balance_after: Decimal
+    # What it is for, as data (rating.choices.MEMO_CODES): the cabinet
+    # words it in the reader's language; ``memo`` is the operator's text.
+    key: str | None = None
+    memo_code: str | None = None
+    memo_args: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -197,21 +202,23 @@ def statement(session: Session, account_id: int, start: dt.datetime,
     closing = _sum_before(session, account_id, end)
     rows = session.execute(
         select(LedgerEntry.id, LedgerEntry.created_at, LedgerEntry.kind, LedgerEntry.amount,
-               LedgerEntry.memo, LedgerEntry.idempotency_key)
+               LedgerEntry.memo, LedgerEntry.idempotency_key, LedgerEntry.memo_code,
+               LedgerEntry.memo_args)
         .where(LedgerEntry.account_id == account_id, LedgerEntry.created_at >= start,
                LedgerEntry.created_at < end)
         .order_by(LedgerEntry.created_at, LedgerEntry.id)).all()
     running = opening
     lines = []
     credits = debits = Decimal("0.00")
-    for entry_id, created_at, kind, amount, memo, key in rows:
+    for entry_id, created_at, kind, amount, memo, key, memo_code, memo_args in rows:
         memo = memo or describe(kind, key)
         running += amount
         if amount >= 0:
             credits += amount
         else:
             debits += amount
-        lines.append(StatementLine(entry_id, created_at, kind, amount, memo, running))
+        lines.append(StatementLine(entry_id, created_at, kind, amount, memo, running, key,
+                                   memo_code, memo_args))
     return Statement(account_id, start, end, opening, tuple(lines), credits, debits, closing)
 
 

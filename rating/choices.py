@@ -18,3 +18,29 @@ PACKAGE_TARGETS = ("tariff", "package")
 # "discount": a discount on a fee (a credit); "bonus": a promo code's credit
 # or bonus points spent on a fee (a credit).
 LEDGER_KINDS = LEDGER_KINDS + ("discount", "bonus")
+
+# -- what a ledger entry is for (issue 15) --
+# LedgerEntry.memo_code, with its memo_args; the cabinet words each one in
+# the reader's language (cabinet.ledger_text). A plain tariff fee has none:
+# its key fee:ACCOUNT:PERIOD says it all.
+MEMO_CODES = (
+    "payment",            # provider, [tail] (a voucher's last characters)
+    "freeze_fee",         # (the day from the key)
+    "promised",           # due (ISO time, UTC)
+    "promised_fee",
+    "promised_expired",
+    "tariff_difference",  # tariff, starts_on, month
+    "package",            # name, period ("2026-12-05" or "2026-12")
+    "traffic",            # hour (ISO, UTC), gb, late
+    "turbo",              # multiplier, hours
+    "option",             # name, hours
+    "reversal",           # entry, kind, day, [reason]
+    "charge",             # reason (the operator's words)
+    "refund",             # reason
+    "transfer_out",       # reason
+    "transfer_in",        # reason
+    "discount",           # percent | amount, period, [package]
+    "promo",              # code
+    "bonus_spent",        # period, [package]
+    "import",             # (an opening balance carried over from the old billing)
+)

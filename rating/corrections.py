@@ -69,7 +69,8 @@ def _debit(session: Session, action: str, kind: str, account: Account, amount, *
     external_id = validate.external_id(external_id)
     try:
         posting = ledger.post(session, account_id=account.id, amount=-value, kind=kind,
-                              key=_key(action, external_id), author=actor, memo=reason)
+                              key=_key(action, external_id), author=actor, memo=reason,
+                              memo_code=action, memo_args={"reason": reason})
     except ledger.KeyConflict:
         raise DomainError(f"{action} {external_id} was already recorded with another amount "
                           f"or account") from None
@@ -109,9 +110,11 @@ def transfer(session: Session, source: Account, target: Account, amount, *, reas
     key = _key("transfer", external_id)
     try:
         out = ledger.post(session, account_id=source.id, amount=-value, kind="correction",
-                          key=f"{key}:from", author=actor, memo=reason, guarded=True)
+                          key=f"{key}:from", author=actor, memo=reason, guarded=True,
+                          memo_code="transfer_out", memo_args={"reason": reason})
         into = ledger.post(session, account_id=target.id, amount=value, kind="correction",
-                           key=f"{key}:to", author=actor, memo=reason)
+                           key=f"{key}:to", author=actor, memo=reason,
+                           memo_code="transfer_in", memo_args={"reason": reason})
     except ledger.KeyConflict:
         raise DomainError(f"transfer {external_id} was already recorded with another amount "
                           f"or accounts") from None

@@ -48,6 +48,7 @@ class _FeeSql:
     amount: object  # SQL expression over an accounts row
     key: object
     memo: object
+    memo_code: object
     chargeable: object  # WHERE: which accounts pay today
 
 
@@ -92,12 +93,14 @@ def _fee_expressions(session: Session, day: dt.date, freeze_fee: Decimal,
     # A tariff fee carries no memo (a million rows a day, ~20 bytes each):
     # its key says the period, and rating.cabinet_ops.describe reads it.
     memo = case((frozen, literal(f"freeze fee for {day.isoformat()}")), else_=null())
+    memo_code = case((frozen, literal("freeze_fee")), else_=null())
     active = and_(Account.state == "active",
                   Account.tariff_id.in_([tariff_id for tariff_id, _, _ in tariffs]),
                   *[~and_(Account.tariff_id == tariff_id, Account.profile.in_(names))
                     for tariff_id, names in unserved])
     chargeable = or_(active, frozen) if freeze_fee > 0 else active
-    return _FeeSql(amount, literal("fee:") + cast(Account.id, String) + suffix, memo, chargeable)
+    return _FeeSql(amount, literal("fee:") + cast(Account.id, String) + suffix, memo, memo_code,
+                   chargeable)
 
 
 def _chunks(session: Session, chunk: int) -> list[tuple[int, int]]:
@@ -113,11 +116,12 @@ def _charge_chunk(session: Session, day: dt.date, low: int, high: int, expressio
     postgres = session.get_bind().dialect.name == "postgresql"
     insert = postgresql.insert if postgres else sqlite.insert
     chosen = (select(Account.id, expressions.amount, literal("fee"), expressions.key,
-                     literal(author), expressions.memo, literal(utcnow()))
+                     literal(author), expressions.memo, expressions.memo_code,
+                     literal(utcnow()))
               .where(and_(Account.id >= low, Account.id < high, expressions.chargeable)))
     statement = (insert(LedgerEntry)
                  .from_select(["account_id", "amount", "kind", "idempotency_key", "author",
-                               "memo", "created_at"], chosen)
+                               "memo", "memo_code", "created_at"], chosen)
                  .on_conflict_do_nothing(index_elements=["idempotency_key"])
                  .returning(LedgerEntry.account_id, LedgerEntry.amount))
     if postgres:

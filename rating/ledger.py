@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config.db import money
-from rating.choices import LEDGER_KINDS
+from rating.choices import LEDGER_KINDS, MEMO_CODES
 from rating.models import Account, LedgerEntry
 
 
@@ -80,8 +80,14 @@ def _insert_entry(session: Session, values: dict) -> int | None:
 
 def post(session: Session, *, account_id: int, amount, kind: str, key: str, author: str,
          memo: str | None = None, guarded: bool = False,
-         reverses_id: int | None = None) -> Posting:
+         reverses_id: int | None = None, memo_code: str | None = None,
+         memo_args: dict | None = None) -> Posting:
     """Post one entry; idempotent on ``key``.
+
+    ``memo`` is the operator's text; ``memo_code`` and ``memo_args`` say the
+    same as data (rating.choices.MEMO_CODES), which the cabinet words in
+    the reader's language. The arguments are plain JSON values: strings
+    (amounts and dates as text), numbers, booleans.
 
     ``guarded=True`` refuses (InsufficientFunds) a debit that would take the
     balance below ``-credit_limit``; nothing is written then.
@@ -91,8 +97,11 @@ def post(session: Session, *, account_id: int, amount, kind: str, key: str, auth
         raise ValueError(f"unknown ledger kind {kind!r}")
     if not key:
         raise ValueError("an idempotency key is required")
+    if memo_code is not None and memo_code not in MEMO_CODES:
+        raise ValueError(f"unknown memo code {memo_code!r}")
     values = dict(account_id=account_id, amount=amount, kind=kind, idempotency_key=key,
-                  author=author, memo=memo, reverses_id=reverses_id)
+                  author=author, memo=memo, reverses_id=reverses_id, memo_code=memo_code,
+                  memo_args=_plain(memo_args) if memo_args else None)
     # A savepoint, so that a refused guarded debit leaves the caller's
     # transaction as it was.
     try:
@@ -101,6 +110,13 @@ def post(session: Session, *, account_id: int, amount, kind: str, key: str, auth
         if session.get(Account, account_id) is None:
             raise UnknownAccount(account_id) from None
         raise
+
+
+def _plain(args: dict) -> dict:
+    """JSON-safe arguments: a Decimal, date or time as its ISO text."""
+    return {name: (value if value is None or isinstance(value, (str, int, float, bool))
+                   else value.isoformat() if hasattr(value, "isoformat") else str(value))
+            for name, value in args.items()}
 
 
 def _post(session: Session, values: dict, guarded: bool) -> Posting:
@@ -131,7 +147,8 @@ def _post(session: Session, values: dict, guarded: bool) -> Posting:
     return Posting(entry_id, account_id, amount, kind, key, True)
 
 
-def reverse(session: Session, entry_id: int, *, author: str, memo: str | None = None) -> Posting:
+def reverse(session: Session, entry_id: int, *, author: str, memo: str | None = None,
+            memo_code: str | None = None, memo_args: dict | None = None) -> Posting:
     """Cancel an entry with an opposite one (kind ``correction``); once only."""
     entry = session.get(LedgerEntry, entry_id)
     if entry is None:
@@ -140,7 +157,11 @@ def reverse(session: Session, entry_id: int, *, author: str, memo: str | None = 
         raise LedgerError(f"ledger entry {entry_id} is itself a reversal")
     return post(session, account_id=entry.account_id, amount=-entry.amount, kind="correction",
                 key=f"reversal:{entry.id}", author=author,
-                memo=memo or f"reversal of entry {entry.id}", reverses_id=entry.id)
+                memo=memo or f"reversal of entry {entry.id}", reverses_id=entry.id,
+                memo_code=memo_code or "reversal",
+                memo_args=memo_args or {"entry": entry.id, "kind": entry.kind,
+                                        "reason": memo,
+                                        "day": entry.created_at.date().isoformat()})
 
 
 def balance_mismatches(session: Session) -> list[tuple[int, Decimal, Decimal]]:

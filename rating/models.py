@@ -188,6 +188,12 @@ class LedgerEntry(Base):
         String(200).with_variant(String(200, collation="C"), "postgresql"), unique=True)
     author: Mapped[str] = mapped_column(String(100))
     memo: Mapped[Optional[str]] = mapped_column(Text)
+    # What the entry is for, as a code and its arguments (rating.memo), so
+    # the cabinet can word it in the reader's language; ``memo`` stays the
+    # operator's text. NULL on a plain tariff fee (its key says the period)
+    # and on rows written before the code existed.
+    memo_code: Mapped[Optional[str]] = mapped_column(String(32))
+    memo_args: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     reverses_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ledger_entries.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

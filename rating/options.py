@@ -237,7 +237,10 @@ def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
     try:
         posting = ledger.post(session, account_id=account.id, amount=-option.price,
                               kind="option", key=key, author=actor,
-                              memo=f"{option.name} for {option.duration_hours} h", guarded=True)
+                              memo=f"{option.name} for {option.duration_hours} h", guarded=True,
+                              memo_code="turbo" if option.kind == "turbo" else "option",
+                              memo_args={"name": option.name, "hours": option.duration_hours,
+                                         "multiplier": option.rate_multiplier})
     except ledger.InsufficientFunds:
         raise DomainError("not enough money for this option") from None
     bought = AccountOption(account_id=account.id, option_type_id=option.id, starts_at=now,

@@ -28,7 +28,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, literal, select, update
+from sqlalchemy import (JSON, String, bindparam, case, cast, func, literal, null, select,
+                        update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -263,6 +264,9 @@ def switch(session: Session, account: Account, package: Package, on: bool, *, to
                 session, account_id=account.id, amount=-package.fee, kind="fee",
                 key=package_key(account.id, package.id, package.fee_period, today),
                 author=actor, memo=package_memo(package.name, package.fee_period, today),
+                memo_code="package",
+                memo_args={"name": package.name,
+                           "period": period_label(package.fee_period, today)},
                 guarded=by_subscriber)
         except ledger.InsufficientFunds:
             raise DomainError(f"the balance is not enough for the package's fee of "
@@ -305,15 +309,24 @@ def charge_day(session: Session, day: dt.date, *, author: str) -> dict[int, Deci
     key = (literal("pkg:") + cast(AccountPackage.account_id, String) + literal(":")
            + cast(AccountPackage.package_id, String) + literal(":") + suffix)
     memo = literal("package ") + Package.name + literal(" for ") + suffix
+    # The memo's arguments per package, as JSON values (a catalogue has a
+    # handful of packages): the statement words them in the reader's language.
+    catalogue = session.execute(select(Package.id, Package.name, Package.fee_period)
+                                .where(Package.fee > 0)).all()
+    if not catalogue:
+        return {}
+    memo_args = case(*[(Package.id == package_id,
+                        literal({"name": name, "period": period_label(fee_period, day)}, JSON))
+                       for package_id, name, fee_period in catalogue], else_=null())
     chosen = (select(AccountPackage.account_id, -Package.fee, literal("fee"), key,
-                     literal(author), memo, literal(utcnow()))
+                     literal(author), memo, literal("package"), memo_args, literal(utcnow()))
               .join(Package, Package.id == AccountPackage.package_id)
               .join(Account, Account.id == AccountPackage.account_id)
               .where(AccountPackage.active.is_(True), Package.fee > 0,
                      Account.state == "active", Account.profile.not_in(UNSERVED_PROFILES)))
     statement = (insert(LedgerEntry)
                  .from_select(["account_id", "amount", "kind", "idempotency_key", "author",
-                               "memo", "created_at"], chosen)
+                               "memo", "memo_code", "memo_args", "created_at"], chosen)
                  .on_conflict_do_nothing(index_elements=["idempotency_key"])
                  .returning(LedgerEntry.account_id, LedgerEntry.amount))
     charged: dict[int, Decimal] = defaultdict(Decimal)

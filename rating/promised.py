@@ -69,14 +69,16 @@ def grant(session: Session, account: Account, amount, now: dt.datetime, rules: P
     if existing is not None:
         return existing
     check(session, account, amount, now, rules)
+    due_at = now + dt.timedelta(days=rules.term_days)
     posting = ledger.post(session, account_id=account.id, amount=amount, kind="promised",
-                          key=key, author=actor, memo="promised payment")
+                          key=key, author=actor, memo="promised payment",
+                          memo_code="promised", memo_args={"due": due_at})
     if rules.fee > 0:
         ledger.post(session, account_id=account.id, amount=-rules.fee, kind="fee",
                     key=f"promised-fee:{posting.entry_id}", author=actor,
-                    memo="promised payment fee")
+                    memo="promised payment fee", memo_code="promised_fee")
     promise = PromisedPayment(account_id=account.id, entry_id=posting.entry_id, amount=amount,
-                              granted_at=now, due_at=now + dt.timedelta(days=rules.term_days))
+                              granted_at=now, due_at=due_at)
     session.add(promise)
     session.flush()
     oplog.record(session, account_id=account.id, actor=actor, action="promised.grant",
@@ -103,7 +105,8 @@ def expire(session: Session, now: dt.datetime) -> list[tuple[int, str]]:
             promise.status = "repaid"
         else:
             ledger.reverse(session, promise.entry_id, author="scheduler:promised",
-                           memo="promised payment expired")
+                           memo="promised payment expired", memo_code="promised_expired",
+                           memo_args={"granted": promise.granted_at})
             promise.status = "expired"
         promise.closed_at = now
         oplog.record(session, account_id=promise.account_id, actor="scheduler",

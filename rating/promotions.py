@@ -131,6 +131,13 @@ def describe(discount: Discount) -> str:
     return f"discount {size} (No. {discount.id})"
 
 
+def _fee_args(entry: LedgerEntry) -> dict:
+    """What a discount or bonus says of the fee it pays: its period (the
+    key's tail) and the package, if it is a package's fee."""
+    package = (entry.memo_args or {}).get("name") if entry.memo_code == "package" else None
+    return {"period": entry.idempotency_key.rsplit(":", 1)[1], "package": package}
+
+
 def apply_discounts(session: Session, day: dt.date, *, author: str) -> dict[int, Decimal]:
     """Post the discounts due on the fees of ``day``'s periods; returns
     {fee entry id: discount on it}, for the bonus points after."""
@@ -162,7 +169,10 @@ def apply_discounts(session: Session, day: dt.date, *, author: str) -> dict[int,
                 continue
             fee_text = entry.memo or f"fee for {entry.idempotency_key.rsplit(':', 1)[1]}"
             ledger.post(session, account_id=entry.account_id, amount=value, kind="discount",
-                        key=key, author=author, memo=f"{describe(discount)} on {fee_text}")
+                        key=key, author=author, memo=f"{describe(discount)} on {fee_text}",
+                        memo_code="discount",
+                        memo_args={"percent": discount.percent, "amount": discount.amount,
+                                   **_fee_args(entry)})
             given[entry.id] += value
     return dict(given)
 
@@ -242,7 +252,8 @@ def redeem(session: Session, account: Account, code: str, *, today: dt.date,
     if promo.amount is not None:
         ledger.post(session, account_id=account.id, amount=promo.amount, kind="bonus",
                     key=f"promo:{promo.id}:{account.id}", author=actor,
-                    memo=f"promo code {promo.code}")
+                    memo=f"promo code {promo.code}", memo_code="promo",
+                    memo_args={"code": promo.code})
         from rating import fees
         fees.apply_policies(session, account.id, account.id + 1, reason="promo")
         given = f"{promo.amount} credited"
@@ -351,7 +362,8 @@ def spend(session: Session, day: dt.date, discounted: dict[int, Decimal], *,
             continue
         ledger.post(session, account_id=entry.account_id, amount=value, kind="bonus", key=key,
                     author=author, memo=f"{value} bonus points on "
-                    f"{entry.memo or 'fee for ' + entry.idempotency_key.rsplit(':', 1)[1]}")
+                    f"{entry.memo or 'fee for ' + entry.idempotency_key.rsplit(':', 1)[1]}",
+                    memo_code="bonus_spent", memo_args={"points": value, **_fee_args(entry)})
         _insert_points(session, [dict(account_id=entry.account_id, points=-value, kind="spend",
                                       idempotency_key=f"spend:{entry.id}",
                                       memo=f"paid fee entry {entry.id}", created_at=utcnow())])

@@ -10,7 +10,6 @@ for rows written with Core statements that bypassed the model (an import).
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import re
 from dataclasses import dataclass, field

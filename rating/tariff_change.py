@@ -185,7 +185,9 @@ def apply_due(session: Session, today: dt.date) -> int:
                 ledger.post(session, account_id=account.id, amount=-difference, kind="fee",
                             key=upgrade_key(account.id, starts_on, new.id), author="scheduler",
                             memo=f"tariff {new.name} from {starts_on.isoformat()}: the "
-                                 f"difference for the rest of {starts_on:%Y-%m}")
+                                 f"difference for the rest of {starts_on:%Y-%m}",
+                            memo_code="tariff_difference",
+                            memo_args={"tariff": new.name, "starts_on": starts_on})
         account.tariff_id = account.next_tariff_id
         account.next_tariff_id = None
         account.next_tariff_from = None

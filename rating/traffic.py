@@ -191,7 +191,11 @@ def charge_hour(session: Session, hour: dt.datetime, timezone: str, *,
                 memo = (f"late traffic for {hour:%Y-%m-%d %H}:00 UTC: now {volume / GB:.3f} GB, "
                         f"{amount} in all, {so_far} billed before")
             posting = ledger.post(session, account_id=account_id, amount=-difference,
-                                  kind="traffic", key=key, author=author, memo=memo)
+                                  kind="traffic", key=key, author=author, memo=memo,
+                                  memo_code="traffic",
+                                  memo_args={"hour": hour.isoformat(),
+                                             "gb": f"{volume / GB:.3f}",
+                                             "late": bool(revision)})
             charged += posting.created
     return charged
 

@@ -177,7 +177,8 @@ def redeem(session: Session, account: Account, code: str, *, actor: str,
         raise VoucherUsed("this voucher has already been used")
     posting = accounts.add_payment(session, account, voucher.amount,
                                    external_id=str(voucher.id), provider=PROVIDER, actor=actor,
-                                   memo=f"voucher …{voucher.code_tail}")
+                                   memo=f"voucher …{voucher.code_tail}",
+                                   memo_args={"tail": voucher.code_tail})
     if posting.created:
         oplog.record(session, account_id=account.id, actor=actor, action="voucher.redeem",
                      amount=voucher.amount, voucher=f"…{voucher.code_tail}")

@@ -22,9 +22,9 @@ from tests.integration.cabinet_helpers import seed_subscriber
 pytestmark = pytest.mark.peer
 
 TEXTS = {
-    "ru": {"locale": "ru-RU", "redeemed": "зачислено 500,00", "paid": "Платёж на 250,00",
+    "ru": {"locale": "ru-RU", "redeemed": "зачислено 500,00\u00a0₽", "paid": "Платёж на 250,00\u00a0₽",
            "declined": "отклонён", "bank": "Тестовый банк"},
-    "en": {"locale": "en-US", "redeemed": "500.00 RUB credited", "paid": "The payment of 250.00",
+    "en": {"locale": "en-US", "redeemed": "₽500.00 credited", "paid": "The payment of ₽250.00",
            "declined": "was declined", "bank": "A test bank"},
 }
 

@@ -100,7 +100,7 @@ def test_plan_pages_in_a_browser(browser, cabinet_server, db_url, artifacts, lan
             page.wait_for_selector("[data-test=time-left]")
             assert text["left"].match(page.inner_text("[data-test=time-left]").strip())
             assert page.inner_text("[data-test=balance]").startswith(
-                "450,00" if lang == "ru" else "450.00")
+                "450,00" if lang == "ru" else "₽450.00")
             shot("7-option-bought")
 
             # A freeze, seen on the overview, then ended early.

@@ -439,8 +439,10 @@ def test_the_csv_statement_has_no_formula(client, cabinet_ctx):
     log_in(client, subscriber.login, subscriber.password, lang="en")
     with cabinet_ctx.Session() as session:
         for n, memo in enumerate(EVIL_MEMOS):
-            ledger.post(session, account_id=subscriber.account_id, amount="-1.50", kind="fee",
-                        key=f"fee:evil:{n}", author="test", memo=memo)
+            # An operator's reason is the text that reaches the CSV as written.
+            ledger.post(session, account_id=subscriber.account_id, amount="-1.50",
+                        kind="correction", key=f"charge:evil:{n}", author="test", memo=memo,
+                        memo_code="charge", memo_args={"reason": memo})
         session.commit()
     response = logged_in.get("/payments.csv")
     assert response.status_code == 200

@@ -56,7 +56,7 @@ def test_days_left_follow_the_fees_packages_and_discounts(logged_in, cabinet_ctx
     page = logged_in.get("/").text
     assert _runway(page) == (str((expected.runs_out_on - today).days),
                              expected.runs_out_on.isoformat())
-    assert "310.00 RUB a month, charged daily" in page
+    assert "₽310.00 a month, charged daily" in page
     # The page names the last day of full service: the day before the cut.
     last = expected.runs_out_on - dt.timedelta(days=1)
     assert f"the money lasts through {last:%B} {last.day}, {last.year}." in page \
@@ -82,7 +82,7 @@ def test_days_left_follow_the_fees_packages_and_discounts(logged_in, cabinet_ctx
     assert _runway(page) == (str((expected.runs_out_on - today).days),
                              expected.runs_out_on.isoformat())
     assert 'data-test="packages">TV<' in page
-    assert f"Fees this month: {expected.monthly_cost:.2f} RUB" in page
+    assert f"Fees this month: ₽{expected.monthly_cost:,.2f}" in page
 
 
 def test_no_fees_no_run_out_date(client, cabinet_ctx):
@@ -103,7 +103,7 @@ def test_a_suspended_subscriber_sees_the_amount_and_takes_a_promised_payment(
     page = logged_in.get("/").text
     needed = re.search(r'data-test="needed" data-amount="([\d.]+)"', page)
     assert needed and Decimal(needed.group(1)) == Decimal("87.45")
-    assert "87.45 RUB" in page and "Restore the service" in page
+    assert "₽87.45" in page and "Restore the service" in page
     assert 'data-test="topup-needed"' in page
     # The top-up page starts with the suggested amount (the debt and a month).
     link = re.search(r'href="(/topup\?amount=[\d.]+)" data-test="topup-needed"', page).group(1)

@@ -101,7 +101,7 @@ def test_a_subscriber_switches_a_package_on_and_off(owner, cabinet_ctx, catalogu
     assert response.status_code == 302
     page = owner.get("/packages")
     assert "TV Basic is on from today." in page.text
-    assert "199.00 RUB charged for this period." in page.text
+    assert "₽199.00 charged for this period." in page.text
     assert 'data-test="package-on"' in page.text
     assert balance(cabinet_ctx, subscriber.account_id) == Decimal("101.00")
     [(amount, memo)] = package_fees(cabinet_ctx, subscriber.account_id)
@@ -121,7 +121,7 @@ def test_a_subscriber_switches_a_package_on_and_off(owner, cabinet_ctx, catalogu
             AccountPackage.account_id == subscriber.account_id))
         assert row.active is True
     # The bill and the history say what it was.
-    assert "package TV Basic for" in owner.get("/payments").text
+    assert "package “TV Basic” for" in owner.get("/payments").text
     history = owner.get("/history").text
     assert "Package switched on" in history and "Package switched off" in history
 
@@ -214,11 +214,11 @@ def test_the_page_shows_when_each_change_takes_effect(owner, cabinet_ctx, catalo
     first = in_words(next_month(cabinet_ctx))
     page = owner.get("/packages").text
     tv = page.split(f'data-test="package-{ids["tv"]}"')[1].split("</section>")[0]
-    assert "199.00 RUB for a month" in tv
-    assert (f"works from today; 199.00 RUB is charged now for this period, and the next fee "
+    assert "₽199.00 for a month" in tv
+    assert (f"works from today; ₽199.00 is charged now for this period, and the next fee "
             f"on {first}.") in tv
     kino = page.split(f'data-test="package-{ids["kino"]}"')[1].split("</section>")[0]
-    assert "10.00 RUB for a day" in kino and "operator" in kino
+    assert "₽10.00 for a day" in kino and "operator" in kino
     assert switch(owner, subscriber, ids["tv"], "on").status_code == 302
     tv = owner.get("/packages").text.split(f'data-test="package-{ids["tv"]}"')[1]
     assert f"Switched off, it stops on {first}: this period is paid" in tv
@@ -287,9 +287,9 @@ def test_the_option_catalogue_shows_each_types_terms(owner, cabinet_ctx, catalog
         return page.split(f'data-test="option-{code}"')[1].split("</section>")[0]
 
     assert "×2 the tariff" in card("turbo") and "24 h" in card("turbo")
-    assert "50.00 RUB" in card("turbo") and "up to 1, bought 0 this month" in card("turbo")
+    assert "₽50.00" in card("turbo") and "up to 1, bought 0 this month" in card("turbo")
     assert "×5 the tariff" in card("turbo5") and "6 h" in card("turbo5")
-    assert "no limit" in card("turbo5") and "120.00 RUB" in card("turbo5")
+    assert "no limit" in card("turbo5") and "₽120.00" in card("turbo5")
     assert "×" not in card("gb10") and "30 days" in card("gb10") and "10 GB" in card("gb10")
     assert 'href="/options/buy?code=turbo"' in card("turbo")
     with cabinet_ctx.Session() as session:

@@ -221,8 +221,10 @@ def _seed_ledger(ctx, account_id):
     with ctx.Session() as session:
         account = session.get(Account, account_id)
         accounts.add_payment(session, account, "300", external_id="bank-42")
-        ledger.post(session, account_id=account_id, amount="-20", kind="fee", key="fee:oct",
-                    author="test", memo="=HYPERLINK(\"x\")")
+        # An operator's reason reaches the statement as written.
+        ledger.post(session, account_id=account_id, amount="-20", kind="correction",
+                    key="fee:oct", author="test", memo="=HYPERLINK(\"x\")", memo_code="charge",
+                    memo_args={"reason": "=HYPERLINK(\"x\")"})
         ledger.post(session, account_id=account_id, amount="-20", kind="fee", key="fee:nov",
                     author="test")
         times = {f"payment:manual:seed-{account.number}": dt.datetime(2026, 10, 1, 10),
@@ -238,9 +240,9 @@ def _seed_ledger(ctx, account_id):
 def test_money_flow_for_a_period(logged_in, cabinet_ctx, subscriber):
     _seed_ledger(cabinet_ctx, subscriber.account_id)
     page = logged_in.get("/payments?from=2026-11-01&to=2026-11-30").text
-    assert re.search(r'data-test="opening">480.00<', page)
-    assert re.search(r'data-test="closing">760.00<', page)
-    assert "300.00" in page and "-20.00" in page
+    assert re.search(r'data-test="opening">₽480.00<', page)
+    assert re.search(r'data-test="closing">₽760.00<', page)
+    assert "₽300.00" in page and "-₽20.00" in page
     assert "Subscription fee" in page and "Payment" in page
 
 
@@ -398,7 +400,7 @@ def test_turbo_is_bought_once_from_the_dashboard(client, cabinet_ctx):
     buyer = seed_subscriber(cabinet_ctx, balance="120")
     log_in(client, buyer.login, buyer.password, lang="en")
     page = client.get("/").text
-    assert "Turbo ×2 for 24 h — 50.00 RUB" in page
+    assert "Turbo ×2 for 24 h — ₽50.00" in page
     request_id = re.search(r'name="request_id" type="hidden" value="([^"]+)"', page).group(1)
     form = {"csrf_token": csrf_token(page), "request_id": request_id}
     assert client.post("/turbo", data=form).status_code == 302

@@ -136,9 +136,9 @@ def test_tariff_change_in_three_steps(owner, cabinet_ctx, plan, when):
     choose = owner.get("/tariff").text
     assert 'data-test="current-tariff">Home 100<' in choose
     offer = re.search(rf'data-test="offer-{ids["fast"]}">(.*?)</section>', choose, re.S).group(1)
-    assert "930.00 RUB a month, charged daily" in offer
+    assert "₽930.00 a month, charged daily" in offer
     assert "↓ 500 Mbit/s / ↑ 250 Mbit/s" in offer
-    assert "50.0 GB included, then 2.00 RUB per GB" in offer
+    assert "50.0 GB included, then ₽2.00 per GB" in offer
     assert "Old 10" not in choose  # archived: not offered
     assert f'href="/tariff/terms?tariff={ids["fast"]}"' in choose
 
@@ -149,8 +149,8 @@ def test_tariff_change_in_three_steps(owner, cabinet_ctx, plan, when):
         block = re.search(rf'data-test="preview-{preview_when}">(.*?)</label>', terms,
                           re.S).group(1)
         assert f"The new tariff starts on {_long(plan_.starts_on)}." in block
-        assert f"Charged on that day: {plan_.charged_on_start:.2f} RUB." in block
-        assert f"Then {plan_.fee_per_day:.2f} RUB a day." in block
+        assert f"Charged on that day: ₽{plan_.charged_on_start:.2f}." in block
+        assert f"Then ₽{plan_.fee_per_day:.2f} a day." in block
     assert 'data-test="limit"' not in terms
 
     # 3. confirm: the summary and one POST.
@@ -300,7 +300,7 @@ def test_freeze_within_bounds_then_unfreeze_early(owner, cabinet_ctx, plan):
     subscriber, _ids = plan
     today = _today()
     page = owner.get("/freeze").text
-    assert "A frozen day costs 1.50 RUB." in page
+    assert "A frozen day costs ₽1.50." in page
     assert (f"can end on any day from {_long(today + dt.timedelta(days=7))} "
             f"to {_long(today + dt.timedelta(days=90))}") in page
     fields = form_fields(page, "/freeze")
@@ -348,9 +348,9 @@ def test_options_on_sale_and_a_purchase_without_money_is_refused(client, cabinet
     log_in(client, poor.login, poor.password, lang="en")
     page = client.get("/options").text
     turbo = re.search(r'data-test="option-turbo">(.*?)</section>', page, re.S).group(1)
-    assert "Speed ×2" in turbo and "24 h" in turbo and "50.00 RUB" in turbo
+    assert "Speed ×2" in turbo and "24 h" in turbo and "₽50.00" in turbo
     pack = re.search(r'data-test="option-gb10">(.*?)</section>', page, re.S).group(1)
-    assert "+10.0 GB of traffic" in pack and "30 days" in pack and "150.00 RUB" in pack
+    assert "+10.0 GB of traffic" in pack and "30 days" in pack and "₽150.00" in pack
 
     confirm = client.get("/options/buy?code=gb10").text
     assert "Not enough money for this option" in confirm
@@ -369,7 +369,7 @@ def test_options_on_sale_and_a_purchase_without_money_is_refused(client, cabinet
 def test_an_option_is_bought_once_and_shows_its_time_left(owner, cabinet_ctx, plan):
     subscriber, _ids = plan
     confirm = owner.get("/options/buy?code=turbo").text
-    assert "Buy for 50.00 RUB" in confirm
+    assert "Buy for ₽50.00" in confirm
     fields = form_fields(confirm, "/options/buy")
     assert owner.post("/options/buy", data=fields).status_code == 302
     # The same form again (a double tap): bought once.
@@ -444,11 +444,11 @@ def test_the_pages_in_russian(client, cabinet_ctx, plan):
     subscriber, ids = plan
     log_in(client, subscriber.login, subscriber.password, lang="ru")
     choose = client.get("/tariff").text
-    assert "Смена тарифа" in choose and "930,00 ₽ в месяц, списывается ежедневно" in choose
-    assert "50,0 ГБ включено, далее 2,00 ₽ за ГБ" in choose
+    assert "Смена тарифа" in choose and "930,00\u00a0₽ в месяц, списывается ежедневно" in choose
+    assert "50,0 ГБ включено, далее 2,00\u00a0₽ за ГБ" in choose
     # The tariff's time-of-day windows, as rating applies them.
     assert "С 01:00 до 07:00" in choose and "трафик бесплатно" in choose
-    assert "С 19:00 до 23:00" in choose and "трафик 0,50 ₽ за ГБ" in choose
+    assert "С 19:00 до 23:00" in choose and "трафик 0,50\u00a0₽ за ГБ" in choose
     start = _first_of_next_month(_today())
     confirm = client.get(f"/tariff/confirm?tariff={ids['fast']}&when=next_period").text
     assert f'data-test="starts-on">{_long(start, "ru")}<' in confirm
@@ -461,7 +461,7 @@ def test_the_pages_in_russian(client, cabinet_ctx, plan):
     assert refused.status_code == 400
     assert "Тариф можно будет сменить снова с" in refused.text
     freeze_page = client.get("/freeze").text
-    assert "Стоимость дня заморозки: 1,50 ₽." in freeze_page
+    assert "Стоимость дня заморозки: 1,50\u00a0₽." in freeze_page
     response = client.post("/freeze", data={**form_fields(freeze_page, "/freeze"),
                                             "until": _today().isoformat()})
     assert "Заморозка длится от 7 до 90 дней" in response.text

@@ -102,7 +102,7 @@ def test_the_day_shows_each_intervals_load_by_class(logged_in, cabinet_ctx, subs
     assert "Internet" in page and "Local network" in page
     # The graph: a slot per interval of the local day, the busy ones drawn,
     # heights in proportion to the load on one scale.
-    svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
+    svg = re.search(r'<svg class="chart.*?</svg>', page, re.S).group(0)
     assert 'role="img"' in svg and "<title>Channel load on November 3, 2026</title>" in svg
     busy = re.findall(r'<g data-interval="(\d+)">', svg)
     assert busy == ["144", "145", "287"]  # 12:00, 12:05 and 23:55 local
@@ -137,7 +137,7 @@ def test_the_day_page_in_russian(logged_in, cabinet_ctx, subscriber):
 
 def test_a_day_without_traffic_says_so(logged_in, cabinet_ctx, subscriber):
     page = logged_in.get("/traffic/day?day=2026-11-03").text
-    assert 'data-test="no-traffic"' in page and "<svg" not in page
+    assert 'data-test="no-traffic"' in page and '<svg class="chart' not in page
 
 
 @pytest.mark.parametrize("path, message", [
@@ -240,7 +240,7 @@ def _priced_subscriber(ctx, **tariff) -> Subscriber:
 
 def _cost_cells(page):
     return [Decimal(c.replace(",", "")) for c in re.findall(
-        r'data-test="session-cost">([\d,.]+) RUB<', page)]
+        r'data-test="session-cost">₽([\d,.]+)<', page)]
 
 
 def test_sessions_cost_their_share_of_the_hourly_charges(client, cabinet_ctx):
@@ -277,11 +277,11 @@ def test_sessions_cost_their_share_of_the_hourly_charges(client, cabinet_ctx):
     assert "Traffic cost" in page and 'data-test="cost-note"' in page
     assert _cost_cells(page) == [Decimal("5.67"), Decimal("4.33")]
     assert sum(_cost_cells(page)) == ledger_total
-    assert re.search(r'data-test="sessions-cost">10.00 RUB<', page)
+    assert re.search(r'data-test="sessions-cost">₽10.00<', page)
     _to_ru(client, "/sessions?month=2026-11")
     page = client.get("/sessions?month=2026-11").text
     assert "Стоимость трафика" in page
-    assert re.findall(r'data-test="session-cost">([^<]+)<', page) == ["5,67 ₽", "4,33 ₽"]
+    assert re.findall(r'data-test="session-cost">([^<]+)<', page) == ["5,67\u00a0₽", "4,33\u00a0₽"]
 
 
 def test_sessions_show_no_cost_where_traffic_is_unpriced(logged_in, cabinet_ctx, subscriber):

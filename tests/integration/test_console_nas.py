@@ -59,8 +59,11 @@ def test_secret_rotation_with_grace(abonent_exe, db_url):
         session.commit()
     out = abonent_exe("nas", "edit", "bras-1", "--secret", "new-secret", "--grace", "1h")
     assert "previous secret is accepted until" in out.stdout
-    log = context.Session().scalar(select(OperationLog.details).where(
-        OperationLog.action == "nas.edit"))
+    # A session closed at once: left open on SQLite, its read transaction
+    # would hold the file against the server's writes below.
+    with context.Session() as session:
+        log = session.scalar(select(OperationLog.details).where(
+            OperationLog.action == "nas.edit"))
     assert "old-secret" not in json.dumps(log) and "new-secret" not in json.dumps(log)
     server = RadiusServer(context, host="127.0.0.1", auth_port=0, acct_port=0)
     server.start()

@@ -93,7 +93,7 @@ def test_demo_runs_on_sqlite_and_lets_a_newcomer_in(tmp_path):
         # The simulated BRAS brought the demo subscriber online.
         assert "10.10.0.2" in dashboard
         assert "1 session(s) online" in text
-        assert re.sub(r"\s", "", balance) in ("500,00", "500.00"), balance
+        assert re.sub(r"\s", "", balance) in ("500,00₽", "₽500.00"), balance
 
         reply = subprocess.run([radclient, "-x", "-r", "1", "-t", "3", f"127.0.0.1:{auth_port}",
                                 "auth", "testing123"],

@@ -120,11 +120,15 @@ def test_volume_and_time_examples():
     with APPS[("ru", "Europe/Moscow")].test_request_context():
         assert formatting.volume(999_950) == "1\xa0000,0 КБ"
         assert formatting.volume(1_250_000) == "1,2 МБ"
-        assert formatting.when(dt.datetime(2026, 11, 23, 21, 5)) == "24.11.2026, 00:05"
+        # The default: the day in words, the time to the minute.
+        assert formatting.when(dt.datetime(2026, 11, 23, 21, 5)) == "24 нояб. 2026\u202fг., 00:05"
+        assert formatting.when(dt.datetime(2026, 11, 23, 21, 5), "short") == "24.11.2026, 00:05"
     with APPS[("en", "Europe/Moscow")].test_request_context():
         assert formatting.speed(1050) == "1 Mbit/s"
         assert formatting.speed(1150) == "1.2 Mbit/s"
-        assert formatting.when(dt.datetime(2026, 11, 23, 9, 5)) == "11/23/26, 12:05\u202fPM"
+        assert formatting.when(dt.datetime(2026, 11, 23, 9, 5)) == "Nov 23, 2026, 12:05\u202fPM"
+        assert formatting.when(dt.datetime(2026, 11, 23, 9, 5), "short") == \
+            "11/23/26, 12:05\u202fPM"
     with APPS[("en", "America/New_York")].test_request_context():
         # Summer time after 2037, where pytz's tables end.
-        assert formatting.when(dt.datetime(2038, 7, 1, 16, 0)) == "7/1/38, 12:00\u202fPM"
+        assert formatting.when(dt.datetime(2038, 7, 1, 16, 0)) == "Jul 1, 2038, 12:00\u202fPM"

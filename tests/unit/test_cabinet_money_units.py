@@ -107,9 +107,11 @@ def test_a_long_statement_runs_over_pages_and_stays_readable():
     from rating.cabinet_ops import Statement, StatementLine
 
     start = dt.datetime(2026, 11, 1)
+    # An operator's reason is shown as written: a long one wraps in its cell.
+    reasons = ["Tariff “Home 100” — day " + "x" * (n % 3 * 40) for n in range(120)]
     lines = tuple(StatementLine(n, start + dt.timedelta(hours=n), "fee", Decimal("-1.00"),
-                                "Tariff “Home 100” — day " + "x" * (n % 3 * 40),
-                                Decimal(1000 - n - 1).quantize(Decimal("0.01")))
+                                reasons[n], Decimal(1000 - n - 1).quantize(Decimal("0.01")),
+                                f"charge:{n}", "charge", {"reason": reasons[n]})
                   for n in range(120))
     statement = Statement(1, start, start + dt.timedelta(days=30), Decimal("100.00"), lines,
                           Decimal("0.00"), Decimal("-120.00"), Decimal("-20.00"))
@@ -120,5 +122,5 @@ def test_a_long_statement_runs_over_pages_and_stays_readable():
     reader = PdfReader(io.BytesIO(data))
     assert len(reader.pages) > 2
     text = "\n".join(page.extract_text() for page in reader.pages)
-    assert text.count("-1.00") == 120
-    assert "Closing balance -20.00" in text and f"{len(reader.pages)}/{len(reader.pages)}" in text
+    assert text.count("-₽1.00") == 120 and text.count("Home 100") == 120
+    assert "Closing balance -₽20.00" in text and f"{len(reader.pages)}/{len(reader.pages)}" in text
