@@ -22,7 +22,7 @@ from rating.choices import CREDIT_KINDS
 from rating.models import Account, CabinetUser, LedgerEntry
 from rating.options import running_speed_options
 from rating.passwords import hash_password, verify_password
-from rating.profile import ActiveOption, TariffSpeeds, desired_profile
+from rating.profile import FULL, ActiveOption, TariffSpeeds, desired_profile
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256  # the messages below name these figures
@@ -242,6 +242,7 @@ class SpeedNow:
     rate_down_kbps: int
     rate_up_kbps: int
     until: dt.datetime | None  # a speed option (turbo): when it ends
+    access: str = FULL         # rating.profile: full, redirect (payment pages only), none
 
 
 def speed_now(session: Session, account: Account, now: dt.datetime,
@@ -282,5 +283,5 @@ def _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, run
                                                  timezone),
                              options=running, now=now, ladder=ladder)
     if not wanted.gives_session:
-        return SpeedNow(wanted.name, 0, 0, None)
-    return SpeedNow(wanted.name, wanted.down_kbps, wanted.up_kbps, wanted.until)
+        return SpeedNow(wanted.name, 0, 0, None, wanted.access)
+    return SpeedNow(wanted.name, wanted.down_kbps, wanted.up_kbps, wanted.until, wanted.access)

@@ -48,6 +48,23 @@ def test_dashboard_explains_the_speed(logged_in, cabinet_ctx, subscriber, profil
     assert re.search(r'data-test="speed-now">\s*' + re.escape(speed_text), page)
 
 
+def test_a_suspended_subscriber_behind_the_captive_portal_is_told_so(db_url, tmp_path):
+    """policy.suspend_mode = redirect: the session goes on to the payment
+    pages only, and "speed now" says that rather than "no access"."""
+    from cabinet.app import create_app
+    from tests.conftest import make_context
+    context = make_context(db_url, data_dir=tmp_path, policy_suspend_mode="redirect")
+    try:
+        subscriber = seed_subscriber(context)
+        _set(context, Account, subscriber.account_id, profile="suspended")
+        client = create_app(context, testing=True).test_client()
+        assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
+        page = client.get("/").text
+        assert re.search(r'data-test="speed-now">\s*payment pages only', page), page
+    finally:
+        context.dispose()
+
+
 def test_turbo_doubles_the_speed_until_it_ends(logged_in, cabinet_ctx, subscriber):
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with cabinet_ctx.Session() as session:
