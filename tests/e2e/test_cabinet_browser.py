@@ -89,7 +89,7 @@ def test_subscriber_logs_in_and_sees_the_balance(browser, cabinet_server, db_url
 
             page.click("[data-test=lang-en]")
             page.wait_for_selector("text=Balance")
-            assert page.inner_text("[data-test=balance]").startswith("500.00")
+            assert page.inner_text("[data-test=balance]") == "₽500.00"
 
             page.click("[data-test=logout]")
             page.wait_for_selector("input[name=password]")
