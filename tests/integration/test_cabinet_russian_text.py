@@ -333,3 +333,32 @@ def test_set_based_fees_carry_their_codes(cabinet_ctx):
     assert rows[(sleeper_id, f"fee:{sleeper_id}:2026-12-05")] == ("freeze_fee", None)
     assert rows[(watcher_id, f"pkg:{watcher_id}:{package.id}:2026-12-05")] == (
         "package", {"name": "Кино", "period": "2026-12-05"})
+
+
+def test_the_company_pages_in_russian_show_no_english(cabinet_ctx, client):
+    """The company's users page (owner) and the invitation page (invitee)."""
+    from rating import company_users
+    from rating.models import CabinetUser
+    from tests.factories import make_account
+    with cabinet_ctx.Session() as session:
+        company = make_account(session, kind="company", name="ООО «Ромашка»", balance="100")
+        owner = accounts.create_cabinet_user(session, company, login="romashka",
+                                             password="correct-horse-1")
+        accounts.create_cabinet_user(session, company, login="romashka-books",
+                                     password="correct-horse-1", role="accountant")
+        session.flush()
+        invitation = company_users.invite(session, company.id, by_user_id=owner.id,
+                                          login="romashka-new", email="new@romashka.example",
+                                          role="viewer", now=utcnow(), actor="cabinet:romashka")
+        session.commit()
+        assert session.scalar(select(CabinetUser.id).where(
+            CabinetUser.login == "romashka-new")) is not None
+    own = {"romashka", "romashka-books", "romashka-new", "new@romashka.example"}
+    invite = client.get(f"/invite?token={invitation.token}",
+                        headers={"Accept-Language": "ru"})
+    assert invite.status_code == 200
+    assert latin_words(page_text(invite.text), own) == set()
+    assert log_in(client, "romashka", "correct-horse-1", lang="ru").status_code == 302
+    users = client.get("/users")
+    assert users.status_code == 200 and "romashka-books" in users.text
+    assert latin_words(page_text(users.text), own) == set()
