@@ -52,6 +52,16 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("selfservice", __name__)
 
+
+def log_out_keeping_language() -> None:
+    """End this browser's login and its session data, keeping only the
+    language chosen (after a password is set, the next login is fresh)."""
+    lang = browser_session.get("lang")
+    logout_user()
+    browser_session.clear()
+    if lang:
+        browser_session["lang"] = lang
+
 FORGOT_LIMITS = "5 per minute;20 per hour"
 FORGOT_ADDRESS_LIMITS = "30 per minute"
 RESET_ADDRESS_LIMITS = "20 per minute"
@@ -240,11 +250,7 @@ def reset():
     session.commit()
     log.info("cabinet.password_reset account_id=%s user_id=%s", user.account_id, user.id)
     # Whoever was logged in in this browser is logged out like everyone else.
-    lang = browser_session.get("lang")
-    logout_user()
-    browser_session.clear()
-    if lang:
-        browser_session["lang"] = lang
+    log_out_keeping_language()
     flash(_("Your password has been changed. Log in with the new one."), "ok")
     return redirect(url_for("auth.login"))
 

@@ -19,17 +19,17 @@ import logging
 import threading
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   session as browser_session, url_for)
+                   url_for)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user, login_required, logout_user
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from cabinet import labels
 from cabinet.app import db
-from cabinet.selfservice import ResetForm, SelectChoice, _deliver
+from cabinet.selfservice import ResetForm, SelectChoice, _deliver, log_out_keeping_language
 from config.db import utcnow
 from rating import company_users, roles, selfservice
 from rating.choices import USER_ROLES
@@ -320,11 +320,7 @@ def accept():
     log.info("cabinet.invitation_accepted account_id=%s user_id=%s", user.account_id, user.id)
     # Whoever was logged in in this browser is logged out: the next login
     # is the invitee's.
-    lang = browser_session.get("lang")
-    logout_user()
-    browser_session.clear()
-    if lang:
-        browser_session["lang"] = lang
+    log_out_keeping_language()
     flash(_("Your password is set. Log in with your login %(login)s.", login=user.login), "ok")
     return redirect(url_for("auth.login"))
 
