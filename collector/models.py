@@ -31,16 +31,27 @@ class TrafficRollup(Base):
     source: Mapped[str] = mapped_column(String(16), default="netflow")
 
 
-class CollectorPacket(Base):
-    """Export packets already counted into ``traffic_rollups`` (replay detection).
+class ReplaySet(Base):
+    """The export packets counted by one flush of one collector (replay detection).
 
-    Written in the same transaction as the rollup upserts they contributed
-    to, so after a restart a replayed export packet is recognised and a
-    packet whose rollup was never committed is not.
+    One row per flush, not per packet: ``digests`` is the packets' 16-byte
+    keys end to end. Written in the same transaction as the rollup upserts
+    they contributed to, so after a restart a replayed export packet is
+    recognised and a packet whose rollup was never committed is not.
+    ``batch_id`` names the flush: a flush that was spooled to local disk and
+    is applied again after a restart finds its own row and is not counted
+    twice.
     """
 
-    __tablename__ = "collector_packets"
-    __table_args__ = (Index("ix_collector_packets_seen_at", "seen_at"),)
+    __tablename__ = "collector_replay_sets"
+    __table_args__ = (Index("ix_collector_replay_sets_seen_at", "seen_at"),)
 
-    digest: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(32), unique=True)
     seen_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    origin: Mapped[str] = mapped_column(String(64), default="")
+    packets: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    flows: Mapped[int] = mapped_column(BigInteger, default=0)
+    digests: Mapped[bytes] = mapped_column(LargeBinary)

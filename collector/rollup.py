@@ -2,23 +2,23 @@
 
 ``Rollup.add`` keeps a batch of attributed rows as a key per row; batches
 pile up and are summed together by one sort and running sums when enough
-are pending, and at flush time. ``flush`` writes one upsert per key
-and the digests of the export packets that contributed, in one transaction:
-a replayed export packet is recognised by ``ReplayGuard`` and skipped, and a
+are pending, and at flush time. A flush (collector.flush) writes the sums
+and the keys of the export packets that contributed in one transaction: a
+replayed export packet is recognised by ``ReplayGuard`` and skipped, and a
 packet whose rollup was never committed is not remembered as seen.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from collector.attribute import ATTRIBUTED_DTYPE, DIRECTIONS, Attributed
-from collector.models import INTERVAL_SECONDS, CollectorPacket, TrafficRollup
+from collector.attribute import ATTRIBUTED_DTYPE, Attributed
+from collector.flush import DIGEST_BYTES, FlushUnit
+from collector.models import INTERVAL_SECONDS, ReplaySet
 
 _ACCOUNT_SHIFT = np.uint64(35)
 _INTERVAL_SHIFT = np.uint64(9)
@@ -27,7 +27,6 @@ _CLASS_SHIFT = np.uint64(1)
 _CLASS_MASK = np.uint64(0xFF)
 _LOW_MASK = np.uint64((1 << 9) - 1)
 MAX_ACCOUNT_ID = (1 << 28) - 1
-_EPOCH = dt.datetime(1970, 1, 1)
 
 
 def _reduce(keys: np.ndarray, octets: np.ndarray, packets: np.ndarray):
@@ -371,40 +370,22 @@ class Rollup:
         keys, octets, packets = self._parts[0]
         return len(keys), int(octets.sum()), int(packets.sum())
 
-    def take(self, class_names: Sequence[str]) -> list[dict]:
-        """The pending sums as rows for TrafficRollup, emptying the buffer."""
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pending sums as (key, octets, packets) columns, summed and
+        sorted by key, emptying the buffer."""
         if not self._parts:
-            return []
+            empty = np.empty(0, np.uint64)
+            return empty, empty, empty
         self._compact()
         keys, octets, packets = self._parts[0]
         self._parts, self._size, self._next_compact = [], 0, self.compact_at
         self._head_summed = False
-        account = (keys >> _ACCOUNT_SHIFT).astype(np.int64)
-        interval = ((keys >> _INTERVAL_SHIFT) & _INTERVAL_MASK).astype(np.int64)
-        klass = ((keys >> _CLASS_SHIFT) & _CLASS_MASK).astype(np.int64)
-        direction = (keys & np.uint64(1)).astype(np.int64)
-        return [
-            {"account_id": int(a),
-             "interval_start": _EPOCH + dt.timedelta(seconds=int(i) * INTERVAL_SECONDS),
-             "traffic_class": class_names[int(c)], "direction": DIRECTIONS[int(d)],
-             "bytes": int(b), "packets": int(p), "source": "netflow"}
-            for a, i, c, d, b, p in zip(account.tolist(), interval.tolist(), klass.tolist(),
-                                        direction.tolist(), octets.tolist(), packets.tolist())]
+        return keys, octets, packets
 
-    def restore(self, rows: list[dict], class_names: Sequence[str]) -> None:
-        """Put rows back after a failed flush (they are merged with newer sums)."""
-        if not rows:
-            return
-        ids = {name: i for i, name in enumerate(class_names)}
-        out = np.empty(len(rows), ATTRIBUTED_DTYPE)
-        out["account"] = [r["account_id"] for r in rows]
-        out["time"] = [int((r["interval_start"] - _EPOCH).total_seconds()) for r in rows]
-        out["end"] = out["time"]
-        out["class"] = [ids[r["traffic_class"]] for r in rows]
-        out["direction"] = [DIRECTIONS.index(r["direction"]) for r in rows]
-        out["bytes"] = [r["bytes"] for r in rows]
-        out["packets"] = [r["packets"] for r in rows]
-        self.add(out)
+    def take(self, class_names: Sequence[str]) -> list[dict]:
+        """The pending sums as rows for TrafficRollup, emptying the buffer."""
+        keys, octets, packets = self.arrays()
+        return FlushUnit(keys, octets, packets, list(class_names), b"", 0).as_rows()
 
 
 class ReplayGuard:
@@ -430,26 +411,31 @@ class ReplayGuard:
         return len(self._recent) + len(self._older)
 
     def load(self, session, since: dt.datetime) -> int:
-        query = (select(CollectorPacket.digest).where(CollectorPacket.seen_at >= since)
-                 .order_by(CollectorPacket.seen_at.desc()).limit(self.capacity))
-        digests = list(session.scalars(query))
-        for digest in reversed(digests):
-            self._remember(bytes(digest))
-        return len(digests)
+        """The packets of the newest flushes since ``since``, up to the capacity."""
+        query = (select(ReplaySet.digests).where(ReplaySet.seen_at >= since)
+                 .order_by(ReplaySet.seen_at.desc(), ReplaySet.id.desc()))
+        blobs, count = [], 0
+        for blob in session.scalars(query.execution_options(yield_per=16)):
+            blob = bytes(blob)
+            blobs.append(blob)
+            count += len(blob) // DIGEST_BYTES
+            if count >= self.capacity:
+                break
+        loaded = 0
+        for blob in reversed(blobs):           # oldest first: the newest stay longest
+            digests = [blob[i:i + DIGEST_BYTES] for i in range(0, len(blob), DIGEST_BYTES)]
+            self.seed(digests[-self.capacity:])
+            loaded += len(digests)
+        return min(loaded, self.capacity)
 
-    def _remember(self, digest: bytes) -> None:
-        recent = self._recent
-        recent.add(digest)
-        if len(recent) >= self._generation:
-            self._older, self._recent = recent, set()
-
-    def accept(self, digest: bytes) -> bool:
-        """True the first time a digest is seen; False for a replay."""
-        if digest in self._recent or digest in self._older:
-            return False
-        self._remember(digest)
-        self.pending.append(digest)
-        return True
+    def seed(self, digests: Sequence[bytes]) -> None:
+        """Remember packets counted elsewhere (stored, or spooled), without
+        adding them to ``pending``."""
+        for start in range(0, len(digests), self._generation):
+            part = digests[start:start + self._generation]
+            self._recent.update(part)
+            if len(self._recent) >= self._generation:
+                self._older, self._recent = self._recent, set()
 
     def __contains__(self, digest: bytes) -> bool:
         return digest in self._recent or digest in self._older
@@ -461,7 +447,7 @@ class ReplayGuard:
     def remember(self, digests: Sequence[bytes]) -> None:
         """Packets counted (decoded): remembered, and written at the next flush.
         Only these: junk that did not decode must not push real packets
-        out of the window, nor fill ``collector_packets``. A batch goes in
+        out of the window, nor fill the stored replay sets. A batch goes in
         at once, so a generation may pass its half of the capacity by
         less than a batch."""
         if not digests:
@@ -471,37 +457,7 @@ class ReplayGuard:
             self._older, self._recent = self._recent, set()
         self.pending.extend(digests)
 
-    def forget(self, digests: Iterable[bytes]) -> None:
-        """A flush failed: these packets are not counted anywhere."""
-        for digest in digests:
-            self._recent.discard(digest)
-            self._older.discard(digest)
 
-
-def _insert(session):
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)
-
-
-def upsert_rollups(session, rows: list[dict], digests: Sequence[bytes] = (),
-                   now: dt.datetime | None = None, chunk: int = 2000) -> None:
-    """Add ``rows`` to traffic_rollups (bytes/packets summed on conflict)."""
-    insert = _insert(session)
-    for start in range(0, len(rows), chunk):
-        statement = insert(TrafficRollup).values(rows[start:start + chunk])
-        statement = statement.on_conflict_do_update(
-            index_elements=["account_id", "interval_start", "traffic_class", "direction",
-                            "source"],
-            set_={"bytes": TrafficRollup.bytes + statement.excluded.bytes,
-                  "packets": TrafficRollup.packets + statement.excluded.packets})
-        session.execute(statement)
-    if digests:
-        now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        values = [{"digest": d, "seen_at": now} for d in digests]
-        for start in range(0, len(values), chunk):
-            statement = insert(CollectorPacket).values(values[start:start + chunk])
-            session.execute(statement.on_conflict_do_nothing(index_elements=["digest"]))
-
-
-def prune_packets(session, before: dt.datetime) -> int:
-    result = session.execute(delete(CollectorPacket).where(CollectorPacket.seen_at < before))
+def prune_replay_sets(session, before: dt.datetime) -> int:
+    result = session.execute(delete(ReplaySet).where(ReplaySet.seen_at < before))
     return result.rowcount or 0

@@ -18,16 +18,17 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from typing import Mapping, Sequence
+
+import numpy as np
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from collector.attribute import AddressTable, TrafficClasses, attribute, load_address_table
 from collector.decode import Counters, Decoder, DecoderLimits, exporter_seed, packet_key
 from collector.exporters import ExporterPolicy
-from collector.rollup import (DEFAULT_MAX_FLOW_SECONDS, ReplayGuard, Rollup, prune_packets,
-                              upsert_rollups)
+from collector.flush import FlushUnit, Spool, release, write_unit
+from collector.rollup import DEFAULT_MAX_FLOW_SECONDS, ReplayGuard, Rollup, prune_replay_sets
 
 log = logging.getLogger("abonent.collector")
 
@@ -40,7 +41,8 @@ STAT_NAMES = ("packets", "flows", "drops", "sets_unknown_template", "held_sets_d
               "sequence_lost_flows", "sequence_lost_packets", "unattributed_flows",
               "unattributed_bytes", "attributed_bytes", "replayed_packets",
               "templates_rejected", "templates_evicted", "flushes", "flush_errors",
-              "drops_exporter_not_allowed")
+              "drops_exporter_not_allowed", "flows_committed", "flows_spooled",
+              "flows_recovered", "flows_lost", "spool_errors")
 
 
 def _utcnow() -> dt.datetime:
@@ -65,6 +67,7 @@ class Pipeline:
             self.decoder.forced_sampling = self.policy.forced
         self.guard = ReplayGuard(replay_capacity)
         self._seeds: dict = {}       # exporter -> CRC-32 of its name (packet keys)
+        self._detached_flows = 0
 
     def ingest(self, datagrams: Sequence[tuple[object, bytes]], now: float | None = None) -> int:
         """One batch of ``(exporter, payload)``; returns the number of flows decoded.
@@ -138,22 +141,23 @@ class Pipeline:
             self.rollup.add_attributed(result)
         return len(flows)
 
-    def flush(self, session_factory) -> int:
-        """Upsert the sums and the packet digests in one transaction."""
-        rows = self.rollup.take(self.classes.names)
+    def detach(self) -> tuple[Rollup, list[bytes], int]:
+        """What was summed since the last detach: the rollup, the keys of the
+        packets in it and the number of flows. O(1), for the caller's lock;
+        ``make_unit`` does the summing outside it."""
+        rollup, self.rollup = self.rollup, Rollup(max_flow_seconds=self.rollup.max_flow_seconds)
         digests, self.guard.pending = self.guard.pending, []
-        if not rows and not digests:
-            return 0
-        try:
-            with session_factory() as session, session.begin():
-                upsert_rollups(session, rows, digests)
-        except Exception:
-            self.counters.add("flush_errors")
-            self.rollup.restore(rows, self.classes.names)
-            self.guard.pending = digests + self.guard.pending
-            raise
-        self.counters.add("flushes")
-        return len(rows)
+        flows = self.counters["flows"]
+        detached, self._detached_flows = flows - self._detached_flows, flows
+        return rollup, digests, detached
+
+    def make_unit(self, detached: tuple[Rollup, list[bytes], int]) -> FlushUnit | None:
+        rollup, digests, flows = detached
+        keys, octets, packets = rollup.arrays()
+        if not len(keys) and not digests and not flows:
+            return None
+        return FlushUnit(keys, octets, packets, list(self.classes.names), b"".join(digests),
+                         flows, created=time.time())
 
     def stats(self) -> dict:
         values = {name: self.counters[name] for name in STAT_NAMES}
@@ -171,7 +175,8 @@ class PipelineMetrics:
     (``from_files``) the sum of every collector process's stats file."""
 
     GAUGES = ("templates", "template_bytes", "held_sets", "address_table_bytes",
-              "replay_window_packets")
+              "replay_window_packets", "flows_pending", "flows_in_spool", "queue_units",
+              "queue_rows", "flush_lag_seconds", "last_flush_seconds")
 
     def __init__(self, pipeline: Pipeline | None = None, stats=None):
         self._stats = stats if stats is not None else pipeline.stats
@@ -195,8 +200,25 @@ def stats_dir(ctx) -> Path:
     return ctx.settings.data_dir / "collector"
 
 
+def spool_dir(ctx) -> Path:
+    return Path(ctx.settings.get("collector", "spool_dir") or stats_dir(ctx) / "spool")
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True
+    return True
+
+
 def read_stats(ctx) -> dict:
-    """Sum of the stats files of every collector process (``abonent collector stats``)."""
+    """Sum of the stats files of every collector process (``abonent collector stats``),
+    and each process's state: running, stopped, or killed (its pid is gone
+    and it never wrote its last stats: the flows it held then are lost, at
+    most those, plus what arrived in the second after)."""
     total: dict = {}
     processes = []
     folder = stats_dir(ctx)
@@ -205,24 +227,52 @@ def read_stats(ctx) -> dict:
             document = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        counters = dict(document.get("counters", {}))
+        state = document.get("state", "stopped")
+        if state == "running" and not _alive(document.get("pid")):
+            state = "killed"
+            counters["flows_lost"] = (counters.get("flows_lost", 0)
+                                      + counters.get("flows_pending", 0))
+            counters["flows_pending"] = 0
         processes.append({"pid": document.get("pid"), "updated_at": document.get("updated_at"),
-                          "listen": document.get("listen")})
-        for name, value in document.get("counters", {}).items():
+                          "listen": document.get("listen"), "state": state,
+                          **{name: counters.get(name, 0) for name in PROCESS_FIELDS}})
+        for name, value in counters.items():
             total[name] = total.get(name, 0) + value
     for name in STAT_NAMES:
         total.setdefault(name, 0)
-    return {"processes": processes, "counters": total}
+    return {"processes": processes, "counters": total,
+            "spool": {"files": len(Spool(spool_dir(ctx)).paths())}}
+
+
+PROCESS_FIELDS = ("packets", "flows", "flows_committed", "flows_pending", "flows_in_spool",
+                  "flows_spooled", "flows_recovered", "flows_lost", "queue_units",
+                  "flush_lag_seconds")
 
 
 class CollectorServer:
-    """UDP listener in a background thread; ``start()``/``stop()``."""
+    """UDP listener in a background thread; ``start()``/``stop()``.
+
+    Three threads: the receiver (socket → decode → attribute → sums in
+    memory; it never touches the database), the flusher (every
+    ``flush_seconds`` it takes the sums as a FlushUnit and writes it; it
+    also writes the stats file every second) and the maintainer (address
+    table reloads, pruning). A unit the database does not take stays queued
+    and is retried with backoff; past ``max_pending_rows`` queued rows the
+    oldest units go to the local spool. ``stop()`` gives the flusher
+    ``stop_seconds`` to write what is left, then spools the rest: nothing
+    received is dropped, and the next start applies the spool.
+    """
+
+    STATS_SECONDS = 1.0
 
     def __init__(self, ctx, host: str | None = None, port: int | None = None, *,
                  classes: Mapping[str, Sequence[str]] | TrafficClasses | None = None,
-                 flush_seconds: float = 60.0, reload_seconds: float = 60.0,
+                 flush_seconds: float | None = None, reload_seconds: float = 60.0,
                  batch_max: int = 2000, batch_ms: float = 20.0,
                  limits: DecoderLimits | None = None, write_stats: bool = True,
-                 workers: int = 1, replay_capacity: int = 262_144):
+                 workers: int = 1, replay_capacity: int = 262_144,
+                 stop_seconds: float | None = None):
         self.ctx = ctx
         self.host = host or ctx.settings.get("collector", "host")
         self.port = ctx.settings.get("collector", "port") if port is None else port
@@ -232,16 +282,33 @@ class CollectorServer:
         self.pipeline = Pipeline(classes=classes, limits=limits, replay_capacity=replay_capacity,
                                  policy=ExporterPolicy.from_settings(settings),
                                  max_flow_seconds=settings.get("collector", "max_flow_seconds"))
-        self.flush_seconds = flush_seconds
+        self.flush_seconds = (settings.get("collector", "flush_seconds")
+                              if flush_seconds is None else flush_seconds)
+        self.stop_seconds = (settings.get("collector", "stop_seconds")
+                             if stop_seconds is None else stop_seconds)
+        self.max_pending_rows = settings.get("collector", "max_pending_rows")
         self.reload_seconds = reload_seconds
         self.batch_max = batch_max
         self.batch_ms = batch_ms
         self.write_stats = write_stats
         self.workers = workers          # processes sharing the port (steer_by_exporter)
+        self.spool = Spool(spool_dir(ctx))
+        self.origin = f"{socket.gethostname()}:{os.getpid()}"[:64]
         self._stop = threading.Event()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._flusher: threading.Thread | None = None
         self._maintainer: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the pipeline (receiver vs. takers)
+        self._queue_lock = threading.Lock()     # self._queue
+        self._write_lock = threading.Lock()     # one writer at a time
+        self._queue: list[FlushUnit] = []
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._last_flush_seconds = 0.0
+        self._flows_in_spool = 0
+        self._state = "running"
         self.sock: socket.socket | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -251,7 +318,7 @@ class CollectorServer:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         if hasattr(socket, "SO_REUSEPORT"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        # A deep receive queue rides out a slow batch or a flush. Beyond
+        # A deep receive queue rides out a slow batch. Beyond
         # net.core.rmem_max only SO_RCVBUFFORCE (33 on Linux, CAP_NET_ADMIN)
         # goes; without the capability the kernel's maximum is what we get.
         for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
@@ -267,11 +334,26 @@ class CollectorServer:
         self.port = sock.getsockname()[1]
         self.sock = sock
         self.reload()
+        # Spooled packets first, then the stored ones: a spool file another
+        # collector applies meanwhile is in one or the other.
+        spooled = self.spool.peek_digests()
         with self.ctx.Session() as session:
             self.pipeline.guard.load(session, _utcnow() - dt.timedelta(days=1))
+        self.pipeline.guard.seed(spooled)
+        recovered = self.spool.claim()
+        if recovered:
+            log.info("collector: applying %d spooled flushes (%d flows)", len(recovered),
+                     sum(u.flows for u in recovered))
+        with self._queue_lock:
+            self._queue.extend(recovered)
         self._stop.clear()
+        self._stopping.clear()
+        self._state = "running"
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
+        self._flusher = threading.Thread(target=self._flush_loop, name="collector-flush",
+                                         daemon=True)
+        self._flusher.start()
         self._maintainer = threading.Thread(target=self._maintain, name="collector-reload",
                                             daemon=True)
         self._maintainer.start()
@@ -279,17 +361,30 @@ class CollectorServer:
         return self
 
     def stop(self) -> None:
+        """Stop receiving, write what is held within ``stop_seconds``, spool the rest."""
+        deadline = time.monotonic() + self.stop_seconds
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=5)
             self._thread = None
-        if self._maintainer is not None:
-            self._maintainer.join(timeout=30)
-            self._maintainer = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        self.flush()
+        self._take()
+        self._stopping.set()
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._flusher = None
+        self._spool_queued(reason="stop")
+        if self._maintainer is not None:
+            self._maintainer.join(timeout=1)
+            self._maintainer = None
+        with self._queue_lock:
+            units, self._queue = self._queue, []
+        for unit in units:          # spooled: the next start applies them
+            release(unit)
+        self._state = "stopped"
         self._write_stats()
 
     def __enter__(self):
@@ -309,15 +404,103 @@ class CollectorServer:
             self.pipeline.table = table
 
     def flush(self) -> int:
+        """Take the sums now and write every queued unit; the rows written.
+        (The flusher thread does this every ``flush_seconds``.)"""
+        self._take()
+        return self._drain(force=True)
+
+    def _take(self) -> None:
         with self._lock:
+            detached = self.pipeline.detach()
+        unit = self.pipeline.make_unit(detached)
+        if unit is not None:
+            with self._queue_lock:
+                self._queue.append(unit)
+
+    def _drain(self, force: bool = False) -> int:
+        """Write queued units, oldest first, until the queue is empty or the
+        database refuses; the rows written."""
+        written = 0
+        with self._write_lock:
+            while True:
+                with self._queue_lock:
+                    if not self._queue:
+                        return written
+                    unit = self._queue[0]
+                if not force and time.monotonic() < self._retry_at:
+                    return written
+                started = time.monotonic()
+                try:
+                    data = unit if unit.keys is not None else Spool.read(unit.path)
+                    with self.ctx.Session() as session, session.begin():
+                        stored = write_unit(session, data, self.origin)
+                except Exception as error:
+                    self._failed(error)
+                    return written
+                self._last_flush_seconds = time.monotonic() - started
+                self._backoff = 0.0
+                with self._queue_lock:
+                    if unit in self._queue:
+                        self._queue.remove(unit)
+                counters = self.pipeline.counters
+                if unit.recovered:
+                    counters.add("flows_recovered", unit.flows)
+                else:
+                    counters.add("flows_committed", unit.flows)
+                    if unit.path is not None:
+                        self._flows_in_spool -= unit.flows
+                if unit.path is not None:
+                    Spool.remove(unit)
+                if stored:
+                    counters.add("flushes")
+                    written += unit.rows
+                else:
+                    log.info("collector: flush %s was stored before; skipped", unit.batch_id)
+
+    def _failed(self, error: Exception) -> None:
+        self.pipeline.counters.add("flush_errors")
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300] \
+            if str(error) else type(error).__name__
+        self._backoff = min(30.0, max(1.0, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+        log.error("collector flush failed (%s: %s); sums kept, retry in %.0f s",
+                  type(error).__name__, reason, self._backoff)
+        with self._queue_lock:
+            held = sum(u.rows for u in self._queue if u.keys is not None and u.path is None)
+        if held > self.max_pending_rows:
+            self._spool_queued(reason="backlog", keep_rows=self.max_pending_rows // 2)
+
+    def _spool_queued(self, reason: str, keep_rows: int = 0) -> None:
+        """Spool the queued units still only in memory, oldest first, until
+        at most ``keep_rows`` rows stay in memory."""
+        with self._queue_lock:
+            units = [u for u in self._queue if u.path is None and u.keys is not None]
+        held = sum(u.rows for u in units)
+        for unit in units:
+            if held <= keep_rows and keep_rows:
+                break
+            counters = self.pipeline.counters
             try:
-                written = self.pipeline.flush(self.ctx.Session)
-            except Exception as error:
-                reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
-                log.error("collector flush failed (%s: %s); sums kept for the next attempt",
-                          type(error).__name__, reason)
-                return 0
-        return written
+                self.spool.save(unit)
+            except OSError as error:
+                counters.add("spool_errors")
+                counters.add("flows_lost", unit.flows)
+                log.error("collector: cannot spool flush %s (%s flows lost): %s",
+                          unit.batch_id, unit.flows, error)
+                with self._queue_lock:
+                    if unit in self._queue:
+                        self._queue.remove(unit)
+                continue
+            held -= unit.rows
+            counters.add("flows_spooled", unit.flows)
+            self._flows_in_spool += unit.flows
+            log.warning("collector: flush %s spooled to %s (%s, %d rows, %d flows)",
+                        unit.batch_id, unit.path, reason, unit.rows, unit.flows)
+            if reason == "backlog":
+                # On disk now: the memory goes, the file is read back when
+                # its turn comes.
+                unit.keys = unit.octets = unit.packets = None
+                unit.digests = b""
 
     def wait_idle(self, quiet_seconds: float = 0.2, timeout: float = 10.0) -> None:
         """Tests: wait until no datagram has arrived for ``quiet_seconds``."""
@@ -332,17 +515,28 @@ class CollectorServer:
 
     def stats(self) -> dict:
         with self._lock:
-            return self.pipeline.stats()
+            values = self.pipeline.stats()
+        with self._queue_lock:
+            queue = list(self._queue)
+        values["queue_units"] = len(queue)
+        values["queue_rows"] = sum(u.rows for u in queue)
+        values["flush_lag_seconds"] = round(time.time() - min(u.created for u in queue), 3) \
+            if queue else 0.0
+        values["last_flush_seconds"] = round(self._last_flush_seconds, 3)
+        values["flows_in_spool"] = self._flows_in_spool
+        # Decoded, but neither stored nor on disk yet (in memory).
+        values["flows_pending"] = max(0, values["flows"] - values["flows_committed"]
+                                      - values["flows_lost"] - self._flows_in_spool)
+        return values
 
     def _run(self) -> None:
         sock = self.sock
         assert sock is not None
-        next_flush = time.monotonic() + self.flush_seconds
         receive = sock.recvfrom
         while not self._stop.is_set():
             # Drain what the kernel holds (non-blocking: one syscall per
             # datagram), then process it as one batch; sleep in select()
-            # only when the queue is empty.
+            # only when the queue is empty. No database work here.
             batch = []
             try:
                 while len(batch) < self.batch_max:
@@ -361,21 +555,35 @@ class CollectorServer:
                     if self._stop.is_set():
                         return
                     raise
-            if batch:
-                with self._lock:
-                    try:
-                        self.pipeline.ingest(batch)
-                    except Exception:   # never die on input; count and go on
-                        log.exception("collector batch failed")
-                        self.pipeline.counters.add("drops", len(batch))
+                continue
+            with self._lock:
+                try:
+                    self.pipeline.ingest(batch)
+                except Exception:   # never die on input; count and go on
+                    log.exception("collector batch failed")
+                    self.pipeline.counters.add("drops", len(batch))
+
+    def _flush_loop(self) -> None:
+        """Take and write the sums every ``flush_seconds``; stats every second."""
+        next_flush = time.monotonic() + self.flush_seconds
+        while True:
+            stopping = self._stopping.is_set()
             now = time.monotonic()
-            if now >= next_flush:
-                self.flush()
-                self._write_stats()
+            if now >= next_flush and not stopping:
+                try:
+                    self._take()
+                except Exception:
+                    log.exception("collector: taking the sums failed")
                 next_flush = now + self.flush_seconds
+            self._drain(force=stopping)
+            self._write_stats()
+            if stopping:
+                return
+            self._wake.wait(min(self.STATS_SECONDS, max(0.01, next_flush - time.monotonic())))
+            self._wake.clear()
 
     def _maintain(self) -> None:
-        """Reload the address table and prune old packet digests, off the receive path."""
+        """Reload the address table and prune old replay sets, off the receive path."""
         next_prune = time.monotonic() + 3600
         while not self._stop.wait(self.reload_seconds):
             try:
@@ -385,7 +593,7 @@ class CollectorServer:
             if time.monotonic() >= next_prune:
                 try:
                     with self.ctx.Session() as session, session.begin():
-                        prune_packets(session, _utcnow() - dt.timedelta(days=1))
+                        prune_replay_sets(session, _utcnow() - dt.timedelta(days=1))
                 except Exception:
                     log.exception("collector prune failed")
                 next_prune = time.monotonic() + 3600
@@ -398,8 +606,9 @@ class CollectorServer:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"stats-{os.getpid()}-{self.port}.json"
             document = {"pid": os.getpid(), "listen": f"{self.host}:{self.port}",
-                        "updated_at": _utcnow().isoformat() + "Z", "counters": self.stats()}
-            temporary = path.with_suffix(".tmp")
+                        "updated_at": _utcnow().isoformat() + "Z", "state": self._state,
+                        "counters": self.stats()}
+            temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
             temporary.write_text(json.dumps(document))
             temporary.replace(path)
         except OSError:
@@ -431,4 +640,5 @@ def serve_worker(index, args, ready, stop) -> dict:
                                               flush_seconds=flush_seconds, workers=workers),
         ready, stop, lambda server: server.port)
     counters = server.pipeline.counters
-    return {name: counters[name] for name in ("packets", "flows", "drops")}
+    return {name: counters[name] for name in ("packets", "flows", "drops", "flows_committed",
+                                              "flows_spooled", "flows_lost")}

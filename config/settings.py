@@ -98,6 +98,19 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # Datagrams from others are dropped and counted
         # (drops_exporter_not_allowed). Env: comma-separated.
         "exporters": (list, []),
+        # How often the sums go to the database (seconds). The cost of a
+        # flush grows with the subscribers active in it, not with the flow
+        # rate; what a kill -9 can lose is at most this long of traffic.
+        "flush_seconds": (float, 15.0),
+        # On SIGTERM: how long the last flush may take before what is left
+        # goes to the local spool (applied by the next start).
+        "stop_seconds": (float, 3.0),
+        # Where unwritten sums go when the database falls behind or at
+        # stop; empty: <data_dir>/collector/spool.
+        "spool_dir": (str, ""),
+        # Rollup rows kept in memory while the database refuses them;
+        # beyond this the oldest flushes are spooled to disk.
+        "max_pending_rows": (int, 4_000_000),
         # Sampling rate forced per exporter (address or prefix -> N, for
         # 1 in N packets), replacing what the exporter reports; the most
         # specific prefix wins. Env: "192.0.2.1=100,198.51.100.0/24=1000".
@@ -306,6 +319,15 @@ def _check_collector(section: dict) -> None:
                                for a in allowed):
             raise SettingsError(f"setting collector.sampling names {text}, which "
                                 f"collector.exporters does not allow")
+    if not 1 <= section["flush_seconds"] <= 3600:
+        raise SettingsError("setting collector.flush_seconds must be 1..3600, "
+                            f"not {section['flush_seconds']:g}")
+    if not 0.1 <= section["stop_seconds"] <= 60:
+        raise SettingsError("setting collector.stop_seconds must be 0.1..60, "
+                            f"not {section['stop_seconds']:g}")
+    if section["max_pending_rows"] < 10_000:
+        raise SettingsError("setting collector.max_pending_rows must be 10000 or more, "
+                            f"not {section['max_pending_rows']}")
     seconds = section["max_flow_seconds"]
     if not 0 < seconds <= 2**31:
         raise SettingsError(

@@ -15,7 +15,9 @@ def collector_group():
 @collector_group.command("stats")
 @json_option
 def stats(as_json):
-    """Counters summed over every collector process writing to this data_dir."""
+    """Counters summed over every collector process writing to this data_dir,
+    and per process: flows decoded, committed, pending (in memory), in the
+    spool and lost (a killed process: what it held at its last stats)."""
     from collector.server import read_stats
 
     ctx = get_context()
@@ -25,4 +27,9 @@ def stats(as_json):
         return
     emit_table([{"counter": k, "value": v} for k, v in sorted(document["counters"].items())],
                ["counter", "value"])
-    click.echo(f"processes: {len(document['processes'])}")
+    click.echo("")
+    emit_table(document["processes"], ["pid", "state", "listen", "flows", "flows_committed",
+                                       "flows_pending", "flows_in_spool", "flows_lost",
+                                       "updated_at"])
+    click.echo(f"processes: {len(document['processes'])}; spool files waiting: "
+               f"{document['spool']['files']}")

@@ -41,8 +41,9 @@ def load_classes(path: str | None) -> dict[str, list[str]] | None:
 @click.option("--classes", "classes_path", type=click.Path(dir_okay=False),
               help="TOML file with [classes] name = [prefixes] (default: settings "
                    "collector.classes, else all 'internet').")
-@click.option("--flush-seconds", default=60.0, type=click.FloatRange(0.1, 3600),
-              help="How often sums are upserted into the database.")
+@click.option("--flush-seconds", default=None, type=click.FloatRange(0.1, 3600),
+              help="How often sums are written to the database (default: settings "
+                   "collector.flush_seconds, 15). A kill -9 loses at most this long.")
 @click.option("--metrics-port", default=0, type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics on this TCP port (0: off).")
 @click.option("--workers", default=None, type=click.IntRange(0, 256),

@@ -4,19 +4,12 @@ import datetime as dt
 import random
 import struct
 
-from sqlalchemy import func, select
 
-from collector.models import CollectorPacket
 from collector.server import CollectorServer
 from tests.conftest import make_context
 from tests.factories import make_account, make_service
-from tests.integration.test_collector_server import T0, rollups, send, unix
+from tests.integration.test_collector_server import T0, packets_stored, rollups, send, unix
 from tests.netflow_packets import V9_V4_TEMPLATE, data_set, template_set, v5_packet, v9_packet
-
-
-def _packets_stored(ctx) -> int:
-    with ctx.Session() as s:
-        return s.scalar(select(func.count()).select_from(CollectorPacket))
 
 
 def test_junk_is_not_remembered_and_a_later_replay_counts_once(db_url, tmp_path):
@@ -73,7 +66,7 @@ def test_junk_is_not_remembered_and_a_later_replay_counts_once(db_url, tmp_path)
     assert stats.get("sequence_late", 0) == 0
     assert rollups(ctx) == [(account_id, T0, "internet", "in", 1000, 2),
                             (account_id, T0, "internet", "out", 100, 2)]
-    assert _packets_stored(ctx) == 3
+    assert packets_stored(ctx) == 3
     ctx.dispose()
 
 
@@ -139,7 +132,7 @@ def test_only_allowed_exporters_count_and_a_forced_rate_applies(db_url, tmp_path
     assert stats["drops_exporter_not_allowed"] == 50 and stats["drops"] == 50
     assert stats["replay_window_packets"] == 2
     assert rollups(ctx) == [(account_id, T0, "internet", "in", 200 + 1000, 2 + 10)]
-    assert _packets_stored(ctx) == 2
+    assert packets_stored(ctx) == 2
     assert collector_stats(db_url, tmp_path)["counters"]["drops_exporter_not_allowed"] == 50
     ctx.dispose()
 

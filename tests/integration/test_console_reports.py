@@ -18,7 +18,7 @@ from sqlalchemy import text, update
 
 from aaa.accounting import STOP, AcctRecord, apply_batch
 from aaa.models import Nas
-from collector.rollup import upsert_rollups
+from collector.flush import upsert_rows as upsert_rollups
 from rating import accounts as acc, corrections, ledger
 from rating.models import LedgerEntry
 from tests.conftest import make_context
