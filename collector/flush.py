@@ -68,10 +68,11 @@ class FlushUnit:
     path: Path | None = None         # its spool file, once spooled
     lock: object = None              # the open, locked spool file (see Spool.claim)
     recovered: bool = False          # read from a spool written by an earlier process
+    rows: int = -1                   # rollup rows (kept when the columns go to disk)
 
-    @property
-    def rows(self) -> int:
-        return len(self.keys)
+    def __post_init__(self):
+        if self.rows < 0:
+            self.rows = len(self.keys)
 
     @property
     def packet_count(self) -> int:

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import text
 
 from collector.attribute import AddressTable, TrafficClasses, attribute, load_address_table
 from collector.decode import Counters, Decoder, DecoderLimits, exporter_seed, packet_key
@@ -296,9 +297,11 @@ class CollectorServer:
         self.origin = f"{socket.gethostname()}:{os.getpid()}"[:64]
         self._stop = threading.Event()
         self._stopping = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()          # the writer: work queued, or stop
         self._thread: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._inflight: FlushUnit | None = None
         self._maintainer: threading.Thread | None = None
         self._lock = threading.Lock()           # the pipeline (receiver vs. takers)
         self._queue_lock = threading.Lock()     # self._queue
@@ -354,6 +357,10 @@ class CollectorServer:
         self._flusher = threading.Thread(target=self._flush_loop, name="collector-flush",
                                          daemon=True)
         self._flusher.start()
+        self._writer = threading.Thread(target=self._write_loop, name="collector-write",
+                                        daemon=True)
+        self._writer.start()
+        self._wake.set()
         self._maintainer = threading.Thread(target=self._maintain, name="collector-reload",
                                             daemon=True)
         self._maintainer.start()
@@ -370,12 +377,18 @@ class CollectorServer:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        self._take()
         self._stopping.set()
-        self._wake.set()
         if self._flusher is not None:
-            self._flusher.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._flusher.join(timeout=5)
             self._flusher = None
+        self._take()
+        self._wake.set()
+        if self._writer is not None:
+            # The writer writes what is queued, then ends; what it has not
+            # written by the deadline goes to the spool (a unit it commits
+            # after that is recognised by its batch_id and not applied twice).
+            self._writer.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._writer = None
         self._spool_queued(reason="stop")
         if self._maintainer is not None:
             self._maintainer.join(timeout=1)
@@ -416,6 +429,7 @@ class CollectorServer:
         if unit is not None:
             with self._queue_lock:
                 self._queue.append(unit)
+            self._wake.set()
 
     def _drain(self, force: bool = False) -> int:
         """Write queued units, oldest first, until the queue is empty or the
@@ -430,13 +444,21 @@ class CollectorServer:
                 if not force and time.monotonic() < self._retry_at:
                     return written
                 started = time.monotonic()
+                self._inflight = unit
                 try:
                     data = unit if unit.keys is not None else Spool.read(unit.path)
                     with self.ctx.Session() as session, session.begin():
+                        if session.bind.dialect.name == "postgresql":
+                            # A flush stuck on a lock fails in time and is
+                            # retried (SQLite: busy_timeout does the same).
+                            session.execute(text(
+                                f"SET LOCAL statement_timeout = {self._flush_timeout_ms()}"))
                         stored = write_unit(session, data, self.origin)
                 except Exception as error:
                     self._failed(error)
                     return written
+                finally:
+                    self._inflight = None
                 self._last_flush_seconds = time.monotonic() - started
                 self._backoff = 0.0
                 with self._queue_lock:
@@ -465,6 +487,12 @@ class CollectorServer:
         self._retry_at = time.monotonic() + self._backoff
         log.error("collector flush failed (%s: %s); sums kept, retry in %.0f s",
                   type(error).__name__, reason, self._backoff)
+
+    def _flush_timeout_ms(self) -> int:
+        return int(max(30.0, 2 * self.flush_seconds) * 1000)
+
+    def _bound_backlog(self) -> None:
+        """Past ``max_pending_rows`` rows waiting in memory, spool the oldest."""
         with self._queue_lock:
             held = sum(u.rows for u in self._queue if u.keys is not None and u.path is None)
         if held > self.max_pending_rows:
@@ -477,8 +505,11 @@ class CollectorServer:
             units = [u for u in self._queue if u.path is None and u.keys is not None]
         held = sum(u.rows for u in units)
         for unit in units:
-            if held <= keep_rows and keep_rows:
-                break
+            if keep_rows and (held <= keep_rows or unit is self._inflight):
+                # The writer's unit stays in memory (it is reading it).
+                if held <= keep_rows:
+                    break
+                continue
             counters = self.pipeline.counters
             try:
                 self.spool.save(unit)
@@ -564,23 +595,32 @@ class CollectorServer:
                     self.pipeline.counters.add("drops", len(batch))
 
     def _flush_loop(self) -> None:
-        """Take and write the sums every ``flush_seconds``; stats every second."""
+        """Take the sums every ``flush_seconds`` (the writer writes them), keep
+        the backlog within bounds, write the stats file every second."""
         next_flush = time.monotonic() + self.flush_seconds
-        while True:
-            stopping = self._stopping.is_set()
-            now = time.monotonic()
-            if now >= next_flush and not stopping:
+        while not self._stopping.is_set():
+            if time.monotonic() >= next_flush:
                 try:
                     self._take()
                 except Exception:
                     log.exception("collector: taking the sums failed")
-                next_flush = now + self.flush_seconds
-            self._drain(force=stopping)
+                next_flush = time.monotonic() + self.flush_seconds
+            self._bound_backlog()
             self._write_stats()
-            if stopping:
-                return
-            self._wake.wait(min(self.STATS_SECONDS, max(0.01, next_flush - time.monotonic())))
+            self._stopping.wait(min(self.STATS_SECONDS,
+                                    max(0.01, next_flush - time.monotonic())))
+
+    def _write_loop(self) -> None:
+        """Write queued units as they come; after a failure, at the backoff's pace."""
+        while True:
+            self._wake.wait(max(0.05, min(1.0, self._retry_at - time.monotonic())))
             self._wake.clear()
+            stopping = self._stopping.is_set()
+            self._drain(force=stopping)
+            if stopping and self._stop.is_set():
+                with self._queue_lock:
+                    if not self._queue:
+                        return
 
     def _maintain(self) -> None:
         """Reload the address table and prune old replay sets, off the receive path."""
