@@ -243,8 +243,7 @@ def run_loopback(table, datagrams, seconds, flows_per_datagram, rate_flows=0):
         elapsed = time.perf_counter() - started - 0.3
         stats = server.stats()
         # The bench's accounts exist only in memory: nothing to write.
-        server.pipeline.rollup = Rollup()
-        server.pipeline.guard.pending = []
+        server.discard()
         server.stop()
         ctx.dispose()
     return sent.value, stats["packets"], stats["flows"], elapsed

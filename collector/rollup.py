@@ -362,6 +362,27 @@ class Rollup:
         self._compact()
         return self._size
 
+    @property
+    def raw_rows(self) -> int:
+        """Rows held, summed or not (no work)."""
+        return self._size
+
+    def absorb(self, other: "Rollup") -> None:
+        """Take ``other``'s rows over and sum them with these (``other`` is
+        left to be dropped). The collector's flusher sums here, off the
+        receive thread (numpy's sorts and ufuncs run without the GIL)."""
+        if not other._parts:
+            return
+        if self._parts:
+            self._compact()                   # one summed head, then the raw rows
+            self._parts = self._parts + other._parts
+            self._size += other._size
+            self._reduced = False
+        else:
+            self._parts, self._size = list(other._parts), other._size
+            self._reduced, self._head_summed = other._reduced, other._head_summed
+        self._compact()
+
     def totals(self) -> tuple[int, int, int]:
         """(keys, bytes, packets) pending, after merging every batch."""
         if not self._parts:

@@ -142,11 +142,18 @@ class Pipeline:
             self.rollup.add_attributed(result)
         return len(flows)
 
+    def detach_rows(self) -> Rollup:
+        """The rows added since the last detach, as they are (O(1), for the
+        caller's lock); a new, empty rollup takes their place."""
+        rollup, self.rollup = self.rollup, Rollup(compact_at=self.rollup.compact_at,
+                                                  max_flow_seconds=self.rollup.max_flow_seconds)
+        return rollup
+
     def detach(self) -> tuple[Rollup, list[bytes], int]:
         """What was summed since the last detach: the rollup, the keys of the
         packets in it and the number of flows. O(1), for the caller's lock;
         ``make_unit`` does the summing outside it."""
-        rollup, self.rollup = self.rollup, Rollup(max_flow_seconds=self.rollup.max_flow_seconds)
+        rollup = self.detach_rows()
         digests, self.guard.pending = self.guard.pending, []
         flows = self.counters["flows"]
         detached, self._detached_flows = flows - self._detached_flows, flows
@@ -266,6 +273,9 @@ class CollectorServer:
     """
 
     STATS_SECONDS = 1.0
+    SUM_SECONDS = 0.25
+    SUM_ROWS = 1_000_000
+    RECEIVER_SUM_ROWS = 16_000_000
 
     def __init__(self, ctx, host: str | None = None, port: int | None = None, *,
                  classes: Mapping[str, Sequence[str]] | TrafficClasses | None = None,
@@ -307,6 +317,12 @@ class CollectorServer:
         self._queue_lock = threading.Lock()     # self._queue
         self._write_lock = threading.Lock()     # one writer at a time
         self._queue: list[FlushUnit] = []
+        # The receiver only appends rows; the flusher sums them (SUM_ROWS at
+        # a time) into _summed, and the receiver sums itself only past
+        # RECEIVER_SUM_ROWS (the flusher cannot keep up).
+        self.pipeline.rollup.compact_at = self.RECEIVER_SUM_ROWS
+        self._summed = Rollup()
+        self._sum_lock = threading.Lock()
         self._retry_at = 0.0
         self._backoff = 0.0
         self._last_flush_seconds = 0.0
@@ -422,10 +438,27 @@ class CollectorServer:
         self._take()
         return self._drain(force=True)
 
+    def discard(self) -> None:
+        """Benches: forget what is held (nothing of it is written)."""
+        with self._sum_lock, self._lock:
+            self.pipeline.detach()
+            self._summed = Rollup()
+
+    def _sum_now(self) -> None:
+        """Sum the rows the receiver added so far into the flusher's own
+        rollup: the sort runs here, beside the receiver, not in its way."""
+        with self._sum_lock:
+            with self._lock:
+                rows = self.pipeline.detach_rows()
+            self._summed.absorb(rows)
+
     def _take(self) -> None:
-        with self._lock:
-            detached = self.pipeline.detach()
-        unit = self.pipeline.make_unit(detached)
+        with self._sum_lock:
+            with self._lock:
+                rows, digests, flows = self.pipeline.detach()
+            self._summed.absorb(rows)
+            summed, self._summed = self._summed, Rollup()
+        unit = self.pipeline.make_unit((summed, digests, flows))
         if unit is not None:
             with self._queue_lock:
                 self._queue.append(unit)
@@ -598,6 +631,7 @@ class CollectorServer:
         """Take the sums every ``flush_seconds`` (the writer writes them), keep
         the backlog within bounds, write the stats file every second."""
         next_flush = time.monotonic() + self.flush_seconds
+        next_stats = 0.0
         while not self._stopping.is_set():
             if time.monotonic() >= next_flush:
                 try:
@@ -605,10 +639,13 @@ class CollectorServer:
                 except Exception:
                     log.exception("collector: taking the sums failed")
                 next_flush = time.monotonic() + self.flush_seconds
-            self._bound_backlog()
-            self._write_stats()
-            self._stopping.wait(min(self.STATS_SECONDS,
-                                    max(0.01, next_flush - time.monotonic())))
+            if time.monotonic() >= next_stats:
+                self._bound_backlog()
+                self._write_stats()
+                next_stats = time.monotonic() + self.STATS_SECONDS
+            if self.pipeline.rollup.raw_rows >= self.SUM_ROWS:
+                self._sum_now()
+            self._stopping.wait(min(self.SUM_SECONDS, max(0.01, next_flush - time.monotonic())))
 
     def _write_loop(self) -> None:
         """Write queued units as they come; after a failure, at the backoff's pace."""
