@@ -47,7 +47,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.attribute import AddressTable  # noqa: E402
-from collector.rollup import Rollup  # noqa: E402
 from collector.server import Pipeline  # noqa: E402
 
 SUB_BASE = int.from_bytes(bytes([100, 64, 0, 0]), "big")
