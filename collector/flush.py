@@ -286,7 +286,16 @@ class Spool:
         return digests
 
     def claim(self) -> list[FlushUnit]:
-        """The spooled units no running collector holds, each locked for this one."""
+        """The spooled units no running collector holds, each locked for this one.
+        (A half-written file a killed collector left is removed: its unit was
+        not yet spooled, so it was counted as lost, not kept.)"""
+        for partial in self.folder.glob(".*.tmp") if self.folder.exists() else []:
+            try:
+                with open(partial, "rb") as handle:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    partial.unlink()
+            except OSError:
+                continue
         units = []
         for path in self.paths():
             try:

@@ -86,3 +86,11 @@ def test_the_spool_keeps_a_unit_whole_and_locked_by_its_writer(tmp_path):
     assert [u.batch_id for u in claimed] == [unit.batch_id] and claimed[0].recovered
     Spool.remove(claimed[0])
     assert spool.paths() == []
+
+
+def test_a_half_written_spool_file_of_a_dead_process_is_removed(tmp_path):
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / ".deadbeef.tmp").write_bytes(b"PK\x03\x04 half a file")
+    assert Spool(folder).claim() == []
+    assert list(folder.iterdir()) == []
