@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SUB_BASE = (100 << 24) | (64 << 16)          # 100.64.0.0
-EXPORTERS = ("127.0.0.2", "127.0.0.3")
+EXPORTERS = ("127.0.0.2", "127.0.0.3")     # with one worker; see exporter_addresses()
 PROTOCOL_NAMES = {5: "NetFlow v5", 9: "NetFlow v9", 10: "IPFIX"}
 GENERATOR_SHORTFALL = 0.98   # below this share of the asked rate the rung is the box's
 
@@ -140,6 +140,26 @@ def summarize(results: list[dict], max_loss: float) -> list[dict]:
                                                if r["collector"] == name
                                                and r["stop_s"] is not None), default=None)})
     return summary
+
+
+def exporter_addresses(workers: int, count: int = 2, spread=None) -> tuple[str, ...]:
+    """``count`` loopback exporters from 127.0.0.2 up that the collector's
+    steering (config.workers.spread: a hash of the source address) gives to
+    different workers of ``workers``, as far as there are workers; with 2
+    workers 127.0.0.2 and 127.0.0.3 hash to the same one, and a 2-worker
+    run would measure one worker."""
+    if workers <= 1 or spread is None:
+        return EXPORTERS[:count] if count <= len(EXPORTERS) else tuple(
+            f"127.0.0.{2 + n}" for n in range(count))
+    chosen, used = [], set()
+    for last in range(2, 255):
+        worker = spread(workers, (127 << 24) | last)
+        if worker not in used or len(used) >= workers:
+            chosen.append(f"127.0.0.{last}")
+            used.add(worker)
+            if len(chosen) == count:
+                break
+    return tuple(chosen)
 
 
 def rung_seed(protocol: int, rate: float) -> int:
@@ -303,13 +323,14 @@ class Sent:
     template_packets: int
 
 
-def send(cleanup: Cleanup, binary: str, protocol: int, port: int, rate: float, seconds: float,
-         subscribers: int, seed: int) -> Sent:
-    process = cleanup.popen([binary, str(protocol), str(port), str(rate), str(seconds),
-                             str(subscribers), str(SUB_BASE), ",".join(EXPORTERS), str(seed)],
+def send(cleanup: Cleanup, binary: str, args, protocol: int, port: int, rate: float) -> Sent:
+    seed = rung_seed(protocol, rate)
+    process = cleanup.popen([binary, str(protocol), str(port), str(rate), str(args.seconds),
+                             str(args.subscribers), str(SUB_BASE), ",".join(args.exporters),
+                             str(seed)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        out, err = process.communicate(timeout=seconds + 30)
+        out, err = process.communicate(timeout=args.seconds + 30)
     except subprocess.TimeoutExpired:
         cleanup.end(process)
         raise RuntimeError("the exporter did not stop in time") from None
@@ -361,8 +382,7 @@ def run_nfcapd(cleanup: Cleanup, args, binary: str, protocol: int, rate: float) 
     rung.rcvbuf = receive_buffer(port)
     pids = [process.pid]
     cpu_before = _cpu(pids)
-    sent = send(cleanup, binary, protocol, port, rate, args.seconds, args.subscribers,
-                rung_seed(protocol, rate))
+    sent = send(cleanup, binary, args, protocol, port, rate)
     state = drain(port, args.drain_seconds)
     rung.cpu_s = round(_cpu(pids) - cpu_before, 2)
     rung.kernel_drops = sum(s["drops"] for s in state)
@@ -466,8 +486,7 @@ def run_abonent(cleanup: Cleanup, args, binary: str, engine, url: str, protocol:
     rung.rcvbuf = receive_buffer(port)
     pids = process_tree(process.pid)
     cpu_before = _cpu(pids)
-    sent = send(cleanup, binary, protocol, port, rate, args.seconds, args.subscribers,
-                rung_seed(protocol, rate))
+    sent = send(cleanup, binary, args, protocol, port, rate)
     state = drain(port, args.drain_seconds)
     rung.cpu_s = round(_cpu(pids) - cpu_before, 2)
     rung.kernel_drops = sum(s["drops"] for s in state)
@@ -551,9 +570,13 @@ def print_rung(rung: Rung, max_loss: float) -> None:
     verdict = "ok" if rung.loss <= max_loss else "LOST"
     if rung.sent_rate < GENERATOR_SHORTFALL * rung.rate:
         verdict += " gen<"
+    exact = "exact" if rung.extra.get("bytes_exact") else "not exact"
     kept = (f"{rung.kept_flows:,} flows" if rung.collector == "nfcapd"
-            else f"{rung.kept_bytes:,} B ({'exact' if rung.extra.get('bytes_exact') else 'not exact'})")
-    stop = "—" if rung.stop_s is None else f"{rung.stop_s:.1f}s" + (" KILLED" if rung.killed else "")
+            else f"{rung.kept_bytes:,} B ({exact})")
+    stop = ("—" if rung.stop_s is None
+            else f"{rung.stop_s:.1f}s" + (" KILLED" if rung.killed else ""))
+    if rung.extra.get("worker_killed"):
+        stop += " (a worker killed)"
     spool = (f" spool {rung.extra['spool_files']} files, at stop "
              f"{rung.extra['stored_bytes_at_stop']:,} B" if rung.extra.get("spool_files") else "")
     decoded = ""
@@ -612,6 +635,12 @@ def parse_args(argv=None):
     args.rate_list = sorted(float(r) * 1e6 for r in args.rates.split(","))
     args.worker_list = [int(w) for w in args.workers.split(",")]
     args.collector_list = [c.strip() for c in args.collectors.split(",")]
+    try:
+        from config.workers import spread
+    except ImportError:
+        spread = None
+    # The same exporters for every collector of a rung, spread over the most workers run.
+    args.exporters = exporter_addresses(max(args.worker_list), spread=spread)
     if not set(args.collector_list) <= {"nfcapd", "abonent"}:
         parser.error("--collectors: nfcapd, abonent")
     if not 0 < args.seconds <= 600:
@@ -646,7 +675,7 @@ def main(argv=None) -> int:
             names.extend((f"abonent-w{w}", w) for w in args.worker_list)
         flush = (f"every {args.flush_seconds:g} s" if args.flush_seconds
                  else "at the collector's default interval")
-        print(f"{args.seconds:g} s per rung, exporters {', '.join(EXPORTERS)}, abonent flushes "
+        print(f"{args.seconds:g} s per rung, exporters {', '.join(args.exporters)}, abonent flushes "
               f"{flush}, lossless = loss ≤ {args.max_loss * 100:g} %", flush=True)
         try:
             for protocol in args.protocol_list:
