@@ -450,12 +450,17 @@ def spooled(data_dir: Path) -> list[Path]:
 
 
 def rollup_bytes(engine) -> int:
+    return rollup_totals(engine)[0]
+
+
+def rollup_totals(engine) -> tuple[int, int]:
+    """(sum of bytes, rows) of the netflow rollups."""
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        value = conn.execute(text("SELECT coalesce(sum(bytes), 0) FROM traffic_rollups "
-                                  "WHERE source = 'netflow'")).scalar_one()
-    return int(value)
+        total, rows = conn.execute(text("SELECT coalesce(sum(bytes), 0), count(*) "
+                                        "FROM traffic_rollups WHERE source = 'netflow'")).one()
+    return int(total), int(rows)
 
 
 def reset_tables(engine) -> None:
@@ -494,11 +499,11 @@ def run_abonent(cleanup: Cleanup, args, binary: str, engine, url: str, protocol:
     rung.stop_s, rung.killed = terminate(process, args.stop_timeout)
     cleanup.end(process)            # workers the supervisor left behind, if any
     _record_sent(rung, sent)
-    stored = rollup_bytes(engine)
+    stored, rows = rollup_totals(engine)
     stats = abonent_stats(env)
     counters = stats.get("counters", {})
     rung.extra.update(
-        stored_bytes_at_stop=stored,
+        stored_bytes_at_stop=stored, rollup_rows=rows,
         stats_flows=counters.get("flows"), stats_packets=counters.get("packets"),
         stats_processes=len(stats.get("processes", [])),
         flushes=counters.get("flushes"), flush_errors=counters.get("flush_errors"),
@@ -582,7 +587,8 @@ def print_rung(rung: Rung, max_loss: float) -> None:
     decoded = ""
     if rung.collector != "nfcapd":
         decoded = (f" decoded {rung.extra.get('stats_flows') or 0:,} flows in "
-                   f"{rung.extra.get('stats_processes')} proc, {rung.extra.get('flushes')} flushes")
+                   f"{rung.extra.get('stats_processes')} proc, {rung.extra.get('flushes')} flushes, "
+                   f"{rung.extra.get('rollup_rows', 0):,} rollup rows")
     else:
         decoded = f" seqfail {rung.extra.get('sequence_failures')}"
     print(f"  {PROTOCOL_NAMES[rung.protocol]:10s} {mflows(rung.rate):>6s} {rung.collector:11s} "
@@ -657,6 +663,7 @@ def _raise_interrupt(*_):
 def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started ignoring it
     binary = flowgen_binary()
     results: list[Rung] = []
     cleanup = Cleanup()
