@@ -587,7 +587,8 @@ def print_rung(rung: Rung, max_loss: float) -> None:
     decoded = ""
     if rung.collector != "nfcapd":
         decoded = (f" decoded {rung.extra.get('stats_flows') or 0:,} flows in "
-                   f"{rung.extra.get('stats_processes')} proc, {rung.extra.get('flushes')} flushes, "
+                   f"{rung.extra.get('stats_processes')} proc, "
+                   f"{rung.extra.get('flushes')} flushes, "
                    f"{rung.extra.get('rollup_rows', 0):,} rollup rows")
     else:
         decoded = f" seqfail {rung.extra.get('sequence_failures')}"
@@ -682,8 +683,8 @@ def main(argv=None) -> int:
             names.extend((f"abonent-w{w}", w) for w in args.worker_list)
         flush = (f"every {args.flush_seconds:g} s" if args.flush_seconds
                  else "at the collector's default interval")
-        print(f"{args.seconds:g} s per rung, exporters {', '.join(args.exporters)}, abonent flushes "
-              f"{flush}, lossless = loss ≤ {args.max_loss * 100:g} %", flush=True)
+        print(f"{args.seconds:g} s per rung, exporters {', '.join(args.exporters)}, "
+              f"abonent flushes {flush}, lossless = loss ≤ {args.max_loss * 100:g} %", flush=True)
         try:
             for protocol in args.protocol_list:
                 failed: set[str] = set()
