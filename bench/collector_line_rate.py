@@ -4,6 +4,8 @@
         [--seconds 60] [--workers 1] [--flush-seconds S] [--subscribers 100000]
         [--collectors nfcapd,abonent] [--keep-going] [--json]
 
+(--json: the lines below on stderr as they come, one JSON document on stdout.)
+
 For each protocol and each rung of the rate ladder (millions of flows/s),
 nfcapd (Debian ``nfdump``) and then ``abonent serve collector`` (once per
 ``--workers`` value) each receive the same exports for ``--seconds``: the
@@ -55,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -599,13 +601,13 @@ def print_rung(rung: Rung, max_loss: float) -> None:
           f"cpu {rung.cpu_s}s rcvbuf {rung.rcvbuf}{decoded}{spool}", flush=True)
 
 
-def print_summary(summary: list[dict]) -> None:
-    print("\nhighest lossless rate (flows/s), ratio to nfcapd, longest stop:")
+def print_summary(summary: list[dict], file=None) -> None:
+    print("\nhighest lossless rate (flows/s), ratio to nfcapd, longest stop:", file=file)
     for row in summary:
         ratio = "" if row["ratio_to_nfcapd"] is None else f"  ×{row['ratio_to_nfcapd']:.2f}"
         stop = "" if row["max_stop_s"] is None else f"  stop ≤ {row['max_stop_s']:.1f}s"
         print(f"  {PROTOCOL_NAMES[row['protocol']]:10s} {row['collector']:11s} "
-              f"{mflows(row['max_lossless_flows_s']):>6s}{ratio}{stop}")
+              f"{mflows(row['max_lossless_flows_s']):>6s}{ratio}{stop}", file=file)
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -668,7 +670,10 @@ def main(argv=None) -> int:
     binary = flowgen_binary()
     results: list[Rung] = []
     cleanup = Cleanup()
+    real_stdout = sys.stdout
     with ExitStack() as stack:
+        if args.json:        # the figures as they come on stderr, one JSON document on stdout
+            stack.enter_context(redirect_stdout(sys.stderr))
         stack.callback(cleanup.close)
         engine = url = None
         if "abonent" in args.collector_list:
@@ -707,11 +712,14 @@ def main(argv=None) -> int:
             print("bench: interrupted; the rungs run so far:", file=sys.stderr)
     rows = [dict(asdict(r), lossless=r.lossless) for r in results]
     summary = summarize(rows, args.max_loss)
-    print_summary(summary)
     if args.json:
+        print_summary(summary, file=sys.stderr)
         print(json.dumps({"seconds": args.seconds, "flush_seconds": args.flush_seconds,
                           "subscribers": args.subscribers, "max_loss": args.max_loss,
-                          "rungs": rows, "summary": summary}, default=str, indent=1))
+                          "exporters": args.exporters, "rungs": rows, "summary": summary},
+                         default=str, indent=1), file=real_stdout)
+    else:
+        print_summary(summary)
     return 0
 
 
