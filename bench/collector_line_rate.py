@@ -10,7 +10,8 @@ For each protocol and each rung of the rate ladder (millions of flows/s),
 nfcapd (Debian ``nfdump``) and then ``abonent serve collector`` (once per
 ``--workers`` value) each receive the same exports for ``--seconds``: the
 C exporter bench/flowgen.c (compiled on first use) sends from two loopback
-exporters, 127.0.0.2 and 127.0.0.3, every packet unique (gap-free, increasing
+exporters (127.0.0.2 and one the collector's steering gives to another
+worker than 127.0.0.2's: 127.0.0.4 with 2 workers), every packet unique (gap-free, increasing
 sequence numbers per exporter, flow fields from a PRNG seeded per rung), a
 subscriber of ``--subscribers`` (100.64.0.0/10, one account and static
 address each in a scratch PostgreSQL database) on one side of every flow.
