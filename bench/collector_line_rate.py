@@ -443,8 +443,8 @@ def abonent_stats(env: dict) -> dict:
 
 
 def spooled(data_dir: Path) -> list[Path]:
-    """Files in folders named like a spool under the data dir (the lead's
-    spool, whatever its layout); none with today's collector."""
+    """Files in folders named like a spool under the data dir (what the
+    collector could not store by the time it stopped)."""
     found = []
     for folder in data_dir.rglob("*"):
         if folder.is_dir() and "spool" in folder.name.lower():
@@ -520,6 +520,11 @@ def run_abonent(cleanup: Cleanup, args, binary: str, engine, url: str, protocol:
     if spool:
         replay_log = folder / "replay.log"
         again = start_abonent(cleanup, args, env, free_udp_port(), workers, replay_log)
+        # The next start applies the spool: give it until the files are gone.
+        started = time.monotonic()
+        while spooled(data_dir) and time.monotonic() - started < args.stop_timeout:
+            time.sleep(0.2)
+        rung.extra["replay_s"] = round(time.monotonic() - started, 1)
         rung.extra["replay_stop_s"], _ = terminate(again, args.stop_timeout)
         cleanup.end(again)
         kept = rollup_bytes(engine)
@@ -586,7 +591,8 @@ def print_rung(rung: Rung, max_loss: float) -> None:
     if rung.extra.get("worker_killed"):
         stop += " (a worker killed)"
     spool = (f" spool {rung.extra['spool_files']} files, at stop "
-             f"{rung.extra['stored_bytes_at_stop']:,} B" if rung.extra.get("spool_files") else "")
+             f"{rung.extra['stored_bytes_at_stop']:,} B, applied by the next start in "
+             f"{rung.extra.get('replay_s')} s" if rung.extra.get("spool_files") else "")
     decoded = ""
     if rung.collector != "nfcapd":
         decoded = (f" decoded {rung.extra.get('stats_flows') or 0:,} flows in "

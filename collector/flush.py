@@ -26,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -106,14 +107,19 @@ class FlushUnit:
 
 # -- the database write -------------------------------------------------------------
 
-def write_unit(session, unit: FlushUnit, origin: str = "") -> bool:
-    """Store ``unit`` in the session's transaction; False if it was stored before."""
+def write_unit(session, unit: FlushUnit, origin: str = "", pause=None) -> bool:
+    """Store ``unit`` in the session's transaction; False if it was stored before.
+
+    ``pause(seconds)``, if given, is called between the parts of a large
+    unit with the time the last part took: the collector uses it to leave
+    the CPU to its receiving thread now and then (PostgreSQL's work for a
+    flush would otherwise take a core for seconds on a small box)."""
     claimed = _claim_batch(session, unit, origin)
     if not claimed:
         return False
     if unit.rows:
         if session.bind.dialect.name == "postgresql":
-            _copy_rollups(session, unit)
+            _copy_rollups(session, unit, pause)
         else:
             upsert_rows(session, unit.as_rows())
     return True
@@ -165,6 +171,10 @@ _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 def copy_buffer(unit: FlushUnit) -> bytes:
     """The unit's sums in PostgreSQL's binary COPY format, built by numpy."""
+    return b"".join((_COPY_HEADER, _copy_rows(unit).tobytes(), _COPY_TRAILER))
+
+
+def _copy_rows(unit: FlushUnit) -> np.ndarray:
     c = unit.columns()
     rows = np.empty(unit.rows, _COPY_ROW)
     rows["fields"] = 6
@@ -177,22 +187,19 @@ def copy_buffer(unit: FlushUnit) -> bytes:
     rows["direction"] = c["direction"]
     rows["bytes"] = unit.octets.astype(np.int64)
     rows["packets"] = unit.packets.astype(np.int64)
-    return b"".join((_COPY_HEADER, rows.tobytes(), _COPY_TRAILER))
+    return rows
 
 
-def _copy_rollups(session, unit: FlushUnit) -> None:
+# Rows per COPY and upsert: a part takes PostgreSQL a few hundred ms.
+PART_ROWS = 25_000
+
+
+def _copy_rollups(session, unit: FlushUnit, pause=None) -> None:
     session.execute(text(
         "CREATE TEMPORARY TABLE collector_stage (account_id bigint, interval_start timestamp, "
         "class smallint, direction smallint, bytes bigint, packets bigint) ON COMMIT DROP"))
-    cursor = session.connection().connection.cursor()
-    try:
-        with cursor.copy("COPY collector_stage FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(copy_buffer(unit))
-    finally:
-        cursor.close()
-    # The staged rows are in key order (account first), as every collector
-    # writes them: concurrent flushes lock shared rows in the same order.
-    session.execute(text(
+    rows = _copy_rows(unit)
+    upsert = text(
         "INSERT INTO traffic_rollups (account_id, interval_start, traffic_class, direction, "
         "bytes, packets, source) "
         "SELECT s.account_id, s.interval_start, (CAST(:classes AS text[]))[s.class + 1], "
@@ -200,8 +207,24 @@ def _copy_rollups(session, unit: FlushUnit) -> None:
         "FROM collector_stage s "
         "ON CONFLICT (account_id, interval_start, traffic_class, direction, source) "
         "DO UPDATE SET bytes = traffic_rollups.bytes + excluded.bytes, "
-        "packets = traffic_rollups.packets + excluded.packets"),
-        {"classes": list(unit.class_names), "directions": list(DIRECTIONS)})
+        "packets = traffic_rollups.packets + excluded.packets")
+    parameters = {"classes": list(unit.class_names), "directions": list(DIRECTIONS)}
+    # The parts go in key order (account first), as every collector writes
+    # them: concurrent flushes lock shared rows in the same order.
+    for start in range(0, len(rows), PART_ROWS):
+        began = time.monotonic()
+        if start:
+            session.execute(text("TRUNCATE collector_stage"))
+        cursor = session.connection().connection.cursor()
+        try:
+            with cursor.copy("COPY collector_stage FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(b"".join((_COPY_HEADER, rows[start:start + PART_ROWS].tobytes(),
+                                     _COPY_TRAILER)))
+        finally:
+            cursor.close()
+        session.execute(upsert, parameters)
+        if pause is not None and start + PART_ROWS < len(rows):
+            pause(time.monotonic() - began)
 
 
 # -- the local spool ------------------------------------------------------------------

@@ -274,6 +274,7 @@ class CollectorServer:
 
     STATS_SECONDS = 1.0
     SUM_SECONDS = 0.25
+    PACE = 1.0
     SUM_ROWS = 1_000_000
     RECEIVER_SUM_ROWS = 16_000_000
 
@@ -486,7 +487,7 @@ class CollectorServer:
                             # retried (SQLite: busy_timeout does the same).
                             session.execute(text(
                                 f"SET LOCAL statement_timeout = {self._flush_timeout_ms()}"))
-                        stored = write_unit(session, data, self.origin)
+                        stored = write_unit(session, data, self.origin, pause=self._pace)
                 except Exception as error:
                     self._failed(error)
                     return written
@@ -520,6 +521,17 @@ class CollectorServer:
         self._retry_at = time.monotonic() + self._backoff
         log.error("collector flush failed (%s: %s); sums kept, retry in %.0f s",
                   type(error).__name__, reason, self._backoff)
+
+    def _pace(self, seconds: float) -> None:
+        """Between the parts of a flush: as long a pause as the part took
+        (PostgreSQL then takes at most about half a core from the receiver),
+        unless the collector is stopping or the writer is behind."""
+        if self._stopping.is_set():
+            return
+        with self._queue_lock:
+            if len(self._queue) > 1:
+                return
+        self._stopping.wait(min(seconds * self.PACE, 1.0))
 
     def _flush_timeout_ms(self) -> int:
         return int(max(30.0, 2 * self.flush_seconds) * 1000)

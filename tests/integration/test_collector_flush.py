@@ -94,3 +94,21 @@ def test_a_half_written_spool_file_of_a_dead_process_is_removed(tmp_path):
     (folder / ".deadbeef.tmp").write_bytes(b"PK\x03\x04 half a file")
     assert Spool(folder).claim() == []
     assert list(folder.iterdir()) == []
+
+
+def test_a_unit_written_in_parts_with_pauses_is_whole(db_url, tmp_path, monkeypatch):
+    """PostgreSQL writes a large unit in parts (PART_ROWS each) and pauses
+    between them; the rollups are the same as in one go."""
+    import collector.flush as flush
+
+    monkeypatch.setattr(flush, "PART_ROWS", 4)
+    ctx = make_context(db_url, data_dir=tmp_path)
+    with ctx.Session() as s, s.begin():
+        accounts = [make_account(s).id for _ in range(10)]
+    pauses = []
+    with ctx.Session() as s, s.begin():
+        assert write_unit(s, _unit(accounts), "test", pause=pauses.append) is True
+    assert [r[4] for r in _rows(ctx)] == [1000] * 10
+    if ctx.engine.dialect.name == "postgresql":
+        assert len(pauses) == 2 and all(p >= 0 for p in pauses)    # 4 + 4 + 2 rows
+    ctx.dispose()
