@@ -456,6 +456,10 @@ class Decoder:
             self._drop("truncated")
             return False
         _, count, uptime, secs, sequence, source = V9_HEADER.unpack_from(data)
+        if count <= len(data) - 20 and self._one_known_set(9, exporter, source, secs, uptime,
+                                                           data, 20, len(data)) >= 0:
+            self._sequence(exporter, 9, source, sequence, 1, "sequence_lost_packets")
+            return True
         # Every record (or FlowSet, as some exporters count) takes at least
         # an octet; the sets must tile the packet. Only then is the header's
         # sequence number believed.
@@ -478,6 +482,14 @@ class Decoder:
         if length < 16 or length > len(data):
             self._drop("truncated")
             return False
+        if length == len(data):
+            records = self._one_known_set(10, exporter, domain, export_time, None, data, 16,
+                                          length)
+            if records >= 0:
+                self.counters.add("ipfix_records", records)
+                self._sequence(exporter, 10, domain, sequence, records, "sequence_lost_flows",
+                               unknown=False)
+                return True
         # A UDP datagram carries exactly one message (RFC 7011 10.3.3), and
         # its sets tile it: only then is the header's sequence number believed.
         if length != len(data) or not self._sets_valid(data, 16, length):
@@ -492,6 +504,33 @@ class Decoder:
         return True
 
     # -- sets shared by v9 and IPFIX ------------------------------------------
+
+    def _one_known_set(self, version, exporter, domain, secs, uptime, data, offset,
+                       end) -> int:
+        """The common packet, short: one data set of a known template with
+        fixed-length fields that fills the rest of the message. Its records
+        are queued (as ``_sets`` would) and their number returned; -1, with
+        nothing changed, for any other packet (``_sets`` walks it)."""
+        if offset + 4 > end:
+            return -1
+        set_id, set_length = SET_HEADER.unpack_from(data, offset)
+        if set_id < 256 or set_length != end - offset:
+            return -1
+        template = self.templates.get((exporter, domain, set_id))
+        if template is None or not template.fast:
+            return -1
+        self._last_had_unknown = False
+        size = template.itemsize
+        count = (set_length - 4) // size       # the rest is padding
+        if count:
+            meta = self._set_meta(version, exporter, domain, secs, uptime)
+            group = self._groups.get(id(template))
+            if group is None:
+                group = self._groups[id(template)] = (template, [], [])
+            start = offset + 4
+            group[1].append(data[start:start + count * size])
+            group[2].append((count,) + meta)
+        return count
 
     @staticmethod
     def _sets_valid(data, offset, end) -> bool:
