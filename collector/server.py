@@ -609,7 +609,15 @@ class CollectorServer:
         sock = self.sock
         assert sock is not None
         receive = sock.recvfrom
-        while not self._stop.is_set():
+        drain_until = None
+        while True:
+            if self._stop.is_set():
+                # Told to stop: what the kernel already holds is still
+                # taken, for up to a third of stop_seconds, then no more.
+                if drain_until is None:
+                    drain_until = time.monotonic() + self.stop_seconds / 3
+                elif time.monotonic() > drain_until:
+                    return
             # Drain what the kernel holds (non-blocking: one syscall per
             # datagram), then process it as one batch; sleep in select()
             # only when the queue is empty. No database work here.
@@ -625,6 +633,8 @@ class CollectorServer:
                     return
                 raise
             if not batch:
+                if drain_until is not None:
+                    return
                 try:
                     select.select([sock], [], [], self.batch_ms / 1000)
                 except (OSError, ValueError):

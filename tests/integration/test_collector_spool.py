@@ -267,3 +267,33 @@ def test_a_database_outage_spools_the_backlog_and_applies_it_when_back(db_url, t
         assert server.stats()["flows_pending"] == 0
     assert server.stats()["flows_committed"] == 5 * 4000
     ctx.dispose()
+
+
+def test_datagrams_queued_in_the_socket_at_stop_are_still_counted(db_url, tmp_path):
+    """The receiver is held up (the test holds the pipeline's lock) while
+    exports pile up in the socket; stop() is called; what the kernel held is
+    taken and stored before the collector ends."""
+    import threading
+
+    from collector.server import CollectorServer
+
+    ctx = make_context(db_url, data_dir=tmp_path)
+    _accounts(ctx)
+    packets, total, _ = _exports(0, 400, salt=3)
+    server = CollectorServer(ctx, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
+    server.start()
+    server._lock.acquire()
+    try:
+        _send(server.port, packets[:1])
+        time.sleep(0.3)                  # the receiver has it and waits for the lock
+        _send(server.port, packets[1:])  # these wait in the socket
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        time.sleep(0.3)
+    finally:
+        server._lock.release()
+    stopping.join(30)
+    assert not stopping.is_alive()
+    assert server.pipeline.counters["packets"] == len(packets)
+    assert _stored_bytes(ctx) == total
+    ctx.dispose()
