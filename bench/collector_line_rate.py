@@ -47,7 +47,6 @@ is printed (``ss -uamn``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -303,18 +302,13 @@ def terminate(process: subprocess.Popen, timeout: float) -> tuple[float, bool]:
 # -- the exporter -------------------------------------------------------------------
 
 def flowgen_binary() -> str:
-    """bench/flowgen.c compiled into a cache folder (rebuilt when it changes)."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
+    """bench/flowgen.c compiled (bench/cbuild.py)."""
+    from bench.cbuild import compiled
+
+    binary = compiled("flowgen.c")
+    if binary is None:
         raise SystemExit("bench: needs a C compiler (cc or gcc) to build bench/flowgen.c")
-    source = Path(__file__).with_name("flowgen.c")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    binary = Path(tempfile.gettempdir()) / f"abonent-flowgen-{digest}"
-    if not binary.exists():
-        partial = binary.with_suffix(f".{os.getpid()}")
-        subprocess.run([compiler, "-O2", "-o", str(partial), str(source)], check=True)
-        partial.replace(binary)
-    return str(binary)
+    return binary
 
 
 @dataclass
@@ -382,16 +376,7 @@ def run_nfcapd(cleanup: Cleanup, args, binary: str, protocol: int, rate: float) 
                                  "-B", str(args.nfcapd_buffer), "-I", "bench"],
                                 stdout=out, stderr=subprocess.STDOUT)
     wait_bound(port, process, 10, log)
-    rung.rcvbuf = receive_buffer(port)
-    pids = [process.pid]
-    cpu_before = _cpu(pids)
-    sent = send(cleanup, binary, args, protocol, port, rate)
-    state = drain(port, args.drain_seconds)
-    rung.cpu_s = round(_cpu(pids) - cpu_before, 2)
-    rung.kernel_drops = sum(s["drops"] for s in state)
-    rung.queue_at_stop = sum(s["queue"] for s in state)
-    rung.stop_s, rung.killed = terminate(process, args.stop_timeout)
-    _record_sent(rung, sent)
+    sent = drive(rung, cleanup, binary, args, protocol, port, rate, process, [process.pid])
     out = subprocess.run(["nfdump", "-R", str(folder / "flows"), "-I"], capture_output=True,
                          text=True, timeout=120)
     stat = parse_nfdump_stat(out.stdout)
@@ -480,6 +465,23 @@ def reset_tables(engine) -> None:
             conn.execute(text(f"TRUNCATE {quoted}"))
 
 
+def drive(rung: Rung, cleanup: Cleanup, binary: str, args, protocol: int, port: int,
+          rate: float, process, pids: list[int]):
+    """Send the rung's exports to a listening collector, let it empty its
+    socket, SIGTERM it; the socket's drops and queue, CPU and stop time go
+    into ``rung``. Returns what was sent."""
+    rung.rcvbuf = receive_buffer(port)
+    cpu_before = _cpu(pids)
+    sent = send(cleanup, binary, args, protocol, port, rate)
+    state = drain(port, args.drain_seconds)
+    rung.cpu_s = round(_cpu(pids) - cpu_before, 2)
+    rung.kernel_drops = sum(s["drops"] for s in state)
+    rung.queue_at_stop = sum(s["queue"] for s in state)
+    rung.stop_s, rung.killed = terminate(process, args.stop_timeout)
+    _record_sent(rung, sent)
+    return sent
+
+
 def run_abonent(cleanup: Cleanup, args, binary: str, engine, url: str, protocol: int,
                 rate: float, workers: int) -> Rung:
     rung = Rung(protocol, f"abonent-w{workers}", rate)
@@ -491,17 +493,9 @@ def run_abonent(cleanup: Cleanup, args, binary: str, engine, url: str, protocol:
     port = free_udp_port()
     log = folder / "collector.log"
     process = start_abonent(cleanup, args, env, port, workers, log)
-    rung.rcvbuf = receive_buffer(port)
-    pids = process_tree(process.pid)
-    cpu_before = _cpu(pids)
-    sent = send(cleanup, binary, args, protocol, port, rate)
-    state = drain(port, args.drain_seconds)
-    rung.cpu_s = round(_cpu(pids) - cpu_before, 2)
-    rung.kernel_drops = sum(s["drops"] for s in state)
-    rung.queue_at_stop = sum(s["queue"] for s in state)
-    rung.stop_s, rung.killed = terminate(process, args.stop_timeout)
+    sent = drive(rung, cleanup, binary, args, protocol, port, rate, process,
+                 process_tree(process.pid))
     cleanup.end(process)            # workers the supervisor left behind, if any
-    _record_sent(rung, sent)
     stored, rows = rollup_totals(engine)
     stats = abonent_stats(env)
     counters = stats.get("counters", {})

@@ -309,6 +309,7 @@ class CollectorServer:
         self._stop = threading.Event()
         self._stopping = threading.Event()
         self._wake = threading.Event()          # the writer: work queued, or stop
+        self._last_taken = threading.Event()    # stop() queued the last unit
         self._thread: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
         self._writer: threading.Thread | None = None
@@ -368,6 +369,7 @@ class CollectorServer:
             self._queue.extend(recovered)
         self._stop.clear()
         self._stopping.clear()
+        self._last_taken.clear()
         self._state = "running"
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
@@ -399,6 +401,7 @@ class CollectorServer:
             self._flusher.join(timeout=5)
             self._flusher = None
         self._take()
+        self._last_taken.set()
         self._wake.set()
         if self._writer is not None:
             # The writer writes what is queued, then ends; what it has not
@@ -674,9 +677,9 @@ class CollectorServer:
         while True:
             self._wake.wait(max(0.05, min(1.0, self._retry_at - time.monotonic())))
             self._wake.clear()
-            stopping = self._stopping.is_set()
-            self._drain(force=stopping)
-            if stopping and self._stop.is_set():
+            last = self._last_taken.is_set()
+            self._drain(force=last)
+            if last:
                 with self._queue_lock:
                     if not self._queue:
                         return
