@@ -691,6 +691,12 @@ def main(argv=None) -> int:
                  else "at the collector's default interval")
         print(f"{args.seconds:g} s per rung, exporters {', '.join(args.exporters)}, "
               f"abonent flushes {flush}, lossless = loss ≤ {args.max_loss * 100:g} %", flush=True)
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        if "nfcapd" in args.collector_list and rmem_max * 2 < args.nfcapd_buffer:
+            print(f"note: net.core.rmem_max is {rmem_max:,}, so nfcapd gets a socket buffer of "
+                  f"{2 * rmem_max:,} B, not {args.nfcapd_buffer:,} (abonent, as root, forces "
+                  f"its own); for equal buffers: sysctl -w net.core.rmem_max="
+                  f"{args.nfcapd_buffer}", flush=True)
         try:
             for protocol in args.protocol_list:
                 failed: set[str] = set()
