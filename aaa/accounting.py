@@ -293,10 +293,12 @@ _PG_UPSERT = (
     "AND NOT EXISTS (SELECT 1 FROM ip_leases o WHERE o.open_address = up.framed_ip) "
     "ON CONFLICT (open_address) DO NOTHING RETURNING session_id) "
     # What the lease statements after it need (_follow_leases): the stored
-    # rows that are stopped or got no lease here.
+    # rows that are stopped, and those of Starts (their Acct-Session-Ids are
+    # the last parameter) that got no lease here.
     "SELECT up.nas_id, up.acct_session_id, up.id, up.account_id, up.framed_ip, up.started_at, "
     "up.stopped_at FROM up LEFT JOIN leased ON leased.session_id = up.id "
-    "WHERE up.stopped_at IS NOT NULL OR leased.session_id IS NULL")
+    "WHERE up.stopped_at IS NOT NULL OR (leased.session_id IS NULL "
+    "AND up.acct_session_id = ANY(%b::text[]))")
 
 # SQLite: the same lease rule, one session at a time after the upsert.
 _LEASE_IF_NONE = text(
@@ -328,8 +330,9 @@ def _execute(connection, statement: str, arrays) -> list[tuple]:
 def _upsert_postgresql(connection, held) -> dict[tuple[int, str], tuple]:
     """The upsert; {key: (id, account_id, framed_ip, started_at, stopped_at)}
     of the stored rows that are stopped or got no lease from it."""
+    starts = [r.acct_session_id for r, _ in held if r.saw_start and r.status != STOP]
     return {(row[0], row[1]): row[2:]
-            for row in _execute(connection, _PG_UPSERT, _columns(held))}
+            for row in _execute(connection, _PG_UPSERT, (*_columns(held), starts))}
 
 
 def _upsert(connection, held):
