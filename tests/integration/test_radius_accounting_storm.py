@@ -41,7 +41,7 @@ def _start(identifier: int, prefix: str, number: int, delay: int = 0) -> bytes:
 
 
 @pytest.fixture
-def fleet(ctx, db_url):
+def fleet(ctx):
     with ctx.Session() as session:
         for n in range(SUBSCRIBERS):
             account = factories.make_account(session, number=f"18{n:06d}")
