@@ -19,6 +19,7 @@ transaction.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, case, func, text, update
@@ -257,14 +258,19 @@ STALE_CAUSE = "Stale-Session"   # not an RFC 2866 cause: we closed it, the NAS n
 _REOPEN = (f"sessions.terminate_cause = '{STALE_CAUSE}' "
            "AND excluded.updated_at > sessions.stopped_at")
 
-# PostgreSQL: the whole batch is one statement over arrays (unnest), so the
-# server parses and plans once per batch instead of once per row. The same
+# PostgreSQL: the whole batch is one statement over one JSON array of rows
+# (_rows_json), so the server parses and plans once per batch instead of
+# once per row. JSON rather than a typed array per column: the json module
+# writes it in C, where psycopg's array dumper loops in Python per element
+# (measured: 31 us of the writer's time per record, under the GIL the
+# receive thread needs, against ~4 us). The same
 # statement opens a lease for each open session with an address that has
 # none: an Interim whose Start never arrived, or one that reopened a
 # session (its lease then starts where the closed one ended).
 _PG_UPSERT = (
-    "WITH up AS (INSERT INTO sessions (" + ", ".join(_COLUMNS) + ") SELECT * FROM unnest("
-    + ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES) + ") "
+    "WITH up AS (INSERT INTO sessions (" + ", ".join(_COLUMNS) + ") SELECT "
+    + ", ".join(f"(r->>{n})::{kind}" for n, kind in enumerate(_PG_TYPES))
+    + " FROM jsonb_array_elements(%s::jsonb) AS r "
     "ON CONFLICT (nas_id, acct_session_id) DO UPDATE SET "
     "username = coalesce(nullif(sessions.username, ''), excluded.username), "
     "account_id = coalesce(sessions.account_id, excluded.account_id), "
@@ -323,8 +329,36 @@ def _execute(connection, statement: str, arrays) -> list[tuple]:
     about 0.3 ms a batch."""
     driver = connection.connection.driver_connection
     with driver.cursor(binary=True) as cursor:
-        cursor.execute(statement, arrays, prepare=False)
+        if _PIPELINE:
+            # The BEGIN psycopg sends first goes out with the statement: one
+            # round trip fewer per batch, each a wake-up of the backend.
+            with driver.pipeline():
+                cursor.execute(statement, arrays, prepare=False)
+        else:
+            cursor.execute(statement, arrays, prepare=False)
         return cursor.fetchall() if cursor.description is not None else []
+
+
+def _pipeline_supported() -> bool:
+    try:
+        import psycopg
+        return psycopg.Pipeline.is_supported()
+    except ImportError:
+        return False
+
+
+_PIPELINE = _pipeline_supported()
+
+
+def _rows_json(held) -> str:
+    """[(record, started_at), ...] as a JSON array of rows in _COLUMNS order
+    (times in ISO 8601, naive UTC; parse keeps NUL out of every text)."""
+    return json.dumps([
+        (r.nas_id, r.acct_session_id, r.username, r.account_id, r.service_id, r.framed_ip,
+         r.calling_station_id, started_at.isoformat(), r.event_time.isoformat(),
+         r.event_time.isoformat() if r.status == STOP else None, r.octets_in, r.octets_out,
+         r.packets_in, r.packets_out, r.session_time, r.terminate_cause, r.applied)
+        for r, started_at in held], separators=(",", ":"))
 
 
 def _upsert_postgresql(connection, held) -> dict[tuple[int, str], tuple]:
@@ -332,7 +366,7 @@ def _upsert_postgresql(connection, held) -> dict[tuple[int, str], tuple]:
     of the stored rows that are stopped or got no lease from it."""
     starts = [r.acct_session_id for r, _ in held if r.saw_start and r.status != STOP]
     return {(row[0], row[1]): row[2:]
-            for row in _execute(connection, _PG_UPSERT, (*_columns(held), starts))}
+            for row in _execute(connection, _PG_UPSERT, (_rows_json(held), starts))}
 
 
 def _upsert(connection, held):

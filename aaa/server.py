@@ -870,13 +870,20 @@ class RadiusServer:
                     record.service_id = subscriber.service_id
 
     def _writer_loop(self) -> None:
-        # How long the last batch took to write. The writer lingers for
-        # more records only for what is left of batch_ms after that: once
-        # a batch takes batch_ms or longer (a storm), what arrives while it
-        # is written is already the next batch, and lingering on would
-        # only hold every request and leave the connection idle (measured
-        # at window 256: p99 83 -> see bench/radius_acct.py --new-sessions).
+        # The group commit holds a request no longer than it must:
+        # - it lingers for more records only for what is left of batch_ms
+        #   after the time the last batch took to write: once writing takes
+        #   batch_ms or longer (a storm), what arrives meanwhile is already
+        #   the next batch, and lingering would only leave the connection
+        #   idle while every request waits;
+        # - a pause of a tenth of batch_ms with nothing new ends the batch:
+        #   NASes that answered replies with their next requests have sent
+        #   them by then.
+        # (Measured on the shared 2-core box, the first rule took the p99 of
+        # bench/radius_acct.py --new-sessions at window 256 from 83-120 ms
+        # to 33-60 ms; the second made no difference beyond the noise there.)
         last_write_s = 0.0
+        quiet_s = self.batch_s / 10
         while True:
             first = self._queue.get()
             if first is None:
@@ -887,8 +894,8 @@ class RadiusServer:
             while len(batch) < self.batch_max:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else \
-                        self._queue.get_nowait()
+                    item = self._queue.get(timeout=min(remaining, quiet_s)) if remaining > 0 \
+                        else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
