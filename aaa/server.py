@@ -879,9 +879,9 @@ class RadiusServer:
         # - a pause of a tenth of batch_ms with nothing new ends the batch:
         #   NASes that answered replies with their next requests have sent
         #   them by then.
-        # (Measured on the shared 2-core box, the first rule took the p99 of
-        # bench/radius_acct.py --new-sessions at window 256 from 83-120 ms
-        # to 33-60 ms; the second made no difference beyond the noise there.)
+        # (bench/radius_acct.py --new-sessions at window 256 on the shared
+        # 2-core box: p99 33-60 ms with these and the set-based write, 265 ms
+        # before issue 18; neither rule alone moved it beyond that noise.)
         last_write_s = 0.0
         quiet_s = self.batch_s / 10
         while True:
