@@ -13,7 +13,11 @@ the stored row never depends on how often a record arrived:
   every copy of one event.
 
 ``parse`` is pure; ``apply_batch`` writes one batch inside the caller's
-transaction.
+transaction. On PostgreSQL that is one statement for the sessions and the
+leases their new addresses open, plus one for the leases of Starts that
+met another session's lease and one for the leases of Stops, each only if
+the batch has such rows (issue 18: a BRAS's reboot storm is a batch of new
+sessions); on SQLite the same rules run row by row.
 """
 
 from __future__ import annotations
@@ -317,15 +321,16 @@ _LEASE_IF_NONE = text(
     "ON CONFLICT (open_address) DO NOTHING")
 
 
-def _execute(connection, statement: str, arrays) -> list[tuple]:
-    """One PostgreSQL statement over column arrays; its rows, if any.
+def _execute(connection, statement: str, parameters) -> list[tuple]:
+    """One PostgreSQL statement of a batch; its rows, if any.
 
-    psycopg's binary array dumper is several times cheaper than the text
-    one (no per-element quoting); the cursor is on the same connection and
-    so in the caller's transaction. Never prepared: psycopg prepares a
-    statement on its fifth run and PostgreSQL may then keep a generic plan
-    made while the tables were small (a scan where an index probe is
-    needed, measured at a quarter of the throughput); planning afresh costs
+    The cursor is on the caller's connection, so in its transaction; it is
+    binary, which makes psycopg's array dumper several times cheaper than
+    the text one (no per-element quoting). Never prepared: psycopg prepares
+    a statement on its fifth run, and PostgreSQL may then keep a generic
+    plan made while ip_leases was empty, which reads the whole table for
+    every row where an index probe is needed (EXPLAIN with
+    plan_cache_mode = force_generic_plan shows it); planning afresh costs
     about 0.3 ms a batch."""
     driver = connection.connection.driver_connection
     with driver.cursor(binary=True) as cursor:
@@ -333,9 +338,9 @@ def _execute(connection, statement: str, arrays) -> list[tuple]:
             # The BEGIN psycopg sends first goes out with the statement: one
             # round trip fewer per batch, each a wake-up of the backend.
             with driver.pipeline():
-                cursor.execute(statement, arrays, prepare=False)
+                cursor.execute(statement, parameters, prepare=False)
         else:
-            cursor.execute(statement, arrays, prepare=False)
+            cursor.execute(statement, parameters, prepare=False)
         return cursor.fetchall() if cursor.description is not None else []
 
 
