@@ -71,14 +71,6 @@ class Peer:
         finally:
             engine.dispose()
 
-    def detail_records(self) -> int:
-        """Records in the detail files (each ends with a blank line)."""
-        total = 0
-        for path in (self.folder / "radacct").rglob("detail-*"):
-            with open(path, "rb") as handle:
-                total += handle.read().count(b"\n\n")
-        return total
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

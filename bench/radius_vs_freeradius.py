@@ -41,7 +41,7 @@ from bench.radius_common import (DEFAULT_URL, load, scratch_database,  # noqa: E
                                  server_process)
 from bench.radius_freeradius import freeradius  # noqa: E402
 from bench.radius_mix import Mix, load_open_radacct, load_open_sessions  # noqa: E402
-from bench.radius_packets import new_sessions  # noqa: E402
+from bench.radius_packets import new_sessions, session_id  # noqa: E402
 
 # Packets built per point and second: more than any of the three answers.
 PACKETS_PER_S = 16_000
@@ -71,13 +71,14 @@ def main() -> None:
     windows = [int(w) for w in args.windows.split(",")]
     per_point = int(PACKETS_PER_S * args.seconds)
     results: dict[tuple[str, str], list] = {}
-    sent = {"abonent": 0, "sql": 0, "detail": 0}
+    # Answered new-session requests: each must be a stored session.
+    answered_new = {"abonent": 0, "sql": 0, "detail": 0}
 
     def run(point: str, target: str, packets: list[bytes], port: int, window: int) -> None:
         result = load(packets, port, window=window, seconds=args.seconds)
         results.setdefault((point, target), []).append(result)
-        if target in sent and not point.startswith("auth"):
-            sent[target] += result.answered
+        if point.startswith("new sessions"):
+            answered_new[target] += result.answered
         print(f"  {point:<22} {target:<8} {result.answered / result.elapsed_s:>9,.0f} req/s  "
               f"p50 {result.p50_s * 1000:6.2f} ms  p99 {result.p99_s * 1000:7.2f} ms  "
               f"lost {result.lost}", flush=True)
@@ -94,7 +95,7 @@ def main() -> None:
             base_rows = 0
         mix = Mix(args.mix_sessions, args.subscribers) if args.mix_sessions else None
         # New sessions get numbers past the mix's open ones and its new ones.
-        first = max(args.mix_sessions, 0) * 2 + 1_000_000
+        first = new_base = max(args.mix_sessions, 0) * 2 + 1_000_000
         build_auth = auth_builder(args.subscribers)
         auth_number = 0
         with server_process(url, args.workers) as (auth_port, acct_port, stats):
@@ -119,9 +120,12 @@ def main() -> None:
                     auth_number += per_point
                     run(f"auth PAP w{args.auth_window}", target, packets, port,
                         args.auth_window)
-        stored = _count(url, "SELECT count(*) FROM sessions") - base_rows
-        radacct = peer.radacct_rows() - base_rows
-        detail = peer.detail_records()
+        # New-session points use session numbers from new_base on.
+        since = session_id(new_base)
+        stored = _count(url, "SELECT count(*) FROM sessions "
+                             f"WHERE acct_session_id >= '{since}'")
+        radacct = _count(peer.url, "SELECT count(*) FROM radacct "
+                                   f"WHERE acctsessionid >= '{since}'")
     if stats.get("auth_reject"):
         raise SystemExit("abonent rejected an Access-Request")
 
@@ -147,11 +151,12 @@ def main() -> None:
         print(f"{point:<22} {ours:>8,.0f} req/s {labels[peer_name]:>18} {theirs:>7,.0f} "
               f"{ours / theirs:>6.2f}x  {median(point, 'abonent', 'p99'):>8.1f} ms "
               f"{median(point, peer_name, 'p99'):>6.1f} ms")
-    print(f"stored beyond the bulk load: abonent {stored:,} sessions "
-          f"(answered {sent['abonent']:,} accounting requests, "
-          f"{mix.kinds if mix else {}} mix packets built), FreeRADIUS radacct {radacct:,} "
-          f"(answered {sent['sql']:,}), detail file {detail:,} records "
-          f"(answered {sent['detail']:,})")
+    print(f"new-session points: abonent answered {answered_new['abonent']:,}, stored "
+          f"{stored:,} sessions; FreeRADIUS+rlm_sql answered {answered_new['sql']:,}, "
+          f"radacct {radacct:,} rows; FreeRADIUS->detail answered {answered_new['detail']:,}"
+          + (f"; mix packets built: {mix.kinds}" if mix else ""))
+    if stored < answered_new["abonent"]:
+        raise SystemExit("abonent answered a new-session request it did not store")
 
 
 if __name__ == "__main__":
