@@ -3,7 +3,8 @@ mix, with a million sessions open.
 
     python bench/radius_mix.py [--open-sessions 1000000] [--subscribers 100000]
                                [--requests 400000] [--window 256] [--seconds 20]
-                               [--workers 0] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
+                               [--workers 0]
+                               [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 The database holds ``--open-sessions`` open sessions of the bench NAS, each
 with its open lease, bulk-loaded in one set-based statement each (not

@@ -90,9 +90,6 @@ def main() -> None:
                   flush=True)
             load_open_sessions(url, args.mix_sessions, args.subscribers)
             load_open_radacct(peer.url, args.mix_sessions, args.subscribers)
-            base_rows = args.mix_sessions
-        else:
-            base_rows = 0
         mix = Mix(args.mix_sessions, args.subscribers) if args.mix_sessions else None
         # New sessions get numbers past the mix's open ones and its new ones.
         first = new_base = max(args.mix_sessions, 0) * 2 + 1_000_000
