@@ -417,14 +417,15 @@ def _upsert(connection, held):
         connection.execute(_LEASE_IF_NONE, keys)
 
 
-def _close_nas_sessions(connection, nas_id: int, at: dt.datetime, cause: str) -> int:
+def _close_nas_sessions(connection, nas_id: int, at: dt.datetime, cause: str) -> list[int]:
+    """Close the NAS's open sessions that started by ``at``; their ids."""
     table = RadiusSession.__table__
-    result = connection.execute(
+    return connection.execute(
         update(table)
         .where(and_(table.c.nas_id == nas_id, table.c.stopped_at.is_(None),
                     table.c.started_at <= at))
-        .values(stopped_at=at, terminate_cause=cause))
-    return result.rowcount
+        .values(stopped_at=at, terminate_cause=cause)
+        .returning(table.c.id)).scalars().all()
 
 
 # Leases follow sessions. Values come from the stored session row (after
@@ -449,8 +450,27 @@ def _close_leases_of(sessions: str):
 
 
 _CLOSE_LEASE = _close_leases_of("s.nas_id = :nas_id AND s.acct_session_id = :acct_session_id")
-# After Accounting-On/Off closed the NAS's sessions: their leases close too.
-_CLOSE_NAS_LEASES = _close_leases_of("s.nas_id = :nas_id")
+# After Accounting-On/Off closed the NAS's sessions: their leases close too,
+# at that moment. Only those sessions': a condition on the NAS alone also
+# matched every session it ever stopped, so an open lease of the same
+# account and address (a session on another NAS, or one the NAS handed the
+# address to later) was closed too, with the stop time of whichever old
+# session the join met first (PostgreSQL and SQLite met different ones).
+_CLOSE_SESSION_LEASES = _close_leases_of("s.id = :session_id")
+_PG_CLOSE_SESSIONS_LEASES = (
+    "UPDATE ip_leases SET valid_to = s.stopped_at, open_address = NULL FROM sessions s "
+    "WHERE s.id = ANY(%b::bigint[]) AND s.stopped_at IS NOT NULL "
+    "AND ip_leases.open_address = s.framed_ip AND ip_leases.account_id = s.account_id")
+
+
+def _close_leases_of_sessions(connection, session_ids: list[int]) -> None:
+    if not session_ids:
+        return
+    if connection.dialect.name == "postgresql":
+        # One statement for a BRAS's tens of thousands of sessions.
+        _execute(connection, _PG_CLOSE_SESSIONS_LEASES, (session_ids,))
+    else:
+        connection.execute(_CLOSE_SESSION_LEASES, [{"session_id": i} for i in session_ids])
 
 
 # PostgreSQL: the same two statements once per batch over the values the
@@ -538,8 +558,8 @@ def apply_batch(connection, records: list[AcctRecord]) -> None:
         if record.status in NAS_STATUSES:
             flush()
             cause = "NAS-Reboot" if record.status == ACCOUNTING_ON else "NAS-Request"
-            _close_nas_sessions(connection, record.nas_id, record.event_time, cause)
-            connection.execute(_CLOSE_NAS_LEASES, dict(nas_id=record.nas_id))
+            _close_leases_of_sessions(connection, _close_nas_sessions(
+                connection, record.nas_id, record.event_time, cause))
             continue
         held = pending.get(record.key)
         if held is None:
@@ -551,7 +571,7 @@ def apply_batch(connection, records: list[AcctRecord]) -> None:
 
 # -- sessions the NAS went silent about ---------------------------------------
 
-_CLOSE_STALE_LEASE = _close_leases_of("s.id = :session_id")
+_CLOSE_STALE_LEASE = _CLOSE_SESSION_LEASES
 
 
 def close_stale_sessions(connection, now: dt.datetime, silent_for: dt.timedelta) -> int:
