@@ -101,3 +101,62 @@ def blast(requests: list[bytes], address: tuple[str, int], secret: bytes, *,
             sock.close()
     return replies
 
+
+
+def send_windowed(requests: list[bytes], address: tuple[str, int], secret: bytes, *,
+                  window: int = 256, retry_s: float = 2.0, deadline_s: float = 300.0,
+                  twice: frozenset[int] = frozenset()) -> dict[int, bytes]:
+    """``blast`` as a NAS in a storm sends: at most ``window`` requests
+    unanswered at a time, each unanswered one sent again (the same bytes)
+    after ``retry_s``. Requests in ``twice`` go out twice back to back (a
+    retransmit that crosses the answer). Request ``i`` must carry identifier
+    ``i % 256``; it travels on socket ``i // 256``. Returns {i: reply}."""
+    count = len(requests)
+    sockets = []
+    selector = selectors.DefaultSelector()
+    replies: dict[int, bytes] = {}
+    in_flight: dict[int, float] = {}
+    following = 0
+    give_up = time.monotonic() + deadline_s
+    try:
+        for number in range((count + 255) // 256):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+            sockets.append(sock)
+            selector.register(sock, selectors.EVENT_READ, number)
+
+        def send(index: int) -> None:
+            try:
+                sockets[index // 256].sendto(requests[index], address)
+                if index in twice:
+                    sockets[index // 256].sendto(requests[index], address)
+            except BlockingIOError:
+                pass    # sent again after retry_s
+            in_flight[index] = time.monotonic()
+
+        while len(replies) < count and time.monotonic() < give_up:
+            while following < count and len(in_flight) < window:
+                send(following)
+                following += 1
+            for key, _ in selector.select(0.05):
+                while True:
+                    try:
+                        data = key.fileobj.recv(4096)
+                    except BlockingIOError:
+                        break
+                    if len(data) < 20:
+                        continue
+                    index = key.data * 256 + data[1]
+                    if index in in_flight and reply_valid(data, requests[index], secret):
+                        replies[index] = data
+                        del in_flight[index]
+            now = time.monotonic()
+            for index, sent_at in list(in_flight.items()):
+                if now - sent_at > retry_s:
+                    send(index)
+    finally:
+        selector.close()
+        for sock in sockets:
+            sock.close()
+    return replies

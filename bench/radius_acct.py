@@ -1,7 +1,8 @@
 """Accounting-Requests per second committed to PostgreSQL.
 
     python bench/radius_acct.py [--requests 100000] [--sessions 5000] [--window 1024]
-                                [--seconds 60] [--workers 0] [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
+                                [--seconds 60] [--workers 0] [--new-sessions]
+                                [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Seeds a scratch database, runs the RADIUS server in a child process, and
 sends Start then Interim-Updates (18 attributes) round-robin over ``--sessions`` sessions
@@ -9,6 +10,11 @@ from this process over loopback, at most ``--window`` unanswered at a time.
 A reply is only sent after the batch holding the request committed, so
 answered/s is committed/s. Prints req/s, p50/p99 latency and a check that
 the stored counters equal what was sent.
+
+``--new-sessions``: every request is an Interim-Update of a session not yet
+known, with its own Acct-Session-Id and Framed-IP-Address (a BRAS after a
+reboot; bench.radius_packets.new_sessions), for ``--sessions`` subscribers;
+each stores a session and opens a lease.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench.radius_common import (DEFAULT_URL, SECRET, load, report,  # noqa: E402
                                  scratch_database, server_process)
+from bench.radius_packets import new_sessions  # noqa: E402
 
 _ZERO16 = bytes(16)
 
@@ -77,10 +84,15 @@ def main() -> None:
                         help="server processes (0: one per CPU, as abonent serve radius)")
     parser.add_argument("--generator", choices=("c", "python"), default="c",
                         help="load generator: bench/udpload.c (default) or Python")
+    parser.add_argument("--new-sessions", action="store_true",
+                        help="every request an Interim-Update of a session not yet known")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
-    build = builder(args.sessions)
-    requests = [build(n, n & 0xFF) for n in range(args.requests)]
+    if args.new_sessions:
+        requests = new_sessions(args.requests, args.sessions)
+    else:
+        build = builder(args.sessions)
+        requests = [build(n, n & 0xFF) for n in range(args.requests)]
     with scratch_database(args.url, args.sessions) as url:
         with server_process(url, args.workers) as (_auth_port, acct_port, stats):
             result = load(requests, acct_port, window=args.window, seconds=args.seconds,
@@ -89,8 +101,14 @@ def main() -> None:
         with engine.connect() as conn:
             rows, octets_in = conn.execute(text(
                 "SELECT count(*), coalesce(sum(octets_in), 0) FROM sessions")).one()
+            leases = conn.execute(text(
+                "SELECT count(*) FROM ip_leases WHERE open_address IS NOT NULL")).scalar()
         engine.dispose()
     report("accounting committed", result, args.window, stats)
+    if args.new_sessions:
+        print(f"stored: {rows:,} sessions, {leases:,} open leases "
+              f"(answered {result.answered:,})")
+        return
     # Interim n of a session carries n * 1000 input octets; sent in order.
     sent = min(args.requests, result.answered + result.lost)
     rounds = [n // args.sessions for n in range(max(0, sent - args.sessions), sent)]

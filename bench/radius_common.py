@@ -67,7 +67,9 @@ def server_process(url: str, workers: int = 0):
     from config.settings import load_settings
 
     logging.basicConfig(level=logging.ERROR)
-    settings = load_settings(environ={"ABONENT_DATABASE_URL": url})
+    # ABONENT_RADIUS_* from the environment apply (batch_ms, batch_max, ...).
+    environ = {k: v for k, v in os.environ.items() if k.startswith("ABONENT_RADIUS_")}
+    settings = load_settings(environ={**environ, "ABONENT_DATABASE_URL": url})
     pool = RadiusWorkers(settings, workers or default_count(settings), host="127.0.0.1",
                          auth_port=0, acct_port=0).start()
     stats: dict = {}
