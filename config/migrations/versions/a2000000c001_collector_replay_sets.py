@@ -2,7 +2,7 @@
 instead of one row per export packet (collector_packets) (issue 20)
 
 Revision ID: a2000000c001
-Revises: a1500000i001
+Revises: a1800000f001
 Create Date: 2026-12-06 06:40:00
 """
 import datetime as dt
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = 'a2000000c001'
-down_revision = 'a1500000i001'
+down_revision = 'a1800000f001'
 branch_labels = None
 depends_on = None
 
