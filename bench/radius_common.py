@@ -4,23 +4,20 @@ load generator on loopback."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import selectors
-import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy import insert, select, text
 
 from bench import scratch
+from bench.cbuild import compiled
 from bench.procstat import cpu_seconds
 from aaa.models import Nas, Service
 from rating.models import Account, Tariff
@@ -102,27 +99,12 @@ def load(requests: list[bytes], port: int, *, window: int, seconds: float,
     compiled on first use) or, without a C compiler or with
     ``generator="python"``, by the Python one."""
     if generator == "c":
-        binary = _udpload()
+        binary = compiled("udpload.c")
         if binary is not None:
             return _load_c(binary, requests, port, window, seconds, sources)
         print("bench: no C compiler (cc); using the Python load generator, which costs "
               "the server several times more of the box's CPU")
     return _load_python(requests, port, window=window, seconds=seconds, sources=sources)
-
-
-def _udpload() -> str | None:
-    """bench/udpload.c compiled into a cache folder (rebuilt when it changes)."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return None
-    source = Path(__file__).with_name("udpload.c")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    binary = Path(tempfile.gettempdir()) / f"abonent-udpload-{digest}"
-    if not binary.exists():
-        partial = binary.with_suffix(f".{os.getpid()}")
-        subprocess.run([compiler, "-O2", "-o", str(partial), str(source)], check=True)
-        partial.replace(binary)
-    return str(binary)
 
 
 def _load_c(binary, requests, port, window, seconds, sources) -> LoadResult:
