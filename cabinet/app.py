@@ -175,6 +175,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     api.register(app)
     app.register_blueprint(tokens.blueprint)
     tokens.apply_limits(app, limiter)
+    from cabinet import osmp
+    osmp.install(app, csrf)
 
     formatting.register(app)
     from cabinet import branding

@@ -15,6 +15,8 @@ import rating.selfservice  # noqa: F401,E402
 import rating.payments  # noqa: F401,E402
 import rating.vouchers  # noqa: F401,E402
 import rating.api_tokens  # noqa: F401,E402
+import rating.agents  # noqa: F401,E402
+import rating.bank_statement  # noqa: F401,E402
 
 target_metadata = Base.metadata
 
