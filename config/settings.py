@@ -208,6 +208,12 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # One line at the foot of every page: the support phone, e-mail, hours.
         "contact": (str, ""),
     },
+    # Bank transfers (rating.bank_statement): our settlement account
+    # (расчётный счёт, 20 digits); a statement's incoming lines are those
+    # paid to it. Empty: `abonent payment statement import` needs --our-account.
+    "bank": {
+        "account": (str, ""),
+    },
     "smtp": {
         "host": (str, "127.0.0.1"),
         "port": (int, 25),

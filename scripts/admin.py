@@ -13,6 +13,7 @@ from sqlalchemy import select
 from aaa.models import IpPool, Nas, Session as RadiusSession
 from rating import accounts as acc
 from rating.models import Account, LedgerEntry
+from scripts import agents_cli
 from scripts.common import (CliError, actor, emit_json, emit_rows, emit_table, fetch_page,
                             get_context, json_option, page_options, transaction)
 
@@ -114,6 +115,11 @@ def payment_add(number, amount, external_id, memo, as_json):
         click.echo(f"payment of {posting.amount} added to {number}; balance {view['balance']}")
     else:
         click.echo(f"payment {external_id} was already recorded; nothing changed")
+
+
+# Agents' registries and bank statements (scripts/agents_cli.py).
+payment.add_command(agents_cli.reconcile)
+payment.add_command(agents_cli.statement)
 
 
 # -- session -----------------------------------------------------------------

@@ -20,6 +20,7 @@ COMMANDS = {
     "service": ("scripts.accounts_cli:service", "Network services: add, edit, remove, list (PPPoE, IPoE)."),
     "pool": ("scripts.admin:pool", "IP address pools: add, list."),
     "payment": ("scripts.admin:payment", "Payments: add."),
+    "agent": ("scripts.agents_cli:agent", "Payment agents (OSMP terminals): add, edit, list, remove."),
     "voucher": ("scripts.vouchers_cli:voucher_group", "Vouchers (prepaid cards): issue, list."),
     "nas": ("scripts.nas_cli:nas", "NAS clients: add, edit (secret rotation), remove, list."),
     "cabinet-user": ("scripts.cabinet_users_cli:cabinet_user", "Cabinet logins: add, list, remove, reset-password, link."),
