@@ -60,6 +60,7 @@ NOT_PAGES = {
     "static",                       # files
     "brand_logo",                   # the operator's logo
     "auth.logout",                  # POST only today; never a page
+    "osmp.gateway",                 # payment agents' XML endpoint (tests/integration/test_osmp.py)
 }
 # Pages of someone who is not logged in: looked at before logging in.
 PUBLIC = {"auth.login", "selfservice.forgot", "selfservice.forgot_sent", "selfservice.reset",

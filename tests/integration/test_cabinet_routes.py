@@ -48,6 +48,8 @@ PUBLIC = {
     "money.testpay_page",          # the test provider's "bank" page: a stand-in for a
                                    # foreign site, its POST is a signed notice
     "api.openapi",                 # the API description is no secret
+    "osmp.gateway",                # payment agents' OSMP endpoint: HTTP Basic per agent
+                                   # and its allowed networks, no cookie (rating.agents)
 }
 
 # Changes a viewer may make, because they concern the viewer's own login
