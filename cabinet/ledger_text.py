@@ -37,8 +37,11 @@ PAYMENT_SOURCES = {
     "admin": N_("recorded by the operator"),
     "import": N_("carried over from the previous billing system"),
     "demo": N_("welcome payment"),
+    "bank": N_("bank transfer"),
 }
 ONLINE_PAYMENT = N_("paid online by card")
+# rating.agents: one provider per agent, "osmp:<agent name>".
+AGENT_PAYMENT = N_("paid at a payment terminal or agent")
 
 
 def period_text(value: str | None) -> str:
@@ -99,6 +102,8 @@ def _payment(args: dict, key: str | None) -> str:
         return _("voucher …%(tail)s", tail=tail) if tail else _("voucher")
     if provider is None:
         return ""
+    if provider.startswith("osmp:"):
+        return _(AGENT_PAYMENT)
     return _(PAYMENT_SOURCES.get(provider, ONLINE_PAYMENT))
 
 
