@@ -370,10 +370,13 @@ def authenticate(session: Session, name: str, password: str | None,
         # tell which agent names exist.
         verify_password(password or "", _DUMMY_HASH)
         raise OsmpRefusal(Result.OTHER, "unknown")
-    if not verify_password(password or "", agent.password_hash):
-        raise OsmpRefusal(Result.OTHER, "password")
+    # The address before the password: from outside the agent's networks
+    # the answer is the same whatever the password, so it cannot be guessed
+    # from there.
     if not address_allowed(agent, address):
         raise OsmpRefusal(Result.OTHER, "address")
+    if not verify_password(password or "", agent.password_hash):
+        raise OsmpRefusal(Result.OTHER, "password")
     if not agent.enabled:
         raise OsmpRefusal(Result.REFUSED, "disabled")
     return agent

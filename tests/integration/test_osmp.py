@@ -238,6 +238,10 @@ def test_a_source_address_not_allowed_is_refused(world):
         answer = far.call(command=command, txn_id="43", account=world["number"], sum="100",
                           txn_date="20261205101500")
         assert answer["status"] == 403 and answer["result"] == 300
+    # From outside its networks a wrong password gets the same answer: no
+    # way to guess the password from there.
+    guessed = far.pay(account=world["number"], password="guessed-password-1")
+    assert guessed["status"] == 403
     assert snapshot(world["ctx"]) == before
 
 
