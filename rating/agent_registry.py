@@ -164,13 +164,20 @@ class Report:
                 + len(self.account_differs))
 
     def as_dict(self) -> dict:
-        return dict(start=self.start, end=self.end,
+        # Days, and the agent's own times as text: they are the agent's
+        # clock, not UTC, so they carry no zone mark.
+        return dict(first_day=self.start.date(),
+                    last_day=(self.end - dt.timedelta(days=1)).date(),
                     matched=dict(count=self.matched_count, total=self.matched_total),
                     ours=dict(count=self.ours_count, total=self.ours_total),
                     theirs=dict(count=self.theirs_count, total=self.theirs_total),
                     missing_ours=self.missing_ours, missing_theirs=self.missing_theirs,
                     amount_differs=self.amount_differs, account_differs=self.account_differs,
                     differences=self.differences)
+
+
+def _time(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def reconcile(ours, theirs: list[RegistryLine], start: dt.datetime,
@@ -188,7 +195,7 @@ def reconcile(ours, theirs: list[RegistryLine], start: dt.datetime,
         listed.add(line.txn_id)
         row = mine.get(line.txn_id)
         if row is None:
-            report.missing_ours.append(dict(txn_id=line.txn_id, date=line.date,
+            report.missing_ours.append(dict(txn_id=line.txn_id, date=_time(line.date),
                                             account=line.account, amount=line.amount,
                                             line=line.line))
         elif row[3] != line.amount:
@@ -204,6 +211,6 @@ def reconcile(ours, theirs: list[RegistryLine], start: dt.datetime,
             report.matched_total += line.amount
     for txn_id, row in mine.items():
         if txn_id not in listed:
-            report.missing_theirs.append(dict(txn_id=txn_id, date=row[1], account=row[2],
+            report.missing_theirs.append(dict(txn_id=txn_id, date=_time(row[1]), account=row[2],
                                               amount=row[3]))
     return report

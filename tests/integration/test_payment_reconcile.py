@@ -73,6 +73,8 @@ def test_the_reconciliation_finds_each_kind_of_difference(paid, abonent, tmp_pat
     assert report["matched"] == {"count": 1, "total": "500.00"}
     assert [r["txn_id"] for r in report["missing_ours"]] == ["9009"]
     assert report["missing_ours"][0]["amount"] == "40.00"
+    assert report["missing_ours"][0]["date"] == "2026-12-05 13:00:00"
+    assert (report["first_day"], report["last_day"]) == ("2026-12-05", "2026-12-05")
     assert [r["txn_id"] for r in report["missing_theirs"]] == ["1004"]
     assert report["amount_differs"] == [{"txn_id": "1002", "account": "100003",
                                          "ours": "250.50", "theirs": "205.50", "line": 3}]
