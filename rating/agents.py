@@ -31,6 +31,7 @@ Exceptions::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -368,7 +369,7 @@ def authenticate(session: Session, name: str, password: str | None,
     if agent is None:
         # The same work as a real check, so a response's time does not
         # tell which agent names exist.
-        verify_password(password or "", _DUMMY_HASH)
+        verify_password(password or "", _dummy_hash())
         raise OsmpRefusal(Result.OTHER, "unknown")
     # The address before the password: from outside the agent's networks
     # the answer is the same whatever the password, so it cannot be guessed
@@ -382,7 +383,11 @@ def authenticate(session: Session, name: str, password: str | None,
     return agent
 
 
-_DUMMY_HASH = hash_password("not-an-agent-password")
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on first use, not at import: every `abonent` command imports this
+    # module, and a hash costs ~70 ms.
+    return hash_password("not-an-agent-password")
 
 
 def _payable_account(session: Session, number: str) -> Account:
