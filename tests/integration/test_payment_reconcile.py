@@ -156,3 +156,14 @@ def test_an_agent_with_payments_is_not_removed(paid, abonent):
         assert session.scalar(select(PaymentAgent.name)) == "qiwi"
         assert session.scalar(select(func.sum(agents.AgentPayment.amount))) == \
             Decimal("985.50")
+
+
+def test_the_installed_command_exits_1_on_differences_and_2_on_bad_input(paid, abonent_exe,
+                                                                          tmp_path):
+    path = write(tmp_path, "1001;2026-12-05 10:15:00;100002;500.00\n")
+    result = abonent_exe("payment", "reconcile", "qiwi", path, code=1)
+    assert "missing on theirs: 3" in result.stdout
+    bad = write(tmp_path, "1001;2026-12-05 10:15:00;100002;500.001\n", name="bad.csv")
+    refused = abonent_exe("payment", "reconcile", "qiwi", bad, code=2)
+    assert "line 1" in refused.stderr
+    abonent_exe("agent", "add", "x", "--password", "short", "--allow", "10.0.0.0/8", code=2)
