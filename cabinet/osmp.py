@@ -92,7 +92,7 @@ def gateway(agent_name: str):
         except OsmpRefusal as refusal:
             session.rollback()
             # The reason, never the password or the Authorization header.
-            log.warning("osmp.refused agent=%s ip=%s reason=%s", agent_name[:40],
+            log.warning("osmp.refused agent=%r ip=%s reason=%s", agent_name[:40],
                         request.remote_addr, refusal.comment)
             if refusal.comment == "address":
                 return _xml(Answer(Result.OTHER, "address not allowed", txn_id), 403)
@@ -128,7 +128,7 @@ def gateway(agent_name: str):
         # The database is away or the transaction lost a race it could not
         # finish: nothing was committed; the agent repeats the request.
         session.rollback()
-        log.error("osmp.database_error agent=%s txn_id=%s error=%s", agent_name[:40], txn_id,
+        log.error("osmp.database_error agent=%r txn_id=%s error=%s", agent_name[:40], txn_id,
                   type(error).__name__)
         return _xml(Answer(Result.TEMPORARY, "temporary error, repeat later", txn_id))
     finally:

@@ -216,7 +216,7 @@ def test_a_wrong_password_or_agent_is_refused_and_not_logged(world, caplog):
     assert stranger.pay(account=world["number"])["status"] == 401
     assert snapshot(world["ctx"]) == before
     text = caplog.text
-    assert "osmp.refused agent=qiwi" in text
+    assert "osmp.refused agent='qiwi'" in text
     assert "guessed-password-1" not in text and PASSWORD not in text
     assert base64.b64encode(b"qiwi:guessed-password-1").decode() not in text
 
