@@ -130,7 +130,10 @@ class YooKassa:
             except ApiError as error:
                 raise ProviderUnavailable(f"YooKassa refused {what}: "
                                           f"{_api_reason(error)}") from None
-            except (OSError, ValueError) as error:  # requests' errors are OSErrors
+            except ValueError as error:  # the SDK's own check of the request
+                raise PaymentError(f"YooKassa's SDK refused {what}: {str(error)[:200]}") \
+                    from None
+            except OSError as error:  # requests' errors are OSErrors
                 raise ProviderUnavailable(f"YooKassa did not answer {what}: "
                                           f"{type(error).__name__}") from None
             except AttributeError:  # the SDK on a response with no body
