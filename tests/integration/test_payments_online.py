@@ -137,8 +137,11 @@ def _topup(web, amount="250"):
 
 def test_the_cabinet_starts_one_payment_per_key_with_the_receipt(acq, web, fake, subscriber):
     key, data, response = _topup(web)
-    assert response.status_code == 302
-    assert response.location.startswith(f"{fake.url}/pay/")
+    assert response.status_code == 302 and response.location.endswith(f"/topup/go?key={key}")
+    # A page of ours takes the browser to the provider's (the CSP's
+    # form-action 'self' would stop a redirect there).
+    go = web.get(response.location)
+    assert go.status_code == 200 and f'content="0;url={fake.url}/pay/' in go.text
     # The form sent again (a double click): the same payment, one row.
     again = web.post("/topup/online", data=data)
     assert again.status_code == 302 and again.location == response.location
