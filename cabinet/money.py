@@ -258,8 +258,8 @@ def start_topup():
     if not checkout.redirect_url or checkout.status != "pending":
         return redirect(url_for("money.topup_back", key=request_data.idempotence_key))
     # The cabinet's CSP says "form-action 'self'", and browsers apply it to
-    # a form's redirects too: the provider's page is reached from a page of
-    # ours that navigates there (a link and a refresh), not by a redirect.
+    # a form's redirects too: the provider's page is reached by a link on a
+    # page of ours (a plain navigation), not by the form's redirect.
     return redirect(url_for("money.topup_go", key=request_data.idempotence_key))
 
 
@@ -424,8 +424,10 @@ def autopay_panel():
 @blueprint.route("/payments/autopay", methods=["POST"])
 @login_required
 def save_autopay():
+    if not _may_pay():
+        abort(403)
     if not autopay_available():
-        abort(403 if current_app.extensions.get("abonent_yookassa") is not None else 404)
+        abort(404)
     form = AutopayForm()
     if not form.validate_on_submit():
         flash(_("Please give the autopayment amount and a number of days from 1 to %(max)s.",

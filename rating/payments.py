@@ -110,7 +110,7 @@ class PaymentEvent(Base):
 
 class PaymentRefund(Base):
     """Money sent back to the card a payment came from. Its ledger entry's
-    key is ``refund:<provider>:<idempotence key>``: one entry per refund,
+    key is ``refund:<provider>-<idempotence key>``: one entry per refund,
     however often the refund is retried."""
 
     __tablename__ = "provider_refunds"
@@ -498,14 +498,14 @@ def refunded_total(session: Session, payment_id: int) -> Decimal:
 
 def refund(session: Session, provider: PollingProvider, payment: ProviderPayment, amount=None,
            *, actor: str, idempotence_key: str | None = None, receipt: dict | None = None,
-           source: str = "cli") -> tuple[PaymentRefund, bool]:
+           source: str = "cli", reason: str | None = None) -> tuple[PaymentRefund, bool]:
     """Send ``amount`` (default: all that is left) of a paid payment back to
     the card, and take it off the balance with its own ledger entry.
 
     Refunds may be partial; together they never exceed the payment
     (RefundRefused, and nothing changes). With ``idempotence_key`` a
     retried refund is the same refund: the provider returns the first
-    answer, and the ledger key ``refund:<provider>:<key>`` posts once.
+    answer, and the ledger key ``refund:<provider>-<key>`` posts once.
     Returns (the refund, whether this call created it).
     """
     from rating import corrections  # corrections imports the fee run; keep it lazy
@@ -547,9 +547,10 @@ def refund(session: Session, provider: PollingProvider, payment: ProviderPayment
     if answer.status != "canceled":
         account = session.get(Account, locked.account_id)
         correction = corrections.refund(session, account, value,
-                                        reason=f"refund of {locked.provider} payment "
-                                               f"{locked.txn_id}",
-                                        actor=actor, external_id=f"{locked.provider}:{key}")
+                                        # The subscriber reads it in either
+                                        # language: the bank's id by default.
+                                        reason=reason or locked.txn_id,
+                                        actor=actor, external_id=f"{locked.provider}-{key}")
         row.entry_id = correction.postings[0].entry_id
     record_event(session, payment.id, "paid", "paid", source,
                  f"refund {value} ({answer.status}) by {actor}")

@@ -145,8 +145,10 @@ def payment_show(ident, as_json):
 @click.argument("ident", metavar="ID")
 @click.argument("amount", required=False)
 @click.option("--key", help="An idempotence key: the same refund run again refunds once.")
+@click.option("--reason", help="Shown with the refund in the subscriber's statement "
+                               "(default: the provider's payment id).")
 @json_option
-def payment_refund(ident, amount, key, as_json):
+def payment_refund(ident, amount, key, reason, as_json):
     """Refund AMOUNT (default: all that is left) of a paid payment to the card
     it came from, and take it off the account's balance."""
     from rating import payments, yookassa
@@ -171,7 +173,8 @@ def payment_refund(ident, amount, key, as_json):
                                    else row.amount - payments.refunded_total(session, row.id),
                                    provider.vat_code) if row.receipt else None
         refund, created = payments.refund(session, provider, row, value, actor=actor(),
-                                          idempotence_key=key, receipt=receipt)
+                                          idempotence_key=key, receipt=receipt,
+                                          reason=reason)
         session.flush()
         session.refresh(account)
         view = dict(payment_id=row.id, refund_id=refund.refund_id, amount=refund.amount,

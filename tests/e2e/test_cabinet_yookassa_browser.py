@@ -90,6 +90,7 @@ def test_pay_by_card_webhook_replay_lost_webhook_and_refund(
         page.goto(f"{cabinet_server.url}/payments")
         page.fill("[data-test=payments-topup-amount]", amount)
         page.click("[data-test=payments-topup-submit]")
+        page.click("[data-test=go-to-bank]")
         page.wait_for_selector("[data-test=fake-pay]")  # the provider's page
         assert page.url.startswith(f"{fake.url}/pay/")
         payment_id = page.url.rsplit("/", 1)[1]

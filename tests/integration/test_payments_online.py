@@ -141,7 +141,7 @@ def test_the_cabinet_starts_one_payment_per_key_with_the_receipt(acq, web, fake,
     # A page of ours takes the browser to the provider's (the CSP's
     # form-action 'self' would stop a redirect there).
     go = web.get(response.location)
-    assert go.status_code == 200 and f'content="0;url={fake.url}/pay/' in go.text
+    assert go.status_code == 200 and f'href="{fake.url}/pay/' in go.text
     # The form sent again (a double click): the same payment, one row.
     again = web.post("/topup/online", data=data)
     assert again.status_code == 302 and again.location == response.location
@@ -353,8 +353,8 @@ def test_refunds_are_partial_keyed_and_never_exceed_the_payment(acq, provider, f
     with acq.Session() as session:
         keys = sorted(session.scalars(select(LedgerEntry.idempotency_key)
                                       .where(LedgerEntry.kind == "refund")))
-    assert len(keys) == 2 and all(k.startswith("refund:yookassa:") for k in keys)
-    assert "refund:yookassa:rf-1" in keys
+    assert len(keys) == 2 and all(k.startswith("refund:yookassa-") for k in keys)
+    assert "refund:yookassa-rf-1" in keys
     refund_body = [r for r in fake.requests if r["path"] == "/v3/refunds"][0]["body"]
     assert refund_body["receipt"]["items"][0]["amount"]["value"] == "100.00"
     shown = json.loads(run("payment", "show", str(payment_id), "--json").stdout)
@@ -486,3 +486,31 @@ def test_list_shows_every_provider_with_filters(acq, provider, fake, subscriber,
     assert "no payment" in run("payment", "show", "424242", code=2).stderr
     assert "unknown" in run("payment", "list", "--account", "nobody", code=2).stderr.lower() \
         or run("payment", "list", "--account", "nobody", code=2)
+
+
+# -- the pages in Russian -----------------------------------------------------------
+
+def test_the_card_pages_in_russian_show_no_english(acq, provider, fake, subscriber, run):
+    from tests.integration.test_cabinet_russian_text import latin_words, page_text
+    client = create_app(acq, testing=True).test_client()
+    assert log_in(client, subscriber.login, subscriber.password, lang="ru").status_code == 302
+    key, _data, started = _topup(client, "250")
+    pages = {"go": client.get(started.location).text}
+    with acq.Session() as session:
+        row = payments.find_by_key(session, key)
+        txn_id = row.txn_id
+    pages["waiting"] = client.get(f"/topup/back?key={key}").text
+    fake.decide(txn_id)
+    run("payment", "refund", txn_id, "50")
+    with acq.Session() as session:
+        account = session.get(Account, subscriber.account_id)
+        autopay.configure(session, account, enabled=True, amount="500", days_below=3,
+                          limits=payments.Limits(), actor=f"cabinet:{subscriber.login}")
+        session.commit()
+    pages["paid"] = client.get(f"/topup/back?key={key}").text
+    pages["payments"] = client.get("/payments").text
+    pages["history"] = client.get("/history").text
+    assert "Автоплатёж" in pages["payments"] and "Сохранённая карта" not in pages["payments"]
+    assert "Возврат" in pages["payments"]
+    for name, markup in pages.items():
+        assert latin_words(page_text(markup), {subscriber.login, 'Tariff'}) == set(), name
