@@ -514,3 +514,28 @@ def test_the_card_pages_in_russian_show_no_english(acq, provider, fake, subscrib
     assert "Возврат" in pages["payments"]
     for name, markup in pages.items():
         assert latin_words(page_text(markup), {subscriber.login, 'Tariff'}) == set(), name
+
+
+# -- the scheduler ---------------------------------------------------------------
+
+def test_the_scheduler_polls_expires_and_autopays_when_yookassa_is_configured(
+        acq, provider, fake, subscriber):
+    from scripts.serve_scheduler import build_scheduler
+    jobs_by_id = {job.id: job for job in build_scheduler(acq).get_jobs()}
+    assert {"payment_expiry", "payment_poll", "autopay"} <= set(jobs_by_id)
+    lost_id, lost = _start(acq, provider, subscriber.account_id)
+    old_id, _old = _start(acq, provider, subscriber.account_id, "120.00")
+    with acq.Session() as session:
+        row = session.get(ProviderPayment, old_id)
+        row.created_at = row.created_at - dt.timedelta(hours=2)
+        session.commit()
+    fake.lose_webhooks = True
+    fake.decide(lost.txn_id)
+    jobs_by_id["payment_expiry"].func()
+    assert _payment(acq, id=old_id).status == "expired"
+    jobs_by_id["payment_poll"].func()
+    jobs_by_id["payment_poll"].func()
+    assert _payment(acq, id=lost_id).status == "paid"
+    assert _history(acq, lost_id)[-1][:3] == ("pending", "paid", "scheduler")
+    assert _balance(acq, subscriber.account_id) == Decimal("350.00")
+    assert jobs_by_id["autopay"].func() is None  # nobody has autopay on: nothing happens
