@@ -17,12 +17,12 @@ from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from cabinet.app import CabinetServer, create_app
 from rating import accounts, autopay, payments, yookassa
 from rating.models import Account, LedgerEntry
-from rating.payments import PaymentEvent, ProviderPayment
+from rating.payments import ProviderPayment
 from scripts.cli import cli
 from tests.conftest import free_tcp_port, make_context
 from tests.factories import make_tariff
@@ -539,3 +539,19 @@ def test_the_scheduler_polls_expires_and_autopays_when_yookassa_is_configured(
     assert _history(acq, lost_id)[-1][:3] == ("pending", "paid", "scheduler")
     assert _balance(acq, subscriber.account_id) == Decimal("350.00")
     assert jobs_by_id["autopay"].func() is None  # nobody has autopay on: nothing happens
+
+
+def test_the_secret_key_never_reaches_a_log(acq, provider, fake, subscriber, caplog, run):
+    import base64
+    import logging
+    caplog.set_level(logging.DEBUG)
+    payment_id, checkout = _start(acq, provider, subscriber.account_id)
+    fake.decide(checkout.txn_id)
+    run("payment", "refund", str(payment_id), "10")
+    wrong = yookassa.YooKassa(fake.shop_id, fake.secret_key + "-old", api_url=fake.api_url)
+    with pytest.raises(payments.ProviderUnavailable) as refused:
+        wrong.fetch(checkout.txn_id)
+    token = base64.b64encode(f"{fake.shop_id}:{fake.secret_key}".encode()).decode()
+    for text in (caplog.text, str(refused.value), repr(provider), repr(wrong)):
+        assert fake.secret_key not in text and token not in text
+    assert any(r["auth_ok"] is False for r in fake.requests)
