@@ -39,6 +39,7 @@ class FakeYooKassa:
         self.lose_webhooks = False
         self.webhooks_sent: list[dict] = []
         self.saved_methods: set[str] = set()
+        self.stopped = False
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -56,6 +57,10 @@ class FakeYooKassa:
         return self
 
     def stop(self) -> None:
+        """Stop answering (a test may stop it early: the provider is down)."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.server.shutdown()
         self.server.server_close()
 

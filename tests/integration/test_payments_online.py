@@ -555,3 +555,22 @@ def test_the_secret_key_never_reaches_a_log(acq, provider, fake, subscriber, cap
     for text in (caplog.text, str(refused.value), repr(provider), repr(wrong)):
         assert fake.secret_key not in text and token not in text
     assert any(r["auth_ok"] is False for r in fake.requests)
+
+
+def test_the_provider_down_is_a_clear_error_and_changes_nothing(acq, web, fake, subscriber,
+                                                                 run):
+    fake.stop()
+    _key, _data, response = _topup(web)
+    assert response.status_code == 503
+    assert "does not answer" in response.text
+    with acq.Session() as session:
+        assert session.scalar(select(func.count()).select_from(ProviderPayment)) == 0
+    # A pending payment the poll cannot ask about stays pending, with a line
+    # on stderr.
+    with acq.Session() as session:
+        session.add(ProviderPayment(provider="yookassa", txn_id=str(uuid.uuid4()),
+                                    account_id=subscriber.account_id, amount=Decimal("10.00")))
+        session.commit()
+    polled = run("payment", "poll")
+    assert "settled 0" in polled.stdout and "did not answer" in polled.stderr
+
