@@ -17,9 +17,9 @@ make us spend API calls; behind a proxy the address is the proxy's, so the
 list may be emptied, and the API check still holds.
 
 The SDK keeps its settings in class attributes (``Configuration``), one
-set per process; every call configures it under a lock first. It is never
-given a logger: its request log would carry the Authorization header
-(shop id and secret key).
+set per process: one YooKassa shop per process. Each call sets them (under a
+lock) when they differ from ours. The SDK is never given a logger: its
+request log would carry the Authorization header (shop id and secret key).
 
 Errors: any SDK or network failure becomes payments.ProviderUnavailable
 with a sentence that names no secret; a payment the API does not know is
@@ -114,30 +114,38 @@ class YooKassa:
 
     # -- the SDK ----------------------------------------------------------------
 
-    def _call(self, what: str, function, *args, **kwargs):
+    def _configure(self) -> None:
         from yookassa import Configuration
-        from yookassa.domain.exceptions import ApiError, NotFoundError
+        wanted = (self.shop_id, self._secret, self.api_url)
         with _SDK_LOCK:
-            # The SDK's configuration is global: set ours, no logger (it
-            # would log the Authorization header), no retries of our own.
-            Configuration.configure(self.shop_id, self._secret, api_url=self.api_url,
-                                    max_attempts=1)
-            Configuration.logger = None
-            try:
-                return function(*args, **kwargs)
-            except NotFoundError:
-                raise UnknownTransaction(f"YooKassa does not know {what}") from None
-            except ApiError as error:
-                raise ProviderUnavailable(f"YooKassa refused {what}: "
-                                          f"{_api_reason(error)}") from None
-            except ValueError as error:  # the SDK's own check of the request
-                raise PaymentError(f"YooKassa's SDK refused {what}: {str(error)[:200]}") \
-                    from None
-            except OSError as error:  # requests' errors are OSErrors
-                raise ProviderUnavailable(f"YooKassa did not answer {what}: "
-                                          f"{type(error).__name__}") from None
-            except AttributeError:  # the SDK on a response with no body
-                raise ProviderUnavailable(f"YooKassa did not answer {what}") from None
+            if (Configuration.account_id, Configuration.secret_key,
+                    Configuration.api_url) != wanted or Configuration.logger is not None:
+                # No logger (it would log the Authorization header), no
+                # retries of the SDK's own.
+                Configuration.configure(self.shop_id, self._secret, api_url=self.api_url,
+                                        max_attempts=1)
+                Configuration.logger = None
+
+    def _call(self, what: str, function, *args, **kwargs):
+        from yookassa.domain.exceptions import ApiError, NotFoundError
+        # The SDK reads its (global) configuration when a call begins; one
+        # shop per process, so calls need not wait for each other.
+        self._configure()
+        try:
+            return function(*args, **kwargs)
+        except NotFoundError:
+            raise UnknownTransaction(f"YooKassa does not know {what}") from None
+        except ApiError as error:
+            raise ProviderUnavailable(f"YooKassa refused {what}: "
+                                      f"{_api_reason(error)}") from None
+        except ValueError as error:  # the SDK's own check of the request
+            raise PaymentError(f"YooKassa's SDK refused {what}: {str(error)[:200]}") \
+                from None
+        except OSError as error:  # requests' errors are OSErrors
+            raise ProviderUnavailable(f"YooKassa did not answer {what}: "
+                                      f"{type(error).__name__}") from None
+        except AttributeError:  # the SDK on a response with no body
+            raise ProviderUnavailable(f"YooKassa did not answer {what}") from None
 
     # -- the provider -----------------------------------------------------------
 
