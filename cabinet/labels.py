@@ -45,6 +45,7 @@ ACTIONS = {
     "option.buy": _l("Option bought"), "option.expire": _l("Option ended"),
     "voucher.redeem": _l("Voucher redeemed"), "topup.start": _l("Card payment started"),
     "topup.declined": _l("Card payment declined"),
+    "autopay.on": _l("Autopayment turned on"), "autopay.off": _l("Autopayment turned off"),
     "password_reset.request": _l("Password reset link requested"),
     "password.reset": _l("Password reset by e-mail link"),
     "notify.update": _l("Notification settings changed"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 from decimal import Decimal
@@ -27,15 +28,15 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
-from wtforms import DecimalField, HiddenField, StringField
-from wtforms.validators import AnyOf, DataRequired, InputRequired, Length
+from wtforms import BooleanField, DecimalField, HiddenField, IntegerField, StringField
+from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, NumberRange, Optional
 
 from cabinet import labels, pdf, periods
 from cabinet.app import db
 from cabinet.formatting import money as show_money
 from cabinet.formatting import money_with_currency
 from cabinet.views import CONTACT_EDITORS
-from rating import cabinet_ops, documents, payments, vouchers
+from rating import autopay, cabinet_ops, documents, payments, vouchers, yookassa
 from rating.accounts import DomainError
 from rating.models import Account
 
@@ -55,6 +56,16 @@ class VoucherForm(FlaskForm):
 class TopupForm(FlaskForm):
     # Decimal, never float; the limits are rating.payments'.
     amount = DecimalField(_l("Amount"), places=2, validators=[InputRequired()])
+    # The provider's idempotence key, made when the form is shown: the form
+    # sent twice (a double click, a retry) is one payment.
+    key = HiddenField(validators=[Optional(), Length(max=64)])
+
+
+class AutopayForm(FlaskForm):
+    enabled = BooleanField(_l("Pay automatically from the saved card"))
+    amount = DecimalField(_l("Autopayment amount, RUB"), places=2, validators=[InputRequired()])
+    days = IntegerField(_l("When the money lasts fewer days than"),
+                        validators=[InputRequired(), NumberRange(1, autopay.MAX_DAYS)])
 
 
 class BankForm(FlaskForm):
@@ -66,16 +77,32 @@ class BankForm(FlaskForm):
 # rating's sentences shown here (labels.error_text translates them).
 MESSAGES = (_l("the voucher code is wrong"), _l("this voucher has already been used"),
             _l("a closed account cannot be topped up"),
-            _l("a top-up must be an amount like 100 or 99.50"))
+            _l("a top-up must be an amount like 100 or 99.50"),
+            _l("a card payment needs an e-mail or a phone in the account's contacts for the "
+               "receipt"),
+            _l("this payment was already started with another amount or account"),
+            _l("an autopayment must be an amount like 500 or 99.50"))
+# Shown when the provider cannot be reached (its own words stay in the log).
+PROVIDER_DOWN = _l("The payment service does not answer. Please try again in a few minutes.")
+_AUTOPAY_RANGE = re.compile(r"^an autopayment must be between (?P<low>[0-9.]+) and "
+                            r"(?P<high>[0-9.]+)$")
 _RANGE = re.compile(r"^a top-up must be between (?P<low>[0-9.]+) and (?P<high>[0-9.]+)$")
 
 
 def error_text(error: Exception) -> str:
+    if isinstance(error, payments.ProviderUnavailable):
+        return str(PROVIDER_DOWN)
     match = _RANGE.match(str(error))
-    if match is None:
+    autopay_match = _AUTOPAY_RANGE.match(str(error))
+    if match is not None:
+        text = _("a top-up must be between %(low)s and %(high)s",
+                 low=show_money(Decimal(match["low"])), high=show_money(Decimal(match["high"])))
+    elif autopay_match is not None:
+        text = _("an autopayment must be between %(low)s and %(high)s",
+                 low=show_money(Decimal(autopay_match["low"])),
+                 high=show_money(Decimal(autopay_match["high"])))
+    else:
         return labels.error_text(error)
-    text = _("a top-up must be between %(low)s and %(high)s",
-             low=show_money(Decimal(match["low"])), high=show_money(Decimal(match["high"])))
     return text[:1].upper() + text[1:]
 
 
@@ -114,11 +141,24 @@ def testpay() -> payments.TestPay:
     return payments.TestPay(secret, bank_url=request.script_root + "/testpay")
 
 
+def card_provider():
+    """YooKassa when the operator configured it, else the test bank when it
+    is on; None when there is no card payment."""
+    provider = current_app.extensions.get("abonent_yookassa")
+    if provider is not None:
+        return provider
+    return testpay() if testpay_enabled() else None
+
+
+def card_enabled() -> bool:
+    return current_app.extensions.get("abonent_yookassa") is not None or testpay_enabled()
+
+
 def _topup_context(voucher_form=None, topup_form=None, **extra):
     limits = payments.Limits.from_settings(_settings())
     return dict(voucher_form=voucher_form or VoucherForm(),
-                topup_form=topup_form or TopupForm(), limits=limits,
-                online=testpay_enabled(), may_pay=_may_pay(),
+                topup_form=topup_form or TopupForm(key=payments.new_key()), limits=limits,
+                online=card_enabled(), may_pay=_may_pay(),
                 balance=_account().balance, **extra)
 
 
@@ -172,23 +212,78 @@ def redeem_voucher():
 def start_topup():
     if not _may_pay():
         abort(403)
-    provider = testpay()
+    provider = card_provider()
+    if provider is None:
+        abort(404)
     form = TopupForm()
     if not form.validate_on_submit():
         return render_template("topup.html", **_topup_context(topup_form=form)), 400
     session = db()
+    account = _account()
+    request_data = None
+    if isinstance(provider, yookassa.YooKassa):
+        key = form.key.data or payments.new_key()
+        if not payments.validate_key(key):
+            abort(400)
+        back = _settings().get("yookassa", "return_url") or url_for("money.topup_back",
+                                                                      _external=True)
+        saved = payments.saved_method(session, account.id, provider.name)
+        setting = autopay.get(session, account.id)
+        try:
+            request_data = payments.CreateRequest(
+                idempotence_key=key, return_url=f"{back}?key={key}",
+                receipt=yookassa.receipt(account, form.amount.data, provider.vat_code),
+                # Autopay on and no card saved yet: this payment saves it.
+                save_method=bool(setting and setting.enabled and saved is None))
+        except DomainError as error:
+            return render_template("topup.html", error=error_text(error),
+                                   **_topup_context(topup_form=form)), 400
     try:
-        _row, checkout = payments.start(session, provider, _account(), form.amount.data,
+        _row, checkout = payments.start(session, provider, account, form.amount.data,
                                         payments.Limits.from_settings(_settings()),
-                                        actor=_actor())
+                                        actor=_actor(), request=request_data)
     except DomainError as error:
         session.rollback()
+        if isinstance(error, payments.ProviderUnavailable):
+            log.warning("cabinet.topup_failed account_id=%s provider=%s reason=%s",
+                        current_user.account_id, provider.name, error)
         return render_template("topup.html", error=error_text(error),
-                               **_topup_context(topup_form=form)), 400
+                               **_topup_context(topup_form=form)), \
+            503 if isinstance(error, payments.ProviderUnavailable) else 400
     session.commit()
     log.info("cabinet.topup_started account_id=%s provider=%s txn_id=%s",
              current_user.account_id, provider.name, checkout.txn_id)
-    return redirect(checkout.redirect_url)
+    if request_data is None:  # the test bank: its page is ours
+        return redirect(checkout.redirect_url)
+    if not checkout.redirect_url or checkout.status != "pending":
+        return redirect(url_for("money.topup_back", key=request_data.idempotence_key))
+    # The cabinet's CSP says "form-action 'self'", and browsers apply it to
+    # a form's redirects too: the provider's page is reached by a link on a
+    # page of ours (a plain navigation), not by the form's redirect.
+    return redirect(url_for("money.topup_go", key=request_data.idempotence_key))
+
+
+@blueprint.route("/topup/go")
+@login_required
+def topup_go():
+    key = request.args.get("key", "")
+    row = payments.find_by_key(db(), key) if payments.validate_key(key) else None
+    if row is None or row.account_id != current_user.account_id:
+        abort(404)
+    if row.status != "pending" or not row.confirmation_url:
+        return redirect(url_for("money.topup_back", key=key))
+    return render_template("topup_go.html", payment=row)
+
+
+@blueprint.route("/topup/back")
+@login_required
+def topup_back():
+    """Where YooKassa sends the subscriber back (by the payment's key)."""
+    key = request.args.get("key", "")
+    row = payments.find_by_key(db(), key) if payments.validate_key(key) else None
+    if row is None or row.account_id != current_user.account_id:
+        abort(404)
+    return render_template("topup_return.html", payment=row)
 
 
 @blueprint.route("/topup/return/<txn_id>")
@@ -238,26 +333,122 @@ def testpay_callback():
     return response, code
 
 
-def _accept_callback(provider: payments.Provider, body: bytes, headers):
+def _sender_allowed(address: str | None) -> bool:
+    networks = current_app.extensions.get("abonent_yookassa_networks") or []
+    if not networks:
+        return True
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+@blueprint.route("/payments/callback/yookassa", methods=["POST"])
+def yookassa_callback():
+    """YooKassa's notification. It is not signed: the sender must be in
+    yookassa.webhook_networks, and the payment's state is then taken from
+    the API (rating.yookassa), never from the body."""
+    provider = current_app.extensions.get("abonent_yookassa")
+    if provider is None:
+        abort(404)
+    if not _sender_allowed(request.remote_addr):
+        log.warning("payments.callback_refused provider=yookassa ip=%s reason=address not "
+                    "allowed", request.remote_addr)
+        return jsonify({"error": "this address may not send notifications"}), 403
+    return _accept_callback(provider, request.get_data(cache=False), request.headers,
+                            source="webhook")
+
+
+def _accept_callback(provider: payments.Provider, body: bytes, headers, source="webhook"):
     """Verify and settle one provider notice: (JSON, status code)."""
     try:
         notice = provider.verify_callback(body, headers)
     except payments.PaymentError as error:
         log.warning("payments.callback_refused provider=%s ip=%s reason=%s", provider.name,
                     request.remote_addr, error)
-        return jsonify({"error": str(error)}), 400
+        # The provider down: 503, so that it sends the notice again later.
+        code = 503 if isinstance(error, payments.ProviderUnavailable) else 400
+        return jsonify({"error": str(error)}), code
     session = db()
     try:
-        result = payments.settle(session, provider.name, notice)
+        result = payments.settle(session, provider.name, notice, source=source)
     except payments.PaymentError as error:
         session.rollback()
         log.warning("payments.callback_refused provider=%s ip=%s txn_id=%s reason=%s",
                     provider.name, request.remote_addr, notice.txn_id, error)
         return jsonify({"error": str(error)}), 400
     session.commit()
-    log.info("payments.callback provider=%s txn_id=%s status=%s credited=%s", provider.name,
-             notice.txn_id, result.status, result.credited)
+    log.info("payments.callback provider=%s txn_id=%s status=%s credited=%s late=%s",
+             provider.name, notice.txn_id, result.status, result.credited, result.late)
     return jsonify({"ok": True, "status": result.status, "credited": result.credited}), 200
+
+
+# -- autopayment -------------------------------------------------------------
+
+def autopay_available() -> bool:
+    return (current_app.extensions.get("abonent_yookassa") is not None
+            and current_user.is_authenticated and _may_pay())
+
+
+@blueprint.app_template_global("topup_key")
+def topup_key() -> str:
+    """A fresh idempotence key for a card top-up form."""
+    return payments.new_key()
+
+
+def _card_mask(title: str | None) -> str | None:
+    # The provider's title is its own words ("Bank card *4444"); the
+    # cabinet shows the digits only, in its own words.
+    match = re.search(r"\*\d{4}", title or "")
+    return match.group(0) if match else None
+
+
+@blueprint.app_template_global("autopay_panel")
+def autopay_panel():
+    """The payments page's autopay block: the form and the saved card, or
+    None when there is no YooKassa or the user may not pay."""
+    if not has_request_context() or not autopay_available():
+        return None
+    session = db()
+    setting = autopay.get(session, current_user.account_id)
+    section = _settings().section("yookassa")
+    form = AutopayForm(enabled=bool(setting and setting.enabled),
+                       amount=setting.amount if setting else Decimal(section["autopay_amount"]),
+                       days=setting.days_below if setting else section["autopay_days"])
+    saved = payments.saved_method(session, current_user.account_id, yookassa.YooKassa.name)
+    return {"form": form, "enabled": bool(setting and setting.enabled),
+            "card": (_card_mask(saved.method_title) or "…") if saved else None}
+
+
+@blueprint.route("/payments/autopay", methods=["POST"])
+@login_required
+def save_autopay():
+    if not _may_pay():
+        abort(403)
+    if not autopay_available():
+        abort(404)
+    form = AutopayForm()
+    if not form.validate_on_submit():
+        flash(_("Please give the autopayment amount and a number of days from 1 to %(max)s.",
+                max=autopay.MAX_DAYS), "error")
+        return redirect(url_for("main.payments"))
+    session = db()
+    try:
+        autopay.configure(session, _account(), enabled=form.enabled.data,
+                          amount=form.amount.data, days_below=form.days.data,
+                          limits=payments.Limits.from_settings(_settings()), actor=_actor())
+    except DomainError as error:
+        session.rollback()
+        flash(error_text(error), "error")
+        return redirect(url_for("main.payments"))
+    session.commit()
+    if form.enabled.data:
+        flash(_("Autopayment is on: %(amount)s when the money lasts fewer than %(days)s days.",
+                amount=money_with_currency(form.amount.data), days=form.days.data), "ok")
+    else:
+        flash(_("Autopayment is off."), "ok")
+    return redirect(url_for("main.payments"))
 
 
 # -- documents ----------------------------------------------------------------
@@ -371,6 +562,14 @@ def _check_settings(settings) -> None:
     if not Decimal("0") < limits.min_amount <= limits.max_amount:
         raise SettingsError("setting payments.min_topup must be positive and at most "
                             "payments.max_topup")
+    if not 1 <= settings.get("yookassa", "vat_code") <= 10:
+        raise SettingsError("setting yookassa.vat_code must be a VAT code 1..10")
+    for network in settings.get("yookassa", "webhook_networks"):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(f"setting yookassa.webhook_networks: {network!r} is not an "
+                                f"address or a network") from None
     for key in ("voucher_limits_account", "voucher_limits_address"):
         try:
             parse_many(settings.get("payments", key))
@@ -386,6 +585,10 @@ def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
     settings = app.extensions["abonent"].settings
     _check_settings(settings)
     app.config.setdefault("TESTPAY_ENABLED", settings.get("payments", "testpay_enabled"))
+    app.extensions["abonent_yookassa"] = yookassa.from_settings(settings)
+    app.extensions["abonent_yookassa_networks"] = [
+        ipaddress.ip_network(network, strict=False)
+        for network in settings.get("yookassa", "webhook_networks")]
     app.register_blueprint(blueprint)
     endpoint = "money.redeem_voucher"
     view = app.view_functions[endpoint]
@@ -397,6 +600,9 @@ def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
                          scope="voucher-address")(view)
     app.view_functions[endpoint] = view
     csrf.exempt(app.view_functions["money.testpay_callback"])
+    # YooKassa's notification carries no token either; rating.yookassa
+    # checks it with the API.
+    csrf.exempt(app.view_functions["money.yookassa_callback"])
 
 
 @blueprint.app_context_processor
@@ -405,7 +611,7 @@ def _money_globals():
     if not has_request_context():  # e.g. a mail rendered by a background job
         return {}
     return {"money_card_topup": bool(current_user.is_authenticated and _may_pay()
-                                     and testpay_enabled())}
+                                     and card_enabled())}
 
 
 @blueprint.errorhandler(429)

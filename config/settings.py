@@ -191,6 +191,37 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "voucher_limits_address": (str, "30 per minute;200 per hour"),
         # The seller on invoices and acts.
         "seller": (str, "abonent ISP"),
+        # A payment nobody paid within this many minutes is marked expired
+        # (the provider may still confirm it later: it is then credited).
+        "pending_expiry_minutes": (int, 60),
+    },
+    # Online acquiring through YooKassa (rating/yookassa.py); on when the
+    # shop id and the secret key are set.
+    "yookassa": {
+        "shop_id": (str, ""),
+        # Never logged; better given as ABONENT_YOOKASSA_SECRET_KEY.
+        "secret_key": (str, ""),
+        # Empty: https://api.yookassa.ru/v3 (tests point it at a local fake).
+        "api_url": (str, ""),
+        # Where the provider sends the subscriber back: the cabinet's
+        # /topup/back page as the browser reaches it; empty: built from
+        # the request that started the payment.
+        "return_url": (str, ""),
+        # The receipt's VAT code (54-FZ): 1 no VAT, 2 0%, 3 10%, 4 20% ...
+        "vat_code": (int, 1),
+        # Notifications are accepted from these networks only (empty: from
+        # any address; each is checked with the API anyway).
+        "webhook_networks": (list, ["77.75.153.0/25", "77.75.156.11/32",
+                                    "77.75.156.35/32", "77.75.154.128/25",
+                                    "185.71.76.0/27", "185.71.77.0/27",
+                                    "2a02:5180:0:1509::/64", "2a02:5180:0:2655::/64",
+                                    "2a02:5180:0:1533::/64", "2a02:5180:0:2669::/64"]),
+        # Autopayment: the amount and "days left below" a subscriber starts
+        # from when turning it on in the cabinet.
+        "autopay_amount": (str, "500.00"),
+        "autopay_days": (int, 3),
+        # Paid or expired payments are polled for this many days.
+        "poll_days": (int, 7),
     },
     # The operator's look in the cabinet (config.settings.check_branding).
     "branding": {
@@ -427,9 +458,12 @@ NON_NEGATIVE = (("radius", "interim_interval"), ("radius", "stale_after_interval
                 ("traffic", "late_hours"), ("notify", "days_left"), ("promised", "term_days"),
                 ("promised", "once_per_days"), ("freeze", "min_days"), ("freeze", "max_days"))
 POSITIVE = (("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
-            ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"))
+            ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"),
+            ("payments", "pending_expiry_minutes"), ("yookassa", "autopay_days"),
+            ("yookassa", "poll_days"))
 AMOUNTS = (("promised", "max_amount"), ("promised", "allowed_below"), ("promised", "fee"),
-           ("freeze", "fee_per_day"), ("payments", "min_topup"), ("payments", "max_topup"))
+           ("freeze", "fee_per_day"), ("payments", "min_topup"), ("payments", "max_topup"),
+           ("yookassa", "autopay_amount"))
 
 
 def _check_ranges(values: dict) -> None:

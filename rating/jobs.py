@@ -124,3 +124,51 @@ def run_periodic(Session: sessionmaker, now: dt.datetime | None = None) -> int:
 def last_fee_day(Session: sessionmaker) -> dt.date | None:
     with Session() as session:
         return session.scalar(select(JobRun.last_day).where(JobRun.name == "fees"))
+
+
+# -- payments -------------------------------------------------------------------
+
+def run_payment_expiry(engine: Engine, Session: sessionmaker, minutes: int,
+                       now: dt.datetime | None = None) -> int:
+    """Mark payments pending for longer than ``minutes`` expired."""
+    from rating import payments
+    with job_lock(engine, "payment_expiry") as held:
+        if not held:
+            return 0
+        with Session() as session:
+            count = payments.expire_pending(session, now or utcnow(), minutes)
+            session.commit()
+        if count:
+            log.info("payments.expired count=%d minutes=%d", count, minutes)
+        return count
+
+
+def run_payment_poll(engine: Engine, Session: sessionmaker, provider, lookback_days: int,
+                     now: dt.datetime | None = None):
+    """Ask the provider about payments still pending here (a lost webhook)."""
+    from rating import payments
+    with job_lock(engine, f"payment_poll:{provider.name}") as held:
+        if not held:
+            return None
+        result = payments.poll(Session, provider, now or utcnow(), lookback_days=lookback_days,
+                               source="scheduler")
+        for error in result.errors:
+            log.warning("payments.poll_failed provider=%s %s", provider.name, error)
+        return result
+
+
+def run_autopay(engine: Engine, Session: sessionmaker, settings, provider,
+                today: dt.date | None = None) -> list:
+    """Today's autopayments. The lock keeps two nodes from working at once;
+    the per-day claim (rating.autopay) is what keeps a charge single even
+    without it (SQLite, or a run after the lock was released)."""
+    from rating import autopay, payments
+    today = today or local_today(settings.get("", "timezone"))
+    with job_lock(engine, "autopay") as held:
+        if not held:
+            log.info("job.skipped name=autopay reason=locked-by-another-node")
+            return []
+        return autopay.run(Session, provider, today,
+                           limits=payments.Limits.from_settings(settings),
+                           vat_code=settings.get("yookassa", "vat_code"),
+                           ladder=policies.ladder_from_settings(settings.section("policy")))

@@ -187,3 +187,15 @@ def ledger_command(number, limit, offset, as_json):
         return
     emit_table(rows, ["id", "created_at", "kind", "amount", "memo"])
     click.echo(f"balance: {view['balance']}")
+
+
+# -- payment: the operator's view of provider payments (scripts/payments_cli.py)
+
+from scripts import payments_cli  # noqa: E402 (attached after the group exists)
+
+payment.add_command(payments_cli.payment_list)
+payment.add_command(payments_cli.payment_show)
+payment.add_command(payments_cli.payment_refund)
+payment.add_command(payments_cli.payment_poll)
+payment.add_command(payments_cli.payment_expire)
+payment.add_command(payments_cli.payment_autopay)

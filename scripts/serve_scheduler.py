@@ -16,7 +16,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from aaa import accounting
 from collector import radius_usage
 from config.db import money, utcnow
-from rating import jobs, notify, policies
+from rating import jobs, notify, policies, yookassa
 from scripts.common import get_context
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,20 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
             session.commit()
         notify.deliver(ctx.Session, channels)
 
+    expiry_minutes = ctx.settings.get("payments", "pending_expiry_minutes")
+
+    def payment_expiry_job():
+        jobs.run_payment_expiry(ctx.engine, ctx.Session, expiry_minutes)
+
+    card = yookassa.from_settings(ctx.settings)
+    poll_days = ctx.settings.get("yookassa", "poll_days")
+
+    def payment_poll_job():
+        jobs.run_payment_poll(ctx.engine, ctx.Session, card, poll_days)
+
+    def autopay_job():
+        jobs.run_autopay(ctx.engine, ctx.Session, ctx.settings, card)
+
     # coalesce + max_instances=1: a slow run is never stacked on itself.
     scheduler.add_job(fee_job, "interval", minutes=fee_minutes, id="fees", coalesce=True,
                       max_instances=1)
@@ -79,6 +93,13 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                       coalesce=True, max_instances=1)
     scheduler.add_job(notify_job, "interval", minutes=15, id="notifications", coalesce=True,
                       max_instances=1)
+    scheduler.add_job(payment_expiry_job, "interval", minutes=5, id="payment_expiry",
+                      coalesce=True, max_instances=1)
+    if card is not None:
+        scheduler.add_job(payment_poll_job, "interval", minutes=10, id="payment_poll",
+                          coalesce=True, max_instances=1)
+        scheduler.add_job(autopay_job, "interval", minutes=60, id="autopay", coalesce=True,
+                          max_instances=1)
     if interim > 0 and stale_after > 0:
         scheduler.add_job(stale_sessions_job, "interval", minutes=1, id="stale_sessions",
                           coalesce=True, max_instances=1)

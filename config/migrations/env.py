@@ -13,6 +13,7 @@ import rating.models  # noqa: F401,E402
 import rating.requests  # noqa: F401,E402
 import rating.selfservice  # noqa: F401,E402
 import rating.payments  # noqa: F401,E402
+import rating.autopay  # noqa: F401,E402
 import rating.vouchers  # noqa: F401,E402
 import rating.api_tokens  # noqa: F401,E402
 import rating.agents  # noqa: F401,E402

@@ -134,9 +134,11 @@ def _seed(ctx) -> Seeded:
         api_tokens.create(session, user_id, name="Бухгалтерия 1С", actor=f"cabinet:{login}")
         provider = payments.TestPay("seed-secret")
         pending, _ = payments.start(session, provider, account, "700", payments.Limits(),
-                                    actor=f"cabinet:{login}")
+                                    actor=f"cabinet:{login}",
+                                    request=payments.CreateRequest(PENDING_KEY))
         paid, _ = payments.start(session, provider, account, "300", payments.Limits(),
-                                 actor=f"cabinet:{login}")
+                                 actor=f"cabinet:{login}",
+                                 request=payments.CreateRequest(PAID_KEY))
         paid.status = "paid"
         reset = selfservice.request_reset(session, "romashka-books", now, minutes=60,
                                           actor="cabinet:password-reset")
@@ -177,11 +179,17 @@ def _seed(ctx) -> Seeded:
     return seeded
 
 
+# The card payments' idempotence keys (/topup/go and /topup/back find them by it).
+PENDING_KEY, PAID_KEY = "seed-pending-card-payment", "seed-paid-card-payment"
+
+
 # Example path parts (and queries) for the routes that need them.
 def _examples(seeded: Seeded) -> dict[str, tuple[dict, dict]]:
     return {
         "money.testpay_page": ({"txn_id": seeded.pending_txn}, {}),
         "money.topup_return": ({"txn_id": seeded.paid_txn}, {}),
+        "money.topup_back": ({}, {"key": PAID_KEY}),
+        "money.topup_go": ({}, {"key": PENDING_KEY}),
         "plans.tariff_terms": ({}, {"tariff": seeded.tariff_id}),
         "plans.tariff_confirm": ({}, {"tariff": seeded.tariff_id, "when": "now"}),
         "plans.option_buy": ({}, {"code": "gb10"}),
@@ -333,7 +341,11 @@ def axe_script() -> Path:
 
 def test_every_page_in_both_languages_on_a_phone_and_a_desktop(
         axe_script, browser, db_url, tmp_path, artifacts):  # noqa: F811
-    context = make_context(db_url, data_dir=tmp_path, payments_testpay_enabled="true")
+    # YooKassa configured (never called here) shows the payments page's
+    # autopay block; the test bank stays on for its own page.
+    context = make_context(db_url, data_dir=tmp_path, payments_testpay_enabled="true",
+                           yookassa_shop_id="1", yookassa_secret_key="never-used",
+                           yookassa_api_url="http://127.0.0.1:9/v3")
     seeded = _seed(context)
     server = CabinetServer(context, host="127.0.0.1", port=free_tcp_port()).start()
     backend = db_url.split(":")[0].split("+")[0]

@@ -45,6 +45,7 @@ PUBLIC = {
     "selfservice.reset",           # ...and done with the mailed one-time token
     "users.accept",                # an invitee sets a password with the invitation's token
     "money.testpay_callback",      # the payment provider's server: checks a signature
+    "money.yookassa_callback",     # YooKassa's server: its sender address, then the API
     "money.testpay_page",          # the test provider's "bank" page: a stand-in for a
                                    # foreign site, its POST is a signed notice
     "api.openapi",                 # the API description is no secret

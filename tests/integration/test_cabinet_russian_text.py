@@ -137,7 +137,11 @@ def rich(cabinet_ctx):
         # A card payment through the test bank, as its callback settles it.
         provider = payments.TestPay("secret")
         row, _checkout = payments.start(session, provider, account, Decimal("250.00"),
-                                        payments.Limits(), actor=f"cabinet:{LOGIN}")
+                                        payments.Limits(), actor=f"cabinet:{LOGIN}",
+                                        request=payments.CreateRequest("rich-card-paid"))
+        # And one still waiting for the bank (/topup/go shows it).
+        payments.start(session, provider, account, Decimal("300.00"), payments.Limits(),
+                       actor=f"cabinet:{LOGIN}", request=payments.CreateRequest("rich-card-wait"))
         body, headers = provider.notice_body(row.txn_id, row.amount, "paid")
         payments.settle(session, "testpay", provider.verify_callback(body, headers))
         code = vouchers.issue(session, count=1, amount="200")[0].code
@@ -230,7 +234,8 @@ def test_the_russian_cabinet_shows_no_english(app, client, rich, artifacts, db_u
     assert {"/", "/payments", "/history", "/documents", "/packages", "/requests"} <= set(pages)
     # Pages that need a query: what the pages before them link to.
     queries = {"/options/buy": "?code=turbo", "/tariff/terms": f"?tariff={tariff_id}",
-               "/tariff/confirm": f"?tariff={tariff_id}&when=now"}
+               "/tariff/confirm": f"?tariff={tariff_id}&when=now",
+               "/topup/back": "?key=rich-card-paid", "/topup/go": "?key=rich-card-wait"}
     for path in pages:
         response = client.get(path + queries.get(path, ""))
         assert response.status_code == 200, path
