@@ -287,7 +287,8 @@ def request_answered(session: Session, account: Account, request_no: int, entry_
 def broadcast(session: Session, account_ids, *, actor: str, target: str,
               target_ref: str | None = None, template: str | None = None,
               text: str | None = None, text_en: str | None = None, urgent: bool = False,
-              default_language: str | None = None) -> NotificationBroadcast:
+              default_language: str | None = None,
+              channels: Iterable[str] | None = None) -> NotificationBroadcast:
     """Queue one message to every open account ``account_ids`` (a SELECT of
     account ids) names, on each channel it chose for broadcasts: one
     INSERT … SELECT a channel, no Python loop over the accounts."""
@@ -321,6 +322,8 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
                "status", "attempts", "created_at", "language", "urgent", "parts",
                "parts_delivered", "broadcast_id"]
     for channel, recipient in recipients.items():
+        if channels is not None and channel not in channels:
+            continue
         chosen = and_(
             Account.id.in_(account_ids), Account.state != "closed",
             recipient.is_not(None), recipient != "",
