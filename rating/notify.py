@@ -66,6 +66,8 @@ URGENT_KINDS = frozenset({"suspended"})
 # A claim older than this whose run never finished is given up as "unknown".
 CLAIM_LEASE = dt.timedelta(minutes=10)
 MAX_BACKOFF = dt.timedelta(hours=1)
+# Rows whose tries are recorded in one commit before they are sent.
+SEND_CHUNK = 20
 DEFAULT_LANGUAGE = "ru"
 
 
@@ -422,67 +424,91 @@ class DeliveryStats:
     receipts: int = 0
 
 
-def _send_one(Session: sessionmaker, note_id: int, channel, node: str, *,
-              max_attempts: int, retry_seconds: int, stats: DeliveryStats,
-              now: dt.datetime | None = None) -> None:
+def _send_chunk(Session: sessionmaker, note_ids: list[int], channels: dict, node: str, *,
+                max_attempts: int, retry_seconds: int, stats: DeliveryStats,
+                now: dt.datetime | None = None) -> None:
+    """Send a few claimed rows: their tries are written and committed in one
+    transaction before the first goes to its gateway, the outcomes in one
+    after the last (a crash in between leaves them "sending" with a started
+    try: "unknown" after CLAIM_LEASE, never resent)."""
     with Session() as session:
-        note = session.get(Notification, note_id)
-        if channel is None:
-            note.status, note.last_error = "failed", f"no channel {note.channel} is set up"
-            stats.failed += 1
-            session.commit()
-            return
-        note.attempts += 1
-        attempt = NotificationAttempt(notification_id=note.id, event="submit",
-                                      outcome="started", node=node, started_at=utcnow())
-        session.add(attempt)
-        # Recorded before the gateway hears of it: a crash from here on
-        # leaves a trace, and the claim keeps another run off the row.
-        session.commit()
-        try:
-            result = channel.send(note.recipient, note.subject, note.body, tag=attempt.id)
-        except SubmitTimeout as error:
-            attempt.outcome, attempt.provider_ref = "timeout", error.ref
-            attempt.detail = str(error)[:500]
-            note.status, note.last_error = "unknown", "no answer from the gateway in time"
-            stats.unknown += 1
-            log.warning("notify.unknown id=%s channel=%s", note.id, note.channel)
-        except (ChannelError, OSError) as error:
-            permanent = getattr(error, "permanent", False)
-            detail = str(error) if isinstance(error, ChannelError) else \
-                f"{type(error).__name__}: {error}"
-            attempt.outcome, attempt.detail = "error", detail[:500]
-            note.last_error = detail[:500]
-            if permanent or note.attempts >= max_attempts:
-                note.status = "failed"
+        notes = session.scalars(select(Notification).where(
+            Notification.id.in_(note_ids)).order_by(Notification.id)).all()
+        attempts = {}
+        for note in notes:
+            if channels.get(note.channel) is None:
+                note.status, note.last_error = "failed", f"no channel {note.channel} is set up"
                 stats.failed += 1
-            else:
-                note.status = "pending"
-                note.next_attempt_at = (now or utcnow()) + backoff(note.attempts,
-                                                                   retry_seconds)
-                stats.retry += 1
-            log.warning("notify.failed id=%s channel=%s error=%s", note.id, note.channel,
-                        detail[:200])
-        else:
-            now = utcnow()
-            ids = list(result.provider_ids) if result else []
-            attempt.outcome, attempt.provider_ids = "sent", " ".join(ids) or None
-            attempt.provider_ref = result.ref if result else None
-            note.status, note.sent_at, note.last_error = "sent", now, None
-            note.provider_ids, note.parts = " ".join(ids) or None, len(ids)
-            if note.channel == "sms":
-                session.add_all(SmsPart(message_id=message_id, notification_id=note.id,
-                                        part=number, state="accepted")
-                                for number, message_id in enumerate(ids, start=1))
-            stats.sent += 1
-        attempt.finished_at = utcnow()
+                continue
+            note.attempts += 1
+            attempts[note.id] = NotificationAttempt(
+                notification_id=note.id, event="submit", outcome="started", node=node,
+                started_at=utcnow())
+            session.add(attempts[note.id])
+        # Recorded before any gateway hears of them.
         session.commit()
+        for note in notes:
+            attempt = attempts.get(note.id)
+            if attempt is not None:
+                _send_one(session, note, attempt, channels[note.channel],
+                          max_attempts=max_attempts, retry_seconds=retry_seconds,
+                          stats=stats, now=now)
+        session.commit()
+
+
+def _send_one(session: Session, note: Notification, attempt: NotificationAttempt, channel,
+              *, max_attempts: int, retry_seconds: int, stats: DeliveryStats,
+              now: dt.datetime | None = None) -> None:
+    try:
+        result = channel.send(note.recipient, note.subject, note.body, tag=attempt.id)
+    except SubmitTimeout as error:
+        attempt.outcome, attempt.provider_ref = "timeout", error.ref
+        attempt.detail = str(error)[:500]
+        note.status, note.last_error = "unknown", "no answer from the gateway in time"
+        stats.unknown += 1
+        log.warning("notify.unknown id=%s channel=%s", note.id, note.channel)
+    except (ChannelError, OSError) as error:
+        permanent = getattr(error, "permanent", False)
+        detail = str(error) if isinstance(error, ChannelError) else \
+            f"{type(error).__name__}: {error}"
+        attempt.outcome, attempt.detail = "error", detail[:500]
+        note.last_error = detail[:500]
+        if permanent or note.attempts >= max_attempts:
+            note.status = "failed"
+            stats.failed += 1
+        else:
+            note.status = "pending"
+            note.next_attempt_at = (now or utcnow()) + backoff(note.attempts, retry_seconds)
+            stats.retry += 1
+        log.warning("notify.failed id=%s channel=%s error=%s", note.id, note.channel,
+                    detail[:200])
+    else:
+        sent_at = utcnow()
+        ids = list(result.provider_ids) if result else []
+        attempt.outcome, attempt.provider_ids = "sent", " ".join(ids) or None
+        attempt.provider_ref = result.ref if result else None
+        note.status, note.sent_at, note.last_error = "sent", sent_at, None
+        note.provider_ids, note.parts = " ".join(ids) or None, len(ids)
+        if note.channel == "sms":
+            session.add_all(SmsPart(message_id=message_id, notification_id=note.id,
+                                    part=number, state="accepted")
+                            for number, message_id in enumerate(ids, start=1))
+        stats.sent += 1
+    attempt.finished_at = utcnow()
 
 
 def record_events(Session: sessionmaker, events: Iterable[GatewayEvent]) -> int:
     """Delivery receipts and late answers, matched to our messages."""
     recorded = 0
+    events = list(events)
     with Session() as session:
+        # A drain's receipts: their parts and messages read in two queries.
+        wanted = [e.message_id for e in events if e.kind == "receipt"]
+        parts = {p.message_id: p for p in session.scalars(
+            select(SmsPart).where(SmsPart.message_id.in_(wanted)))} if wanted else {}
+        notes = {n.id: n for n in session.scalars(select(Notification).where(
+            Notification.id.in_({p.notification_id for p in parts.values()})))} \
+            if parts else {}
         for event in events:
             if event.kind == "late-answer":
                 attempt = session.get(NotificationAttempt, event.tag) if event.tag else None
@@ -504,11 +530,11 @@ def record_events(Session: sessionmaker, events: Iterable[GatewayEvent]) -> int:
                     note.status, note.sent_at, note.last_error = "sent", utcnow(), None
                 recorded += 1
                 continue
-            part = session.get(SmsPart, event.message_id)
+            part = parts.get(event.message_id)
             if part is None:
                 log.warning("notify.receipt_unmatched message_id=%s", event.message_id)
                 continue
-            note = session.get(Notification, part.notification_id)
+            note = notes[part.notification_id]
             session.add(NotificationAttempt(
                 notification_id=note.id, event="receipt",
                 outcome="delivered" if event.delivered else "undelivered",
@@ -557,18 +583,18 @@ def deliver(Session: sessionmaker, channels: dict[str, Channel], *, limit: int =
     while max_rows is None or claimed_total < max_rows:
         moment = now or utcnow()
         quiet = quiet_hours is not None and quiet_hours.covers(moment)
-        batch = limit if max_rows is None else min(limit, max_rows - claimed_total)
+        # Small claims: a row is "sending" for seconds, not for as long as
+        # a slow gateway takes to get through ``limit`` of them (CLAIM_LEASE).
+        batch = min(limit, SEND_CHUNK)
+        if max_rows is not None:
+            batch = min(batch, max_rows - claimed_total)
         with Session() as session:
             ids = claim(session, node, limit=batch, now=moment, quiet=quiet, channels=only)
         if not ids:
             break
         claimed_total += len(ids)
-        for note_id in ids:
-            with Session() as session:
-                channel_name = session.get(Notification, note_id).channel
-            _send_one(Session, note_id, channels.get(channel_name), node,
-                      max_attempts=max_attempts, retry_seconds=retry_seconds, stats=stats,
-                      now=now)
+        _send_chunk(Session, ids, channels, node, max_attempts=max_attempts,
+                    retry_seconds=retry_seconds, stats=stats, now=now)
         _drain(Session, channels, stats)
     _drain(Session, channels, stats)
     return stats

@@ -141,6 +141,7 @@ class FakeSmsc:
             send(DELIVER_SM, 0, sequence, body)
 
         try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.settimeout(0.5)
             while not self._stop.is_set():
                 try:
