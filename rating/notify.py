@@ -521,8 +521,11 @@ def record_events(Session: sessionmaker, events: Iterable[GatewayEvent]) -> int:
                     provider_ids=event.message_id, started_at=utcnow(), finished_at=utcnow(),
                     detail=f"part {event.part}"))
                 if session.get(SmsPart, event.message_id) is None:
-                    session.add(SmsPart(message_id=event.message_id, notification_id=note.id,
-                                        part=event.part, state="accepted"))
+                    part = SmsPart(message_id=event.message_id, notification_id=note.id,
+                                   part=event.part, state="accepted")
+                    session.add(part)
+                    # Its receipt may come in this same drain.
+                    parts[event.message_id], notes[note.id] = part, note
                     note.parts += 1
                     note.provider_ids = " ".join(filter(None, [note.provider_ids,
                                                                event.message_id]))
