@@ -173,26 +173,34 @@ def _insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def _rows(account: Account, kind: str, key: str, fields: dict, *, urgent: bool | None,
+          default_language: str | None, now: dt.datetime) -> list[dict]:
+    lang = notify_texts.language(account.language, default_language or DEFAULT_LANGUAGE)
+    subject, body = notify_texts.render(kind, lang, {"number": account.number, **fields})
+    return [dict(account_id=account.id, channel=channel, kind=kind, key=f"{key}:{channel}",
+                 recipient=_recipient(account, channel), subject=subject[:200], body=body,
+                 status="pending", attempts=0, created_at=now, language=lang,
+                 urgent=kind in URGENT_KINDS if urgent is None else urgent,
+                 parts=0, parts_delivered=0)
+            for channel in channels_for(account, kind)]
+
+
+def _insert_rows(session: Session, rows: list[dict]) -> int:
+    if not rows:
+        return 0
+    result = session.execute(_insert(session)(Notification).on_conflict_do_nothing(
+        index_elements=["key"]).returning(Notification.id), rows)
+    return len(result.all())
+
+
 def notify_account(session: Session, account: Account, kind: str, key: str, fields: dict,
                    *, urgent: bool | None = None, default_language: str | None = None) -> int:
     """Queue ``kind`` for one account on its channels, once per ``key``
     (the channel is added to it); returns how many rows were new. Runs in
     the caller's transaction: the notice exists if and only if the event
     that caused it does."""
-    lang = notify_texts.language(account.language, default_language or DEFAULT_LANGUAGE)
-    subject, body = notify_texts.render(kind, lang, {"number": account.number, **fields})
-    now = utcnow()
-    rows = [dict(account_id=account.id, channel=channel, kind=kind, key=f"{key}:{channel}",
-                 recipient=_recipient(account, channel), subject=subject[:200], body=body,
-                 status="pending", attempts=0, created_at=now, language=lang,
-                 urgent=kind in URGENT_KINDS if urgent is None else urgent,
-                 parts=0, parts_delivered=0)
-            for channel in channels_for(account, kind)]
-    if not rows:
-        return 0
-    result = session.execute(_insert(session)(Notification).on_conflict_do_nothing(
-        index_elements=["key"]).returning(Notification.id), rows)
-    return len(result.all())
+    return _insert_rows(session, _rows(account, kind, key, fields, urgent=urgent,
+                                       default_language=default_language, now=utcnow()))
 
 
 def days_left(balance: Decimal, credit_limit: Decimal, fee_per_day: Decimal) -> int | None:
@@ -259,14 +267,17 @@ def profiles_changed(session: Session, changed: Iterable[tuple[int, str, int]],
     if not changed:
         return 0
     accounts = {a.id: a for a in session.scalars(select(Account).where(
-        Account.id.in_([c[0] for c in changed])))}
-    queued = 0
+        Account.id.in_([c[0] for c in changed])).execution_options(populate_existing=True))}
+    rows = []
+    now = utcnow()
     for account_id, profile, version in changed:
         account = accounts[account_id]
         kind = "suspended" if profile in blocking else "restored"
-        queued += notify_account(session, account, kind, f"{kind}:{account_id}:v{version}",
-                                 {"balance": account.balance})
-    return queued
+        rows += _rows(account, kind, f"{kind}:{account_id}:v{version}",
+                      {"balance": account.balance}, urgent=None, default_language=None,
+                      now=now)
+    # One INSERT for the lot: a fee run may suspend thousands at once.
+    return _insert_rows(session, rows)
 
 
 def tariff_changed(session: Session, account: Account, tariff_name: str,

@@ -371,3 +371,40 @@ def test_a_failed_send_backs_off_then_gives_up(ctx):
         note = _one(session, kind="restored")
         assert (note.status, note.attempts) == ("failed", 2)
         assert session.scalar(select(func.count()).select_from(NotificationAttempt)) == 2
+
+
+def test_events_queue_their_notices_once(ctx):
+    """Suspended by the ladder, a payment that restores, a request answered
+    and a tariff change taking effect: each queued in its own transaction,
+    in the account's language, once."""
+    from rating import accounts as acc, fees, ledger, requests as service_requests
+    from rating import tariff_change
+    with ctx.Session() as session:
+        make_tariff(session, name="Next")
+        account = make_account(session, email="e@example.net")
+        account.language = "en"
+        session.execute(Notification.__table__.delete())
+        ledger.post(session, account_id=account.id, amount=Decimal("-50"), kind="correction",
+                    key="drop:1", author="test")
+        fees.apply_policies(session, account.id, account.id + 1)
+        fees.apply_policies(session, account.id, account.id + 1)  # nothing moves: no notice
+        acc.add_payment(session, account, "80.00", external_id="pay-1")
+        acc.add_payment(session, account, "80.00", external_id="pay-1")
+        row, _ = service_requests.create(session, account.id, topic="other", text="Help",
+                                         request_id="req-000001", actor="cabinet:x")
+        service_requests.set_status(session, row.id, "done", answer="Fixed the port.",
+                                    actor="noc")
+        account.next_tariff_id = tariff_change.find_tariff(session, "Next").id
+        account.next_tariff_from = dt.date(2026, 5, 1)
+        tariff_change.apply_due(session, dt.date(2026, 5, 1))
+        session.commit()
+        kinds = sorted(n.kind for n in session.scalars(select(Notification)))
+        assert kinds == ["payment", "request-answered", "restored", "suspended",
+                         "tariff-change"]
+        by_kind = {n.kind: n for n in session.scalars(select(Notification))}
+        assert by_kind["suspended"].urgent and not by_kind["restored"].urgent
+        assert by_kind["payment"].subject == "Payment received"
+        assert "80.00" in by_kind["payment"].body
+        assert "Fixed the port." in by_kind["request-answered"].body
+        assert '"Next"' in by_kind["tariff-change"].body and "2026-05-01" in \
+            by_kind["tariff-change"].body
