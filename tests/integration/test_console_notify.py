@@ -4,15 +4,14 @@ one line with exit 2, and delivery to a loopback SMSC from the command."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from aaa.models import Nas, Session as RadiusSession
 from config.db import utcnow
-from rating.models import Account, Notification
+from rating.models import Notification
 from tests.factories import make_account, make_tariff
 from tests.fake_smsc import FakeSmsc, decode_text
 
