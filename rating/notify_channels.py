@@ -22,6 +22,7 @@ import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 import smpplib.gsm
+import smpplib.smpp
 
 from rating.notify import ChannelError, GatewayEvent, SendResult, SubmitTimeout
 
@@ -70,6 +71,8 @@ class SmppChannel:
     """
 
     name = "sms"
+    # Seconds of silence after which the bind is checked (enquire_link).
+    KEEPALIVE = 20.0
 
     def __init__(self, host: str, port: int, system_id: str, password: str, *,
                  system_type: str = "", source_addr: str = "abonent", rate: float = 0,
@@ -87,6 +90,7 @@ class SmppChannel:
         self._late: set[int] = set()
         self.events: list[GatewayEvent] = []
         self.submitted = 0
+        self.last_activity = time.monotonic()
 
     def __repr__(self) -> str:  # never the password
         return f"SmppChannel({self.host}:{self.port}, system_id={self._system_id!r})"
@@ -175,10 +179,28 @@ class SmppChannel:
         return True
 
     # -- the channel interface
+    def keepalive(self) -> None:
+        """An enquire_link when the bind has been quiet for KEEPALIVE
+        seconds (SMSCs drop silent binds); a bind that does not answer is
+        dropped, and the next send binds again."""
+        if self.client is None or time.monotonic() - self.last_activity < self.KEEPALIVE:
+            return
+        try:
+            pdu = smpplib.smpp.make_pdu("enquire_link", client=self.client)
+            self.client.send_pdu(pdu)
+            self.last_activity = time.monotonic()
+        except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError):
+            self._drop(self.client)
+            self.client = None
+
     def send(self, recipient: str, subject: str, body: str, tag: int | None = None
              ) -> SendResult:
+        # Whatever is waiting first: receipts, and the SMSC closing a quiet
+        # bind, which is better found now than after a submit into it.
+        self._pump(0.0)
         if self.client is None:
             self._connect()
+        self.last_activity = time.monotonic()
         parts, coding, esm_class = smpplib.gsm.make_parts(body)
         destination = recipient.strip().lstrip("+")
         sequences = []
@@ -240,23 +262,30 @@ class SmppChannel:
     def _ref(self, sequences) -> str:
         return f"{self.bind_id}:" + "+".join(str(s) for s in sequences)
 
+    def _pump(self, wait: float) -> None:
+        """Read and handle the PDUs that arrive within ``wait`` seconds (at
+        least those already there); a broken bind is dropped."""
+        if self.client is None:
+            return
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                left = max(0.0, deadline - time.monotonic())
+                readable, _, _ = select.select([self.client._socket], [], [], left)
+                if not readable:
+                    break
+                self.client._socket.settimeout(self.connect_timeout)
+                self.client.read_once(auto_send_enquire_link=False)
+        except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError,
+                socket.timeout):
+            self._drop(self.client)
+            self.client = None
+
     def poll(self, wait: float = 0.0) -> list[GatewayEvent]:
         """What the SMSC said since: receipts, late answers (reads for up
         to ``wait`` seconds, at least what is already there)."""
-        if self.client is not None:
-            deadline = time.monotonic() + wait
-            try:
-                while True:
-                    left = max(0.0, deadline - time.monotonic())
-                    readable, _, _ = select.select([self.client._socket], [], [], left)
-                    if not readable:
-                        break
-                    self.client._socket.settimeout(self.connect_timeout)
-                    self.client.read_once(auto_send_enquire_link=False)
-            except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError,
-                    socket.timeout):
-                self._drop(self.client)
-                self.client = None
+        self._pump(wait)
+        self.keepalive()
         events, self.events = self.events, []
         return events
 

@@ -408,3 +408,20 @@ def test_events_queue_their_notices_once(ctx):
         assert "Fixed the port." in by_kind["request-answered"].body
         assert '"Next"' in by_kind["tariff-change"].body and "2026-05-01" in \
             by_kind["tariff-change"].body
+
+
+def test_a_quiet_bind_is_kept_alive_and_a_dropped_one_bound_again(ctx, smsc):
+    channel = _sms(smsc)
+    try:
+        channel.send("+79001000001", "", "one")
+        channel.KEEPALIVE = 0.0
+        channel.poll(0.2)           # quiet "long enough": enquire_link
+        time.sleep(0.2)
+        assert smsc.enquire_links >= 1 and channel.client is not None
+        # The SMSC closes the bind; the next send notices and binds again.
+        channel.client._socket.shutdown(2)
+        channel.send("+79001000001", "", "two")
+    finally:
+        channel.close()
+    assert [decode_text([s]) for s in smsc.messages_to("79001000001")] == ["one", "two"]
+    assert len(smsc.binds) == 2
