@@ -124,6 +124,9 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
         # Whatever a client put in the header itself stays to their left.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     app.extensions["abonent"] = ctx
+    # Notices queued by the cabinet's requests (a payment's) in the operator's language.
+    from rating import notify
+    notify.DEFAULT_LANGUAGE = settings.get("notify", "default_language")
     app.extensions["abonent_reads_engine"] = _reads_engine(ctx)
     app.extensions["abonent_reads"] = make_sessionmaker(None)
     app.request_class = CabinetRequest

@@ -292,6 +292,88 @@ def notifications():
     return render_template("notifications.html", form=form, **context)
 
 
+# -- which notices where, and the Telegram link (issue 16) --------------------------
+
+KIND_LABELS = {
+    "low-balance": _l("Low balance"), "runs-out": _l("Money runs out soon"),
+    "payment": _l("Payment received"), "suspended": _l("Service suspended"),
+    "restored": _l("Service restored"), "tariff-change": _l("Tariff change"),
+    "request-answered": _l("Answer to a request"),
+    "broadcast": _l("Messages from the provider"),
+}
+NOTICE_LANGUAGES = {"": _l("As the provider sets"), "ru": "Русский",
+                    "en": "English"}
+DOMAIN_MESSAGES_16 = (
+    _l("a notice must be one of the kinds on the page"),
+    _l("the language of notices must be Russian or English"),
+)
+
+
+class NoticeChannelsForm(FlaskForm):
+    # The pairs are checkboxes named "on" drawn by the template; the
+    # choices are checked by rating.selfservice, with its sentence.
+    on = CheckboxesField(choices=[], validate_choice=False)
+    language = SelectField(_l("Language of notices"), choices=_choices(NOTICE_LANGUAGES),
+                           validate_choice=False)
+
+
+class TelegramCodeForm(FlaskForm):
+    pass
+
+
+@blueprint.route("/notifications/channels", methods=["GET", "POST"])
+@login_required
+def notify_channels():
+    session = db()
+    matrix = selfservice.notice_matrix(session, current_user.account_id)
+    may_edit = _may_edit()
+    context = dict(matrix=matrix, may_edit=may_edit, channels=CHANNELS, kinds=KIND_LABELS)
+    if request.method == "POST":
+        if not may_edit:
+            abort(403)
+        form = NoticeChannelsForm()
+        if not form.validate_on_submit():
+            return render_template("notify_channels.html", form=form, **context), 400
+        try:
+            changed = selfservice.update_notice_matrix(
+                session, current_user.account_id, on=form.on.data,
+                language=form.language.data, actor=_actor())
+        except DomainError as error:
+            session.rollback()
+            return render_template("notify_channels.html", form=form,
+                                   error=labels.error_text(error), **context), 400
+        session.commit()
+        flash(_("Notification settings saved.") if changed else _("Nothing changed."), "ok")
+        return redirect(url_for("selfservice.notify_channels"))
+    form = NoticeChannelsForm(data={"on": sorted(matrix.on), "language": matrix.language or ""})
+    return render_template("notify_channels.html", form=form, **context)
+
+
+@blueprint.route("/notifications/telegram", methods=["GET", "POST"])
+@login_required
+def telegram_link_page():
+    from rating import telegram_link
+    settings = current_app.extensions["abonent"].settings.section("telegram")
+    session = db()
+    may_edit = _may_edit()
+    form = TelegramCodeForm()
+    if request.method == "POST":
+        if not may_edit:
+            abort(403)
+        if not form.validate_on_submit():
+            abort(400)
+        telegram_link.new_code(session, current_user.account_id,
+                               minutes=settings["link_minutes"])
+        session.commit()
+        return redirect(url_for("selfservice.telegram_link_page"))
+    code = telegram_link.current_code(session, current_user.account_id)
+    current = selfservice.notification_settings(session, current_user.account_id)
+    bot = settings["bot_username"] if settings["enabled"] else ""
+    link = telegram_link.deep_link(bot, code.code) if (code and bot) else None
+    return render_template("notify_telegram.html", form=form, code=code, link=link, bot=bot,
+                           chat_id=current.telegram_chat_id, may_edit=may_edit)
+
+
 # -- service requests ------------------------------------------------------------
 
 def _requests_page(form, status=200, error=None):

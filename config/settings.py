@@ -176,6 +176,44 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "notify": {
         # Warn when the money left lasts fewer days than this.
         "days_left": (int, 3),
+        # The language of notices to accounts that chose none (ru or en).
+        "default_language": (str, "ru"),
+        # SMS and Telegram wait out these hours in the operator's time zone
+        # ("HH:MM-HH:MM", may wrap midnight; empty: none); e-mail and urgent
+        # notices (a suspension, an urgent broadcast) go at any hour.
+        "quiet_hours": (str, "22:00-09:00"),
+        "max_attempts": (int, 5),
+        # A failed try is retried after base x 2^(tries-1) seconds (capped at an hour).
+        "retry_seconds": (int, 60),
+        # How often the scheduler's delivery job runs.
+        "deliver_seconds": (int, 30),
+    },
+    # SMS over SMPP 3.4 to the operator's SMSC (off: SMS are not sent).
+    "sms": {
+        "enabled": (bool, False),
+        "host": (str, "127.0.0.1"),
+        "port": (int, 2775),
+        "system_id": (str, ""),
+        "password": (str, ""),
+        "system_type": (str, ""),
+        # The sender name or number subscribers see.
+        "source_addr": (str, "abonent"),
+        # submit_sm a second at most (the SMSC's contract rate).
+        "rate": (float, 50.0),
+        # Seconds to wait for submit_sm_resp; after that the message is
+        # "unknown" and never resent blindly (docs/notifications.md).
+        "submit_timeout": (float, 10.0),
+    },
+    # Telegram through the Bot API (off: Telegram notices are not sent).
+    "telegram": {
+        "enabled": (bool, False),
+        "token": (str, ""),
+        # The bot's @username without the @: the cabinet's t.me link.
+        "bot_username": (str, ""),
+        # The Bot API's address up to the token; empty: Telegram's own.
+        "base_url": (str, ""),
+        # How long a linking code in the cabinet stays good.
+        "link_minutes": (int, 30),
     },
     # Online top-ups, vouchers and the documents in the cabinet.
     "payments": {

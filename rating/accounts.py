@@ -148,6 +148,11 @@ def add_payment(session: Session, account: Account, amount, *, external_id: str 
         # A payment can lift a throttle at once: the ladder runs after every
         # posting, not only on the periodic pass.
         fees.apply_policies(session, account.id, account.id + 1, reason="payment")
+        # "Payment received", queued in the payment's transaction and keyed
+        # by its ledger key: a payment posted again notifies once.
+        from rating import notify
+        session.refresh(account, ["balance"])
+        notify.payment_received(session, account, value, key)
     return posting
 
 

@@ -226,9 +226,15 @@ def apply_policies(session: Session, low: int | None = None, high: int | None = 
         condition = and_(condition, accounts.c.id >= low, accounts.c.id < high)
     changed = session.execute(update(accounts).where(condition)
                               .values(profile=decided, version=accounts.c.version + 1)
-                              .returning(accounts.c.id, accounts.c.profile)).all()
+                              .returning(accounts.c.id, accounts.c.profile,
+                                     accounts.c.version)).all()
     if changed:
         session.execute(ProfileChange.__table__.insert(),
                         [{"account_id": account_id, "profile": profile, "reason": reason,
-                          "created_at": utcnow()} for account_id, profile in changed])
+                          "created_at": utcnow()} for account_id, profile, _ in changed])
+        # "Service suspended" / "restored", in the same transaction.
+        from rating import notify
+        blocking = {rung.profile for rung in policies.ladder_in_force(session)
+                    if rung.mode == policies.BLOCK}
+        notify.profiles_changed(session, changed, blocking)
     return len(changed)

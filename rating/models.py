@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime,
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime, false,
                         ForeignKey, Index, Integer, String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
@@ -88,6 +88,13 @@ class Account(Base):
     notify_channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["email"],
                                                        server_default='["email"]')
     telegram_chat_id: Mapped[Optional[str]] = mapped_column(String(64))
+    # Issue 16: the language notices are written in (None: the operator's
+    # default, notify.default_language) and the (kind, channel) pairs the
+    # subscriber turned off, as "kind:channel" strings (an opt-out list, so
+    # a new kind reaches everyone's chosen channels, and a broadcast can
+    # test it in SQL on both databases).
+    language: Mapped[Optional[str]] = mapped_column(String(8))
+    notify_off: Mapped[Optional[list[str]]] = mapped_column(JSON)
     # Search keys (issue 14, rating.search): the name case-folded in Python
     # (SQLite's lower() knows only ASCII), the phone's national digits.
     # Filled on insert (ORM and Core alike) and on every ORM change;
@@ -268,11 +275,30 @@ class Notification(Base):
     recipient: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
+    # pending -> sending (claimed by one delivery run) -> sent -> delivered
+    # (an SMSC receipt); failed (given up or refused); unknown (the gateway
+    # never answered a submit: not resent blindly, see rating.notify).
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # Issue 16.
+    language: Mapped[str] = mapped_column(String(8), default="ru", server_default="ru")
+    # Bypasses the quiet hours (an outage notice, a suspension).
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Not before this time (a retry's backoff); NULL: at once.
+    next_attempt_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    claimed_by: Mapped[Optional[str]] = mapped_column(String(64))
+    claimed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # The gateway's ids for what it accepted (SMPP: one message id a part,
+    # space-separated); receipts are matched to them.
+    provider_ids: Mapped[Optional[str]] = mapped_column(Text)
+    parts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    parts_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivered_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    broadcast_id: Mapped[Optional[int]] = mapped_column(ForeignKey("notification_broadcasts.id"),
+                                                        index=True)
 
 
 # -- money and reports (issue 14) --
@@ -466,3 +492,89 @@ class Banner(Base):
     ends_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- notifications (issue 16) --
+
+# The delivery run claims due rows by status and time.
+Index("ix_notifications_due", Notification.status, Notification.next_attempt_at)
+
+
+class NotificationAttempt(Base):
+    """Every try to hand a notification to its gateway and every delivery
+    receipt, for audit. A try is written (outcome "started") and committed
+    before the gateway is spoken to."""
+
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    # submit | receipt | late-answer
+    event: Mapped[str] = mapped_column(String(16))
+    # started | sent | error | timeout | delivered | undelivered
+    outcome: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    node: Mapped[Optional[str]] = mapped_column(String(64))
+    # The gateway's ids (SMPP message ids) and, for an SMPP submit, the
+    # bind and sequence numbers the parts went with (a late answer matches).
+    provider_ids: Mapped[Optional[str]] = mapped_column(Text)
+    provider_ref: Mapped[Optional[str]] = mapped_column(String(200), index=True)
+    detail: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class SmsPart(Base):
+    """One part of an SMS as the SMSC accepted it: its message id is what a
+    delivery receipt names (receipted_message_id)."""
+
+    __tablename__ = "sms_parts"
+
+    message_id: Mapped[str] = mapped_column(String(65), primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    part: Mapped[int] = mapped_column(Integer)
+    # accepted | delivered | undelivered
+    state: Mapped[str] = mapped_column(String(16), default="accepted")
+    receipt_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class NotificationBroadcast(Base):
+    """An operator's mass mailing: who it went to and what it said."""
+
+    __tablename__ = "notification_broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    # all | nas | tariff
+    target: Mapped[str] = mapped_column(String(16))
+    target_ref: Mapped[Optional[str]] = mapped_column(String(100))
+    template: Mapped[Optional[str]] = mapped_column(String(32))
+    text_ru: Mapped[Optional[str]] = mapped_column(Text)
+    text_en: Mapped[Optional[str]] = mapped_column(Text)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TelegramLink(Base):
+    """A one-time code the cabinet shows; the bot's ``/start <code>`` links
+    the chat it came from to the account, once, before ``expires_at``."""
+
+    __tablename__ = "telegram_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    chat_id: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class NotifyCursor(Base):
+    """A reader's position: the Bot API's getUpdates offset."""
+
+    __tablename__ = "notify_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

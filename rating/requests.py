@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from config.db import Base, utcnow
-from rating import oplog
+from rating import notify, oplog
 from rating.accounts import DomainError, NotFound
 from rating.models import Account, _in
 
@@ -225,6 +225,11 @@ def _add_entry(session: Session, row: ServiceRequest, *, author_kind: str, autho
     session.execute(update(ServiceRequest).where(ServiceRequest.id == row.id)
                     .values(**values).execution_options(synchronize_session=False))
     session.expire(row)
+    if author_kind == "operator" and body:
+        # "Request answered", in the answer's transaction, once an entry.
+        account = session.get(Account, row.account_id)
+        if account is not None:
+            notify.request_answered(session, account, row.id, entry.id, body)
     return entry
 
 

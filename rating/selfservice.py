@@ -270,3 +270,60 @@ def update_notification_settings(session: Session, account_id: int, *,
                               f"{new if new not in (None, '') else '—'}"
                         for name, (old, new) in changed.items()})
     return changed
+
+
+# -- which notices on which channel, and their language (issue 16) ---------------
+
+@dataclass(frozen=True)
+class NoticeMatrix:
+    kinds: tuple[str, ...]
+    channels: tuple[str, ...]       # the channels the account chose
+    on: frozenset[str]              # "kind:channel" pairs that are on
+    language: str | None
+
+
+def notice_matrix(session: Session, account_id: int) -> NoticeMatrix:
+    from rating import notify
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist")
+    channels = tuple(c for c in NOTIFY_CHANNELS if c in (account.notify_channels or ()))
+    off = set(account.notify_off or ())
+    on = frozenset(f"{kind}:{channel}" for kind in notify.KINDS for channel in channels
+                   if f"{kind}:{channel}" not in off)
+    return NoticeMatrix(notify.KINDS, channels, on, account.language)
+
+
+def update_notice_matrix(session: Session, account_id: int, *, on: Iterable[str],
+                         language: str | None, actor: str) -> dict:
+    """Turn (kind, channel) pairs on or off and set the notices' language;
+    returns {field: (old, new)} of what changed."""
+    from rating import notify, notify_texts
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist")
+    # Only the channels the account uses are on the page: pairs of the
+    # others keep what they were.
+    shown = [c for c in NOTIFY_CHANNELS if c in (account.notify_channels or ())]
+    every = {f"{kind}:{channel}" for kind in notify.KINDS for channel in shown}
+    wanted = set(on or ())
+    if wanted - every:
+        raise DomainError("a notice must be one of the kinds on the page")
+    if language not in (None, "", *notify_texts.LANGUAGES):
+        raise DomainError("the language of notices must be Russian or English")
+    language = language or None
+    old_off = sorted(account.notify_off or [])
+    off = sorted((set(old_off) - every) | (every - wanted))
+    changed = {}
+    if old_off != off:
+        changed["notices_off"] = (", ".join(old_off), ", ".join(off))
+        account.notify_off = off
+    if account.language != language:
+        changed["language"] = (account.language, language)
+        account.language = language
+    if changed:
+        session.flush()
+        oplog.record(session, account_id=account_id, actor=actor, action="notify.update",
+                     **{name: f"{old or '—'} → {new or '—'}"
+                        for name, (old, new) in changed.items()})
+    return changed

@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rating import ledger, oplog
+from rating import ledger, notify, oplog
 from rating.accounts import DomainError, find_tariff
 from rating.models import Account, LedgerEntry, OperationLog, ProfileChange, Tariff
 from rating.tariffs import daily_fee, days_in_month, fee_key, upgrade_difference, upgrade_key
@@ -197,4 +197,5 @@ def apply_due(session: Session, today: dt.date) -> int:
                                   reason="tariff"))
         oplog.record(session, account_id=account.id, actor="scheduler",
                      action="tariff.applied", tariff_id=account.tariff_id)
+        notify.tariff_changed(session, account, new.name, starts_on)
     return len(due)

@@ -47,6 +47,7 @@ COMMANDS = {
     "promo": ("scripts.packages_cli:promo", "Promo codes: add, list, redeem."),
     "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
     "banner": ("scripts.banners_cli:banner", "Banners on the cabinet's overview: add, list, remove."),
+    "notify": ("scripts.notify_cli:notify_group", "Notifications: list, show, send, broadcast, retry, deliver."),
 }
 
 

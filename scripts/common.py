@@ -39,6 +39,9 @@ def get_context(click_ctx: click.Context | None = None, *, schema: bool = True) 
         except SettingsError as error:
             raise CliError(str(error)) from None
         root.call_on_close(root.obj["context"].dispose)
+        # Notices queued by this process (a payment's) use the operator's language.
+        from rating import notify
+        notify.DEFAULT_LANGUAGE = root.obj["context"].settings.get("notify", "default_language")
     context = root.obj["context"]
     if schema and not root.obj.get("schema_checked"):
         from config.migrate import SchemaState, schema_state

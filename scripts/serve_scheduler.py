@@ -16,7 +16,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from aaa import accounting
 from collector import radius_usage
 from config.db import money, utcnow
-from rating import jobs, notify, policies, yookassa
+from rating import jobs, notify, notify_channels, policies, telegram_link, yookassa
 from scripts.common import get_context
 
 log = logging.getLogger(__name__)
@@ -56,17 +56,32 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
         if closed:
             log.info("radius.stale_sessions_closed count=%d", closed)
 
-    smtp = ctx.settings.section("smtp")
-    channels = {"email": notify.EmailChannel(smtp["host"], smtp["port"], smtp["sender"]),
-                "sms": notify.LoggingChannel("sms"),
-                "telegram": notify.LoggingChannel("telegram")}
+    notify_settings = ctx.settings.section("notify")
+    notify.DEFAULT_LANGUAGE = notify_settings["default_language"]
+    channels = notify_channels.from_settings(ctx.settings)
+    quiet = notify.QuietHours.parse(notify_settings["quiet_hours"], timezone)
 
     def notify_job():
         with ctx.Session() as session:
             notify.queue(session, jobs.local_today(timezone),
-                         warn_days=ctx.settings.get("notify", "days_left"))
+                         warn_days=notify_settings["days_left"])
             session.commit()
-        notify.deliver(ctx.Session, channels)
+
+    def deliver_job():
+        # Safe on several nodes at once: rows are claimed (rating.notify).
+        stats = notify.deliver(ctx.Session, channels, quiet_hours=quiet,
+                               max_attempts=notify_settings["max_attempts"],
+                               retry_seconds=notify_settings["retry_seconds"])
+        if stats.sent or stats.failed or stats.unknown or stats.receipts:
+            log.info("notify.delivered sent=%d failed=%d retry=%d unknown=%d receipts=%d",
+                     stats.sent, stats.failed, stats.retry, stats.unknown, stats.receipts)
+
+    def telegram_job():
+        # getUpdates answers one reader at a time: one node polls.
+        with jobs.job_lock(ctx.engine, "telegram-updates") as held:
+            if held:
+                telegram_link.poll(ctx.Session, channels["telegram"],
+                                   default_language=notify_settings["default_language"])
 
     expiry_minutes = ctx.settings.get("payments", "pending_expiry_minutes")
 
@@ -100,6 +115,11 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                           coalesce=True, max_instances=1)
         scheduler.add_job(autopay_job, "interval", minutes=60, id="autopay", coalesce=True,
                           max_instances=1)
+    scheduler.add_job(deliver_job, "interval", seconds=notify_settings["deliver_seconds"],
+                      id="notify_deliver", coalesce=True, max_instances=1)
+    if "telegram" in channels:
+        scheduler.add_job(telegram_job, "interval", seconds=5, id="telegram_updates",
+                          coalesce=True, max_instances=1)
     if interim > 0 and stale_after > 0:
         scheduler.add_job(stale_sessions_job, "interval", minutes=1, id="stale_sessions",
                           coalesce=True, max_instances=1)

@@ -19,7 +19,6 @@ from rating import requests as service_requests
 from rating.accounts import create_cabinet_user
 from rating.models import Account, OperationLog
 from tests.conftest import PG_URL, make_context
-from tests.factories import make_account
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
     app, cabinet_ctx, client, csrf_token, log_in, logged_in, seed_subscriber)
 
@@ -252,7 +251,13 @@ def test_the_migration_moves_answers_into_threads(blank_url, abonent_exe):
     upgrade(context.engine, "a1400000c002")
     requests_table = service_requests.ServiceRequest.__table__
     with context.Session() as session:
-        account = make_account(session)
+        # The account as that revision's table has it (today's model has
+        # columns the old schema lacks).
+        session.execute(text(
+            "INSERT INTO accounts (number, kind, name, state, credit_limit, balance, profile, "
+            "created_at, version) VALUES ('M1', 'person', 'Ivan Petrov', 'active', 0, 0, "
+            "'normal', CURRENT_TIMESTAMP, 1)"))
+        account = session.execute(text("SELECT id FROM accounts WHERE number = 'M1'")).one()
         rows = [("answered", "done", "Fixed on our side."), ("waiting", "new", None),
                 ("taken", "in_progress", None)]
         for index, (body, status, answer) in enumerate(rows):
