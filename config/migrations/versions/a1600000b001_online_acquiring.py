@@ -8,7 +8,7 @@ every change of state; provider_refunds each refund with its own key;
 autopay_settings and autopay_attempts (one charge a day per account).
 
 Revision ID: a1600000b001
-Revises: a2000000c002
+Revises: a1600000a001
 Create Date: 2026-12-06 17:44:23
 """
 from alembic import op
@@ -17,7 +17,7 @@ import config.db
 
 
 revision = 'a1600000b001'
-down_revision = 'a2000000c002'
+down_revision = 'a1600000a001'
 branch_labels = None
 depends_on = None
 

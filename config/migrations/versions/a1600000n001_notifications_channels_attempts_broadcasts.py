@@ -6,7 +6,7 @@ retries with backoff (next_attempt_at) and matches SMSC receipts
 (provider_ids); every attempt and receipt in notification_attempts.
 
 Revision ID: a1600000n001
-Revises: a2000000c002
+Revises: a1600000b001
 Create Date: 2026-12-06 17:38:07
 """
 from alembic import op
@@ -15,7 +15,7 @@ import config.db
 
 
 revision = 'a1600000n001'
-down_revision = 'a2000000c002'
+down_revision = 'a1600000b001'
 branch_labels = None
 depends_on = None
 
