@@ -263,13 +263,19 @@ def start_topup():
     return redirect(url_for("money.topup_go", key=request_data.idempotence_key))
 
 
+def _own_payment(key: str):
+    """The current account's payment by its idempotence key, or 404."""
+    row = payments.find_by_key(db(), key) if payments.validate_key(key) else None
+    if row is None or row.account_id != current_user.account_id:
+        abort(404)
+    return row
+
+
 @blueprint.route("/topup/go")
 @login_required
 def topup_go():
     key = request.args.get("key", "")
-    row = payments.find_by_key(db(), key) if payments.validate_key(key) else None
-    if row is None or row.account_id != current_user.account_id:
-        abort(404)
+    row = _own_payment(key)
     if row.status != "pending" or not row.confirmation_url:
         return redirect(url_for("money.topup_back", key=key))
     return render_template("topup_go.html", payment=row)
@@ -279,11 +285,7 @@ def topup_go():
 @login_required
 def topup_back():
     """Where YooKassa sends the subscriber back (by the payment's key)."""
-    key = request.args.get("key", "")
-    row = payments.find_by_key(db(), key) if payments.validate_key(key) else None
-    if row is None or row.account_id != current_user.account_id:
-        abort(404)
-    return render_template("topup_return.html", payment=row)
+    return render_template("topup_return.html", payment=_own_payment(request.args.get("key", "")))
 
 
 @blueprint.route("/topup/return/<txn_id>")
