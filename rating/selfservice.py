@@ -263,13 +263,18 @@ def update_notification_settings(session: Session, account_id: int, *,
     if account.telegram_chat_id != chat:
         changed["telegram_chat_id"] = (account.telegram_chat_id, chat)
         account.telegram_chat_id = chat
+    _record_notify_changes(session, account_id, actor, changed)
+    return changed
+
+
+def _record_notify_changes(session: Session, account_id: int, actor: str, changed: dict) -> None:
+    """Audit {field: (old, new)} of a notice setting as "old → new" ('—' for none)."""
     if changed:
         session.flush()
         oplog.record(session, account_id=account_id, actor=actor, action="notify.update",
                      **{name: f"{old if old not in (None, '') else '—'} → "
                               f"{new if new not in (None, '') else '—'}"
                         for name, (old, new) in changed.items()})
-    return changed
 
 
 # -- which notices on which channel, and their language (issue 16) ---------------
@@ -321,9 +326,5 @@ def update_notice_matrix(session: Session, account_id: int, *, on: Iterable[str]
     if account.language != language:
         changed["language"] = (account.language, language)
         account.language = language
-    if changed:
-        session.flush()
-        oplog.record(session, account_id=account_id, actor=actor, action="notify.update",
-                     **{name: f"{old or '—'} → {new or '—'}"
-                        for name, (old, new) in changed.items()})
+    _record_notify_changes(session, account_id, actor, changed)
     return changed
