@@ -161,3 +161,26 @@ class EnforcementAttempt(Base):
     transmissions: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16))
     error_cause: Mapped[Optional[int]] = mapped_column(Integer)
+
+
+class VoiceStart(Base):
+    """An answered call a voice NAS sent the Start of and not yet the Stop
+    (aaa.voice). Kept in the database, not in a server's memory, so that a
+    Stop after a restart, or one another RADIUS node received, still pairs
+    with it; the Stop deletes the row in the transaction that records the
+    call. Not a ``sessions`` row: those are data sessions, which the
+    enforcer, the pools and the cabinet read."""
+
+    __tablename__ = "voice_starts"
+    __table_args__ = (UniqueConstraint("nas_id", "call_id", name="uq_voice_starts_nas_call"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    nas_id: Mapped[int] = mapped_column(Integer)
+    # The SIP Call-ID (Acct-Session-Id), or Cisco's call-id / h323-conf-id.
+    call_id: Mapped[str] = mapped_column(String(128))
+    calling: Mapped[str] = mapped_column(String(64))
+    called: Mapped[str] = mapped_column(String(64))
+    login: Mapped[Optional[str]] = mapped_column(String(64))
+    setup_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    answered_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    sip_code: Mapped[Optional[int]] = mapped_column(Integer)

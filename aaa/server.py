@@ -51,7 +51,7 @@ import time
 
 from aaa import accounting
 from aaa import packet as wire
-from aaa import metrics, mschap, pools
+from aaa import metrics, mschap, pools, voice
 from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize_mac, pap_valid
 from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, NotCached, SubscriberDirectory
@@ -344,6 +344,9 @@ class RadiusServer:
         self._drop_window_at, self._drop_logged, self._drop_unlogged = 0.0, 0, 0
         self._reply_cache: dict[tuple, bytes] = {}
         self._decisions: dict[tuple[int, str], tuple] = {}
+        # Voice NAS caller checks: caller -> (allowed, reason, valid until).
+        self._call_checks: dict[str, tuple[bool, str, float]] = {}
+        self.voice_check_ttl_s = settings.get("radius", "voice_check_ttl_s")
         self.stats = dict(auth_accept=0, auth_reject=0, acct_committed=0, dropped=0,
                           auth_received=0, acct_received=0, auth_duplicates=0,
                           acct_duplicates=0, deferred=0, commits=0, commit_failures=0)
@@ -658,6 +661,8 @@ class RadiusServer:
         if cached is not None:
             self.stats["auth_duplicates"] += 1
             return cached if isinstance(cached, bytes) else None
+        if client.spec.voice:
+            return self._check_caller(request, client, key, data, source, may_load)
         try:
             decision, subscriber, extra = self._authorize(request, client, may_load)
         except wire.MalformedPacket as error:
@@ -691,6 +696,45 @@ class RadiusServer:
         except ValueError:  # the request's Proxy-States leave no room for the answer
             self._drop(source, "reply-too-long", client)
             return None
+        self.auth_duplicates.put(key, request.raw, reply)
+        return reply
+
+    def _check_caller(self, request: wire.Packet, client: NasClient, key, data: bytes,
+                      source, may_load: bool) -> bytes | None:
+        """A voice NAS's Access-Request asks whether the caller may call
+        (misc_radius radius_load_caller_avps: Service-Type SIP-Caller-AVPs,
+        User-Name the caller; or Call-Check): Accept or Reject from
+        rating.telephony.may_call, no password. The answer for a caller is
+        kept ``radius.voice_check_ttl_s`` seconds; a miss is looked up by
+        the lookup thread."""
+        service = request.first(voice.SERVICE_TYPE)
+        service = int.from_bytes(service, "big") if service and len(service) == 4 else None
+        caller = voice.caller_of(request)
+        if service not in (voice.SIP_CALLER_AVPS, voice.CALL_CHECK):
+            allowed, reason = False, f"service-type-{service}"
+        elif caller is None:
+            allowed, reason = False, "no-caller"
+        else:
+            held = self._call_checks.get(caller)
+            if held is None or held[2] < time.monotonic():
+                if not may_load:
+                    return self._defer(self.handle_auth, self._auth_socket, data, source, client)
+                from rating.telephony import may_call
+                with self._reader() as session:
+                    allowed, reason = may_call(session, caller)
+                if len(self._call_checks) > 100_000:
+                    self._call_checks.clear()
+                held = self._call_checks[caller] = (
+                    allowed, reason, time.monotonic() + self.voice_check_ttl_s)
+            allowed, reason = held[0], held[1]
+        if allowed:
+            self.stats["auth_accept"] += 1
+            code = wire.ACCESS_ACCEPT
+        else:
+            self.stats["auth_reject"] += 1
+            code = wire.ACCESS_REJECT
+            log.info("radius.reject nas=%s caller=%r reason=%s", client.name, caller, reason)
+        reply = wire.encode_reply(code, request, client.secret, message_authenticator=True)
         self.auth_duplicates.put(key, request.raw, reply)
         return reply
 
@@ -833,7 +877,10 @@ class RadiusServer:
                 self._count_drop("commit-rejected")
             return  # in flight: the writer answers once it is stored
         try:
-            record = accounting.parse(request, client.id, utcnow(), self._owner)
+            if client.spec.voice:
+                record = voice.parse(request, client.id, client.name, utcnow())
+            else:
+                record = accounting.parse(request, client.id, utcnow(), self._owner)
         except wire.MalformedPacket as error:
             self._drop(source, getattr(error, "drop_reason", "malformed"), client,
                        detail=error.reason)
@@ -857,13 +904,14 @@ class RadiusServer:
     def _resolve_owners(self, records: list) -> None:
         """Attach owners the receive thread's cache did not hold: one query
         for the batch (in the writer, which waits for the database anyway)."""
-        missing = {r.username for r in records
-                   if r.account_id is None and r.username and "\ufffd" not in r.username}
+        missing = {r.username for r in records if type(r) is accounting.AcctRecord
+                   and r.account_id is None and r.username and "\ufffd" not in r.username}
         if not missing:
             return
         found = self.directory.by_logins(missing)
         for record in records:
-            if record.account_id is None and record.username:
+            if type(record) is accounting.AcctRecord and record.account_id is None \
+                    and record.username:
                 subscriber = found.get(record.username)
                 if subscriber is not None:
                     record.account_id = subscriber.account_id
@@ -924,8 +972,14 @@ class RadiusServer:
         started = time.perf_counter()
         try:
             self._resolve_owners(records)
+            calls = [r for r in records if type(r) is voice.VoiceRecord]
             with self.ctx.engine.begin() as connection:
-                accounting.apply_batch(connection, records)
+                if calls:
+                    accounting.apply_batch(connection, [r for r in records
+                                                        if type(r) is accounting.AcctRecord])
+                    voice.apply_batch(connection, calls)
+                else:
+                    accounting.apply_batch(connection, records)
         except Exception as error:
             self.stats["commit_failures"] += 1
             if database_unavailable(error):

@@ -76,6 +76,9 @@ class VendorSpec:
     unredirect_coa: Templates = ()
     # False: no live change at all; every change is a Disconnect.
     coa: bool = True
+    # A voice NAS (a SIP proxy, a VoIP gateway): its accounting is calls
+    # (aaa.voice), its Access-Request the caller check, never a session.
+    voice: bool = False
 
     @property
     def portal(self) -> bool:
@@ -109,6 +112,10 @@ VENDORS: dict[str, VendorSpec] = {
               ("Huawei-Output-Average-Rate", "{down_bps}")),
         redirect_accept=(("Huawei-PortalURL", "{redirect_url}"),),
         redirect_coa=(("Huawei-PortalURL", "{redirect_url}"),)),
+    # Kamailio or OpenSIPS with acc_radius/misc_radius (contrib/kamailio).
+    "sip": VendorSpec(coa=False, voice=True),
+    # A Cisco IOS voice gateway: h323-* and Cisco-AVPair "call-id=".
+    "cisco-voip": VendorSpec(coa=False, voice=True),
 }
 
 _LISTS = ("rate", "redirect_accept", "redirect_coa", "unredirect_coa")

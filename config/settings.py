@@ -56,6 +56,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # While the database cannot be read, subscribers are authorized from
         # the last good view for this many seconds past its 30 s TTL; 0: never.
         "stale_view_s": (int, 3600),
+        # Voice NAS (aaa.voice): a call's Start with no Stop for this long is
+        # closed as a failed call of 0 s; the caller check's answer is kept
+        # this many seconds (a payment lifts a bar within it).
+        "voice_call_timeout_s": (int, 14400),
+        "voice_check_ttl_s": (int, 5),
         # Prometheus metrics on this TCP port of radius.host, summed over the
         # workers; 0: none.
         "metrics_port": (int, 0),
@@ -492,10 +497,11 @@ PORTS = (("radius", "auth_port"), ("radius", "acct_port"), ("radius", "metrics_p
 NON_NEGATIVE = (("radius", "interim_interval"), ("radius", "stale_after_intervals"),
                 ("radius", "session_timeout"), ("radius", "workers"),
                 ("radius", "duplicate_window"), ("radius", "stale_view_s"),
+                ("radius", "voice_check_ttl_s"),
                 ("collector", "workers"), ("cabinet", "trusted_proxies"),
                 ("traffic", "late_hours"), ("notify", "days_left"), ("promised", "term_days"),
                 ("promised", "once_per_days"), ("freeze", "min_days"), ("freeze", "max_days"))
-POSITIVE = (("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
+POSITIVE = (("radius", "voice_call_timeout_s"), ("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
             ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"),
             ("payments", "pending_expiry_minutes"), ("yookassa", "autopay_days"),
             ("yookassa", "poll_days"))

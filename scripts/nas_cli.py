@@ -16,7 +16,7 @@ from rating import oplog
 from scripts.common import (CliError, actor, emit_json, emit_rows, fetch_page, json_option,
                             page_options, transaction)
 
-VENDORS = ("generic", "mikrotik", "cisco", "juniper", "accel-ppp", "huawei")
+VENDORS = ("generic", "mikrotik", "cisco", "juniper", "accel-ppp", "huawei", "sip", "cisco-voip")
 
 
 # -- nas ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import click
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from aaa import accounting
+from aaa import accounting, voice
 from collector import radius_usage
 from config.db import money, utcnow
 from rating import jobs, notify, notify_channels, policies, telegram_link, yookassa
@@ -55,6 +55,15 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                 connection, utcnow(), dt.timedelta(seconds=interim * stale_after))
         if closed:
             log.info("radius.stale_sessions_closed count=%d", closed)
+
+    call_timeout = dt.timedelta(seconds=ctx.settings.get("radius", "voice_call_timeout_s"))
+
+    def stale_calls_job():
+        # Safe on several nodes: the held Starts are deleted as taken.
+        with ctx.engine.begin() as connection:
+            closed = voice.close_stale_starts(connection, utcnow(), call_timeout)
+        if closed:
+            log.info("radius.stale_calls_closed count=%d", closed)
 
     notify_settings = ctx.settings.section("notify")
     notify.DEFAULT_LANGUAGE = notify_settings["default_language"]
@@ -123,6 +132,8 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
     if interim > 0 and stale_after > 0:
         scheduler.add_job(stale_sessions_job, "interval", minutes=1, id="stale_sessions",
                           coalesce=True, max_instances=1)
+    scheduler.add_job(stale_calls_job, "interval", minutes=1, id="stale_calls",
+                      coalesce=True, max_instances=1)
     return scheduler
 
 

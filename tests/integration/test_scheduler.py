@@ -84,7 +84,7 @@ def test_the_scheduler_process_has_both_jobs_scheduled(ctx):
     scheduler = build_scheduler(ctx, fee_minutes=5, policy_seconds=30)
     jobs_by_id = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs_by_id) == {"fees", "policies", "traffic", "notifications",
-                               "notify_deliver", "radius_usage", "stale_sessions",
+                               "notify_deliver", "radius_usage", "stale_sessions", "stale_calls",
                                "payment_expiry"}
     assert jobs_by_id["fees"].trigger.interval == dt.timedelta(minutes=5)
     assert jobs_by_id["policies"].trigger.interval == dt.timedelta(seconds=30)
