@@ -288,6 +288,23 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "bank": {
         "account": (str, ""),
     },
+    # Telephony (issue 17, rating.telephony): how a dialled number becomes
+    # E.164 digits. "8 495 123-45-67" -> 74951234567; "810 44 20..." ->
+    # 4420...; a 7-digit number -> country + local_area + it.
+    "telephony": {
+        "country_code": (str, "7"),
+        # Dialled before a national number (8 in Russia, 0 in most of Europe).
+        "national_prefix": (str, "8"),
+        # Digits of a national number without the country code.
+        "national_length": (int, 10),
+        # Dialled before an international number ("00" is always accepted).
+        "international_prefix": (str, "810"),
+        # The area code a short local number is in, and its length.
+        "local_area": (str, "495"),
+        "local_length": (int, 7),
+        # A new phone number's plan when `abonent phone add` names none.
+        "default_plan": (str, ""),
+    },
     "smtp": {
         "host": (str, "127.0.0.1"),
         "port": (int, 25),

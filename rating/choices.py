@@ -44,3 +44,20 @@ MEMO_CODES = (
     "bonus_spent",        # period, [package]
     "import",             # (an opening balance carried over from the old billing)
 )
+
+# -- telephony (issue 17) --
+# "call": a day's calls of one account from one import batch, the calls
+# listed under it by their ledger_key (rating.telephony).
+LEDGER_KINDS = LEDGER_KINDS + ("call",)
+MEMO_CODES = MEMO_CODES + (
+    "calls",              # day, calls, seconds
+)
+CALL_SOURCES_FILE = ("asterisk", "freeswitch")
+CALL_DISPOSITIONS = ("answered", "no_answer", "busy", "failed")
+# out: the A-number is ours; in: only the B-number is ours; onnet: both are
+# ours; unknown: neither (stored for the record, charged to nobody).
+CALL_DIRECTIONS = ("out", "in", "onnet", "unknown")
+# Why a call costs what it costs (rating.telephony.rate_call).
+CALL_REASONS = ("rated", "package", "unanswered", "incoming", "onnet", "own", "no_rate",
+                "unknown_number", "closed")
+VOICE_SERVICE_STATES = ("active", "removed")

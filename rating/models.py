@@ -578,3 +578,134 @@ class NotifyCursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- telephony (issue 17) --
+
+class VoicePlan(Base):
+    """A telephony tariff plan: its rate table (VoiceRate rows), the free
+    minutes a month its package gives, and when the off-peak price holds."""
+
+    __tablename__ = "voice_plans"
+    __table_args__ = (CheckConstraint("free_seconds >= 0", name="free_seconds"),
+                      CheckConstraint("offpeak_from_hour BETWEEN 0 AND 23 AND "
+                                      "offpeak_to_hour BETWEEN 0 AND 23", name="offpeak_hours"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The package: this many seconds a calendar month (the operator's time
+    # zone) free on the zones listed (empty: every zone).
+    free_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    free_zones: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Off-peak (night) hours in the operator's local time, [from, to), may
+    # wrap midnight; equal: no night rate. Weekends off-peak all day.
+    offpeak_from_hour: Mapped[int] = mapped_column(Integer, default=0)
+    offpeak_to_hour: Mapped[int] = mapped_column(Integer, default=0)
+    weekend_offpeak: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Calls between two numbers of ours cost nothing.
+    onnet_free: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on every rate-table import; a call records the version it was rated with.
+    rates_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VoiceRate(Base):
+    """One prefix of a plan's rate table: the longest prefix of the called
+    number (E.164 digits) decides the zone and the price."""
+
+    __tablename__ = "voice_rates"
+    __table_args__ = (UniqueConstraint("plan_id", "prefix", name="uq_voice_rates_plan_prefix"),
+                      CheckConstraint("first_increment_s >= 1 AND next_increment_s >= 1",
+                                      name="increments"),
+                      CheckConstraint("price_per_minute >= 0 AND connection_fee >= 0",
+                                      name="prices"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("voice_plans.id"))
+    prefix: Mapped[str] = mapped_column(String(16))
+    zone: Mapped[str] = mapped_column(String(64))
+    price_per_minute: Mapped[Decimal] = mapped_column(Money)
+    # None: the same price off-peak.
+    offpeak_price_per_minute: Mapped[Optional[Decimal]] = mapped_column(Money)
+    first_increment_s: Mapped[int] = mapped_column(Integer, default=60)
+    next_increment_s: Mapped[int] = mapped_column(Integer, default=60)
+    connection_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+
+
+class VoiceService(Base):
+    """A phone number or a SIP login of an account: a service with its own plan."""
+
+    __tablename__ = "voice_services"
+    __table_args__ = (CheckConstraint("number IS NOT NULL OR login IS NOT NULL",
+                                      name="number_or_login"),
+                      CheckConstraint("state IN ('active', 'removed')", name="state"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # E.164 digits without "+"; unique among the active (a removed number
+    # may be given to someone else).
+    number: Mapped[Optional[str]] = mapped_column(String(20))
+    login: Mapped[Optional[str]] = mapped_column(String(64))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("voice_plans.id"))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    removed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    plan: Mapped[VoicePlan] = relationship(lazy="joined")
+
+
+Index("uq_voice_services_number", VoiceService.number, unique=True,
+      postgresql_where=text("state = 'active'"), sqlite_where=text("state = 'active'"))
+Index("uq_voice_services_login", VoiceService.login, unique=True,
+      postgresql_where=text("state = 'active'"), sqlite_where=text("state = 'active'"))
+
+
+class VoiceAllowance(Base):
+    """Package seconds a service used in a month ("YYYY-MM", local)."""
+
+    __tablename__ = "voice_allowances"
+
+    service_id: Mapped[int] = mapped_column(ForeignKey("voice_services.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    used_seconds: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Call(Base):
+    """One call record, rated. Unique per (source, external_id): a CDR
+    imported twice or an Accounting-Request retransmitted is stored once.
+    ``ledger_key`` names the ledger entry that charged it (several calls
+    share one: a day's calls of an account from one batch)."""
+
+    __tablename__ = "calls"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_calls_source_external"),
+                      Index("ix_calls_account_start", "account_id", "start_at"),
+                      Index("ix_calls_start", "start_at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    source: Mapped[str] = mapped_column(String(80))
+    external_id: Mapped[str] = mapped_column(
+        String(150).with_variant(String(150, collation="C"), "postgresql"))
+    account_id: Mapped[Optional[int]] = mapped_column(Integer)
+    service_id: Mapped[Optional[int]] = mapped_column(Integer)
+    calling: Mapped[str] = mapped_column(String(32))
+    called: Mapped[str] = mapped_column(String(32))
+    login: Mapped[Optional[str]] = mapped_column(String(64))
+    start_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    answer_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    end_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    billsec: Mapped[int] = mapped_column(Integer, default=0)
+    disposition: Mapped[str] = mapped_column(String(16))
+    sip_code: Mapped[Optional[int]] = mapped_column(Integer)
+    direction: Mapped[str] = mapped_column(String(8))
+    zone: Mapped[Optional[str]] = mapped_column(String(64))
+    prefix: Mapped[Optional[str]] = mapped_column(String(16))
+    billed_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    free_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    price_per_minute: Mapped[Optional[Decimal]] = mapped_column(Money)
+    charge: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    reason: Mapped[str] = mapped_column(String(16))
+    ledger_key: Mapped[Optional[str]] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql"), index=True)
+    rating_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
