@@ -721,7 +721,7 @@ class RadiusServer:
                     return self._defer(self.handle_auth, self._auth_socket, data, source, client)
                 from rating.telephony import may_call
                 with self._reader() as session:
-                    allowed, reason = may_call(session, caller)
+                    allowed, reason = may_call(session, caller, self.ctx.settings)
                 if len(self._call_checks) > 100_000:
                     self._call_checks.clear()
                 held = self._call_checks[caller] = (
@@ -977,7 +977,7 @@ class RadiusServer:
                 if calls:
                     accounting.apply_batch(connection, [r for r in records
                                                         if type(r) is accounting.AcctRecord])
-                    voice.apply_batch(connection, calls)
+                    voice.apply_batch(connection, calls, self.ctx.settings)
                 else:
                     accounting.apply_batch(connection, records)
         except Exception as error:

@@ -344,7 +344,7 @@ def _take_starts(connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str
     return {(row.nas_id, row.call_id): row for row in rows}
 
 
-def apply_batch(connection, records: list[VoiceRecord]) -> tuple[int, int]:
+def apply_batch(connection, records: list[VoiceRecord], settings=None) -> tuple[int, int]:
     """Write a batch of call events in arrival order inside the caller's
     transaction: Starts held, Stops and Faileds recorded as calls through
     ``rating.telephony.record_calls``. Returns (inserted, duplicates)."""
@@ -368,24 +368,25 @@ def apply_batch(connection, records: list[VoiceRecord]) -> tuple[int, int]:
     calls = [_call(record, pairs.get(key) or taken.get(key)) for key, record in ended.items()]
     if not calls:
         return 0, 0
-    result = _record(connection, calls)
+    result = _record(connection, calls, settings)
     return result.inserted, result.duplicates
 
 
-def _record(connection, calls):
+def _record(connection, calls, settings=None):
     """record_calls on an ORM session inside the connection's transaction
     (a savepoint: its commit leaves the caller's transaction open)."""
     from rating.telephony import record_calls
     session = OrmSession(bind=connection, join_transaction_mode="create_savepoint")
     try:
-        result = record_calls(session, calls)
+        result = record_calls(session, calls, settings=settings)
         session.commit()
     finally:
         session.close()
     return result
 
 
-def close_stale_starts(connection, now: dt.datetime, timeout: dt.timedelta) -> int:
+def close_stale_starts(connection, now: dt.datetime, timeout: dt.timedelta,
+                       settings=None) -> int:
     """Close the held Starts answered more than ``timeout`` ago as failed
     calls of 0 s (the end is not known: nothing is charged). Safe on several
     nodes at once: the rows are deleted as they are taken. The number closed."""
@@ -403,7 +404,7 @@ def close_stale_starts(connection, now: dt.datetime, timeout: dt.timedelta) -> i
                        end=row.answered_at, billsec=0, disposition="failed",
                        sip_code=row.sip_code, login=row.login)
              for row in rows]
-    _record(connection, calls)
+    _record(connection, calls, settings)
     return len(rows)
 
 

@@ -61,7 +61,8 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
     def stale_calls_job():
         # Safe on several nodes: the held Starts are deleted as taken.
         with ctx.engine.begin() as connection:
-            closed = voice.close_stale_starts(connection, utcnow(), call_timeout)
+            closed = voice.close_stale_starts(connection, utcnow(), call_timeout,
+                                              ctx.settings)
         if closed:
             log.info("radius.stale_calls_closed count=%d", closed)
 

@@ -1,7 +1,7 @@
 """voice_starts: answered calls a voice NAS has not sent the Stop of (issue 17)
 
 Revision ID: a1700000s001
-Revises: a1600000n001
+Revises: a1700000r001 (h17-rate's, merged into this branch; a1600000n001 before it)
 Create Date: 2026-12-06 21:20:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = 'a1700000s001'
-down_revision = 'a1600000n001'
+down_revision = 'a1700000r001'
 branch_labels = None
 depends_on = None
 
