@@ -165,7 +165,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
 
 
 def _tail(path: Path) -> str:
-    return path.read_text()[-3000:] if path.exists() else ""
+    return f"\n{path.name}:\n" + path.read_text()[:4000] if path.exists() else ""
 
 
 def stop(process: subprocess.Popen):
@@ -246,9 +246,9 @@ def test_calls_through_kamailio_are_stored_and_charged_once(ctx, tmp_path):
         injection.write_text("SEQUENTIAL\n" + "".join(
             f"{caller};{dialled};{seconds * 1000}\n" for caller, dialled, seconds, _ in plan))
         placed = sipp("uac_calls.xml", f"127.0.0.1:{sip_port}", "-p", str(caller_port),
-                      "-inf", str(injection), "-m", str(CALLS), "-r", "50", "-l", "80",
-                      "-timeout", "80s")
-        assert placed.returncode == 0, (placed.stdout[-3000:] + placed.stderr[-2000:]
+                      "-inf", str(injection), "-m", str(CALLS), "-r", "40", "-l", "80",
+                      "-timeout", "80s", "-trace_err", "-error_file", str(tmp_path / "caller.err"))
+        assert placed.returncode == 0, (placed.stdout[-2000:] + _tail(tmp_path / "caller.err")
                                         + _tail(tmp_path / "callee.err"))
 
         # The debtor: Kamailio asks, abonent rejects, the caller gets 403.
