@@ -10,8 +10,6 @@ cost must equal this test's own computation to the kopeck; a subscriber in
 debt is refused by Kamailio (403) because abonent rejected the caller check.
 """
 
-import datetime as dt
-import os
 import re
 import selectors
 import socket
@@ -24,7 +22,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from aaa import packet as wire
 from aaa.models import VoiceStart
 from aaa.server import RadiusServer
 from rating import jobs

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from aaa import packet as wire
-from aaa.client import accounting_request, exchange, reply_valid
+from aaa.client import exchange, reply_valid
 from aaa.dictionary import encode_all
 from aaa.models import Session as RadiusSession
 from aaa.models import VoiceStart
