@@ -348,7 +348,8 @@ def _plans(session: Session, plan_ids: set[int]) -> dict[int, PlanRules]:
         select(VoicePlan).where(VoicePlan.id.in_(sorted(plan_ids))))}
 
 
-def find_voice_service(session: Session, number_or_login: str, settings=None):
+def find_voice_service(session: Session, number_or_login: str, settings=None, *,
+                       config: Config | None = None):
     """(account id, service) for an active number or SIP login, or None."""
     value = (number_or_login or "").strip()
     if not value:
@@ -356,21 +357,22 @@ def find_voice_service(session: Session, number_or_login: str, settings=None):
     service = session.scalars(select(VoiceService).where(
         VoiceService.login == value, VoiceService.state == "active")).first()
     if service is None:
-        number = normalise(value, Config.of(settings).rules)
+        number = normalise(value, (config or Config.of(settings)).rules)
         if number:
             service = session.scalars(select(VoiceService).where(
                 VoiceService.number == number, VoiceService.state == "active")).first()
     return None if service is None else (service.account_id, service)
 
 
-def may_call(session: Session, number_or_login: str, settings=None) -> tuple[bool, str]:
+def may_call(session: Session, number_or_login: str, settings=None, *,
+             config: Config | None = None) -> tuple[bool, str]:
     """Whether this number or login may make a call now, and why not.
 
     Barred: unknown, or its account closed, blocked or frozen, or on a
     rung of the balance ladder that blocks service (the ladder in force,
     rating.policies)."""
     from rating import policies
-    found = find_voice_service(session, number_or_login, settings)
+    found = find_voice_service(session, number_or_login, settings, config=config)
     if found is None:
         return False, "unknown number or login"
     account = session.get(Account, found[0])
