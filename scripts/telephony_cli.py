@@ -120,8 +120,8 @@ def rates_import(path, plan_name, as_json):
     skipped. A bad line stops the import (exit 2) and nothing changes.
     """
     from rating import cdr, phones
-    parsed = cdr.read_rates(path)
     with transaction() as session:
+        parsed = cdr.read_rates(path)
         report = phones.import_rates(session, plan_name, parsed, actor=actor())
     _say(as_json, report, f"plan {report['plan']}: {report['prefixes']} prefixes in "
                           f"{report['zones']} zones (replaced {report['replaced']}); "
