@@ -78,7 +78,7 @@ def save_plan(session: Session, name: str, *, free_minutes: int | None = None,
         plan.onnet_free = onnet_free
     session.flush()
     oplog.record(session, account_id=None, actor=actor,
-                 action="voice_plan_add" if created else "voice_plan_edit",
+                 action="voice_plan.add" if created else "voice_plan.edit",
                  details={"plan": name})
     return plan, created
 
@@ -100,7 +100,7 @@ def import_rates(session: Session, plan_name: str, rates: list[Rate], *, actor: 
     plan.rates_version += 1
     session.flush()
     zones = sorted({r.zone for r in rates})
-    oplog.record(session, account_id=None, actor=actor, action="voice_rates_import",
+    oplog.record(session, account_id=None, actor=actor, action="voice_rates.import",
                  details={"plan": plan.name, "prefixes": len(rates), "replaced": before,
                           "version": plan.rates_version})
     return dict(plan=plan.name, prefixes=len(rates), replaced=before, zones=len(zones),
@@ -137,7 +137,7 @@ def add_phone(session: Session, account: Account, *, number: str | None, login: 
                            state="active")
     session.add(service)
     session.flush()
-    oplog.record(session, account_id=account.id, actor=actor, action="phone_add",
+    oplog.record(session, account_id=account.id, actor=actor, action="phone.add",
                  details={"number": normal, "login": login, "plan": plan.name})
     return service
 
@@ -156,7 +156,7 @@ def remove_phone(session: Session, number_or_login: str, *, config: Config,
     service.state = "removed"
     service.removed_at = utcnow()
     session.flush()
-    oplog.record(session, account_id=service.account_id, actor=actor, action="phone_remove",
+    oplog.record(session, account_id=service.account_id, actor=actor, action="phone.remove",
                  details={"number": service.number, "login": service.login})
     return service
 
@@ -359,7 +359,7 @@ def rerate(session: Session, start: dt.datetime, end: dt.datetime, *, config: Co
         touched = {t[0] for t in totals.values()}
         apply_policies(session, min(touched), max(touched) + 1, reason="calls")
     if result.changed:
-        oplog.record(session, account_id=account_id, actor=actor, action="calls_rerate",
+        oplog.record(session, account_id=account_id, actor=actor, action="calls.rerate",
                      details={"from": start.isoformat(), "to": end.isoformat(),
                               "changed": result.changed,
                               "difference": str(result.after - result.before)})
