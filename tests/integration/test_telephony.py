@@ -208,3 +208,18 @@ def test_commands(abonent_exe, db_url, tmp_path):
     abonent_exe("rates", "import", str(tmp_path / "missing.csv"), "--plan", "Home", code=2)
     abonent_exe("phone", "remove", "+74951110000")
     assert js(abonent_exe("phone", "list", "--json")) == []
+
+
+def test_calls_are_a_line_of_a_companys_monthly_documents(telephony):
+    from rating import documents
+    with telephony.Session() as session:
+        account = session.scalar(select(Account).where(Account.number == "100"))
+        account.kind = "company"
+        record_calls(session, [call("d1", called="810442071234567")], config=CONFIG)
+        session.commit()
+        now = dt.datetime.utcnow()
+        document = documents.month_services(session, account.id, now.date(), now.date(),
+                                            now - dt.timedelta(days=1),
+                                            now + dt.timedelta(days=1))
+        assert [(line.kind, line.amount) for line in document.lines] == \
+            [("call", Decimal("14.20"))]
