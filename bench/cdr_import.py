@@ -71,6 +71,15 @@ def write_cdrs(path: str, count: int, ours: list[str], rng: random.Random) -> No
                       f'"DOCUMENTATION","bench.{i}",""\n')
 
 
+def timed_import(Session, path: str, config: Config):
+    """Import as `abonent cdr import` does (one transaction): (report, seconds)."""
+    started = time.perf_counter()
+    with Session() as session:
+        report = cdr.import_cdrs(session, path, "asterisk", config=config)
+        session.commit()
+    return report, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=1_000_000)
@@ -108,11 +117,7 @@ def main() -> None:
         write_cdrs(path, args.cdrs, ours, rng)
         print(f"wrote {args.cdrs:,} CDRs ({os.path.getsize(path) / 1e6:.0f} MB) in "
               f"{time.perf_counter() - started:.1f} s")
-        started = time.perf_counter()
-        with Session() as session:
-            report = cdr.import_cdrs(session, path, "asterisk", config=config)
-            session.commit()
-        elapsed = time.perf_counter() - started
+        report, elapsed = timed_import(Session, path, config)
         print(f"cdr import: {report.records:,} CDRs imported and rated in {elapsed:.1f} s "
               f"({report.records / elapsed:,.0f} CDRs/s); {report.entries:,} ledger entries, "
               f"charged {report.charged}")
@@ -123,11 +128,7 @@ def main() -> None:
         print(f"calls stored: {calls:,}; ledger entries: {entries:,}; "
               f"balances equal to the ledger: {'yes' if not mismatches else 'NO'}")
         if not args.no_repeat:
-            started = time.perf_counter()
-            with Session() as session:
-                again = cdr.import_cdrs(session, path, "asterisk", config=config)
-                session.commit()
-            elapsed = time.perf_counter() - started
+            again, elapsed = timed_import(Session, path, config)
             print(f"repeat import: {again.inserted:,} new, {again.duplicates:,} duplicates "
                   f"in {elapsed:.1f} s")
 

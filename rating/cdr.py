@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
@@ -39,7 +38,6 @@ from rating.telephony import BATCH_CALLS, CallInput, Config, Rate, RecordResult,
 from rating.validate import DomainError
 
 FORMATS = ("asterisk", "freeswitch")
-MAX_LINE_ERRORS = 1
 
 _ASTERISK_DISPOSITIONS = {"ANSWERED": "answered", "NO ANSWER": "no_answer", "BUSY": "busy",
                           "FAILED": "failed", "CONGESTION": "failed"}
@@ -190,9 +188,6 @@ def import_cdrs(session, path: str, fmt: str, *, config: Config, timezone: str |
 
 # -- rate tables ---------------------------------------------------------------------
 
-RATE_COLUMNS = ("prefix", "zone", "price", "increments", "connection_fee", "offpeak_price")
-
-
 def _money(text: str, what: str) -> Decimal:
     try:
         value = Decimal(text.strip().replace(",", "."))
@@ -258,13 +253,3 @@ def read_rates(path: str) -> list[Rate]:
     except UnicodeDecodeError:
         raise DomainError(f"{path} is not UTF-8 text") from None
 
-
-def rates_csv(rates) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\n")
-    writer.writerow(RATE_COLUMNS)
-    for r in rates:
-        writer.writerow([r.prefix, r.zone, r.price_per_minute,
-                         f"{r.first_increment_s}/{r.next_increment_s}", r.connection_fee,
-                         "" if r.offpeak_price_per_minute is None else r.offpeak_price_per_minute])
-    return out.getvalue()

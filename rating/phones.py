@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from config.db import utcnow
 from rating import ledger, oplog
 from rating.models import Account, Call, LedgerEntry, VoicePlan, VoiceRate, VoiceService
-from rating.telephony import (Config, PlanRules, Rate, _plan_rules, post_entries, rate_call,
-                              rate_table, normalise)
+from rating.telephony import (Config, PlanRules, Rate, _plan_rules, add_to_entry, normalise,
+                              post_entries, rate_call, rate_table)
 from rating.validate import DomainError, NotFound
 
 MAX_RATES = 200_000
@@ -333,11 +333,7 @@ def rerate(session: Session, start: dt.datetime, end: dt.datetime, *, config: Co
             key = (f"call:{call.account_id}:{local.date().isoformat()}:{batch}"
                    if rated.charge > 0 else None)
             if key:
-                total = totals.setdefault(key, [call.account_id, Decimal("0.00"),
-                                                local.date().isoformat(), 0, 0])
-                total[1] += rated.charge
-                total[3] += 1
-                total[4] += rated.billed_seconds
+                add_to_entry(totals, key, call.account_id, rated.charge, rated.billed_seconds)
             result.changed += 1
             updates.append(dict(call_id=call.id, zone=rated.zone, prefix=rated.prefix,
                                 billed=rated.billed_seconds, price=rated.price_per_minute,

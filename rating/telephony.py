@@ -39,11 +39,11 @@ from sqlalchemy import Integer, String, and_, any_, bindparam, select, text, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from config.db import Money, money, utcnow
+from config.db import Money, utcnow
 from rating.choices import CALL_DISPOSITIONS
 from rating.models import (Account, Call, LedgerEntry, VoiceAllowance, VoicePlan, VoiceRate,
                            VoiceService)
-from rating.validate import DomainError, NotFound
+from rating.validate import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -536,6 +536,17 @@ def _save_allowances(session: Session, used: dict[tuple[int, str], int]) -> None
         used_seconds=bindparam("u")), [{"s": s, "m": m, "u": u} for (s, m), u in used.items()])
 
 
+def add_to_entry(totals: dict[str, list], key: str, account_id: int, charge: Decimal,
+                 billed_seconds: int) -> None:
+    """Count a call under its entry's key (``call:ACCOUNT:DAY:BATCH``)."""
+    total = totals.get(key)
+    if total is None:
+        total = totals[key] = [account_id, Decimal("0.00"), key.split(":")[2], 0, 0]
+    total[1] += charge
+    total[3] += 1
+    total[4] += billed_seconds
+
+
 def post_entries(session: Session, totals: dict[str, list], *, author: str) -> int:
     """One ledger entry per key {key: [account, amount, day, calls, seconds]}
     (a debit of the amount), the balances moved in the same transaction;
@@ -662,12 +673,7 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
             result.unmatched += 1
         if key is None:
             continue
-        total = totals.get(key)
-        if total is None:
-            total = totals[key] = [account_id, Decimal("0.00"), key.split(":")[2], 0, 0]
-        total[1] += charge
-        total[3] += 1
-        total[4] += billed
+        add_to_entry(totals, key, account_id, charge, billed)
     result.entries = post_entries(session, totals, author=author)
     result.charged = sum((t[1] for t in totals.values()), Decimal("0.00"))
     result.accounts = {t[0] for t in totals.values()}
