@@ -172,6 +172,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     selfservice.install(app, limiter, csrf)
     from cabinet import packages_page
     app.register_blueprint(packages_page.blueprint)
+    from cabinet import calls_page
+    calls_page.install(app)
     from cabinet import users_page
     users_page.install(app)
     from cabinet import api, tokens

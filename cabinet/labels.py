@@ -14,6 +14,7 @@ LEDGER_KINDS = {
     "option": _l("Option"), "promised": _l("Promised payment"), "refund": _l("Refund"),
     "correction": _l("Correction"),
     "discount": _l("Discount"), "bonus": _l("Bonus"),
+    "call": _l("Calls"),
 }
 
 PROFILES = {
@@ -57,6 +58,8 @@ ACTIONS = {
     "package.on": _l("Package switched on"), "package.off": _l("Package switched off"),
     "discount.add": _l("Discount given"), "discount.remove": _l("Discount removed"),
     "promo.redeem": _l("Promo code used"),
+    "phone.add": _l("Phone number added"), "phone.remove": _l("Phone number removed"),
+    "calls.rerate": _l("Calls re-rated"),
     "ledger.charge": _l("Charge by the operator"), "ledger.refund": _l("Refund"),
     "ledger.transfer": _l("Money transferred between accounts"),
     "ledger.reverse": _l("Operation cancelled"),

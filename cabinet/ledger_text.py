@@ -18,6 +18,7 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 
 from flask_babel import format_date
+from flask_babel import ngettext
 
 from cabinet import labels
 from cabinet.formatting import gettext as _
@@ -178,6 +179,9 @@ _WORDERS = {
     "bonus_spent": _bonus,
     "import": lambda args, key: _("opening balance carried over from the previous billing "
                                   "system"),
+    "calls": lambda args, key: ngettext(
+        "%(num)s call on %(day)s", "%(num)s calls on %(day)s", int(args.get("calls", 0)),
+        day=period_text(args.get("day"))),
 }
 
 

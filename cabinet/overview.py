@@ -30,7 +30,7 @@ from cabinet import labels
 from config.db import CompiledSelect, Money
 from rating import banners, fees, packages, promised, runout
 from rating.accounts import DomainError
-from rating.models import AccountPackage, Discount, Package, Tariff
+from rating.models import AccountPackage, Discount, Package, Tariff, VoicePlan, VoiceService
 
 CACHE_TTL_SECONDS = 30.0
 
@@ -38,6 +38,8 @@ _PACKAGES = AccountPackage.__table__
 _PACKAGE_TYPES = Package.__table__
 _DISCOUNTS = Discount.__table__
 _SERVICES = Service.__table__
+_PHONES = VoiceService.__table__
+_VOICE_PLANS = VoicePlan.__table__
 
 # One round trip for the three lists (each round trip costs the busiest
 # page more than its rows): the account's packages switched on, its
@@ -47,6 +49,7 @@ _SERVICES = Service.__table__
 #   discount  amount  percent  from/until  package id  target  -     -
 #   service   -       -        -           service id  kind    login mac, circuit id,
 #                                                              IPv4, pool, IPv6 prefix
+#   phone     -       -        -           service id  number  SIP login, voice plan
 def _or_null(column, type_):
     # A NULL says its type (PostgreSQL's UNION needs it); a column is left
     # alone (SQLite's CAST AS DATE would make a number of a date).
@@ -79,7 +82,11 @@ _EXTRAS = CompiledSelect(union_all(
                      texts=(_SERVICES.c.kind, _SERVICES.c.login, _SERVICES.c.mac,
                             _SERVICES.c.circuit_id, _SERVICES.c.static_ipv4, _SERVICES.c.pool,
                             _SERVICES.c.ipv6_prefix)))
-    .where(_SERVICES.c.account_id == bindparam("account_id"), _SERVICES.c.active.is_(True))))
+    .where(_SERVICES.c.account_id == bindparam("account_id"), _SERVICES.c.active.is_(True)),
+    select(*_columns("phone", ref=_PHONES.c.id,
+                     texts=(_PHONES.c.number, _PHONES.c.login, _VOICE_PLANS.c.name)))
+    .select_from(_PHONES.join(_VOICE_PLANS, _VOICE_PLANS.c.id == _PHONES.c.plan_id))
+    .where(_PHONES.c.account_id == bindparam("account_id"), _PHONES.c.state == "active")))
 # Services beyond this many are not listed on the overview.
 MAX_SERVICES = 20
 
@@ -94,6 +101,16 @@ class ServiceView:
     static_ipv4: str | None
     pool: str | None
     ipv6_prefix: str | None
+
+
+@dataclass(frozen=True)
+class PhoneView:
+    """A phone number or SIP login of the account (rating.telephony)."""
+
+    ref: int
+    number: str | None
+    login: str | None
+    plan: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,7 @@ class Overview:
     banner: banners.BannerView | None = None
     # The speed of each rung ahead (a throttle's), by profile.
     rung_rates: dict | None = None
+    phones: tuple[PhoneView, ...] = ()
 
     @property
     def last_day(self) -> dt.date | None:
@@ -201,6 +219,8 @@ def build(session, reads, account, *, ladder, today: dt.date, now: dt.datetime, 
     rows = _EXTRAS.all(reads, {"account_id": account.id, "today": today})
     services = tuple(sorted((ServiceView(*row[5:]) for row in rows
                              if row.source == "service"), key=lambda s: s.ref))[:MAX_SERVICES]
+    phones = tuple(sorted((PhoneView(row.ref, row.t1, row.t2, row.t3) for row in rows
+                           if row.source == "phone"), key=lambda p: p.ref))[:MAX_SERVICES]
     shown = banners.for_account(current_banners(session, now), now=now,
                                 tariff_id=account.tariff_id,
                                 balance=account.balance)
@@ -208,14 +228,15 @@ def build(session, reads, account, *, ladder, today: dt.date, now: dt.datetime, 
     names = tuple(row.t2 for row in rows if row.source == "package")
     result = _forecast(session, rows, account, ladder, today)
     if result is None:
-        return Overview(None, None, names, services, banner=banner)
+        return Overview(None, None, names, services, banner=banner, phones=phones)
     days_left = None if result.runs_out_on is None else (result.runs_out_on - today).days
     rates = {rung.profile: rung.rate_kbps or account.tariff.negative_rate_kbps
              for rung in ladder}
     if result.profile == "normal":
-        return Overview(result, days_left, names, services, banner=banner, rung_rates=rates)
+        return Overview(result, days_left, names, services, banner=banner, rung_rates=rates,
+                        phones=phones)
     suggested = (result.needed + result.monthly_cost).to_integral_value(ROUND_CEILING)
     offer = _promised_offer(session, account, result.needed, now, settings) if may_pay \
         else None
     return Overview(result, days_left, names, services, suggested=suggested, promised=offer,
-                    banner=banner, rung_rates=rates)
+                    banner=banner, rung_rates=rates, phones=phones)

@@ -517,11 +517,13 @@ NON_NEGATIVE = (("radius", "interim_interval"), ("radius", "stale_after_interval
                 ("radius", "voice_check_ttl_s"),
                 ("collector", "workers"), ("cabinet", "trusted_proxies"),
                 ("traffic", "late_hours"), ("notify", "days_left"), ("promised", "term_days"),
-                ("promised", "once_per_days"), ("freeze", "min_days"), ("freeze", "max_days"))
-POSITIVE = (("radius", "voice_call_timeout_s"), ("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
+                ("promised", "once_per_days"), ("freeze", "min_days"), ("freeze", "max_days"),
+                ("telephony", "local_length"))
+POSITIVE = (("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
+            ("radius", "voice_call_timeout_s"),
             ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"),
             ("payments", "pending_expiry_minutes"), ("yookassa", "autopay_days"),
-            ("yookassa", "poll_days"))
+            ("yookassa", "poll_days"), ("telephony", "national_length"))
 AMOUNTS = (("promised", "max_amount"), ("promised", "allowed_below"), ("promised", "fee"),
            ("freeze", "fee_per_day"), ("payments", "min_topup"), ("payments", "max_topup"),
            ("yookassa", "autopay_amount"))

@@ -1,7 +1,7 @@
 """A company's monthly documents: the invoice (счёт) and the act (акт).
 
 Both list the services of one month as the ledger charged them: the
-subscription fee, traffic and options, each summed, with corrections of
+subscription fee, traffic, options and calls (telephony), each summed, with corrections of
 those charges taken off the line they correct. The figures are the
 ledger's; the cabinet only lays them out.
 """
@@ -19,7 +19,7 @@ from rating.accounts import DomainError, NotFound
 from rating.models import Account, LedgerEntry
 
 # Ledger kinds that are services rendered, in the order they are listed.
-SERVICE_KINDS = ("fee", "traffic", "option")
+SERVICE_KINDS = ("fee", "traffic", "option", "call")
 
 
 @dataclass(frozen=True)

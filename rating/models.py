@@ -679,7 +679,12 @@ class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (UniqueConstraint("source", "external_id", name="uq_calls_source_external"),
                       Index("ix_calls_account_start", "account_id", "start_at"),
-                      Index("ix_calls_start", "start_at"))
+                      Index("ix_calls_start", "start_at"),
+                      # Most calls are free (package, incoming): only charged ones
+                      # name an entry, and only they need finding by it.
+                      Index("ix_calls_ledger_key", "ledger_key",
+                            postgresql_where=text("ledger_key IS NOT NULL"),
+                            sqlite_where=text("ledger_key IS NOT NULL")))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True)
@@ -706,6 +711,6 @@ class Call(Base):
     charge: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
     reason: Mapped[str] = mapped_column(String(16))
     ledger_key: Mapped[Optional[str]] = mapped_column(
-        String(200).with_variant(String(200, collation="C"), "postgresql"), index=True)
+        String(200).with_variant(String(200, collation="C"), "postgresql"))
     rating_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -48,6 +48,10 @@ COMMANDS = {
     "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
     "banner": ("scripts.banners_cli:banner", "Banners on the cabinet's overview: add, list, remove."),
     "notify": ("scripts.notify_cli:notify_group", "Notifications: list, show, send, broadcast, retry, deliver."),
+    "rates": ("scripts.telephony_cli:rates", "Telephony rate tables: plan, import, show, list."),
+    "phone": ("scripts.telephony_cli:phone", "Phone numbers and SIP logins of accounts: add, list, remove."),
+    "cdr": ("scripts.telephony_cli:cdr_group", "Call records: import Asterisk or FreeSWITCH CSV."),
+    "calls": ("scripts.telephony_cli:calls", "Rated calls: list, rerate."),
 }
 
 

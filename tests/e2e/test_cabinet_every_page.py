@@ -79,6 +79,28 @@ class Seeded:
     invite_token: str
 
 
+def _seed_calls(session, account, now) -> None:
+    import io
+
+    from rating import cdr, phones
+    from rating.telephony import CallInput, Config, NumberRules, record_calls
+    config = Config(NumberRules(), "Europe/Moscow")
+    phones.save_plan(session, "Офис", free_minutes=10, actor="test")
+    phones.import_rates(session, "Офис", cdr.parse_rates(io.StringIO(
+        "7;Россия;3.00\n7495;Москва;1.50\n44;Великобритания;12.00;30/6;1.00\n")), actor="test")
+    session.flush()
+    phones.add_phone(session, account, number="+7 495 111-00-00", login="romashka-sip",
+                     plan_name="Офис", config=config, actor="test")
+    start = now.replace(day=1, hour=9, minute=0, second=0)
+    record_calls(session, [
+        CallInput("asterisk", f"every-page-{n}", "84951110000", called, start +
+                  dt.timedelta(minutes=n * 7), start, start + dt.timedelta(seconds=seconds),
+                  seconds, "answered" if seconds else "no_answer")
+        for n, (called, seconds) in enumerate((("84952223344", 754), ("810442071234567", 61),
+                                               ("84952223344", 0), ("88005553535", 30)))],
+        config=config)
+
+
 def _seed(ctx) -> Seeded:
     """A company (it has every page a person has, and documents) with a
     catalogue, payments, fees, options, packages, a promised payment, network
@@ -121,6 +143,8 @@ def _seed(ctx) -> Seeded:
         session.add(Service(account_id=account.id, kind="pppoe", login="romashka-pppoe",
                             password="pppoe-secret", static_ipv4="100.64.10.7",
                             ipv6_prefix="2001:db8:10::/56"))
+        # A phone number with calls this month (the calls page, issue 17).
+        _seed_calls(session, account, now)
         for topic, text in (("no_connection", "Нет связи с утра, роутер мигает красным."),
                             ("billing", "Прошу выставить счёт на оплату за декабрь.")):
             service_requests.create(session, account.id, topic=topic, text=text,

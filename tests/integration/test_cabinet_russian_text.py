@@ -41,7 +41,7 @@ PROMO = "WELCOME"
 # Latin words a Russian page may hold: names of things that are spelled so
 # in Russian too.
 ALLOWED = {"PDF", "CSV", "API", "OpenAPI", "ID", "IP", "IPv", "IPoE", "PPPoE", "MAC", "Option",
-           "SMS", "Telegram",
+           "SMS", "Telegram", "SIP",
            "English"}  # the language switch names each language in itself
 # Values of this subscriber that are Latin by nature (no digit in them).
 OWN_VALUES = {LOGIN, EMAIL, PROMO, "ivan@example.ru"}
@@ -180,6 +180,8 @@ def rich(cabinet_ctx):
         session.commit()
         traffic.charge_hour(session, hour, "Europe/Moscow")
         session.commit()
+        _seed_calls(session, account, now)
+        session.commit()
         account_id = account.id
         dearer_id = dearer.id
     # The fee run of today: the tariff's fee, the package's, the discount,
@@ -202,10 +204,28 @@ def rich(cabinet_ctx):
     return account_id, kinds, dearer_id, {tail}
 
 
+def _seed_calls(session, account, now) -> None:
+    """A phone number with calls this month (issue 17): the calls page and
+    the calls' line in the statement."""
+    from rating import cdr, phones
+    from rating.telephony import CallInput, Config, NumberRules, record_calls
+    config = Config(NumberRules(), "Europe/Moscow")
+    phones.save_plan(session, "Домашний", actor="test")
+    phones.import_rates(session, "Домашний", cdr.parse_rates(io.StringIO(
+        "7;Россия;3.00\n7495;Москва;1.50\n")), actor="test")
+    phones.add_phone(session, account, number="84951110000", login="sip1001",
+                     plan_name="Домашний", config=config, actor="test")
+    start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    record_calls(session, [CallInput("asterisk", f"ru-{n}", "84951110000", "84952223344",
+                                     start + dt.timedelta(minutes=n), start, start, seconds,
+                                     "answered" if seconds else "no_answer")
+                           for n, seconds in enumerate((61, 0, 300))], config=config)
+
+
 def test_the_data_holds_every_kind_of_line(rich):
     _account_id, codes, _tariff, _own = rich
     assert {"payment", "package", "discount", "promo", "bonus_spent", "turbo", "refund",
-            "charge", "reversal", "traffic", "promised", "promised_fee"} <= codes
+            "charge", "reversal", "traffic", "promised", "promised_fee", "calls"} <= codes
     assert None in codes  # the tariff's own fee: worded from its key
 
 

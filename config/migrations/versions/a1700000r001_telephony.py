@@ -61,7 +61,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('source', 'external_id', name='uq_calls_source_external')
     )
     op.create_index('ix_calls_account_start', 'calls', ['account_id', 'start_at'], unique=False)
-    op.create_index(op.f('ix_calls_ledger_key'), 'calls', ['ledger_key'], unique=False)
+    op.create_index('ix_calls_ledger_key', 'calls', ['ledger_key'], unique=False, postgresql_where=sa.text('ledger_key IS NOT NULL'), sqlite_where=sa.text('ledger_key IS NOT NULL'))
     op.create_index('ix_calls_start', 'calls', ['start_at'], unique=False)
     op.create_table('voice_plans',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -136,7 +136,7 @@ def downgrade() -> None:
     op.drop_table('voice_rates')
     op.drop_table('voice_plans')
     op.drop_index('ix_calls_start', table_name='calls')
-    op.drop_index(op.f('ix_calls_ledger_key'), table_name='calls')
+    op.drop_index('ix_calls_ledger_key', table_name='calls')
     op.drop_index('ix_calls_account_start', table_name='calls')
     op.drop_table('calls')
     # ### end Alembic commands ###
