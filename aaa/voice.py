@@ -84,6 +84,7 @@ BUSY_CODES = {486, 600}
 NO_ANSWER_CODES = {408, 480, 487, 603}
 
 MAX_DELAY_S = 7 * 24 * 3600
+MAX_CALL_S = 7 * 24 * 3600      # rating.telephony refuses a longer call
 MAX_ID = 128
 MAX_NUMBER = 64
 
@@ -250,6 +251,8 @@ def parse(request: wire.Packet, nas_id: int, nas_name: str,
     record.sip_method = _integer(request, SIP_METHOD)
     record.sip_code = _integer(request, SIP_RESPONSE_CODE)
     record.session_time = _integer(request, ACCT_SESSION_TIME)
+    if record.session_time is not None and record.session_time > MAX_CALL_S:
+        raise wire.MalformedPacket(f"Acct-Session-Time {record.session_time} is implausible")
     vendor = request.vendor
     record.setup_at = cisco_time(cisco_value(vendor.get(H323_SETUP_TIME, [None])[0],
                                              "h323-setup-time"))

@@ -93,6 +93,8 @@ def test_cisco_time_in_a_local_zone_is_not_guessed():
     ([(40, integer(1)), (44, b"x"), (31, b"1"), (30, b"2"), (55, b"not a time")], "Event-Timestamp"),
     ([(40, integer(2)), (44, b"x"), (31, b"1"), (30, b"2"), (41, integer(10 ** 8))],
      "Acct-Delay-Time"),
+    ([(40, integer(2)), (44, b"x"), (31, b"1"), (30, b"2"), (46, integer(10 ** 7))],
+     "Acct-Session-Time"),
 ])
 def test_what_cannot_be_a_call_is_refused_with_a_reason(attributes, reason):
     with pytest.raises(wire.MalformedPacket) as error:
