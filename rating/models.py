@@ -578,3 +578,93 @@ class NotifyCursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- bulk and scheduled changes (issue 21) --
+
+class BulkOperation(Base):
+    """One change for a selection of accounts (rating.bulk): previewed, then
+    applied as one operation, followed by its counts, reverted by another."""
+
+    __tablename__ = "bulk_operations"
+    __table_args__ = (
+        CheckConstraint("state IN ('previewed', 'applying', 'applied', 'partially', "
+                        "'reverted')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # tariff / option / package_on / package_off / freeze / unfreeze / revert
+    kind: Mapped[str] = mapped_column(String(16))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # How the accounts were chosen, for the record ({"tariff": ...}, ...).
+    selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="previewed")
+    # A revert names the operation it reverts.
+    reverts_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bulk_operations.id"))
+    # Set: applying schedules each change for this day (rating.scheduled_changes).
+    effective_on: Mapped[Optional[dt.date]] = mapped_column(Date)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    applied_by: Mapped[Optional[str]] = mapped_column(String(100))
+    applied_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BulkItem(Base):
+    """One account of a bulk operation: what the change will cost or why it
+    cannot be made, then what it did (``result``: the log line, ledger
+    entry, scheduled change it produced) and what it found (``before``,
+    which a revert goes back to)."""
+
+    __tablename__ = "bulk_items"
+    __table_args__ = (
+        CheckConstraint("state IN ('ready', 'refused', 'done', 'scheduled')", name="state"),
+        Index("uq_bulk_items_operation_account", "bulk_id", "account_id", unique=True),
+        Index("ix_bulk_items_operation_state", "bulk_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    bulk_id: Mapped[int] = mapped_column(ForeignKey("bulk_operations.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="ready")
+    # A revert's items each carry their own change ({"kind", "parameters"}).
+    change: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    cost: Mapped[Optional[Decimal]] = mapped_column(Money)
+    reason_code: Mapped[Optional[str]] = mapped_column(String(32))
+    reason: Mapped[Optional[str]] = mapped_column(String(300))
+    before: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    result: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    changed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class ScheduledChange(Base):
+    """A service change ordered for a day (rating.scheduled_changes): the
+    scheduler makes it once on that day; cancellable until then."""
+
+    __tablename__ = "scheduled_changes"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'applied', 'cancelled', 'failed')",
+                        name="state"),
+        Index("ix_scheduled_changes_due", "state", "effective_on"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    effective_on: Mapped[dt.date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    reason_code: Mapped[Optional[str]] = mapped_column(String(32))
+    reason: Mapped[Optional[str]] = mapped_column(String(300))
+    bulk_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bulk_operations.id"),
+                                                   index=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_by: Mapped[Optional[str]] = mapped_column(String(100))
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    before: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    result: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
