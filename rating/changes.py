@@ -135,7 +135,7 @@ class Prepared:
     """What the rules of one change need, read once for many accounts."""
 
     tariff: Tariff | None = None
-    back_to: dict[str, Tariff] = field(default_factory=dict)
+    back_to: Tariff | None = None
     month_paid: set[int] = field(default_factory=set)
     option: OptionType | None = None
     package: object = None
@@ -145,9 +145,12 @@ class Prepared:
 def prepare(session: Session, kind: str, parameters: dict, account_ids: list[int],
             terms: Terms) -> Prepared:
     ready = Prepared()
-    if kind == "tariff":
+    if kind in ("tariff", "tariff_undo"):
         ready.tariff = find_tariff(session, parameters["tariff"])
-        start = terms.starts_on or tariff_change.starts_on_for(parameters["when"], terms.today)
+        if parameters.get("back_to"):
+            ready.back_to = find_tariff(session, parameters["back_to"])
+        start = terms.starts_on or tariff_change.starts_on_for(parameters.get("when", "now"),
+                                                               terms.today)
         ready.month_paid = tariff_change.month_fee_paid(session, account_ids, start)
     elif kind == "option":
         ready.option = options.find_option_type(session, parameters["option"])
@@ -231,14 +234,11 @@ def verdict(session: Session, account: Account, kind: str, parameters: dict,
             raise Refusal("not_frozen")
         return ZERO
     if kind == "tariff_undo":
-        tariff = find_tariff(session, parameters["tariff"])
-        if account.next_tariff_id == tariff.id and account.next_tariff_from > terms.today:
+        if _order_pending(account, ready, terms):
             return ZERO     # the order has not started: cancelled, nothing charged
-        if account.tariff_id != tariff.id or not parameters.get("back_to"):
+        if account.tariff_id != ready.tariff.id or ready.back_to is None:
             raise Refusal("changed_since")
-        back = find_tariff(session, parameters["back_to"])
-        return _tariff_plan(account, back, "now", _month_paid_for(session, account, terms),
-                            terms).charged_on_start
+        return _tariff_plan(account, ready.back_to, "now", ready, terms).charged_on_start
     if kind == "cancel":
         from rating import scheduled_changes
         scheduled_changes.cancellable(session, parameters["scheduled"], terms.today)
@@ -246,9 +246,10 @@ def verdict(session: Session, account: Account, kind: str, parameters: dict,
     raise DomainError(f"unknown change {kind!r}")
 
 
-def _month_paid_for(session: Session, account: Account, terms: Terms) -> Prepared:
-    start = terms.starts_on or tariff_change.starts_on_for("now", terms.today)
-    return Prepared(month_paid=tariff_change.month_fee_paid(session, [account.id], start))
+def _order_pending(account: Account, ready: Prepared, terms: Terms) -> bool:
+    return (account.next_tariff_id == ready.tariff.id
+            and account.next_tariff_from is not None
+            and account.next_tariff_from > terms.today)
 
 
 # -- making a change ----------------------------------------------------------------
@@ -285,14 +286,12 @@ def perform(session: Session, account: Account, kind: str, parameters: dict,
         freeze.unfreeze(session, account, actor=terms.actor)
         return Done(cost, before, {})
     if kind == "tariff_undo":
-        tariff = find_tariff(session, parameters["tariff"])
-        if account.next_tariff_id == tariff.id and account.next_tariff_from > terms.today:
+        if _order_pending(account, ready, terms):
             tariff_change.cancel(session, account, terms.today, actor=terms.actor)
             return Done(cost, {}, {"cancelled": True})
-        back = find_tariff(session, parameters["back_to"])
-        shown = _tariff_plan(account, back, "now", _month_paid_for(session, account, terms),
-                             terms)
-        line = tariff_change.order(session, account, back, shown, terms.now, actor=terms.actor)
+        shown = _tariff_plan(account, ready.back_to, "now", ready, terms)
+        line = tariff_change.order(session, account, ready.back_to, shown, terms.now,
+                                   actor=terms.actor)
         return Done(cost, {}, {"oplog": line, "starts_on": shown.starts_on.isoformat()})
     if kind == "cancel":
         from rating import scheduled_changes

@@ -216,10 +216,17 @@ def apply_due(session: Session, today: dt.date) -> int:
     before the fee run, so the day is charged at the new tariff)."""
     due = session.scalars(select(Account).where(Account.next_tariff_id.is_not(None),
                                                 Account.next_tariff_from <= today)).all()
+    # Read once for all: the tariffs ordered, the months already paid.
+    tariffs = {t.id: t for t in session.scalars(select(Tariff).where(
+        Tariff.id.in_({a.next_tariff_id for a in due})))}
+    paid: set[int] = set()
+    for starts_on in {a.next_tariff_from for a in due}:
+        paid |= month_fee_paid(session, [a.id for a in due if a.next_tariff_from == starts_on],
+                               starts_on)
     for account in due:
-        new = session.get(Tariff, account.next_tariff_id)
+        new = tariffs[account.next_tariff_id]
         starts_on = account.next_tariff_from
-        if _month_fee_charged(session, account, starts_on):
+        if account.id in paid:
             difference = _upgrade_charge(account, new, starts_on)
             if difference > 0:
                 ledger.post(session, account_id=account.id, amount=-difference, kind="fee",

@@ -22,10 +22,10 @@ def _terms(today=TODAY, now=NOW):
     return changes.Terms(now=now, today=today, actor=ACTOR)
 
 
-def _accounts(session, tariff, count, paid=True):
+def _accounts(session, tariff, count, paid=True, balance=None):
     ids = []
     for _ in range(count):
-        account = make_account(session, tariff=tariff.name, balance="1000")
+        account = make_account(session, tariff=tariff.name, balance=balance)
         if paid:
             ledger.post(session, account_id=account.id, amount=-tariff.fee, kind="fee",
                         key=fee_key(account.id, "monthly", TODAY), author="test")
@@ -167,7 +167,7 @@ def test_revert_before_the_start_cancels_the_orders(ctx):
 def test_bulk_package_and_freeze_go_through_the_single_rules(ctx):
     with ctx.Session() as session:
         tariff = make_tariff(session, fee="300.00")
-        ids = _accounts(session, tariff, 4, paid=False)
+        ids = _accounts(session, tariff, 4, paid=False, balance="1000")
         poor = make_account(session, tariff=tariff.name)
         package = packages.create(session, name="TV", fee="150.00")
         session.commit()
