@@ -87,7 +87,7 @@ class Terms:
     # A subscriber (the cabinet) makes guarded debits and may switch only
     # self-service packages; an admin (the CLI) is not held to either.
     by_subscriber: bool = False
-    # A scheduled tariff change starts on its day (not the day after).
+    # A scheduled tariff change "now" starts on its day (not the day after).
     starts_on: dt.date | None = None
 
 
@@ -149,8 +149,8 @@ def prepare(session: Session, kind: str, parameters: dict, account_ids: list[int
         ready.tariff = find_tariff(session, parameters["tariff"])
         if parameters.get("back_to"):
             ready.back_to = find_tariff(session, parameters["back_to"])
-        start = terms.starts_on or tariff_change.starts_on_for(parameters.get("when", "now"),
-                                                               terms.today)
+        when = parameters.get("when", "now")
+        start = _starts_on(when, terms) or tariff_change.starts_on_for(when, terms.today)
         ready.month_paid = tariff_change.month_fee_paid(session, account_ids, start)
     elif kind == "option":
         ready.option = options.find_option_type(session, parameters["option"])
@@ -163,6 +163,12 @@ def prepare(session: Session, kind: str, parameters: dict, account_ids: list[int
 
 
 # -- verdicts --------------------------------------------------------------------
+
+def _starts_on(when: str, terms: Terms) -> dt.date | None:
+    """A change "now" scheduled for a day starts on that day; one "from the
+    next period" starts with the period after it."""
+    return terms.starts_on if when == "now" else None
+
 
 def _tariff_plan(account: Account, tariff: Tariff, when: str, ready: Prepared,
                  terms: Terms) -> tariff_change.Preview:
@@ -178,7 +184,7 @@ def _tariff_plan(account: Account, tariff: Tariff, when: str, ready: Prepared,
         raise Refusal("too_frequent", str(error)) from None
     return tariff_change.plan(account, tariff, when, terms.today,
                               month_paid=account.id in ready.month_paid,
-                              starts_on=terms.starts_on)
+                              starts_on=_starts_on(when, terms))
 
 
 def verdict(session: Session, account: Account, kind: str, parameters: dict,
