@@ -48,6 +48,8 @@ COMMANDS = {
     "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
     "banner": ("scripts.banners_cli:banner", "Banners on the cabinet's overview: add, list, remove."),
     "notify": ("scripts.notify_cli:notify_group", "Notifications: list, show, send, broadcast, retry, deliver."),
+    "bulk": ("scripts.bulk_cli:bulk_group", "Bulk changes for many accounts: preview, apply, show, list, revert."),
+    "change": ("scripts.bulk_cli:change_group", "Changes scheduled for a day: schedule, list, cancel."),
 }
 
 
