@@ -157,9 +157,20 @@ def depths(unit_rows: list[OrgUnit]) -> dict[int, int]:
 
 # -- rights of a login ----------------------------------------------------------
 
-def _grants(session: Session, cabinet_user_id: int) -> list[OrgGrant]:
-    return list(session.scalars(select(OrgGrant).where(
-        OrgGrant.cabinet_user_id == cabinet_user_id)))
+# The readers below take a Session or a Connection (the cabinet reads the
+# rights of every request over a plain connection), so they select columns,
+# never ORM objects.
+
+def _grants(session, cabinet_user_id: int) -> list:
+    """(id, customer_id, org_unit_id, rights) of the login's grants."""
+    return list(session.execute(
+        select(OrgGrant.id, OrgGrant.customer_id, OrgGrant.org_unit_id, OrgGrant.rights)
+        .where(OrgGrant.cabinet_user_id == cabinet_user_id)))
+
+
+def _user(session, cabinet_user_id: int):
+    return session.execute(select(CabinetUser.id, CabinetUser.account_id, CabinetUser.role)
+                           .where(CabinetUser.id == cabinet_user_id)).first()
 
 
 def has_grants(session: Session, cabinet_user_id: int) -> bool:
@@ -167,7 +178,7 @@ def has_grants(session: Session, cabinet_user_id: int) -> bool:
         OrgGrant.cabinet_user_id == cabinet_user_id).limit(1)) is not None
 
 
-def _link_rights(session: Session, user: CabinetUser, account_id: int) -> frozenset[str]:
+def _link_rights(session, user, account_id: int) -> frozenset[str]:
     link = session.execute(select(CabinetUserAccount.rights).where(
         CabinetUserAccount.cabinet_user_id == user.id,
         CabinetUserAccount.account_id == account_id)).first()
@@ -181,7 +192,7 @@ def rights_on(session: Session, cabinet_user_id: int, account_id: int) -> frozen
     cover it and of a family link to it; with no grants at all, also its own
     account with its role's rights. Empty: the account is not the login's
     to see."""
-    user = session.get(CabinetUser, cabinet_user_id)
+    user = _user(session, cabinet_user_id)
     account = session.execute(select(Account.customer_id, Account.org_unit_id)
                               .where(Account.id == account_id)).first()
     if user is None or account is None:
@@ -206,12 +217,12 @@ def accounts_with_right(session: Session, cabinet_user_id: int, right: str) -> l
     """Ids of every account on which the login has ``right``, in id order."""
     if right not in RIGHTS:
         raise DomainError(f"unknown right {right!r}")
-    user = session.get(CabinetUser, cabinet_user_id)
+    user = _user(session, cabinet_user_id)
     if user is None:
         return []
     found: set[int] = set()
-    grants = [grant for grant in _grants(session, cabinet_user_id)
-              if right in parse_rights(grant.rights)]
+    every_grant = _grants(session, cabinet_user_id)
+    grants = [grant for grant in every_grant if right in parse_rights(grant.rights)]
     whole = [grant.customer_id for grant in grants if grant.org_unit_id is None]
     if whole:
         found.update(session.scalars(select(Account.id).where(Account.customer_id.in_(whole))))
@@ -225,13 +236,14 @@ def accounts_with_right(session: Session, cabinet_user_id: int, right: str) -> l
         rights = parse_rights(link.rights) if link.rights else role_rights(user.role)
         if right in rights:
             found.add(link.account_id)
-    if not has_grants(session, cabinet_user_id) and right in role_rights(user.role):
+    if not every_grant and right in role_rights(user.role):
         found.add(user.account_id)
     return sorted(found)
 
 
 def grants_of(session: Session, cabinet_user_id: int) -> list[OrgGrant]:
-    return sorted(_grants(session, cabinet_user_id), key=lambda grant: grant.id)
+    return list(session.scalars(select(OrgGrant).where(
+        OrgGrant.cabinet_user_id == cabinet_user_id).order_by(OrgGrant.id)))
 
 
 # -- changes --------------------------------------------------------------------
