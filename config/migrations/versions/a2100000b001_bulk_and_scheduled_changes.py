@@ -5,7 +5,7 @@ bulk_operations and bulk_items: one change previewed for many accounts
 scheduled_changes: a change ordered for a day, made once by the scheduler.
 
 Revision ID: a2100000b001
-Revises: a1600000n001
+Revises: a2100000o001
 Create Date: 2026-12-06 20:59:05
 """
 from alembic import op
@@ -14,7 +14,7 @@ import config.db
 
 
 revision = 'a2100000b001'
-down_revision = 'a1600000n001'
+down_revision = 'a2100000o001'
 branch_labels = None
 depends_on = None
 
