@@ -403,7 +403,7 @@ def items(session: Session, operation_id: int, *, state: str | None = None,
              .order_by(Account.number).limit(limit).offset(offset))
     if state is not None:
         query = query.where(BulkItem.state == state)
-    return list(session.execute(query).tuples())
+    return [(item, number) for item, number in session.execute(query)]
 
 
 def listing(session: Session, *, created_by: str | None = None, limit: int = 100,
