@@ -16,15 +16,15 @@ from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
 ACTOR = "admin:test"
 
 
-def seed_company(ctx, accounts=12):
+def seed_company(ctx, accounts=12, suffix=""):
     """A company: a head office login with service on the "Sales" branch,
     accounts in Sales and one outside it."""
     with ctx.Session() as session:
-        old = make_tariff(session, name="Office 500", fee="500.00")
-        new = make_tariff(session, name="Office 800", fee="800.00")
+        old = make_tariff(session, name=f"Office 500{suffix}", fee="500.00")
+        new = make_tariff(session, name=f"Office 800{suffix}", fee="800.00")
         head = make_account(session, kind="company", name="Romashka", tariff=old.name,
                             balance="5000")
-        user = create_cabinet_user(session, head, login="romashka-it",
+        user = create_cabinet_user(session, head, login=f"romashka-it{suffix}",
                                    password="correct-horse-1")
         customer = org.create_customer(session, kind="company", name="Romashka", actor=ACTOR)
         sales = org.create_unit(session, customer.id, "Sales", actor=ACTOR)
@@ -36,7 +36,8 @@ def seed_company(ctx, accounts=12):
         org.grant(session, user.id, customer.id, "view,service", actor=ACTOR, unit_id=sales.id)
         session.commit()
         numbers = [session.get(Account, i).number for i in ids]
-        return dict(ids=ids, numbers=numbers, outside=outside.id, new=new.id, old=old.id)
+        return dict(ids=ids, numbers=numbers, outside=outside.id, new=new.id, old=old.id,
+                    login=user.login, new_name=new.name)
 
 
 def test_preview_apply_and_revert_for_a_branch(client, cabinet_ctx):
