@@ -238,12 +238,17 @@ def preview():
     return redirect(url_for("bulk.bulk_page", op=operation.id))
 
 
-def _own_operation():
+def _service_post() -> None:
+    """A change of the service: the login's right first (403), then the
+    CSRF token (400)."""
     if not current_user.may("service"):
         abort(403)
-    form = PostForm()
-    if not form.validate_on_submit():
+    if not PostForm().validate_on_submit():
         abort(400)
+
+
+def _own_operation():
+    _service_post()
     try:
         return bulk.get(db(), request.form.get("operation_id"), created_by=_actor())
     except DomainError:
@@ -297,11 +302,7 @@ def changes_page():
 @blueprint.route("/changes/cancel", methods=["POST"])
 @login_required
 def cancel():
-    if not current_user.may("service"):
-        abort(403)
-    form = PostForm()
-    if not form.validate_on_submit():
-        abort(400)
+    _service_post()
     session = db()
     try:
         scheduled_changes.cancel(session, request.form.get("change_id"), today=_today(),

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.db import utcnow
@@ -239,16 +239,22 @@ def apply(Session_: sessionmaker, operation_id: int, terms: changes.Terms, *,
         operation = get(session, operation_id)
         left = session.scalar(select(func.count()).select_from(BulkItem).where(
             BulkItem.bulk_id == operation_id, BulkItem.state == "ready"))
-        if left == 0 and operation.state == "applying":
-            operation.state = "partially" if operation.refused else "applied"
-            operation.finished_at = utcnow()
-            oplog.record(session, account_id=None, actor=terms.actor, action="bulk.apply",
-                         bulk=operation.id, kind=operation.kind, done=operation.done,
-                         refused=operation.refused)
-            if reverted is not None:
-                session.execute(update(BulkOperation).where(BulkOperation.id == reverted)
-                                .values(state="reverted")
-                                .execution_options(synchronize_session=False))
+        if left == 0:
+            # Conditional: of two applies finishing at once, one closes it.
+            closed = session.execute(
+                update(BulkOperation)
+                .where(BulkOperation.id == operation_id, BulkOperation.state == "applying")
+                .values(state=case((BulkOperation.refused > 0, "partially"), else_="applied"),
+                        finished_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+            if closed == 1:
+                oplog.record(session, account_id=None, actor=terms.actor, action="bulk.apply",
+                             bulk=operation.id, kind=operation.kind, done=operation.done,
+                             refused=operation.refused)
+                if reverted is not None:
+                    session.execute(update(BulkOperation).where(BulkOperation.id == reverted)
+                                    .values(state="reverted")
+                                    .execution_options(synchronize_session=False))
         session.commit()
         session.refresh(operation)
         session.expunge(operation)
