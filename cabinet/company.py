@@ -45,6 +45,7 @@ DOMAIN_MESSAGES = (
     _l("choose at least one right"), _l("the unit does not exist"),
     _l("the account does not exist"), _l("the cabinet user does not exist"),
     _l("the grant does not exist"), _l("you may not give rights you do not hold there"),
+    _l("documents are per account or consolidated"),
 )
 
 
@@ -221,7 +222,9 @@ def tree():
 def _edit_reach() -> tuple[Customer, org.Scope]:
     customer = _customer()
     if customer is None:
-        abort(404)
+        # No grant at all: a change the login may not make (rating.roles'
+        # answer for a viewer), whatever the form names.
+        abort(403)
     return customer, _reach(customer, "users")
 
 

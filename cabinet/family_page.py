@@ -82,9 +82,18 @@ def _done(message: str):
     return redirect(url_for("family.family_page"))
 
 
+def _holder_only() -> None:
+    """Asking for, and answering for, family links is the account holder's:
+    a company's accountant or viewer does not tie its login to strangers'
+    accounts (403 before the form is read)."""
+    if not _holder():
+        abort(403)
+
+
 @blueprint.post("/invite")
 @login_required
 def invite():
+    _holder_only()
     try:
         family.invite(db(), current_user.user_id, request.form.get("number", "")[:32], utcnow(),
                       actor=_actor())
@@ -98,6 +107,7 @@ def invite():
 @blueprint.post("/redeem")
 @login_required
 def redeem():
+    _holder_only()
     try:
         family.redeem(db(), current_user.user_id, request.form.get("number", "")[:32],
                       request.form.get("code", "")[:32], utcnow(), actor=_actor())
@@ -111,8 +121,7 @@ def redeem():
 @blueprint.post("/code")
 @login_required
 def make_code():
-    if not _holder():
-        abort(403)
+    _holder_only()
     code = family.make_code(db(), current_user.user_id, current_user.own_account_id, utcnow(),
                             actor=_actor())
     db().commit()
@@ -120,11 +129,20 @@ def make_code():
     return family_page(code=code)
 
 
-@blueprint.post("/invitations/<int:invitation_id>/<any(accept, decline):answer>")
+@blueprint.post("/invitations/<int:invitation_id>/accept")
 @login_required
-def answer(invitation_id: int, answer: str):
-    if not _holder():
-        abort(403)
+def accept(invitation_id: int):
+    return _answer(invitation_id, "accept")
+
+
+@blueprint.post("/invitations/<int:invitation_id>/decline")
+@login_required
+def decline(invitation_id: int):
+    return _answer(invitation_id, "decline")
+
+
+def _answer(invitation_id: int, answer: str):
+    _holder_only()
     try:
         family.answer(db(), invitation_id, current_user.user_id, answer == "accept", utcnow(),
                       actor=_actor())

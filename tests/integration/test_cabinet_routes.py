@@ -62,6 +62,8 @@ VIEWER_MAY = {
     "tokens.tokens",
     "tokens.revoke",
     "auth.switch_account",         # which linked account the login looks at (no write)
+    "family.end",                  # a login leaves a family link it holds (its own reach);
+                                   # another's link id is 404
 }
 
 # Plausible input, so that a refusal is for the role, not for a missing field.
@@ -350,8 +352,6 @@ class BranchWalker:
                 values[name] = self.token_id
             elif name == "kind":
                 values[name] = "invoice"
-            elif name == "answer":
-                values[name] = "accept"
             elif name == "filename":
                 values[name] = "cabinet.css"
             elif isinstance(rule._converters.get(name), IntegerConverter):
