@@ -87,16 +87,12 @@ def _unit_arg(reach: org.Scope, name: str = "unit") -> int | None:
     return int(value)
 
 
-def _visible_accounts(customer: Customer, reach: org.Scope, unit_id: int | None) -> list[int]:
-    """The customer's accounts in reach, of the unit's branch when given."""
+def _visible_accounts(customer: Customer, reach: org.Scope, unit_id: int | None):
+    """A SELECT of the customer's accounts in reach, of the unit's branch
+    when given (rating.org.branch_query)."""
     if unit_id is not None:
-        return org.branch_accounts(db(), customer.id, unit_id)
-    if reach.whole:
-        return org.branch_accounts(db(), customer.id)
-    found: set[int] = set()
-    for root in reach.roots:
-        found.update(org.branch_accounts(db(), customer.id, root))
-    return sorted(found)
+        return org.branch_query(customer.id, [unit_id])
+    return org.branch_query(customer.id, None if reach.whole else reach.roots)
 
 
 def _units_in(customer: Customer, reach: org.Scope):
