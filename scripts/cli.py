@@ -50,6 +50,9 @@ COMMANDS = {
     "notify": ("scripts.notify_cli:notify_group", "Notifications: list, show, send, broadcast, retry, deliver."),
     "bulk": ("scripts.bulk_cli:bulk_group", "Bulk changes for many accounts: preview, apply, show, list, revert."),
     "change": ("scripts.bulk_cli:change_group", "Changes scheduled for a day: schedule, list, cancel."),
+    "customer": ("scripts.customers_cli:customer", "Customers with many accounts: add, list, show, attach, detach."),
+    "org": ("scripts.customers_cli:org_group", "A customer's tree of units: tree, add, rename, move, remove."),
+    "grant": ("scripts.customers_cli:grant_group", "Cabinet logins' rights on a customer's branch: add, list, remove."),
 }
 
 
