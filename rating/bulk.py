@@ -40,7 +40,7 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.db import utcnow
-from rating import changes, oplog, scheduled_changes
+from rating import changes, ledger, oplog, scheduled_changes
 from rating.models import Account, BulkItem, BulkOperation, ScheduledChange, Tariff
 from rating.validate import DomainError, NotFound
 
@@ -275,9 +275,15 @@ def _apply_chunk(session: Session, operation_id: int, kind: str, parameters: dic
         item_parameters = dict(frozen)
         if effective_on is not None:
             for item in members:
-                row = scheduled_changes.schedule(
-                    session, accounts[item.account_id], item_kind, item_parameters,
-                    effective_on, today=terms.today, actor=terms.actor, bulk_id=operation_id)
+                try:
+                    row = scheduled_changes.schedule(
+                        session, accounts[item.account_id], item_kind, item_parameters,
+                        effective_on, today=terms.today, actor=terms.actor,
+                        bulk_id=operation_id)
+                except DomainError as error:
+                    finished.append((item, "refused", None, None, error))
+                    refused += 1
+                    continue
                 finished.append((item, "scheduled", None, {}, {"scheduled": row}))
                 done += 1
             continue
@@ -288,7 +294,9 @@ def _apply_chunk(session: Session, operation_id: int, kind: str, parameters: dic
             try:
                 made = changes.perform(session, account, item_kind, item_parameters, ready,
                                        terms, request_id=f"bulk{operation_id}")
-            except DomainError as error:
+            except (DomainError, ledger.LedgerError) as error:
+                # The rules refuse before they write (a debit refused by the
+                # ledger is rolled back to its savepoint): nothing is kept.
                 finished.append((item, "refused", None, None, error))
                 refused += 1
                 continue

@@ -132,12 +132,14 @@ def test_a_bulk_change_for_a_day_schedules_each_account_and_reverts_by_cancellin
         session.commit()
         operation = bulk.preview(session, "tariff", {"tariff": new.name}, ids, terms,
                                  effective_on=DAY)
-        session.commit()
         operation_id = operation.id
+        # Closed between the preview and the apply: refused then.
+        session.get(Account, ids[-1]).state = "closed"
+        session.commit()
     applied = bulk.apply(ctx.Session, operation_id, terms)
-    assert (applied.state, applied.done) == ("applied", 6)
+    assert (applied.state, applied.done, applied.refused) == ("partially", 5, 1)
     with ctx.Session() as session:
-        assert bulk.totals(session, operation_id).scheduled == 6
+        assert bulk.totals(session, operation_id).scheduled == 5
         assert session.scalar(select(func.count()).select_from(Account).where(
             Account.next_tariff_id.is_not(None))) == 0
         back = bulk.revert(session, operation_id, terms)
@@ -145,5 +147,5 @@ def test_a_bulk_change_for_a_day_schedules_each_account_and_reverts_by_cancellin
         back_id = back.id
     bulk.apply(ctx.Session, back_id, terms)
     with ctx.Session() as session:
-        assert Counter(session.scalars(select(ScheduledChange.state))) == {"cancelled": 6}
+        assert Counter(session.scalars(select(ScheduledChange.state))) == {"cancelled": 5}
         assert scheduled_changes.apply_due(session, DAY) == {"applied": 0, "failed": 0}
