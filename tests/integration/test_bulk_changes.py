@@ -222,3 +222,42 @@ def test_bad_input_changes_nothing(ctx):
         with pytest.raises(DomainError):
             bulk.select_accounts(session)
         assert session.scalar(select(func.count()).select_from(BulkItem)) == 0
+
+
+def test_an_apply_cut_short_is_continued_and_makes_nothing_twice(ctx, monkeypatch):
+    import pytest
+    with ctx.Session() as session:
+        cheap = make_tariff(session, fee="100.00")
+        dear = make_tariff(session, fee="200.00")
+        ids = _accounts(session, cheap, 7, paid=False)
+        session.commit()
+        operation = bulk.preview(session, "tariff", {"tariff": dear.name}, ids, _terms())
+        session.commit()
+        operation_id = operation.id
+    monkeypatch.setattr(bulk, "APPLY_CHUNK", 3)
+    made = []
+    real = changes.perform
+
+    def crashing(*args, **kwargs):
+        if len(made) == 4:       # the second chunk's second account: the process dies
+            raise RuntimeError("killed")
+        made.append(args[1].id)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "perform", crashing)
+    with pytest.raises(RuntimeError):
+        bulk.apply(ctx.Session, operation_id, _terms())
+    with ctx.Session() as session:
+        # The first chunk is kept whole, the second not at all.
+        assert bulk.get(session, operation_id).state == "applying"
+        assert (bulk.totals(session, operation_id).done,
+                bulk.totals(session, operation_id).ready) == (3, 4)
+        assert session.scalar(select(func.count()).select_from(Account).where(
+            Account.next_tariff_id.is_not(None))) == 3
+    monkeypatch.setattr(changes, "perform", real)
+    finished = bulk.apply(ctx.Session, operation_id, _terms())
+    assert (finished.state, finished.done) == ("applied", 7)
+    with ctx.Session() as session:
+        lines = Counter(session.scalars(select(OperationLog.account_id).where(
+            OperationLog.action == "tariff.change")))
+        assert lines == Counter({account_id: 1 for account_id in ids})
