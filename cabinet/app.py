@@ -176,6 +176,11 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     calls_page.install(app)
     from cabinet import users_page
     users_page.install(app)
+    from cabinet import bulk_page
+    app.register_blueprint(bulk_page.blueprint)
+    from cabinet import company, family_page
+    company.install(app)
+    family_page.install(app)
     from cabinet import api, tokens
     api.register(app)
     app.register_blueprint(tokens.blueprint)

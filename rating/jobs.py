@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from config.db import utcnow
-from rating import fees, freeze, options, policies, promised, tariff_change, traffic
+from rating import (fees, freeze, options, policies, promised, scheduled_changes,
+                    tariff_change, traffic)
 from rating.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def local_today(timezone: str, now: dt.datetime | None = None) -> dt.date:
 
 def run_fees(engine: Engine, Session: sessionmaker, today: dt.date, *,
              freeze_fee: Decimal = Decimal(0),
-             ladder=policies.DEFAULT_LADDER) -> list[fees.FeeRunResult]:
+             ladder=policies.DEFAULT_LADDER,
+             freeze_rules: freeze.FreezeRules | None = None) -> list[fees.FeeRunResult]:
     """Charge every day from the last completed one up to ``today``."""
     with job_lock(engine, "fees") as held:
         if not held:
@@ -77,8 +79,10 @@ def run_fees(engine: Engine, Session: sessionmaker, today: dt.date, *,
             day = max(run.last_day + dt.timedelta(days=1),
                       today - dt.timedelta(days=MAX_CATCH_UP_DAYS))
             while day <= today:
-                # Ordered tariff changes and ended freezes first, so the day
-                # is charged at the right tariff and state.
+                # Changes scheduled for the day, ordered tariff changes and
+                # ended freezes first, so the day is charged at the right
+                # tariff and state.
+                scheduled_changes.apply_due(session, day, freeze_rules=freeze_rules)
                 tariff_change.apply_due(session, day)
                 freeze.thaw_due(session, day)
                 session.commit()
@@ -94,6 +98,18 @@ def run_fees(engine: Engine, Session: sessionmaker, today: dt.date, *,
                 session.commit()
                 day += dt.timedelta(days=1)
         return results
+
+
+def run_scheduled_changes(engine: Engine, Session: sessionmaker, today: dt.date, *,
+                          freeze_rules: freeze.FreezeRules | None = None) -> dict[str, int]:
+    """Changes scheduled up to ``today`` that the fee run has not made yet
+    (each row is claimed, so this is once-only even without the lock)."""
+    with job_lock(engine, "scheduled_changes") as held:
+        if not held:
+            log.info("job.skipped name=scheduled_changes reason=locked-by-another-node")
+            return {"applied": 0, "failed": 0}
+        with Session() as session:
+            return scheduled_changes.apply_due(session, today, freeze_rules=freeze_rules)
 
 
 def run_traffic(engine: Engine, Session: sessionmaker, timezone: str,

@@ -75,22 +75,34 @@ def switch_again_from(session: Session, now: dt.datetime) -> dt.datetime | None:
     return now + dt.timedelta(days=longest) if longest else None
 
 
-def preview(session: Session, account: Account, tariff_name: str, when: str,
-            today: dt.date) -> Preview:
-    tariff = find_tariff(session, tariff_name)
+def _check_offer(account: Account, tariff: Tariff, when: str) -> None:
     if tariff.archived:
-        raise DomainError(f"tariff {tariff_name!r} is not offered any more")
+        raise DomainError(f"tariff {tariff.name!r} is not offered any more")
     if account.tariff_id == tariff.id:
         raise DomainError("this is the current tariff")
     if when not in ("now", "next_period"):
         raise DomainError("a change starts now or from the next period")
+
+
+def starts_on_for(when: str, today: dt.date) -> dt.date:
     # Today's fee is charged under the current tariff: a change "now" is
     # billed from tomorrow, so no day is charged twice.
-    starts_on = today + dt.timedelta(days=1) if when == "now" else _first_of_next_month(today)
+    return today + dt.timedelta(days=1) if when == "now" else _first_of_next_month(today)
+
+
+def plan(account: Account, tariff: Tariff, when: str, today: dt.date, *,
+         month_paid: bool, starts_on: dt.date | None = None) -> Preview:
+    """The preview of one change over values already read: ``month_paid``
+    says whether the month of the start day is charged already (bulk
+    changes read it for a whole chunk in one query, ``month_fee_paid``).
+    ``starts_on`` overrides the start day (a change scheduled for a date
+    starts on that date)."""
+    _check_offer(account, tariff, when)
+    starts_on = starts_on or starts_on_for(when, today)
     per_day = daily_fee(tariff.fee, starts_on) if tariff.fee_period == "daily" else None
     if per_day is not None:
         on_start = per_day
-    elif _month_fee_charged(session, account, starts_on):
+    elif month_paid:
         # A monthly fee is keyed per account and month: a month already
         # paid is not charged again. A dearer tariff from today charges the
         # difference for the days left; a cheaper one waits for next month.
@@ -100,6 +112,27 @@ def preview(session: Session, account: Account, tariff_name: str, when: str,
     return Preview(tariff=tariff.name, starts_on=starts_on, when=when, fee_per_day=per_day,
                    fee_per_month=tariff.fee, charged_on_start=on_start,
                    rate_down_kbps=tariff.rate_down_kbps, rate_up_kbps=tariff.rate_up_kbps)
+
+
+def preview(session: Session, account: Account, tariff_name: str, when: str,
+            today: dt.date, *, starts_on: dt.date | None = None) -> Preview:
+    tariff = find_tariff(session, tariff_name)
+    _check_offer(account, tariff, when)
+    start = starts_on or starts_on_for(when, today)
+    paid = tariff.fee_period != "daily" and _month_fee_charged(session, account, start)
+    return plan(account, tariff, when, today, month_paid=paid, starts_on=start)
+
+
+def month_fee_paid(session: Session, account_ids, day: dt.date) -> set[int]:
+    """Of these accounts, those whose monthly fee for ``day``'s month is
+    charged: one query per thousand accounts."""
+    keys = {fee_key(account_id, "monthly", day): account_id for account_id in account_ids}
+    names = list(keys)
+    paid: set[int] = set()
+    for start in range(0, len(names), 1000):
+        paid.update(keys[k] for k in session.scalars(select(LedgerEntry.idempotency_key).where(
+            LedgerEntry.idempotency_key.in_(names[start:start + 1000]))))
+    return paid
 
 
 def _upgrade_charge(account: Account, tariff: Tariff, starts_on: dt.date) -> Decimal:
@@ -117,18 +150,25 @@ def _month_fee_charged(session: Session, account: Account, day: dt.date) -> bool
 
 def change(session: Session, account: Account, tariff_name: str, when: str,
            now: dt.datetime, today: dt.date, *, actor: str = "subscriber") -> Preview:
-    plan = preview(session, account, tariff_name, when, today)
+    shown = preview(session, account, tariff_name, when, today)
     tariff = find_tariff(session, tariff_name)
     check_limit(account, tariff, now)
+    order(session, account, tariff, shown, now, actor=actor)
+    return shown
+
+
+def order(session: Session, account: Account, tariff: Tariff, shown: Preview,
+          now: dt.datetime, *, actor: str) -> OperationLog:
+    """Place the order ``shown`` previews (the checks are the caller's:
+    ``plan`` and ``check_limit``); returns its log line."""
     previous = account.tariff_changed_at
     account.next_tariff_id = tariff.id
-    account.next_tariff_from = plan.starts_on
+    account.next_tariff_from = shown.starts_on
     account.tariff_changed_at = now
     # The moment the limit counted from before, so a cancel can give it back.
-    oplog.record(session, account_id=account.id, actor=actor, action="tariff.change",
-                 tariff=tariff.name, starts_on=plan.starts_on,
-                 previous_changed_at=previous.isoformat() if previous else None)
-    return plan
+    return oplog.record(session, account_id=account.id, actor=actor, action="tariff.change",
+                        tariff=tariff.name, starts_on=shown.starts_on,
+                        previous_changed_at=previous.isoformat() if previous else None)
 
 
 @dataclass(frozen=True)
@@ -176,10 +216,17 @@ def apply_due(session: Session, today: dt.date) -> int:
     before the fee run, so the day is charged at the new tariff)."""
     due = session.scalars(select(Account).where(Account.next_tariff_id.is_not(None),
                                                 Account.next_tariff_from <= today)).all()
+    # Read once for all: the tariffs ordered, the months already paid.
+    tariffs = {t.id: t for t in session.scalars(select(Tariff).where(
+        Tariff.id.in_({a.next_tariff_id for a in due})))}
+    paid: set[int] = set()
+    for starts_on in {a.next_tariff_from for a in due}:
+        paid |= month_fee_paid(session, [a.id for a in due if a.next_tariff_from == starts_on],
+                               starts_on)
     for account in due:
-        new = session.get(Tariff, account.next_tariff_id)
+        new = tariffs[account.next_tariff_id]
         starts_on = account.next_tariff_from
-        if _month_fee_charged(session, account, starts_on):
+        if account.id in paid:
             difference = _upgrade_charge(account, new, starts_on)
             if difference > 0:
                 ledger.post(session, account_id=account.id, amount=-difference, kind="fee",

@@ -52,6 +52,11 @@ COMMANDS = {
     "phone": ("scripts.telephony_cli:phone", "Phone numbers and SIP logins of accounts: add, list, remove."),
     "cdr": ("scripts.telephony_cli:cdr_group", "Call records: import Asterisk or FreeSWITCH CSV."),
     "calls": ("scripts.telephony_cli:calls", "Rated calls: list, rerate."),
+    "bulk": ("scripts.bulk_cli:bulk_group", "Bulk changes for many accounts: preview, apply, show, list, revert."),
+    "change": ("scripts.bulk_cli:change_group", "Changes scheduled for a day: schedule, list, cancel."),
+    "customer": ("scripts.customers_cli:customer", "Customers with many accounts: add, list, show, attach, detach."),
+    "org": ("scripts.customers_cli:org_group", "A customer's tree of units: tree, add, rename, move, remove."),
+    "grant": ("scripts.customers_cli:grant_group", "Cabinet logins' rights on a customer's branch: add, list, remove."),
 }
 
 

@@ -16,7 +16,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from aaa import accounting, voice
 from collector import radius_usage
 from config.db import money, utcnow
-from rating import jobs, notify, notify_channels, policies, telegram_link, yookassa
+from rating import freeze, jobs, notify, notify_channels, policies, telegram_link, yookassa
 from scripts.common import get_context
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,13 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
     scheduler = BlockingScheduler(timezone=timezone)
 
     freeze_fee = money(ctx.settings.get("freeze", "fee_per_day"))
+    freeze_rules = freeze.FreezeRules.from_settings(ctx.settings)
     ladder = policies.ladder_from_settings(ctx.settings.section("policy"))
     late_hours = ctx.settings.get("traffic", "late_hours")
 
     def fee_job():
         jobs.run_fees(ctx.engine, ctx.Session, jobs.local_today(timezone),
-                      freeze_fee=freeze_fee, ladder=ladder)
+                      freeze_fee=freeze_fee, ladder=ladder, freeze_rules=freeze_rules)
 
     def policy_job():
         jobs.run_periodic(ctx.Session)

@@ -37,8 +37,8 @@ from sqlalchemy import select
 from aaa.models import Service
 from cabinet.app import CabinetServer
 from collector.models import TrafficRollup
-from rating import (api_tokens, company_users, fees, options, packages, payments, promised,
-                    selfservice)
+from rating import (api_tokens, company_users, family, fees, options, org, packages, payments,
+                    promised, selfservice)
 from rating import requests as service_requests
 from rating.accounts import add_payment, create_cabinet_user
 from rating.models import CabinetUser, CabinetUserAccount
@@ -155,6 +155,25 @@ def _seed(ctx) -> Seeded:
         branch = make_account(session, tariff="Home 100", balance="50",
                               name="ООО «Ромашка» — склад на Окружной, 14")
         session.add(CabinetUserAccount(cabinet_user_id=user_id, account_id=branch.id))
+        # Issue 21: both accounts in the company's tree, the login with every
+        # right on it (the company pages show it all), and a relative who
+        # asks to watch the account (the family page shows the request).
+        customer = org.create_customer(session, kind="company", name="ООО «Ромашка»",
+                                       actor="admin:noc")
+        books = org.create_unit(session, customer.id, "Бухгалтерия и управление",
+                                actor="admin:noc")
+        store = org.create_unit(session, customer.id, "Склад на Окружной", actor="admin:noc",
+                                parent_id=books.id)
+        org.attach_account(session, account.id, customer.id, actor="admin:noc",
+                           unit_id=books.id)
+        org.attach_account(session, branch.id, customer.id, actor="admin:noc",
+                           unit_id=store.id)
+        org.grant(session, user_id, customer.id, org.RIGHTS, actor="admin:noc")
+        relative = make_account(session, tariff="Home 100", balance="75",
+                                name="Петрова Анна Сергеевна")
+        create_cabinet_user(session, relative, login="anna", password=password)
+        family.invite(session, session.scalar(select(CabinetUser.id).where(
+            CabinetUser.login == "anna")), account.number, now, actor="cabinet:anna")
         api_tokens.create(session, user_id, name="Бухгалтерия 1С", actor=f"cabinet:{login}")
         provider = payments.TestPay("seed-secret")
         pending, _ = payments.start(session, provider, account, "700", payments.Limits(),
