@@ -551,17 +551,42 @@ def post_entries(session: Session, totals: dict[str, list], *, author: str) -> i
     """One ledger entry per key {key: [account, amount, day, calls, seconds]}
     (a debit of the amount), the balances moved in the same transaction;
     returns the entries written."""
+    charged = [(key, account_id, amount, day, count, seconds)
+               for key, (account_id, amount, day, count, seconds) in totals.items()
+               if amount > 0]
+    if not charged:
+        return 0
+    now = utcnow()
+    if _postgres(session):
+        # As the fee run: the entries and the balances in one statement.
+        keys, accounts_, amounts, days, counts, seconds_ = zip(*charged)
+        moved = session.execute(text(
+            "WITH posted AS (INSERT INTO ledger_entries (account_id, amount, kind, "
+            "idempotency_key, author, memo, memo_code, memo_args, created_at) "
+            "SELECT e.account_id, -e.amount, 'call', e.key, :author, "
+            "'calls on ' || e.day || ': ' || e.calls || ', ' || e.seconds || ' s', 'calls', "
+            "json_build_object('day', e.day, 'calls', e.calls, 'seconds', e.seconds), :now "
+            "FROM unnest(CAST(:keys AS text[]), CAST(:accounts AS integer[]), "
+            "CAST(:amounts AS numeric[]), CAST(:days AS text[]), CAST(:counts AS integer[]), "
+            "CAST(:seconds AS integer[])) AS e(key, account_id, amount, day, calls, seconds) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING account_id, amount), "
+            "sums AS (SELECT account_id, sum(amount) AS delta FROM posted GROUP BY account_id), "
+            "moved AS (UPDATE accounts SET balance = accounts.balance + sums.delta FROM sums "
+            "WHERE accounts.id = sums.account_id RETURNING accounts.id) "
+            "SELECT (SELECT count(*) FROM posted), (SELECT array_agg(id) FROM moved)"),
+            {"author": author, "now": now, "keys": _array(keys, "text"),
+             "accounts": _array(accounts_, "integer"), "amounts": _array(amounts, "numeric"),
+             "days": _array(days, "text"), "counts": _array(counts, "integer"),
+             "seconds": _array(seconds_, "integer")}).one()
+        _forget_balances(session, moved[1] or ())
+        return moved[0]
     values = [dict(account_id=account_id, amount=-amount, kind="call", idempotency_key=key,
                    author=author, memo=f"calls on {day}: {count}, {seconds} s",
                    memo_code="calls",
                    memo_args={"day": day, "calls": count, "seconds": seconds},
-                   created_at=utcnow())
-              for key, (account_id, amount, day, count, seconds) in totals.items() if amount > 0]
-    if not values:
-        return 0
-    postgres = _postgres(session)
-    insert = postgresql.insert if postgres else sqlite.insert
-    rows = session.execute(insert(LedgerEntry).on_conflict_do_nothing(
+                   created_at=now)
+              for key, account_id, amount, day, count, seconds in charged]
+    rows = session.execute(sqlite.insert(LedgerEntry).on_conflict_do_nothing(
         index_elements=["idempotency_key"]).returning(
         LedgerEntry.account_id, LedgerEntry.amount), values).all()
     deltas: dict[int, Decimal] = defaultdict(Decimal)
@@ -571,24 +596,23 @@ def post_entries(session: Session, totals: dict[str, list], *, author: str) -> i
     return len(rows)
 
 
-def _move_balances(session: Session, deltas: dict[int, Decimal]) -> None:
-    if not deltas:
-        return
-    accounts = Account.__table__
-    if _postgres(session):
-        session.execute(text(
-            "UPDATE accounts SET balance = accounts.balance + d.delta FROM "
-            "unnest(CAST(:ids AS integer[]), CAST(:deltas AS numeric[])) AS d(id, delta) "
-            "WHERE accounts.id = d.id"),
-            {"ids": list(deltas), "deltas": [deltas[a] for a in deltas]})
-    else:
-        session.execute(update(accounts).where(accounts.c.id == bindparam("account"))
-                        .values(balance=accounts.c.balance + bindparam("delta", type_=Money())),
-                        [{"account": a, "delta": d} for a, d in deltas.items()])
-    for account_id in deltas:
+def _forget_balances(session: Session, account_ids) -> None:
+    """A loaded Account in this session must not show the old balance."""
+    for account_id in account_ids:
         loaded = session.identity_map.get(session.identity_key(Account, account_id))
         if loaded is not None:
             session.expire(loaded, ["balance"])
+
+
+def _move_balances(session: Session, deltas: dict[int, Decimal]) -> None:
+    """SQLite: the balances by the amounts the entries' insert returned."""
+    if not deltas:
+        return
+    accounts = Account.__table__
+    session.execute(update(accounts).where(accounts.c.id == bindparam("account"))
+                    .values(balance=accounts.c.balance + bindparam("delta", type_=Money())),
+                    [{"account": a, "delta": d} for a, d in deltas.items()])
+    _forget_balances(session, deltas)
 
 
 def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
