@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 import uuid
 from collections import defaultdict
@@ -484,7 +485,14 @@ def _allowances(session: Session, wanted: set[tuple[int, str]]) -> dict[tuple[in
 
 def _array(values, kind: str) -> str:
     """A PostgreSQL array literal: psycopg's own array dumper spends ~50 us a
-    row in Python at this size; a join of plain texts costs ~1."""
+    row in Python at this size; json.dumps (C) ~0.2. JSON's quoting is an
+    array literal's as long as it escapes nothing but quotes; a value with
+    a backslash or a control character takes the slow, exact way."""
+    if kind in ("text", "integer"):
+        dumped = json.dumps(values if isinstance(values, list) else list(values),
+                            ensure_ascii=False, separators=(",", ":"))
+        if "\\" not in dumped:
+            return "{" + dumped[1:-1] + "}"  # JSON's null is an array literal's NULL too
     if kind == "text":
         return "{" + ",".join("NULL" if v is None else
                               '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'

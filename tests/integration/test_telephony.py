@@ -223,3 +223,15 @@ def test_calls_are_a_line_of_a_companys_monthly_documents(telephony):
                                             now + dt.timedelta(days=1))
         assert [(line.kind, line.amount) for line in document.lines] == \
             [("call", Decimal("14.20"))]
+
+
+def test_odd_characters_in_ids_and_numbers_are_stored_as_given(telephony):
+    """PostgreSQL gets each batch as array literals: quotes, backslashes,
+    commas, braces, a NULL-looking text and Cyrillic arrive intact."""
+    odd = ['a"b', "c\\d", "e,f", "{g}", "NULL", "звонок", "tab\there"]
+    with telephony.Session() as session:
+        record_calls(session, [call(external_id) for external_id in odd], config=CONFIG)
+        session.commit()
+        assert sorted(session.scalars(select(Call.external_id))) == sorted(odd)
+        assert session.scalar(select(func.count()).select_from(Call).where(
+            Call.calling == "74951110000")) == len(odd)
