@@ -452,21 +452,29 @@ def _existing(session: Session, calls: list[CallInput]) -> set[tuple[str, str]]:
 
 def _allowances(session: Session, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     """Package seconds used per (service, month), the rows locked on
-    PostgreSQL so that two importers cannot both spend the same minutes."""
+    PostgreSQL so that two importers cannot both spend the same minutes.
+    Rows missing (a service's first call of a month) are made first."""
     if not wanted:
         return {}
-    postgres = _postgres(session)
-    if postgres:
-        session.execute(text(
-            "INSERT INTO voice_allowances (service_id, month, used_seconds) "
-            "SELECT s, m, 0 FROM unnest(CAST(:services AS integer[]), CAST(:months AS text[])) "
-            "AS w(s, m) ON CONFLICT (service_id, month) DO NOTHING"),
-            {"services": _array([s for s, _ in wanted], "integer"),
-             "months": _array([m for _, m in wanted], "text")})
-    else:
-        session.execute(sqlite.insert(VoiceAllowance).on_conflict_do_nothing(
-            index_elements=["service_id", "month"]),
-            [{"service_id": s, "month": m, "used_seconds": 0} for s, m in sorted(wanted)])
+    used = _read_allowances(session, wanted)
+    missing = wanted - used.keys()
+    if missing:
+        if _postgres(session):
+            session.execute(text(
+                "INSERT INTO voice_allowances (service_id, month, used_seconds) SELECT s, m, 0 "
+                "FROM unnest(CAST(:services AS integer[]), CAST(:months AS text[])) AS w(s, m) "
+                "ON CONFLICT (service_id, month) DO NOTHING"),
+                {"services": _array([s for s, _ in missing], "integer"),
+                 "months": _array([m for _, m in missing], "text")})
+        else:
+            session.execute(sqlite.insert(VoiceAllowance).on_conflict_do_nothing(
+                index_elements=["service_id", "month"]),
+                [{"service_id": s, "month": m, "used_seconds": 0} for s, m in sorted(missing)])
+        used.update(_read_allowances(session, missing))
+    return used
+
+
+def _read_allowances(session: Session, wanted: set[tuple[int, str]]) -> dict:
     used = {}
     months = sorted({m for _, m in wanted})
     for condition in _where_in(session, VoiceAllowance.service_id,
@@ -475,7 +483,7 @@ def _allowances(session: Session, wanted: set[tuple[int, str]]) -> dict[tuple[in
                         VoiceAllowance.used_seconds)
                  .where(condition, VoiceAllowance.month.in_(months))
                  .order_by(VoiceAllowance.service_id, VoiceAllowance.month))
-        if postgres:
+        if _postgres(session):
             query = query.with_for_update()
         for service_id, month, seconds in session.execute(query):
             if (service_id, month) in wanted:
@@ -668,6 +676,7 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
               for caller, local in zip(callers, locals_)
               if caller is not None and plans[caller[2]].free_seconds > 0}
     used = _allowances(session, wanted)
+    used_before = dict(used)
     batch = uuid.uuid4().hex[:12]
     now = utcnow()
     rows = []
@@ -709,8 +718,9 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
     result.entries = post_entries(session, totals, author=author)
     result.charged = sum((t[1] for t in totals.values()), Decimal("0.00"))
     result.accounts = {t[0] for t in totals.values()}
-    if used:
-        _save_allowances(session, used)
+    spent = {key: seconds for key, seconds in used.items() if seconds != used_before[key]}
+    if spent:
+        _save_allowances(session, spent)
     if result.accounts:
         from rating.fees import apply_policies
         apply_policies(session, min(result.accounts), max(result.accounts) + 1, reason="calls")
