@@ -676,6 +676,16 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
               for caller, local in zip(callers, locals_)
               if caller is not None and plans[caller[2]].free_seconds > 0}
     used = _allowances(session, wanted)
+    if wanted and _postgres(session):
+        # Another writer may have stored some of these calls while this one
+        # waited for the allowance rows it holds: they must not spend the
+        # package twice. Looked at again now that the rows are locked.
+        stored = _existing(session, fresh)
+        if stored:
+            keep = [i for i, c in enumerate(fresh) if (c.source, c.external_id) not in stored]
+            result.duplicates += len(fresh) - len(keep)
+            fresh, pairs, locals_, callers = ([items[i] for i in keep]
+                                              for items in (fresh, pairs, locals_, callers))
     used_before = dict(used)
     batch = uuid.uuid4().hex[:12]
     now = utcnow()

@@ -100,8 +100,13 @@ def test_may_call_follows_the_balance_ladder(telephony):
         balances_match(session)
 
 
-def test_concurrent_imports_of_the_same_calls_charge_once(telephony):
-    batch = [call(f"c{i}", called="810442071234567", start=NOON + dt.timedelta(minutes=i))
+@pytest.mark.parametrize("called, balance, package_seconds", [
+    ("810442071234567", Decimal("-2840.00"), 0),     # UK: 200 x 14.20, no package
+    ("84952223344", Decimal("-597.00"), 120),        # Moscow: the first 120 s free
+])
+def test_concurrent_imports_of_the_same_calls_charge_once(telephony, called, balance,
+                                                         package_seconds):
+    batch = [call(f"c{i}", called=called, start=NOON + dt.timedelta(minutes=i))
              for i in range(200)]
     errors = []
 
@@ -122,8 +127,8 @@ def test_concurrent_imports_of_the_same_calls_charge_once(telephony):
         work()
     with telephony.Session() as session:
         assert session.scalar(select(func.count()).select_from(Call)) == 200
-        assert session.scalar(select(Account.balance).where(Account.number == "100")) == \
-            Decimal("-2840.00")
+        assert session.scalar(select(Account.balance).where(Account.number == "100")) == balance
+        assert (session.scalar(select(VoiceAllowance.used_seconds)) or 0) == package_seconds
         balances_match(session)
 
 
