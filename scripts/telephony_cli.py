@@ -109,7 +109,9 @@ def rates_import(path, plan_name, as_json):
 
     One rate a line, separated by semicolons:
 
+    \b
       prefix;zone;price[;increments[;connection_fee[;offpeak_price]]]
+      7495;Moscow;1.50;60/60;;0.50
 
     prefix: digits of the E.164 number (7495, 44, 1212); zone: a name
     (Moscow, UK mobile); price: per minute, like 1.50; increments:

@@ -100,8 +100,13 @@ def test_may_call_follows_the_balance_ladder(telephony):
         balances_match(session)
 
 
-def test_concurrent_imports_of_the_same_calls_charge_once(telephony):
-    batch = [call(f"c{i}", called="810442071234567", start=NOON + dt.timedelta(minutes=i))
+@pytest.mark.parametrize("called, balance, package_seconds", [
+    ("810442071234567", Decimal("-2840.00"), 0),     # UK: 200 x 14.20, no package
+    ("84952223344", Decimal("-597.00"), 120),        # Moscow: the first 120 s free
+])
+def test_concurrent_imports_of_the_same_calls_charge_once(telephony, called, balance,
+                                                         package_seconds):
+    batch = [call(f"c{i}", called=called, start=NOON + dt.timedelta(minutes=i))
              for i in range(200)]
     errors = []
 
@@ -122,8 +127,8 @@ def test_concurrent_imports_of_the_same_calls_charge_once(telephony):
         work()
     with telephony.Session() as session:
         assert session.scalar(select(func.count()).select_from(Call)) == 200
-        assert session.scalar(select(Account.balance).where(Account.number == "100")) == \
-            Decimal("-2840.00")
+        assert session.scalar(select(Account.balance).where(Account.number == "100")) == balance
+        assert (session.scalar(select(VoiceAllowance.used_seconds)) or 0) == package_seconds
         balances_match(session)
 
 
@@ -223,3 +228,15 @@ def test_calls_are_a_line_of_a_companys_monthly_documents(telephony):
                                             now + dt.timedelta(days=1))
         assert [(line.kind, line.amount) for line in document.lines] == \
             [("call", Decimal("14.20"))]
+
+
+def test_odd_characters_in_ids_and_numbers_are_stored_as_given(telephony):
+    """PostgreSQL gets each batch as array literals: quotes, backslashes,
+    commas, braces, a NULL-looking text and Cyrillic arrive intact."""
+    odd = ['a"b', "c\\d", "e,f", "{g}", "NULL", "звонок", "tab\there"]
+    with telephony.Session() as session:
+        record_calls(session, [call(external_id) for external_id in odd], config=CONFIG)
+        session.commit()
+        assert sorted(session.scalars(select(Call.external_id))) == sorted(odd)
+        assert session.scalar(select(func.count()).select_from(Call).where(
+            Call.calling == "74951110000")) == len(odd)
