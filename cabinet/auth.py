@@ -111,6 +111,9 @@ def load_user(identifier: str) -> Principal | None:
             if view is not None:
                 account_id, account = first, view
                 rights = _rights_on(found.user_id, first)
+                # Selected from now on: the next request checks this one
+                # account instead of looking for it again.
+                session[SELECTED_ACCOUNT] = first
     g.login_account = account
     return Principal(found.user_id, account_id, found.login, found.role,
                      found.session_epoch, found.account_id, frozenset(rights))
