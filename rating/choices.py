@@ -44,3 +44,9 @@ MEMO_CODES = (
     "bonus_spent",        # period, [package]
     "import",             # (an opening balance carried over from the old billing)
 )
+
+# -- spending limits (issue 21, rating.spending) --
+SPENDING_METRICS = ("money", "traffic")
+SPENDING_ACTIONS = ("notify", "throttle", "block_extras")
+# What a charge was for, in spend reports.
+SPENDING_SERVICES = ("tariff", "options", "packages", "traffic", "other")
