@@ -150,6 +150,17 @@ def unit_accounts(session: Session, unit_ids) -> dict[int, list[int]]:
             for unit_id in unit_ids}
 
 
+def customer_scope(session: Session, customer_id: int, unit_id: int | None = None
+                   ) -> tuple[list[int], dict[int, tuple[int | None, str]]]:
+    """A customer's accounts (or one branch's, with the units under it) and
+    {account: (unit id, unit name)} for the report's branch totals."""
+    try:
+        from rating import org
+    except ImportError:  # the organisation tree is not installed
+        raise DomainError("customer reports need the organisation tree (rating.org)") from None
+    return org.accounts_with_units(session, customer_id, unit_id)
+
+
 def members(session: Session, limits) -> dict[int, list[int]]:
     """{limit: the accounts it covers}."""
     units = unit_accounts(session, [limit.org_unit_id for limit in limits

@@ -48,6 +48,8 @@ COMMANDS = {
     "bonus": ("scripts.packages_cli:bonus", "Bonus points: set the earn rate, show an account's."),
     "banner": ("scripts.banners_cli:banner", "Banners on the cabinet's overview: add, list, remove."),
     "notify": ("scripts.notify_cli:notify_group", "Notifications: list, show, send, broadcast, retry, deliver."),
+    "limit": ("scripts.spending_cli:limit", "Monthly spending limits on accounts and branches: set, list, remove, run."),
+    "spend": ("scripts.spending_cli:spend", "Spending reports by branch and service (CSV, PDF, JSON)."),
 }
 
 
