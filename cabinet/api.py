@@ -40,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 from cabinet import overview, periods, queries
 from cabinet.app import db, ladder
 from config.db import utcnow
-from rating import api_tokens, cabinet_ops, options, promised, roles
+from rating import api_tokens, cabinet_ops, options, org, promised
 from rating.accounts import DomainError
 from rating.api_tokens import Caller
 from rating.models import Account, PromisedPayment
@@ -53,8 +53,6 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 # Per token, in each process: a script in a loop must not starve the
 # others. ``app.config["ABONENT_API_RATE_LIMIT"]`` overrides it.
 RATE_LIMIT = "120 per minute"
-# Roles that may change the account (the pages' CONTACT_EDITORS).
-CHANGERS = ("owner", "accountant")
 TURBO_CODE = "turbo"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -190,14 +188,34 @@ def _load_user_from_bearer(req):
             abort(refused)
         return None
     from cabinet.auth import Principal
-    return Principal(found.user_id, found.account_id, found.login, found.role, epoch=-1)
+    return Principal(found.user_id, found.account_id, found.login, found.role, epoch=-1,
+                     own_account_id=found.account_id, rights=caller_rights(found))
+
+
+def caller_rights(who: Caller | None = None) -> frozenset:
+    """What the caller may do on its account (rating.org). A cookie: the
+    login's rights on the selected account. A token: its role's rights (the
+    lower of its scope and the user's role), and for a login with grants on
+    a customer's branches no more than those give on the token's account."""
+    who = who or caller()
+    if who.token_id is None:
+        return current_user.rights
+    cached = g.get("api_rights")
+    if cached is not None and cached[0] == who.token_id:
+        return cached[1]
+    rights = org.role_rights(who.role)
+    if org.has_grants(db(), who.user_id):
+        rights = rights & org.rights_on(db(), who.user_id, who.account_id)
+    g.api_rights = (who.token_id, rights)
+    return rights
 
 
 def own_account(view):
-    """Another account's id answers 404, as if it did not exist."""
+    """Another account's id answers 404, as if it did not exist; so does the
+    caller's own when its grants do not let it see it."""
     @wraps(view)
     def wrapper(account_id: int, **kwargs):
-        if account_id != caller().account_id:
+        if account_id != caller().account_id or "view" not in caller_rights():
             return error(404)
         return view(account_id=account_id, **kwargs)
     return wrapper
@@ -206,7 +224,7 @@ def own_account(view):
 def may_change(view):
     @wraps(view)
     def wrapper(**kwargs):
-        if caller().role not in CHANGERS:
+        if not org.may(caller_rights(), "money"):
             return error(403, f"the {caller().role} role may only read")
         return view(**kwargs)
     return wrapper
@@ -216,7 +234,7 @@ def may_change_service(view):
     """A change of the service (a turbo): the owner's (rating.roles)."""
     @wraps(view)
     def wrapper(**kwargs):
-        if not roles.may(caller().role, "service"):
+        if not org.may(caller_rights(), "service"):
             return error(403, f"the {caller().role} role may not change the service")
         return view(**kwargs)
     return wrapper

@@ -27,7 +27,7 @@ from cabinet import queries
 from cabinet.app import db, reads
 from cabinet.forms import LanguageForm, LoginForm
 from cabinet.i18n import LOCALES
-from rating import cabinet_ops
+from rating import cabinet_ops, org
 from rating.models import CabinetUser
 from rating.passwords import hash_password, verify_password
 
@@ -58,9 +58,17 @@ class Principal(UserMixin):
     # Family linking: the login's own account; ``account_id`` is the one
     # selected with the switcher (the own one, or one linked to the login).
     own_account_id: int = 0
+    # Issue 21: what the login may do on the selected account (rating.org:
+    # its grants on the customer's branch, a family link, or its role).
+    rights: frozenset = frozenset()
 
     def get_id(self) -> str:
         return f"{self.user_id}:{self.epoch}"
+
+    def may(self, change: str) -> bool:
+        """Whether this login may make a change of rating.roles' group
+        ``change`` on the selected account."""
+        return org.may(self.rights, change)
 
     @classmethod
     def of(cls, user: CabinetUser) -> "Principal":
@@ -80,19 +88,32 @@ def load_user(identifier: str) -> Principal | None:
     if found is None or found.session_epoch != epoch:
         return None
     account_id, account = found.account_id, found.account
+    # No grants, no selection: the login's role on its own account, and no
+    # query more than before issue 21 (the busiest path).
+    rights = org.role_rights(found.role) if not found.has_grants else None
     selected = session.get(SELECTED_ACCOUNT)
     if selected is not None and selected != found.account_id:
-        # Checked on every request: a link removed by the admin ends the
+        # Checked on every request: a link or a grant removed ends the
         # login's reach at once; the login is back on its own account.
-        view = queries.account_view(reads(), selected) if _linked(found.user_id, selected) \
-            else None
+        reach = _rights_on(found.user_id, selected)
+        view = queries.account_view(reads(), selected) if "view" in reach else None
         if view is None:
             session.pop(SELECTED_ACCOUNT, None)
         else:
-            account_id, account = selected, view
+            account_id, account, rights = selected, view, reach
+    if rights is None:
+        rights = _rights_on(found.user_id, account_id)
+        if "view" not in rights:
+            # A login with grants on a branch that does not hold its own
+            # account starts on the first account it may see.
+            first = next(iter(org.accounts_with_right(reads(), found.user_id, "view")), None)
+            view = queries.account_view(reads(), first) if first is not None else None
+            if view is not None:
+                account_id, account = first, view
+                rights = _rights_on(found.user_id, first)
     g.login_account = account
     return Principal(found.user_id, account_id, found.login, found.role,
-                     found.session_epoch, found.account_id)
+                     found.session_epoch, found.account_id, frozenset(rights))
 
 
 # -- family linking: one login, several accounts --------------------------------
@@ -100,31 +121,56 @@ def load_user(identifier: str) -> Principal | None:
 SELECTED_ACCOUNT = "account_id"
 
 
-def _linked(user_id: int, account_id) -> bool:
-    from rating.models import CabinetUserAccount
-    if not isinstance(account_id, int):
-        return False
-    return reads().execute(select(CabinetUserAccount.id).where(
-        CabinetUserAccount.cabinet_user_id == user_id,
-        CabinetUserAccount.account_id == account_id)).first() is not None
+def _rights_on(user_id: int, account_id) -> frozenset:
+    if not isinstance(account_id, int) or not 0 < account_id < 2 ** 31:
+        return frozenset()
+    return org.rights_on(reads(), user_id, account_id)
+
+
+# The switcher is a select: past this many accounts it lists the first
+# ones and the company's overview page finds the rest.
+SWITCHER_LIMIT = 200
 
 
 def reachable_accounts() -> list:
-    """(id, number, name) of the login's own account and those linked to
-    it, own first; empty when there is nothing to switch between."""
-    from rating.models import Account, CabinetUserAccount
+    """(id, number, name) of every account the login may view (its own when
+    it may, the linked ones, those of its branches), own first; empty when
+    there is nothing to switch between."""
+    from rating.models import Account
     if not current_user.is_authenticated or not current_user.own_account_id:
         return []
-    linked = reads().execute(
-        select(Account.id, Account.number, Account.name)
-        .join(CabinetUserAccount, CabinetUserAccount.account_id == Account.id)
-        .where(CabinetUserAccount.cabinet_user_id == current_user.user_id)
-        .order_by(Account.number)).all()
-    if not linked:
+    ids = org.accounts_with_right(reads(), current_user.user_id, "view")
+    if len(ids) < 2 and ids == [current_user.account_id]:
         return []
-    own = reads().execute(select(Account.id, Account.number, Account.name)
-                          .where(Account.id == current_user.own_account_id)).first()
-    return [tuple(own)] + [tuple(row) for row in linked]
+    if not ids:
+        return []
+    rows = reads().execute(select(Account.id, Account.number, Account.name)
+                           .where(Account.id.in_(ids[:SWITCHER_LIMIT] + [current_user.account_id]))
+                           .order_by(Account.number)).all()
+    own = [tuple(row) for row in rows if row.id == current_user.own_account_id]
+    return own + [tuple(row) for row in rows if row.id != current_user.own_account_id]
+
+
+# What a login that may see no account at all (its grants cover no account
+# yet) may still reach: its own login's pages and the company pages, which
+# check their own rights.
+WITHOUT_AN_ACCOUNT = {"static", "favicon", "auth.login", "auth.logout", "auth.set_language",
+                      "auth.switch_account", "main.password", "main.end_other_sessions"}
+
+
+@blueprint.before_app_request
+def _an_account_to_show():
+    """Every other page shows or changes the selected account: without the
+    right to view it (rating.org), 403 rather than the login's own account."""
+    endpoint = request.endpoint or ""
+    if (endpoint in WITHOUT_AN_ACCOUNT or endpoint.startswith("company.")
+            or ("_user_id" not in session and "Authorization" not in request.headers)):
+        return None
+    if current_user.is_authenticated and "view" not in current_user.rights:
+        if request.path.startswith("/api/"):
+            return jsonify({"error": "forbidden"}), 403
+        return render_template("error.html", code=403), 403
+    return None
 
 
 @blueprint.app_context_processor
@@ -141,9 +187,10 @@ def switch_account():
         wanted = int(request.form.get("account_id", ""))
     except ValueError:
         wanted = 0
-    if wanted == current_user.own_account_id:
+    if wanted == current_user.own_account_id and "view" in _rights_on(current_user.user_id,
+                                                                       wanted):
         session.pop(SELECTED_ACCOUNT, None)
-    elif 0 < wanted < 2 ** 31 and _linked(current_user.user_id, wanted):
+    elif "view" in _rights_on(current_user.user_id, wanted):
         session[SELECTED_ACCOUNT] = wanted
     else:
         # Not the login's: the same answer whether the account exists or not.

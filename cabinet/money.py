@@ -35,7 +35,6 @@ from cabinet import labels, pdf, periods
 from cabinet.app import db
 from cabinet.formatting import money as show_money
 from cabinet.formatting import money_with_currency
-from cabinet.views import CONTACT_EDITORS
 from rating import autopay, cabinet_ops, documents, payments, vouchers, yookassa
 from rating.accounts import DomainError
 from rating.models import Account
@@ -115,7 +114,7 @@ def _actor() -> str:
 
 
 def _may_pay() -> bool:
-    return current_user.role in CONTACT_EDITORS
+    return current_user.may("money")
 
 
 def _account() -> Account:

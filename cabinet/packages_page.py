@@ -29,7 +29,7 @@ from cabinet.app import db
 from cabinet.formatting import money, money_with_currency
 from cabinet.plans import long_date
 from config.db import utcnow
-from rating import jobs, options, packages, promotions, roles
+from rating import jobs, options, packages, promotions
 from rating.models import Account, Package
 from rating.validate import DomainError
 
@@ -109,8 +109,8 @@ def _page(status: int = 200, error: str | None = None, promo_form: PromoForm | N
     return render_template(
         "packages.html", account=account, rows=rows,
         terms=packages.switch_terms(session, account.id, rows, _today()),
-        may_switch=roles.may(current_user.role, "service"),
-        may_redeem=roles.may(current_user.role, "money"), periods=PERIODS,
+        may_switch=current_user.may("service"),
+        may_redeem=current_user.may("money"), periods=PERIODS,
         catalogue=catalogue, option_kinds=OPTION_KINDS,
         bought=options.bought_this_month_by_type(session, account.id, now) if catalogue else {},
         points=promotions.points(session, account.id),
@@ -125,7 +125,7 @@ def _change(form_class, group: str, act):
     call ``act(session, account, form)`` on the locked account row; a
     DomainError rolls everything back and redraws the page with rating's
     sentence. ``act`` returns the message to flash (None: nothing to say)."""
-    if not roles.may(current_user.role, group):
+    if not current_user.may(group):
         abort(403)
     form = form_class()
     promo_form = form if isinstance(form, PromoForm) else None

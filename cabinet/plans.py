@@ -30,7 +30,7 @@ from cabinet import labels, periods, queries
 from cabinet.app import db
 from cabinet.formatting import when as _when
 from config.db import utcnow
-from rating import freeze, options, roles, tariff_change, timewindows
+from rating import freeze, options, tariff_change, timewindows
 from rating.accounts import DomainError
 from rating.models import Account
 
@@ -110,7 +110,7 @@ def _account(lock: bool = False) -> Account:
 def _may_change() -> bool:
     """The tariff, a freeze and options change the service: the owner's
     (rating.roles)."""
-    return roles.may(current_user.role, "service")
+    return current_user.may("service")
 
 
 def _form(form_class, **data):

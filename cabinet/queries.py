@@ -21,7 +21,7 @@ from collector.models import TrafficRollup
 from config.db import CompiledSelect
 from rating import timewindows
 from rating.models import (Account, AccountOption, CabinetUser, OperationLog, OptionType,
-                           Tariff)
+                           OrgGrant, Tariff)
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,17 @@ class LoginView:
     role: str
     session_epoch: int
     account: AccountView
+    # Issue 21: the login has rights on a customer's branches (rating.org);
+    # without, its role on its own account decides, as before.
+    has_grants: bool = False
 
 
+_GRANTS = OrgGrant.__table__
 _LOGIN = CompiledSelect(
     select(_USERS.c.id.label("user_id"), _USERS.c.account_id, _USERS.c.login,
-           _USERS.c.role, _USERS.c.session_epoch, *_ACCOUNT_COLUMNS)
+           _USERS.c.role, _USERS.c.session_epoch,
+           select(_GRANTS.c.id).where(_GRANTS.c.cabinet_user_id == _USERS.c.id)
+           .exists().label("has_grants"), *_ACCOUNT_COLUMNS)
     .select_from(_USERS.join(_ACCOUNT_JOINS, _ACCOUNTS.c.id == _USERS.c.account_id))
     .where(_USERS.c.id == bindparam("user_id")))
 
@@ -144,7 +150,7 @@ def login_view(db: Session | Connection, user_id: int) -> LoginView | None:
     if row is None:
         return None
     return LoginView(row.user_id, row.account_id, row.login, row.role, row.session_epoch,
-                     _account_of(row))
+                     _account_of(row), bool(row.has_grants))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - older WTForms
 
 from cabinet import labels
 from cabinet.app import db
-from cabinet.views import CONTACT_EDITORS, own_account
+from cabinet.views import own_account
 from config.db import utcnow
 from rating import requests as service_requests
 from rating import selfservice
@@ -149,7 +149,7 @@ def _actor() -> str:
 
 
 def _may_edit() -> bool:
-    return current_user.role in CONTACT_EDITORS
+    return current_user.may("contacts")
 
 
 # -- forgotten password ----------------------------------------------------------

@@ -126,7 +126,7 @@ def _company_or_404() -> Account:
 
 def _may_manage() -> None:
     """Role first (403 whatever the form holds), then the account."""
-    if not roles.may(current_user.role, "users") \
+    if not current_user.may("users") \
             or current_user.account_id != current_user.own_account_id:
         abort(403)
 
@@ -331,7 +331,7 @@ def manages_users() -> bool:
     from flask import g
     account = g.get("login_account")
     return (current_user.is_authenticated and account is not None
-            and account.kind == "company" and roles.may(current_user.role, "users")
+            and account.kind == "company" and current_user.may("users")
             and current_user.account_id == current_user.own_account_id)
 
 

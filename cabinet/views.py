@@ -25,7 +25,7 @@ from cabinet.app import db, ladder, reads
 from cabinet.forms import ContactsForm, EndSessionsForm, PasswordForm, PromisedForm, TurboForm
 from cabinet.formatting import csv_number, locale_key, money, when
 from config.db import utcnow
-from rating import cabinet_ops, options, promised, roles
+from rating import cabinet_ops, options, promised
 from rating.accounts import DomainError
 from rating.models import Account, OptionType, PromisedPayment
 
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("main", __name__)
 
-# Roles that may change the account's contacts (a viewer may only look).
-CONTACT_EDITORS = ("owner", "accountant")
 TURBO_CODE = "turbo"
 
 
@@ -96,7 +94,7 @@ def _turbo_on_sale() -> TurboOffer | None:
 
 def _turbo_offer(speed):
     """The turbo on sale, unless one is on or the role may not buy."""
-    if speed is None or speed.profile != "normal" or not roles.may(current_user.role, "service"):
+    if speed is None or speed.profile != "normal" or not current_user.may("service"):
         return None
     return _turbo_on_sale()
 
@@ -121,7 +119,7 @@ def dashboard():
     facts = overview.build(db(), session, account, ladder=ladder(),
                            today=periods.local_today(_timezone()), now=now,
                            settings=current_app.extensions["abonent"].settings,
-                           may_pay=current_user.role in CONTACT_EDITORS)
+                           may_pay=current_user.may("money"))
     return render_template("dashboard.html", account=account, speed=speed, overview=facts,
                            profile=labels.PROFILES.get(speed.profile if speed else "")
                            or labels.PROFILES.get(account.profile),
@@ -135,7 +133,7 @@ def dashboard():
 @blueprint.route("/turbo", methods=["POST"])
 @login_required
 def buy_turbo():
-    if not roles.may(current_user.role, "service"):
+    if not current_user.may("service"):
         abort(403)
     form = TurboForm()
     if not form.validate_on_submit():
@@ -158,7 +156,7 @@ def buy_turbo():
 @login_required
 def contacts():
     account = _account()
-    may_edit = current_user.role in CONTACT_EDITORS
+    may_edit = current_user.may("contacts")
     form = ContactsForm(data={"email": account.email, "phone": account.phone,
                               "phone_landline": account.phone_landline})
     if request.method == "POST":
@@ -227,7 +225,7 @@ def _stay_logged_in(epoch: int) -> None:
     from cabinet.auth import Principal
     principal = current_user._get_current_object()
     login_user(Principal(principal.user_id, principal.account_id, principal.login,
-                         principal.role, epoch))
+                         principal.role, epoch, principal.own_account_id, principal.rights))
 
 
 def _promised_context(form):
@@ -244,7 +242,7 @@ def _promised_context(form):
                              .where(PromisedPayment.account_id == account.id)
                              .order_by(PromisedPayment.granted_at.desc()).limit(5)).all()
     return dict(form=form, rules=rules, reason=reason, recent=recent, balance=account.balance,
-                may_take=current_user.role in CONTACT_EDITORS)
+                may_take=current_user.may("money"))
 
 
 @blueprint.route("/promised", methods=["GET", "POST"])
@@ -252,7 +250,7 @@ def _promised_context(form):
 def promised_payment():
     form = PromisedForm()
     if request.method == "POST":
-        if current_user.role not in CONTACT_EDITORS:
+        if not current_user.may("money"):
             abort(403)
         if not form.validate_on_submit():
             return render_template("promised.html", **_promised_context(form)), 400

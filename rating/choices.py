@@ -3,6 +3,11 @@
 ACCOUNT_KINDS = ("person", "company")
 ACCOUNT_STATES = ("active", "frozen", "closed", "blocked")
 USER_ROLES = ("owner", "accountant", "viewer")
+# -- customers with many accounts (issue 21) --
+CUSTOMER_KINDS = ("company", "family")
+CUSTOMER_DOCUMENTS = ("per_account", "consolidated")
+ORG_RIGHTS = ("view", "pay", "service", "users")
+FAMILY_INVITATION_STATES = ("pending", "accepted", "declined", "cancelled")
 FEE_PERIODS = ("daily", "monthly")
 LEDGER_KINDS = ("payment", "fee", "traffic", "option", "promised", "refund", "correction")
 # Kinds that add money to an account; the rest take it away.

@@ -11,8 +11,9 @@ from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTi
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from config.db import Base, Money, utcnow
-from rating.choices import (ACCOUNT_KINDS, ACCOUNT_STATES, FEE_PERIODS,
-                            LEDGER_KINDS, SPENDING_ACTIONS, SPENDING_METRICS, USER_ROLES)
+from rating.choices import (ACCOUNT_KINDS, ACCOUNT_STATES, CUSTOMER_DOCUMENTS, CUSTOMER_KINDS,
+                            FAMILY_INVITATION_STATES, FEE_PERIODS, LEDGER_KINDS,
+                            SPENDING_ACTIONS, SPENDING_METRICS, USER_ROLES)
 
 
 def _in(column: str, values) -> str:
@@ -108,6 +109,11 @@ class Account(Base):
         String(200), index=True, default=lambda ctx: _search_name(ctx, "name"))
     phone_key: Mapped[Optional[str]] = mapped_column(
         String(16), index=True, default=lambda ctx: _search_phone(ctx, "phone"))
+    # Issue 21: the customer (a company or a family) holding this account
+    # among others, and its place in the customer's tree (rating.org keeps
+    # the unit within the same customer).
+    customer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("customers.id"), index=True)
+    org_unit_id: Mapped[Optional[int]] = mapped_column(ForeignKey("org_units.id"), index=True)
 
     tariff: Mapped[Optional[Tariff]] = relationship(lazy="joined", foreign_keys=[tariff_id])
 
@@ -326,6 +332,10 @@ class CabinetUserAccount(Base):
     cabinet_user_id: Mapped[int] = mapped_column(ForeignKey("cabinet_users.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Issue 21: the rights this link gives, comma-separated (rating.org.RIGHTS);
+    # None: the login's role, as for an admin-made link. A family invitation
+    # accepted by the account's holder makes a link with "view,pay".
+    rights: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 # -- catalogue (issue 14) --
@@ -608,7 +618,9 @@ class SpendingLimit(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("accounts.id"), index=True)
-    org_unit_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+    # A branch's limit goes with the branch (rating.org.delete_unit).
+    org_unit_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
     metric: Mapped[str] = mapped_column(String(8))
     # The limit: money charged (metric money) or bytes used (traffic).
     amount: Mapped[Optional[Decimal]] = mapped_column(Money)
@@ -644,3 +656,82 @@ class SpendingLimitState(Base):
     acted_revision: Mapped[Optional[int]] = mapped_column(Integer)
     acted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     lifted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+# -- customers with many accounts (issue 21) --
+
+class Customer(Base):
+    """A company or a family holding several accounts (rating.org)."""
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint(_in("kind", CUSTOMER_KINDS), name="kind"),
+        CheckConstraint(_in("documents", CUSTOMER_DOCUMENTS), name="documents"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="company")
+    name: Mapped[str] = mapped_column(String(200))
+    # The month's invoice and act: one for the customer (or a branch) with
+    # a line per account, or one per account as before.
+    documents: Mapped[str] = mapped_column(String(16), default="per_account",
+                                           server_default="per_account")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OrgUnit(Base):
+    """A department or an employee in a customer's tree (``parent_id`` None:
+    a root). Depth is unlimited; rating.org refuses cycles and a parent of
+    another customer."""
+
+    __tablename__ = "org_units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("org_units.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OrgGrant(Base):
+    """A cabinet login's rights on a customer's branch (``org_unit_id`` None:
+    the whole customer). ``rights``: comma-separated rating.org.RIGHTS."""
+
+    __tablename__ = "org_grants"
+    __table_args__ = (
+        UniqueConstraint("cabinet_user_id", "customer_id", "org_unit_id",
+                         name="uq_org_grants_user_customer_unit"),
+        # NULLs never collide in a unique constraint: the whole-customer
+        # grant gets its own partial index (both databases have them).
+        Index("uq_org_grants_user_customer_whole", "cabinet_user_id", "customer_id",
+              unique=True, sqlite_where=text("org_unit_id IS NULL"),
+              postgresql_where=text("org_unit_id IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cabinet_user_id: Mapped[int] = mapped_column(ForeignKey("cabinet_users.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    org_unit_id: Mapped[Optional[int]] = mapped_column(ForeignKey("org_units.id"), index=True)
+    rights: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FamilyInvitation(Base):
+    """One login asks to watch and pay for another account; the account's
+    holder accepts from their own cabinet (or gave ``code_hash``'s one-time
+    code beforehand). Accepting makes a CabinetUserAccount link."""
+
+    __tablename__ = "family_invitations"
+    __table_args__ = (CheckConstraint(_in("state", FAMILY_INVITATION_STATES), name="state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inviter_user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("cabinet_users.id"),
+                                                           index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # A code the holder made to hand over (only its SHA-256), or None for a
+    # request the holder answers in the cabinet.
+    code_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    answered_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)

@@ -6,7 +6,7 @@ warning and its action fired; the accounts carry until when a reached
 limit throttles them or refuses extras.
 
 Revision ID: a2100000l001
-Revises: a1600000n001
+Revises: a2100000o001
 Create Date: 2026-12-06 21:30:00
 """
 from alembic import op
@@ -15,7 +15,7 @@ import config.db
 
 
 revision = 'a2100000l001'
-down_revision = 'a1600000n001'
+down_revision = 'a2100000o001'
 branch_labels = None
 depends_on = None
 
@@ -40,6 +40,7 @@ def upgrade() -> None:
     sa.CheckConstraint('warn_percent > 0 AND warn_percent < 100', name=op.f('ck_spending_limits_warn_percent')),
     sa.CheckConstraint("(metric = 'money' AND amount > 0 AND traffic_bytes IS NULL) OR (metric = 'traffic' AND traffic_bytes > 0 AND amount IS NULL)", name=op.f('ck_spending_limits_figure')),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_spending_limits_account_id_accounts')),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_units.id'], name=op.f('fk_spending_limits_org_unit_id_org_units'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_spending_limits')),
     sa.UniqueConstraint('account_id', 'metric', name='uq_spending_limits_account_metric'),
     sa.UniqueConstraint('org_unit_id', 'metric', name='uq_spending_limits_unit_metric')
