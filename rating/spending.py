@@ -40,9 +40,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from config.db import money, utcnow
-from rating import notify, notify_texts, oplog, validate
+from rating import notify, notify_texts, oplog, org, validate
 from rating.choices import SPENDING_ACTIONS, SPENDING_METRICS, SPENDING_SERVICES
-from rating.models import (Account, LedgerEntry, ProfileChange, SpendingLimit,
+from rating.models import (Account, LedgerEntry, OrgUnit, ProfileChange, SpendingLimit,
                            SpendingLimitState)
 from rating.traffic import rollups
 from rating.validate import DomainError
@@ -138,27 +138,30 @@ def traffic_bytes(session: Session, start: dt.datetime, end: dt.datetime,
 # -- scopes --------------------------------------------------------------------
 
 def unit_accounts(session: Session, unit_ids) -> dict[int, list[int]]:
-    """{org unit: the accounts of it and of every unit under it} (rating.org)."""
+    """{org unit: the accounts of it and of every unit under it}: one
+    recursive query a branch limit (rating.org), none per account."""
     unit_ids = sorted(set(unit_ids))
-    if not unit_ids:
-        return {}
-    try:
-        from rating import org
-    except ImportError:  # the organisation tree is not installed
-        raise DomainError("branch limits need the organisation tree (rating.org)") from None
-    return {unit_id: org.branch_accounts(session, org.unit_customer(session, unit_id), unit_id)
+    customers = dict(session.execute(select(OrgUnit.id, OrgUnit.customer_id).where(
+        OrgUnit.id.in_(unit_ids))).all()) if unit_ids else {}
+    missing = [unit_id for unit_id in unit_ids if unit_id not in customers]
+    if missing:
+        raise validate.NotFound(f"org unit {missing[0]} does not exist")
+    return {unit_id: org.branch_accounts(session, customers[unit_id], unit_id)
             for unit_id in unit_ids}
 
 
 def customer_scope(session: Session, customer_id: int, unit_id: int | None = None
                    ) -> tuple[list[int], dict[int, tuple[int | None, str]]]:
     """A customer's accounts (or one branch's, with the units under it) and
-    {account: (unit id, unit name)} for the report's branch totals."""
-    try:
-        from rating import org
-    except ImportError:  # the organisation tree is not installed
-        raise DomainError("customer reports need the organisation tree (rating.org)") from None
-    return org.accounts_with_units(session, customer_id, unit_id)
+    {account: (its unit, the unit's name)} for the report's branch totals."""
+    org.customer(session, customer_id)
+    if unit_id is not None:
+        org.unit(session, unit_id, customer_id)
+    ids = org.branch_accounts(session, customer_id, unit_id)
+    rows = session.execute(select(Account.id, Account.org_unit_id, OrgUnit.name)
+                           .outerjoin(OrgUnit, OrgUnit.id == Account.org_unit_id)
+                           .where(Account.id.in_(ids))).all() if ids else []
+    return ids, {account_id: (unit, name or "") for account_id, unit, name in rows}
 
 
 def members(session: Session, limits) -> dict[int, list[int]]:

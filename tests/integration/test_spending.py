@@ -257,3 +257,66 @@ def test_report_sums_equal_the_ledger_by_service(session):
     empty = spending.report(session, [first.id], dt.date(2026, 12, 16), dt.date(2026, 12, 16),
                             ZONE)
     assert empty.total == Decimal("0.00")
+
+
+def company(session):
+    """A company: Head office > Sales (two lines) and IT (one line)."""
+    from rating import org
+    customer = org.create_customer(session, kind="company", name="Romashka LLC", actor="test")
+    head = org.create_unit(session, customer.id, "Head office", actor="test")
+    sales = org.create_unit(session, customer.id, "Sales", actor="test", parent_id=head.id)
+    it = org.create_unit(session, customer.id, "IT", actor="test", parent_id=head.id)
+    lines = {}
+    for name, unit in (("sales-1", sales), ("sales-2", sales), ("it-1", it)):
+        account = make_account(session, balance="1000", kind="company",
+                               email=f"{name}@example.net")
+        org.attach_account(session, account.id, customer.id, actor="test", unit_id=unit.id)
+        lines[name] = account
+    outsider = make_account(session, balance="1000", email="other@example.net")
+    return customer, {"head": head, "sales": sales, "it": it}, lines, outsider
+
+
+def test_a_branch_limit_sums_its_subtree_and_acts_on_each_line_once(session):
+    customer, units, lines, outsider = company(session)
+    spending.set_limit(session, org_unit_id=units["sales"].id, metric="money", value="500",
+                       action="throttle", warn_percent=50, actor="test", now=MID,
+                       timezone=ZONE)
+    charge(session, lines["sales-1"], "200")
+    charge(session, lines["it-1"], "400")      # another branch: not Sales' spending
+    charge(session, outsider, "999")
+    session.commit()
+    assert spending.evaluate(session, MID, ZONE).acted == []
+    charge(session, lines["sales-2"], "320")   # Sales: 520
+    session.commit()
+    assert len(spending.evaluate(session, MID, ZONE).acted) == 1
+    assert spending.evaluate(session, MID, ZONE).acted == []
+    session.commit()
+    slowed = {a.id for a in session.scalars(select(Account).where(
+        Account.limit_throttled_until.is_not(None)))}
+    assert slowed == {lines["sales-1"].id, lines["sales-2"].id}
+    assert sorted(notices(session, "spend-throttled")) == sorted(
+        [(lines["sales-1"].id, "spend-throttled"), (lines["sales-2"].id, "spend-throttled")])
+    # The warning was passed by on the way: it never goes after the action.
+    assert notices(session, "spend-warning") == []
+
+
+def test_customer_report_has_branch_totals_equal_to_the_ledger(session):
+    customer, units, lines, outsider = company(session)
+    charge(session, lines["sales-1"], "100")
+    charge(session, lines["sales-2"], "25.50", kind="option", memo_code="turbo")
+    charge(session, lines["it-1"], "40", memo_code="package")
+    charge(session, outsider, "999")
+    session.commit()
+    ids, where = spending.customer_scope(session, customer.id)
+    result = spending.report(session, ids, dt.date(2026, 12, 1), dt.date(2026, 12, 31), ZONE,
+                             where)
+    totals = {name: total for _, name, _, total in result.units()}
+    assert totals == {"IT": Decimal("40.00"), "Sales": Decimal("125.50")}
+    assert result.total == Decimal("165.50")
+    # One branch with the units under it.
+    ids, where = spending.customer_scope(session, customer.id, units["head"].id)
+    assert sorted(ids) == sorted(a.id for a in lines.values())
+    ids, _ = spending.customer_scope(session, customer.id, units["it"].id)
+    assert ids == [lines["it-1"].id]
+    with pytest.raises(DomainError):
+        spending.customer_scope(session, customer.id + 1)
