@@ -301,10 +301,14 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
               target_ref: str | None = None, template: str | None = None,
               text: str | None = None, text_en: str | None = None, urgent: bool = False,
               default_language: str | None = None,
-              channels: Iterable[str] | None = None) -> NotificationBroadcast:
+              channels: Iterable[str] | None = None, kind: str = "broadcast",
+              subject_fields: dict | None = None) -> NotificationBroadcast:
     """Queue one message to every open account ``account_ids`` (a SELECT of
     account ids) names, on each channel it chose for broadcasts: one
-    INSERT … SELECT a channel, no Python loop over the accounts."""
+    INSERT … SELECT a channel, no Python loop over the accounts.
+    ``kind``: the template whose subject it has (``subject_fields`` fill
+    it) and the opt-out it honours ("kind:channel"): a company's notice to
+    its users is "company-notice"."""
     if template is not None:
         if template not in notify_texts.BROADCASTS:
             raise DomainError(f"no broadcast template {template!r}; there are "
@@ -326,7 +330,8 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
     default = notify_texts.language(None, default_language or DEFAULT_LANGUAGE)
     lang = case((Account.language.in_(notify_texts.LANGUAGES), Account.language),
                 else_=literal(default))
-    subjects = {code: notify_texts.render("broadcast", code, {"text": ""})[0]
+    subjects = {code: notify_texts.render(kind, code, {**(subject_fields or {}),
+                                                       "text": ""})[0][:200]
                 for code in notify_texts.LANGUAGES}
     recipients = {"email": Account.email, "sms": Account.phone,
                   "telegram": Account.telegram_chat_id}
@@ -343,9 +348,9 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
             # Both databases keep JSON as its text: '["email", "sms"]'.
             cast(Account.notify_channels, Text).like(f'%"{channel}"%'),
             func.coalesce(cast(Account.notify_off, Text), "[]").not_like(
-                f'%"broadcast:{channel}"%'))
+                f'%"{kind}:{channel}"%'))
         rows = select(
-            Account.id, literal(channel), literal("broadcast"),
+            Account.id, literal(channel), literal(kind),
             literal(f"broadcast:{row.id}:") + cast(Account.id, String) + literal(f":{channel}"),
             recipient, case((lang == "en", subjects["en"]), else_=subjects["ru"]),
             case((lang == "en", text_en), else_=text_ru), literal("pending"), literal(0),

@@ -164,6 +164,57 @@ def customer_scope(session: Session, customer_id: int, unit_id: int | None = Non
     return ids, {account_id: (unit, name or "") for account_id, unit, name in rows}
 
 
+@dataclass(frozen=True)
+class Branch:
+    """A place of a customer's tree a login may act on: the whole customer
+    (``unit_id`` None) or a unit with the units under it."""
+
+    customer_id: int
+    customer_name: str
+    unit_id: int | None
+    unit_name: str
+    depth: int          # for indenting a list: 0 the customer, 1 its roots ...
+
+    @property
+    def key(self) -> str:
+        """"customer:unit" ("7:" for the whole customer): a form's value."""
+        return f"{self.customer_id}:{self.unit_id or ''}"
+
+
+def branches(session: Session, cabinet_user_id: int, right: str) -> list[Branch]:
+    """Every branch the login holds ``right`` on through its grants
+    (rating.org): a grant on the whole customer reaches each of its units,
+    a grant on a unit that unit and the units under it. Tree order."""
+    grants = [grant for grant in org.grants_of(session, cabinet_user_id)
+              if right in org.parse_rights(grant.rights)]
+    found: list[Branch] = []
+    for customer_id in dict.fromkeys(grant.customer_id for grant in grants):
+        owner = org.customer(session, customer_id)
+        mine = [grant for grant in grants if grant.customer_id == customer_id]
+        rows = org.units(session, customer_id)
+        depth = org.depths(rows)
+        whole = any(grant.org_unit_id is None for grant in mine)
+        if whole:
+            reach = {row.id for row in rows}
+            found.append(Branch(customer_id, owner.name, None, "", 0))
+        else:
+            reach = set()
+            for grant in mine:
+                reach.update(org.subtree_unit_ids(session, grant.org_unit_id))
+        found += [Branch(customer_id, owner.name, row.id, row.name, depth[row.id] + 1)
+                  for row in rows if row.id in reach]
+    return found
+
+
+def find_branch(session: Session, cabinet_user_id: int, right: str, key: str) -> Branch:
+    """The branch a form named by ``Branch.key``, if the login holds
+    ``right`` on it; else NotFound (the same for a foreign one as for none)."""
+    for branch in branches(session, cabinet_user_id, right):
+        if branch.key == (key or "").strip():
+            return branch
+    raise validate.NotFound("there is no such branch of yours")
+
+
 def members(session: Session, limits) -> dict[int, list[int]]:
     """{limit: the accounts it covers}."""
     units = unit_accounts(session, [limit.org_unit_id for limit in limits

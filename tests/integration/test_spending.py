@@ -320,3 +320,55 @@ def test_customer_report_has_branch_totals_equal_to_the_ledger(session):
     assert ids == [lines["it-1"].id]
     with pytest.raises(DomainError):
         spending.customer_scope(session, customer.id + 1)
+
+
+def test_a_company_notice_reaches_exactly_the_branchs_accounts(session):
+    from rating import company_notices, org
+    from rating.accounts import create_cabinet_user
+    customer, units, lines, outsider = company(session)
+    admin = create_cabinet_user(session, lines["sales-1"], login="sales-admin",
+                                password="long-password-1", role="owner")
+    viewer = create_cabinet_user(session, lines["it-1"], login="it-viewer",
+                                 password="long-password-1", role="viewer")
+    org.grant(session, admin.id, customer.id, "view,users", actor="test",
+              unit_id=units["sales"].id)
+    org.grant(session, viewer.id, customer.id, "view", actor="test")
+    lines["sales-2"].notify_channels = ["email", "sms"]
+    lines["sales-2"].phone = "+79161234567"
+    session.flush()
+    assert [b.unit_name for b in spending.branches(session, admin.id, "users")] == ["Sales"]
+    text = "The office line moves on Monday <b>&</b>"
+    row = company_notices.send(session, cabinet_user_id=admin.id,
+                               branch_key=f"{customer.id}:{units['sales'].id}", text=text,
+                               actor="cabinet:sales-admin", now=MID)
+    session.commit()
+    got = session.execute(select(Notification.account_id, Notification.channel,
+                                 Notification.subject, Notification.body)
+                          .where(Notification.broadcast_id == row.id)
+                          .order_by(Notification.account_id, Notification.channel)).all()
+    assert [(a, c) for a, c, _, _ in got] == [
+        (lines["sales-1"].id, "email"), (lines["sales-2"].id, "email"),
+        (lines["sales-2"].id, "sms")]
+    assert {body for _, _, _, body in got} == {text}
+    assert {subject for _, _, subject, _ in got} == {"Сообщение от Romashka LLC"}
+    assert [n.id for n in company_notices.sent(session, admin.id)] == [row.id]
+    # A branch out of reach, a login without the right, bad texts: refused.
+    for user_id, key in ((admin.id, f"{customer.id}:{units['it'].id}"),
+                         (admin.id, f"{customer.id}:"), (viewer.id, f"{customer.id}:")):
+        with pytest.raises(DomainError, match="no such branch"):
+            company_notices.send(session, cabinet_user_id=user_id, branch_key=key, text="hi",
+                                 actor="x", now=MID)
+    for bad in ("", "x" * 501, "bell\x07"):
+        with pytest.raises(DomainError):
+            company_notices.send(session, cabinet_user_id=admin.id,
+                                 branch_key=f"{customer.id}:{units['sales'].id}", text=bad,
+                                 actor="cabinet:sales-admin", now=MID)
+    # At most PER_HOUR an hour.
+    for number in range(company_notices.PER_HOUR - 1):
+        company_notices.send(session, cabinet_user_id=admin.id,
+                             branch_key=f"{customer.id}:{units['sales'].id}",
+                             text=f"notice {number}", actor="cabinet:sales-admin", now=MID)
+    with pytest.raises(DomainError, match="an hour"):
+        company_notices.send(session, cabinet_user_id=admin.id,
+                             branch_key=f"{customer.id}:{units['sales'].id}", text="one more",
+                             actor="cabinet:sales-admin", now=MID)
