@@ -35,22 +35,26 @@ def _unit(name: str, words: dict) -> str:
     return name or words["no_branch"]
 
 
-def csv_document(report, words: dict = ENGLISH, delimiter: str = ",") -> str:
-    """One row an account, then one a branch and the grand total."""
+def csv_document(report, words: dict = ENGLISH, delimiter: str = ",", number=str) -> str:
+    """One row an account, then one a branch and the grand total;
+    ``number`` writes an amount (the cabinet's in the reader's locale)."""
     header = [words["branch"], words["account"], words["name"],
               *[words[s] for s in SPENDING_SERVICES], words["total"]]
     rows = [[_unit(row.unit_name, words), row.number, row.name,
-             *[row.services[s] for s in SPENDING_SERVICES], row.total] for row in report.rows]
-    rows += [[_unit(name, words), words["total"], "", *[by[s] for s in SPENDING_SERVICES],
-              total] for _, name, by, total in report.units()]
+             *[number(row.services[s]) for s in SPENDING_SERVICES], number(row.total)]
+            for row in report.rows]
+    rows += [[_unit(name, words), words["total"], "",
+              *[number(by[s]) for s in SPENDING_SERVICES], number(total)]
+             for _, name, by, total in report.units()]
     totals = report.totals()
-    rows.append([words["all"], words["total"], "", *[totals[s] for s in SPENDING_SERVICES],
-                 report.total])
+    rows.append([words["all"], words["total"], "",
+                 *[number(totals[s]) for s in SPENDING_SERVICES], number(report.total)])
     # Branch, account number and name are typed by people: neutralised.
     return csv_text(header, rows, text_columns={0, 1, 2}, delimiter=delimiter)
 
 
-def pdf_document(report, words: dict = ENGLISH, period: str | None = None) -> bytes:
+def pdf_document(report, words: dict = ENGLISH, period: str | None = None,
+                 number=str) -> bytes:
     from cabinet.pdf import _Document
     document = _Document(words["title"])
     document.heading(words["title"])
@@ -63,16 +67,18 @@ def pdf_document(report, words: dict = ENGLISH, period: str | None = None) -> by
                   words["total"]], widths, aligns, bold=True, fill=True)
     for row in report.rows:
         document.row([row.number, _unit(row.unit_name, words),
-                      *[row.services[s] for s in SPENDING_SERVICES], row.total],
+                      *[number(row.services[s]) for s in SPENDING_SERVICES], number(row.total)],
                      widths, aligns)
     document.ln(4)
     document.paragraph(words["branches"], bold=True)
     document.row([words["branch"], "", *[words[s] for s in SPENDING_SERVICES], words["total"]],
                  widths, aligns, bold=True, fill=True)
     for _, name, by, total in report.units():
-        document.row([_unit(name, words), "", *[by[s] for s in SPENDING_SERVICES], total],
+        document.row([_unit(name, words), "", *[number(by[s]) for s in SPENDING_SERVICES],
+                      number(total)],
                      widths, aligns)
     totals = report.totals()
-    document.row([words["all"], "", *[totals[s] for s in SPENDING_SERVICES], report.total],
+    document.row([words["all"], "", *[number(totals[s]) for s in SPENDING_SERVICES],
+                  number(report.total)],
                  widths, aligns, bold=True)
     return document.bytes()

@@ -332,6 +332,7 @@ class LimitView:
     used: Decimal | int
     warned: bool
     acted: bool
+    unit_name: str = ""
 
     @property
     def share(self) -> int:
@@ -342,7 +343,7 @@ class LimitView:
                 "metric": self.metric, "limit": str(self.figure),
                 "warn_percent": self.warn_percent, "action": self.action, "month": self.month,
                 "used": str(self.used), "share_percent": self.share, "warned": self.warned,
-                "acted": self.acted}
+                "acted": self.acted, "unit": self.unit_name or None}
 
 
 def listing(session: Session, now: dt.datetime, timezone: str, *,
@@ -362,6 +363,8 @@ def listing(session: Session, now: dt.datetime, timezone: str, *,
                                          SpendingLimitState.limit_id.in_([l.id for l in limits])))}
     numbers = dict(session.execute(select(Account.id, Account.number).where(
         Account.id.in_([l.account_id for l in limits if l.account_id is not None]))).all())
+    unit_names = dict(session.execute(select(OrgUnit.id, OrgUnit.name).where(
+        OrgUnit.id.in_([l.org_unit_id for l in limits if l.org_unit_id is not None]))).all())
     views = []
     for limit in limits:
         state = states.get(limit.id)
@@ -370,7 +373,8 @@ def listing(session: Session, now: dt.datetime, timezone: str, *,
             limit.metric, figure(limit), limit.warn_percent, limit.action, month.label,
             used[limit.id],
             state is not None and state.warned_revision == limit.revision,
-            state is not None and state.acted_revision == limit.revision))
+            state is not None and state.acted_revision == limit.revision,
+            unit_names.get(limit.org_unit_id, "")))
     return views
 
 
