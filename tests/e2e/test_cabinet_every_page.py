@@ -37,8 +37,8 @@ from sqlalchemy import select
 from aaa.models import Service
 from cabinet.app import CabinetServer
 from collector.models import TrafficRollup
-from rating import (api_tokens, company_users, fees, options, packages, payments, promised,
-                    selfservice)
+from rating import (api_tokens, company_users, fees, options, org, packages, payments,
+                    promised, selfservice, spending)
 from rating import requests as service_requests
 from rating.accounts import add_payment, create_cabinet_user
 from rating.models import CabinetUser, CabinetUserAccount
@@ -127,6 +127,14 @@ def _seed(ctx) -> Seeded:
                                     request_id=f"{topic}-1", actor=f"cabinet:{login}")
         session.flush()
         user_id = session.scalar(select(CabinetUser.id).where(CabinetUser.login == login))
+        # Issue 21: the company's tree, a grant on all of it and a limit, so
+        # the company pages (spending, limits, notices) show their forms.
+        customer = org.create_customer(session, kind="company", name="Ромашка", actor="seed")
+        office = org.create_unit(session, customer.id, "Офис на Садовой", actor="seed")
+        org.attach_account(session, account.id, customer.id, actor="seed", unit_id=office.id)
+        org.grant(session, user_id, customer.id, "view,pay,service,users", actor="seed")
+        spending.set_limit(session, org_unit_id=office.id, metric="money", value="5000",
+                           action="throttle", actor="seed", now=now, timezone="Europe/Moscow")
         # A second account under the same login: the switcher is on every page.
         branch = make_account(session, tariff="Home 100", balance="50",
                               name="ООО «Ромашка» — склад на Окружной, 14")
