@@ -170,17 +170,17 @@ def spending_page():
 
 
 def _document():
-    session = db()
+    """(branch, period, report) of a download's query; a bad one ends the
+    request with 404 or a 400 sentence."""
     try:
-        choices, branch, period, report = _report(session, request.args.get("branch"))
+        _choices, branch, period, report = _report(db(), request.args.get("branch"))
     except NotFound:
         abort(404)
     except (periods.PeriodError, DomainError) as failure:
-        return None, Response(labels.error_text(failure) + "\n", status=400,
-                              mimetype="text/plain")
+        abort(Response(labels.error_text(failure) + "\n", status=400, mimetype="text/plain"))
     if report is None:
         abort(404)
-    return (branch, period, report), None
+    return branch, period, report
 
 
 def _filename(period, suffix: str) -> str:
@@ -190,10 +190,7 @@ def _filename(period, suffix: str) -> str:
 @blueprint.route("/company/spending.csv")
 @login_required
 def spending_csv():
-    found, refused = _document()
-    if refused is not None:
-        return refused
-    _branch, period, report = found
+    _branch, period, report = _document()
     body = csv_document(report, _words(), spreadsheet.delimiter(locale_key()), csv_number)
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{_filename(period, "csv")}"'})
@@ -202,10 +199,7 @@ def spending_csv():
 @blueprint.route("/company/spending.pdf")
 @login_required
 def spending_pdf():
-    found, refused = _document()
-    if refused is not None:
-        return refused
-    branch, period, report = found
+    _branch, period, report = _document()
     from cabinet.pdf import _day
     words = _words()
     body = pdf_document(report, words, f"{_day(period[0])} – {_day(period[1])}", money)
