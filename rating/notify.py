@@ -203,6 +203,16 @@ def notify_account(session: Session, account: Account, kind: str, key: str, fiel
                                        default_language=default_language, now=utcnow()))
 
 
+def notify_many(session: Session, items, *, default_language: str | None = None) -> int:
+    """Queue many notices at once: (account, kind, key, fields) each, one
+    INSERT for the lot (a limit reached by a branch of 500 lines)."""
+    now = utcnow()
+    rows = [row for account, kind, key, fields in items
+            for row in _rows(account, kind, key, fields, urgent=None,
+                             default_language=default_language, now=now)]
+    return _insert_rows(session, rows)
+
+
 def days_left(balance: Decimal, credit_limit: Decimal, fee_per_day: Decimal) -> int | None:
     """Whole days the money lasts at the tariff's daily fee (None: no fee)."""
     if fee_per_day <= 0:

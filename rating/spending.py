@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import (ARRAY, BigInteger, String, and_, any_, case, cast, delete, func,
+                        literal, or_, select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -91,6 +92,17 @@ def day_bounds(first: dt.date, last: dt.date, timezone: str) -> tuple[dt.datetim
 
 # -- what was spent (set-based) ------------------------------------------------
 
+def among(session: Session, column, ids):
+    """``column IN ids`` for a list of any length: on PostgreSQL one text
+    parameter split into an array (= ANY), not one bind parameter an id
+    (20,000 of them cost psycopg seconds to convert); elsewhere IN."""
+    ids = list(ids)
+    if session.get_bind().dialect.name == "postgresql" and len(ids) > 100:
+        return column == any_(cast(func.string_to_array(
+            literal(",".join(map(str, ids)), String), ","), ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
 def _service():
     """A ledger row's service (SPENDING_SERVICES) and the filter of rows that
     are spending; a reversal takes the kind of the entry it reverses."""
@@ -116,7 +128,7 @@ def charges(session: Session, start: dt.datetime, end: dt.datetime,
                  .where(LedgerEntry.created_at >= start, LedgerEntry.created_at < end, spending)
                  .group_by(LedgerEntry.account_id, service))
     if account_ids is not None:
-        statement = statement.where(LedgerEntry.account_id.in_(account_ids))
+        statement = statement.where(among(session, LedgerEntry.account_id, account_ids))
     found: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for account_id, name, amount in session.execute(statement):
         # Charges are negative in the ledger; spending is shown positive.
@@ -131,7 +143,7 @@ def traffic_bytes(session: Session, start: dt.datetime, end: dt.datetime,
                  .where(rollups.c.interval_start >= start, rollups.c.interval_start < end)
                  .group_by(rollups.c.account_id))
     if account_ids is not None:
-        statement = statement.where(rollups.c.account_id.in_(account_ids))
+        statement = statement.where(among(session, rollups.c.account_id, account_ids))
     return {account_id: int(total or 0) for account_id, total in session.execute(statement)}
 
 
@@ -139,15 +151,25 @@ def traffic_bytes(session: Session, start: dt.datetime, end: dt.datetime,
 
 def unit_accounts(session: Session, unit_ids) -> dict[int, list[int]]:
     """{org unit: the accounts of it and of every unit under it}: one
-    recursive query a branch limit (rating.org), none per account."""
+    recursive query for all the units, none per unit or account."""
     unit_ids = sorted(set(unit_ids))
-    customers = dict(session.execute(select(OrgUnit.id, OrgUnit.customer_id).where(
-        OrgUnit.id.in_(unit_ids))).all()) if unit_ids else {}
-    missing = [unit_id for unit_id in unit_ids if unit_id not in customers]
+    if not unit_ids:
+        return {}
+    known = set(session.scalars(select(OrgUnit.id).where(OrgUnit.id.in_(unit_ids))))
+    missing = [unit_id for unit_id in unit_ids if unit_id not in known]
     if missing:
         raise validate.NotFound(f"org unit {missing[0]} does not exist")
-    return {unit_id: org.branch_accounts(session, customers[unit_id], unit_id)
-            for unit_id in unit_ids}
+    # (branch, unit below it): the branches themselves, then their children.
+    tree = select(OrgUnit.id.label("branch"), OrgUnit.id.label("unit")).where(
+        OrgUnit.id.in_(unit_ids)).cte("branch_units", recursive=True)
+    tree = tree.union_all(select(tree.c.branch, OrgUnit.id)
+                          .join(tree, OrgUnit.parent_id == tree.c.unit))
+    found: dict[int, list[int]] = {unit_id: [] for unit_id in unit_ids}
+    for branch, account_id in session.execute(
+            select(tree.c.branch, Account.id).join(Account, Account.org_unit_id == tree.c.unit)
+            .order_by(tree.c.branch, Account.id)):
+        found[branch].append(account_id)
+    return found
 
 
 def customer_scope(session: Session, customer_id: int, unit_id: int | None = None
@@ -160,7 +182,7 @@ def customer_scope(session: Session, customer_id: int, unit_id: int | None = Non
     ids = org.branch_accounts(session, customer_id, unit_id)
     rows = session.execute(select(Account.id, Account.org_unit_id, OrgUnit.name)
                            .outerjoin(OrgUnit, OrgUnit.id == Account.org_unit_id)
-                           .where(Account.id.in_(ids))).all() if ids else []
+                           .where(among(session, Account.id, ids))).all() if ids else []
     return ids, {account_id: (unit, name or "") for account_id, unit, name in rows}
 
 
@@ -390,9 +412,10 @@ class Evaluation:
     notices: int = 0
 
 
-def _usage(session: Session, limits, month: Month) -> dict[int, Decimal | int]:
+def _usage(session: Session, limits, month: Month,
+           covered: dict[int, list[int]] | None = None) -> dict[int, Decimal | int]:
     """{limit: this month's money or bytes}: one query a metric."""
-    covered = members(session, limits)
+    covered = members(session, limits) if covered is None else covered
     wanted = {metric: sorted({a for l in limits if l.metric == metric for a in covered[l.id]})
               for metric in SPENDING_METRICS}
     spent = {account_id: sum(by_service.values(), Decimal("0.00"))
@@ -411,16 +434,22 @@ def _insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def _claim(session: Session, state_id: int, column, revision: int, stamp, now) -> bool:
-    """Mark the warning or action of this revision fired; True for the one
-    caller that did (a concurrent one waits on the row and finds it set)."""
-    result = session.execute(
-        update(SpendingLimitState)
-        .where(SpendingLimitState.id == state_id,
-               or_(column.is_(None), column != revision))
-        .values({column.key: revision, stamp.key: now})
-        .returning(SpendingLimitState.id))
-    return result.first() is not None
+def _claim(session: Session, state_ids: list[int], column: str, stamp: str,
+           now: dt.datetime) -> set[int]:
+    """Mark the warning (or the action) fired at each limit's current
+    revision in these state rows, in one UPDATE; returns the limits whose
+    row this call changed. A concurrent run waits on the rows and finds
+    them set: each fires once."""
+    if not state_ids:
+        return set()
+    table = SpendingLimitState.__table__
+    revision = (select(SpendingLimit.revision)
+                .where(SpendingLimit.id == table.c.limit_id).scalar_subquery())
+    claimed = session.execute(
+        update(table).where(among(session, table.c.id, state_ids),
+                            or_(table.c[column].is_(None), table.c[column] != revision))
+        .values({column: revision, stamp: now}).returning(table.c.limit_id))
+    return set(claimed.scalars())
 
 
 def expire(session: Session, now: dt.datetime) -> int:
@@ -440,10 +469,34 @@ def _profile_changed(session: Session, account_ids, reason: str, now: dt.datetim
     if not account_ids:
         return
     rows = session.execute(select(Account.id, Account.profile).where(
-        Account.id.in_(list(account_ids)))).all()
+        among(session, Account.id, account_ids))).all()
     session.execute(ProfileChange.__table__.insert(),
                     [{"account_id": account_id, "profile": profile, "reason": reason,
                       "created_at": now} for account_id, profile in rows])
+
+
+def _states(session: Session, limits, month: Month, now: dt.datetime) -> dict[int, tuple]:
+    """{limit: (state row id, warned revision, acted revision)} of the month,
+    the missing rows made (a concurrent run making the same row meets the
+    unique key and skips)."""
+    def read():
+        return {limit_id: (state_id, warned, acted)
+                for limit_id, state_id, warned, acted in session.execute(
+                    select(SpendingLimitState.limit_id, SpendingLimitState.id,
+                           SpendingLimitState.warned_revision,
+                           SpendingLimitState.acted_revision).where(
+                        SpendingLimitState.month == month.label,
+                        among(session, SpendingLimitState.limit_id,
+                              [limit.id for limit in limits])))}
+    states = read()
+    missing = [limit.id for limit in limits if limit.id not in states]
+    if missing:
+        session.execute(_insert(session)(SpendingLimitState).on_conflict_do_nothing(
+            index_elements=["limit_id", "month"]),
+            [{"limit_id": limit_id, "month": month.label, "evaluated_at": now}
+             for limit_id in missing])
+        states = read()
+    return states
 
 
 def evaluate(session: Session, now: dt.datetime, timezone: str, *,
@@ -463,45 +516,46 @@ def evaluate(session: Session, now: dt.datetime, timezone: str, *,
     if not limits:
         return outcome
     covered = members(session, limits)
-    used = _usage(session, limits, month)
-    session.execute(_insert(session)(SpendingLimitState).on_conflict_do_nothing(
-        index_elements=["limit_id", "month"]),
-        [{"limit_id": limit.id, "month": month.label, "evaluated_at": now} for limit in limits])
-    states = {state.limit_id: state for state in session.scalars(
-        select(SpendingLimitState).where(SpendingLimitState.month == month.label,
-                                         SpendingLimitState.limit_id.in_(
-                                             [limit.id for limit in limits])))}
-    accounts = {account.id: account for account in session.scalars(select(Account).where(
-        Account.id.in_({a for ids in covered.values() for a in ids})))}
+    used = _usage(session, limits, month, covered)
+    states = _states(session, limits, month, now)
+    # value * 100 >= figure * percent: exact for Decimal and int alike. Only
+    # what has not fired at this revision is a candidate (the claim below
+    # decides, whatever another run did since this one read the states).
+    reached = [limit for limit in limits if used[limit.id] >= figure(limit)
+               and states[limit.id][2] != limit.revision]
+    near = [limit for limit in limits if used[limit.id] < figure(limit)
+            and used[limit.id] * 100 >= figure(limit) * limit.warn_percent
+            and states[limit.id][1] != limit.revision]
+    # What the candidates have used, as they fire; the pages read it fresh.
+    for metric, column in (("money", "used_money"), ("traffic", "used_bytes")):
+        rows = [{"id": states[limit.id][0], column: used[limit.id], "evaluated_at": now}
+                for limit in reached + near if limit.metric == metric]
+        if rows:
+            session.execute(update(SpendingLimitState), rows)
+    acted = _claim(session, [states[limit.id][0] for limit in reached], "acted_revision",
+                   "acted_at", now)
+    # Reaching the limit says more than the warning: it is not sent after.
+    _claim(session, [states[limit.id][0] for limit in reached], "warned_revision",
+           "warned_at", now)
+    warned = _claim(session, [states[limit.id][0] for limit in near], "warned_revision",
+                    "warned_at", now)
+    outcome.acted = [limit.id for limit in reached if limit.id in acted]
+    outcome.warned = [limit.id for limit in near if limit.id in warned]
+    notices = []
     for limit in limits:
-        state = states[limit.id]
-        value, ceiling = used[limit.id], figure(limit)
-        column = "used_money" if limit.metric == "money" else "used_bytes"
-        session.execute(update(SpendingLimitState).where(SpendingLimitState.id == state.id)
-                        .values({column: value, "evaluated_at": now}))
-        fields = {"used": _quantity(limit.metric, value),
-                  "limit": _quantity(limit.metric, ceiling), "month": month.label}
-        # value * 100 >= ceiling * percent: exact for Decimal and int alike.
-        if value >= ceiling:
-            if _claim(session, state.id, SpendingLimitState.acted_revision, limit.revision,
-                      SpendingLimitState.acted_at, now):
-                outcome.acted.append(limit.id)
-                outcome.notices += _act(session, limit, covered[limit.id], accounts, month,
-                                        fields, now, default_language)
-            # Reaching the limit says more than the warning: it is not sent after.
-            _claim(session, state.id, SpendingLimitState.warned_revision, limit.revision,
-                   SpendingLimitState.warned_at, now)
-        elif value * 100 >= ceiling * limit.warn_percent:
-            if _claim(session, state.id, SpendingLimitState.warned_revision, limit.revision,
-                      SpendingLimitState.warned_at, now):
-                outcome.warned.append(limit.id)
-                outcome.notices += _notify(session, limit, covered[limit.id], accounts, month,
-                                           "spend-warning",
-                                           dict(fields, percent=limit.warn_percent),
-                                           default_language)
+        if limit.id not in acted and limit.id not in warned:
+            continue
+        fields = {"used": _quantity(limit.metric, used[limit.id]),
+                  "limit": _quantity(limit.metric, figure(limit)), "month": month.label}
+        if limit.id in acted:
+            notices.append((limit, ACTION_NOTICES[limit.action], fields))
+        else:
+            notices.append((limit, "spend-warning", dict(fields, percent=limit.warn_percent)))
+    _act(session, [limit for limit in reached if limit.id in acted], covered, month, now)
+    outcome.notices = _notify(session, notices, covered, month, default_language)
     if outcome.warned or outcome.acted:
-        log.info("spending.evaluated month=%s limits=%d warned=%s acted=%s", month.label,
-                 outcome.limits, outcome.warned, outcome.acted)
+        log.info("spending.evaluated month=%s limits=%d warned=%d acted=%d", month.label,
+                 outcome.limits, len(outcome.warned), len(outcome.acted))
     return outcome
 
 
@@ -509,35 +563,38 @@ ACTION_NOTICES = {"notify": "spend-reached", "throttle": "spend-throttled",
                   "block_extras": "spend-blocked"}
 
 
-def _notify(session: Session, limit: SpendingLimit, account_ids, accounts, month: Month,
-            kind: str, fields: dict, default_language: str | None) -> int:
-    queued = 0
-    for account_id in account_ids:
-        account = accounts.get(account_id)
-        if account is None or account.state == "closed":
-            continue
-        queued += notify.notify_account(
-            session, account, kind,
-            f"{kind}:{limit.id}:{month.label}:r{limit.revision}:{account_id}", fields,
-            default_language=default_language)
-    return queued
+def _notify(session: Session, notices, covered: dict[int, list[int]], month: Month,
+            default_language: str | None) -> int:
+    """Queue (limit, kind, fields) notices to the limits' accounts in one
+    INSERT; keyed by limit, month, revision and account."""
+    wanted = {a for limit, _kind, _fields in notices for a in covered[limit.id]}
+    if not wanted:
+        return 0
+    accounts = {account.id: account for account in session.scalars(
+        select(Account).where(among(session, Account.id, wanted), Account.state != "closed"))}
+    items = [(accounts[a], kind, f"{kind}:{limit.id}:{month.label}:r{limit.revision}:{a}",
+              fields)
+             for limit, kind, fields in notices for a in covered[limit.id] if a in accounts]
+    return notify.notify_many(session, items, default_language=default_language)
 
 
-def _act(session: Session, limit: SpendingLimit, account_ids, accounts, month: Month,
-         fields: dict, now: dt.datetime, default_language: str | None) -> int:
-    if account_ids and limit.action == "throttle":
+def _act(session: Session, limits, covered: dict[int, list[int]], month: Month,
+         now: dt.datetime) -> None:
+    """Throttle or block the extras of every account of these limits: one
+    UPDATE an action."""
+    slow = sorted({a for l in limits if l.action == "throttle" for a in covered[l.id]})
+    if slow:
         slowed = session.scalars(
-            update(Account).where(Account.id.in_(account_ids),
+            update(Account).where(among(session, Account.id, slow),
                                   or_(Account.limit_throttled_until.is_(None),
                                       Account.limit_throttled_until < month.end))
             .values(limit_throttled_until=month.end, version=Account.version + 1)
             .returning(Account.id)).all()
-        _profile_changed(session, slowed, f"limit:{limit.id}", now)
-    elif account_ids and limit.action == "block_extras":
-        session.execute(update(Account).where(Account.id.in_(account_ids))
+        _profile_changed(session, slowed, "limit:reached", now)
+    block = sorted({a for l in limits if l.action == "block_extras" for a in covered[l.id]})
+    if block:
+        session.execute(update(Account).where(among(session, Account.id, block))
                         .values(extras_blocked_until=month.end))
-    return _notify(session, limit, account_ids, accounts, month, ACTION_NOTICES[limit.action],
-                   fields, default_language)
 
 
 def _lift(session: Session, limit: SpendingLimit, now: dt.datetime, timezone: str) -> None:
@@ -564,13 +621,13 @@ def _lift(session: Session, limit: SpendingLimit, now: dt.datetime, timezone: st
         return
     if limit.action == "throttle":
         lifted = session.scalars(
-            update(Account).where(Account.id.in_(freed),
+            update(Account).where(among(session, Account.id, freed),
                                   Account.limit_throttled_until.is_not(None))
             .values(limit_throttled_until=None, version=Account.version + 1)
             .returning(Account.id)).all()
         _profile_changed(session, lifted, f"limit:{limit.id}:lifted", now)
     else:
-        session.execute(update(Account).where(Account.id.in_(freed))
+        session.execute(update(Account).where(among(session, Account.id, freed))
                         .values(extras_blocked_until=None))
 
 
@@ -665,7 +722,7 @@ def report(session: Session, account_ids: list[int], first: dt.date, last: dt.da
     units = units or {}
     rows = []
     for account_id, number, name in session.execute(
-            select(Account.id, Account.number, Account.name).where(Account.id.in_(ids))
+            select(Account.id, Account.number, Account.name).where(among(session, Account.id, ids))
             .order_by(Account.number)):
         unit_id, unit_name = units.get(account_id, (None, ""))
         by_service = {s: spent.get(account_id, {}).get(s, Decimal("0.00"))

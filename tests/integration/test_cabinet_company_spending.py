@@ -17,7 +17,7 @@ from rating.models import Account, Notification, SpendingLimit
 from tests.factories import make_account
 from tests.integration.cabinet_helpers import (  # noqa: F401 (fixtures)
     app, cabinet_ctx, client, csrf_token, log_in)
-from tests.integration.test_cabinet_russian_text import latin_words, page_text
+from tests.integration.test_cabinet_russian_text import latin_words, page_text, pdf_text
 
 PASSWORD = "correct-horse-1"
 # The data's own Latin names (a company, its units, the lines' holder, logins).
@@ -81,6 +81,8 @@ def test_a_branch_admin_reads_the_report_and_sets_a_limit(client, cabinet_ctx):
         slowed = set(session.scalars(select(Account.id).where(
             Account.limit_throttled_until.is_not(None))))
         assert slowed == set(ids[:2])
+    # The line's own overview says why it is slow.
+    assert "Slowed by the spending limit" in client.get("/").text
     bad = client.post("/company/limits", data={
         "csrf_token": token, "scope": f"unit:{sales_id}", "metric": "money", "amount": "-3",
         "action": "notify"})
@@ -113,6 +115,10 @@ def test_a_notice_goes_to_the_branch_only_and_a_reader_may_not_send(client, cabi
     assert reached == set(ids[:2])
     spending_ru = client.get("/company/spending")
     assert latin_words(page_text(spending_ru.text), OWN) == set()
+    csv_ru = client.get("/company/spending.csv").data.decode("utf-8-sig")
+    assert "Все подразделения" in csv_ru and latin_words(csv_ru, OWN) == set()
+    pdf_ru = pdf_text(client.get("/company/spending.pdf").data)
+    assert "Расходы по подразделениям" in pdf_ru and latin_words(pdf_ru, OWN) == set()
 
     other = app.test_client()
     assert log_in(other, "reader", PASSWORD, lang="en").status_code == 302
