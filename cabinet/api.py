@@ -221,13 +221,16 @@ def own_account(view):
     return wrapper
 
 
-def may_change(view):
-    @wraps(view)
-    def wrapper(**kwargs):
-        if not org.may(caller_rights(), "money"):
-            return error(403, f"the {caller().role} role may only read")
-        return view(**kwargs)
-    return wrapper
+def may_change(group: str = "money"):
+    """A change of rating.roles' ``group``: refused with 403 without the right."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(**kwargs):
+            if not org.may(caller_rights(), group):
+                return error(403, f"the {caller().role} role may only read")
+            return view(**kwargs)
+        return wrapper
+    return decorate
 
 
 def may_change_service(view):
@@ -418,7 +421,7 @@ def _money_field(body: dict, name: str) -> Decimal:
 
 
 @account_route("/promised", methods=["POST"])
-@may_change
+@may_change()
 def take_promised(account_id: int):
     session = db()
     now = utcnow()
@@ -438,7 +441,7 @@ def take_promised(account_id: int):
 
 
 @account_route("/turbo", methods=["POST"])
-@may_change
+@may_change()
 @may_change_service
 def buy_turbo(account_id: int):
     session = db()
@@ -472,7 +475,7 @@ def contacts(account_id: int):
 
 
 @account_route("/contacts", methods=["PUT"])
-@may_change
+@may_change("contacts")
 def put_contacts(account_id: int):
     """Fields left out keep their value; null or "" clears one."""
     session = db()

@@ -174,6 +174,9 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     app.register_blueprint(packages_page.blueprint)
     from cabinet import users_page
     users_page.install(app)
+    from cabinet import company, family_page
+    company.install(app)
+    family_page.install(app)
     from cabinet import company_page
     app.register_blueprint(company_page.blueprint)
     from cabinet import api, tokens

@@ -37,7 +37,7 @@ from rating.validate import DomainError, NotFound
 
 log = logging.getLogger(__name__)
 
-blueprint = Blueprint("company", __name__)
+blueprint = Blueprint("spending", __name__)
 
 SERVICES = {"tariff": _l("Tariff fees"), "options": _l("Options"),
             "packages": _l("Packages"), "traffic": _l("Traffic"), "other": _l("Other")}
@@ -239,7 +239,7 @@ def set_limit():
         return _page(400, labels.error_text(error))
     session.commit()
     flash(_("The limit is set."), "ok")
-    return redirect(url_for("company.spending_page"))
+    return redirect(url_for("spending.spending_page"))
 
 
 @blueprint.route("/company/limits/<int:limit_id>/remove", methods=["POST"])
@@ -254,7 +254,7 @@ def remove_limit(limit_id: int):
                           timezone=_timezone())
     session.commit()
     flash(_("The limit is removed."), "ok")
-    return redirect(url_for("company.spending_page"))
+    return redirect(url_for("spending.spending_page"))
 
 
 # -- notices ----------------------------------------------------------------------
@@ -290,4 +290,4 @@ def notices():
     log.info("cabinet.company_notice user_id=%s broadcast=%s queued=%s",
              current_user.user_id, row.id, row.queued)
     flash(_("The notice is on its way to %(count)s addresses.", count=row.queued), "ok")
-    return redirect(url_for("company.notices"))
+    return redirect(url_for("spending.notices"))

@@ -167,3 +167,49 @@ def month_document(kind: str, account, document, seller: str) -> bytes:
         doc.paragraph(f"{seller_sign}: ____________________        "
                       f"{customer_sign}: ____________________")
     return doc.bytes()
+
+
+def consolidated_document(kind: str, customer, document, seller: str) -> bytes:
+    """One invoice or act for many accounts of a customer (issue 21): a line
+    per account, the account's services summed."""
+    month = format_date(document.first_day, "LLLL yyyy")
+    if kind == "invoice":
+        title = _("Invoice No. %(number)s of %(date)s", number=document.number,
+                  date=_day(document.last_day))
+    else:
+        title = _("Act No. %(number)s of %(date)s", number=document.number,
+                  date=_day(document.last_day))
+    doc = _Document(title)
+    doc.heading(title)
+    doc.fact(_("Seller"), seller)
+    doc.fact(_("Customer"), customer.name)
+    doc.fact(_("Period"), month)
+    doc.fact(_("Accounts"), str(len(document.lines)))
+    doc.ln(4)
+    widths = (12, 38, 90, 40)
+    aligns = ("R", "L", "L", "R")
+    doc.row(("№", _("Account number"), _("Name"), _("Amount, RUB")), widths, aligns,
+            bold=True, fill=True)
+    for number, line in enumerate(document.lines, 1):
+        doc.row((number, line.number, line.name, money(line.total)), widths, aligns)
+    if not document.lines:
+        doc.row(("", "", _("No services were charged this month."), money(document.total)),
+                widths, aligns)
+    doc.row(("", "", _("Total"), money(document.total)), widths, aligns, bold=True)
+    doc.ln(4)
+    doc.paragraph(_("VAT is not charged."))
+    if kind == "invoice":
+        doc.paragraph(_("Total to pay: %(amount)s",
+                        amount=money_with_currency(document.total)),
+                      bold=True, size=12)
+    else:
+        doc.paragraph(_("Services rendered for %(amount)s",
+                        amount=money_with_currency(document.total)),
+                      bold=True, size=12)
+        doc.paragraph(_("The services were rendered in full and on time; the customer has "
+                        "no claims as to their volume, quality or timing."))
+        doc.ln(10)
+        seller_sign, customer_sign = _("Seller"), _("Customer")
+        doc.paragraph(f"{seller_sign}: ____________________        "
+                      f"{customer_sign}: ____________________")
+    return doc.bytes()

@@ -65,3 +65,61 @@ def month_services(session: Session, account_id: int, first_day: dt.date, last_d
     total = sum((line.amount for line in lines), Decimal("0.00"))
     return MonthDocument(account_id, f"{account.number}-{first_day:%Y%m}", first_day, last_day,
                          lines, total)
+
+
+# -- consolidated documents (issue 21) --
+
+@dataclass(frozen=True)
+class ConsolidatedLine:
+    account_id: int
+    number: str
+    name: str
+    amounts: dict  # kind -> positive amount
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class ConsolidatedDocument:
+    """One invoice or act for many accounts of a customer: a line per account."""
+
+    number: str  # C<customer id>[-U<unit id>]-<YYYYMM>
+    first_day: dt.date
+    last_day: dt.date
+    lines: tuple[ConsolidatedLine, ...]
+    total: Decimal
+
+
+def consolidated_services(session: Session, number: str, account_ids: list[int],
+                          first_day: dt.date, last_day: dt.date, start: dt.datetime,
+                          end: dt.datetime) -> ConsolidatedDocument:
+    """The services of [start, end) of every account, summed per account and
+    kind in one statement (corrections under the kind they correct, as in
+    month_services); accounts charged nothing are left out."""
+    if end <= start:
+        raise DomainError("the period must end after it starts")
+    lines: list[ConsolidatedLine] = []
+    if account_ids:
+        reversed_entry = aliased(LedgerEntry)
+        kind = func.coalesce(reversed_entry.kind, LedgerEntry.kind)
+        rows = session.execute(
+            select(LedgerEntry.account_id, kind, func.sum(LedgerEntry.amount))
+            .select_from(LedgerEntry)
+            .outerjoin(reversed_entry, reversed_entry.id == LedgerEntry.reverses_id)
+            .where(LedgerEntry.account_id.in_(account_ids), LedgerEntry.created_at >= start,
+                   LedgerEntry.created_at < end, kind.in_(SERVICE_KINDS))
+            .group_by(LedgerEntry.account_id, kind)).all()
+        sums: dict[int, dict[str, Decimal]] = {}
+        for account_id, row_kind, total in rows:
+            if total:
+                sums.setdefault(account_id, {})[row_kind] = -Decimal(total)
+        names = session.execute(select(Account.id, Account.number, Account.name)
+                                .where(Account.id.in_(list(sums)))
+                                .order_by(Account.number)).all() if sums else []
+        for account_id, account_number, name in names:
+            amounts = {k: sums[account_id][k] for k in SERVICE_KINDS if k in sums[account_id]}
+            total = sum(amounts.values(), Decimal("0.00"))
+            if total != 0:
+                lines.append(ConsolidatedLine(account_id, account_number, name, amounts, total))
+    total = sum((line.total for line in lines), Decimal("0.00"))
+    return ConsolidatedDocument(f"{number}-{first_day:%Y%m}", first_day, last_day,
+                                tuple(lines), total)

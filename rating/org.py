@@ -25,6 +25,9 @@ Rules:
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Iterable
 
 from sqlalchemy import delete, func, select, update
@@ -32,14 +35,18 @@ from sqlalchemy.orm import Session
 
 from rating import oplog, roles
 from rating.choices import CUSTOMER_DOCUMENTS, CUSTOMER_KINDS, ORG_RIGHTS
-from rating.models import (Account, CabinetUser, CabinetUserAccount, Customer, OrgGrant,
-                           OrgUnit)
+from rating.models import (Account, CabinetUser, CabinetUserAccount, Customer, LedgerEntry,
+                           OrgGrant, OrgUnit)
 from rating.validate import DomainError, NotFound
 
 RIGHTS = ORG_RIGHTS
-# Which right a change group of rating.roles needs. Contacts go with paying:
-# the accountant role (money and contacts) keeps what it could do before.
-CHANGE_RIGHT = {"money": "pay", "contacts": "pay", "service": "service", "users": "users"}
+# Which right a change group of rating.roles needs. "contacts" is never given
+# by itself: it comes with a role that may change contacts (owner,
+# accountant) and with a grant of "service" or "users" (who runs the
+# account); a family link's "view,pay" tops up a relative's account but
+# does not change where its notices go.
+CHANGE_RIGHT = {"money": "pay", "contacts": "contacts", "service": "service", "users": "users"}
+CONTACTS_WITH = frozenset({"service", "users"})
 assert set(CHANGE_RIGHT) == set(roles.CHANGES)
 MAX_NAME = 200
 
@@ -64,11 +71,13 @@ def parse_rights(value: str | Iterable[str] | None) -> frozenset[str]:
                           + ", ".join(RIGHTS))
     if found:
         found.add("view")
+    if found & CONTACTS_WITH:
+        found.add("contacts")
     return frozenset(found)
 
 
 def format_rights(rights: Iterable[str]) -> str:
-    """The stored form, in RIGHTS order."""
+    """The stored form, in RIGHTS order (a derived "contacts" is not stored)."""
     have = set(rights)
     return ",".join(right for right in RIGHTS if right in have)
 
@@ -77,7 +86,8 @@ def role_rights(role: str | None) -> frozenset[str]:
     """A role's rights on its own account: view always, the rest as rating.roles
     says (money → pay, service → service, users → users)."""
     found = {"view"}
-    for change, right in (("money", "pay"), ("service", "service"), ("users", "users")):
+    for change, right in (("money", "pay"), ("contacts", "contacts"), ("service", "service"),
+                          ("users", "users")):
         if roles.may(role, change):
             found.add(right)
     return frozenset(found)
@@ -244,6 +254,137 @@ def accounts_with_right(session: Session, cabinet_user_id: int, right: str) -> l
 def grants_of(session: Session, cabinet_user_id: int) -> list[OrgGrant]:
     return list(session.scalars(select(OrgGrant).where(
         OrgGrant.cabinet_user_id == cabinet_user_id).order_by(OrgGrant.id)))
+
+
+# -- what a login reaches inside one customer -----------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """The part of a customer where a login holds a right: the whole of it,
+    or the subtrees of its granted branches (``roots`` and every unit below)."""
+
+    customer_id: int
+    whole: bool
+    roots: frozenset[int]
+    units: frozenset[int]
+
+    def covers(self, unit_id: int | None) -> bool:
+        return self.whole or (unit_id is not None and unit_id in self.units)
+
+    def editable(self, unit_id: int) -> bool:
+        """A unit the login may rename, move or delete: inside its reach and
+        not the root of a branch it was given (that would leave its reach)."""
+        return self.whole or (unit_id in self.units and unit_id not in self.roots)
+
+
+def scope(session, cabinet_user_id: int, customer_id: int, right: str) -> Scope | None:
+    """The login's reach in the customer for ``right``; None: none at all."""
+    grants = [grant for grant in _grants(session, cabinet_user_id)
+              if grant.customer_id == customer_id and right in parse_rights(grant.rights)]
+    if not grants:
+        return None
+    if any(grant.org_unit_id is None for grant in grants):
+        return Scope(customer_id, True, frozenset(), frozenset())
+    roots = frozenset(grant.org_unit_id for grant in grants)
+    tree = _subtree_cte(roots)
+    return Scope(customer_id, False, roots, frozenset(session.scalars(select(tree.c.id))))
+
+
+def customers_of(session: Session, cabinet_user_id: int) -> list[Customer]:
+    """The customers on which the login holds any grant, by name."""
+    return list(session.scalars(
+        select(Customer).where(Customer.id.in_(
+            select(OrgGrant.customer_id).where(OrgGrant.cabinet_user_id == cabinet_user_id)))
+        .order_by(Customer.name, Customer.id)))
+
+
+def check_editable(reach: Scope, unit_id: int | None, *, parent: bool = False) -> None:
+    """Refuse a change outside the login's reach: a unit it may not edit, or
+    a new parent (None: the customer's root) it does not cover. A unit out of
+    reach is "not found", as if it did not exist."""
+    if parent:
+        if unit_id is not None and not reach.covers(unit_id):
+            raise NotFound("the unit does not exist")
+        allowed = reach.whole if unit_id is None else True
+    else:
+        allowed = unit_id is not None and reach.editable(unit_id)
+    if not allowed:
+        raise Forbidden("this part of the company is not yours to change")
+
+
+# -- the consolidated view ------------------------------------------------------
+
+SERVICE_KINDS = ("fee", "traffic", "option")
+
+
+@dataclass(frozen=True)
+class AccountLine:
+    account_id: int
+    number: str
+    name: str
+    unit_id: int | None
+    balance: Decimal
+    fees: Decimal   # the services charged in the period (a positive amount)
+    debt: Decimal   # what the account owes: the negative balance, as a positive amount
+
+
+def account_lines(session, account_ids: list[int], start: dt.datetime,
+                  end: dt.datetime) -> list[AccountLine]:
+    """Balance, the period's charges and debt of each account, in number
+    order: one statement whatever the number of accounts."""
+    if not account_ids:
+        return []
+    charged = (select(LedgerEntry.account_id, func.sum(LedgerEntry.amount).label("total"))
+               .where(LedgerEntry.account_id.in_(account_ids),
+                      LedgerEntry.created_at >= start, LedgerEntry.created_at < end,
+                      LedgerEntry.kind.in_(SERVICE_KINDS))
+               .group_by(LedgerEntry.account_id).subquery())
+    rows = session.execute(
+        select(Account.id, Account.number, Account.name, Account.org_unit_id, Account.balance,
+               charged.c.total)
+        .outerjoin(charged, charged.c.account_id == Account.id)
+        .where(Account.id.in_(account_ids)).order_by(Account.number))
+    zero = Decimal("0.00")
+    return [AccountLine(row.id, row.number, row.name, row.org_unit_id, row.balance,
+                        -Decimal(row.total or 0) + zero, max(zero, -row.balance))
+            for row in rows]
+
+
+@dataclass(frozen=True)
+class Totals:
+    accounts: int
+    balance: Decimal
+    fees: Decimal
+    debt: Decimal
+
+
+def totals(lines: Iterable[AccountLine]) -> Totals:
+    lines = list(lines)
+    zero = Decimal("0.00")
+    return Totals(len(lines), sum((line.balance for line in lines), zero),
+                  sum((line.fees for line in lines), zero),
+                  sum((line.debt for line in lines), zero))
+
+
+def top_branch(unit_rows: list[OrgUnit], tops: Iterable[int]):
+    """A function: unit id → the unit among ``tops`` it lies under (itself
+    included), or None. From one ``units()`` list, no query per unit."""
+    parent = {unit.id: unit.parent_id for unit in unit_rows}
+    wanted = set(tops)
+    cache: dict[int | None, int | None] = {None: None}
+
+    def find(unit_id):
+        if unit_id in cache:
+            return cache[unit_id]
+        seen, current = [], unit_id
+        while current is not None and current not in wanted and current not in cache:
+            seen.append(current)
+            current = parent.get(current)
+        found = current if current in wanted else cache.get(current)
+        for item in seen + [unit_id]:
+            cache[item] = found
+        return found
+    return find
 
 
 # -- changes --------------------------------------------------------------------

@@ -47,3 +47,30 @@ def make_nas(session, **params) -> Nas:
     session.add(nas)
     session.flush()
     return nas
+
+
+def make_company(session, *, departments=3, teams=3, employees=2, lines=1,
+                 name="OOO Romashka", actor="admin:test"):
+    """A company customer: departments → teams → employees, ``lines`` accounts
+    on each employee (issue 21). Returns (customer, {unit name: unit}, [account ids]).
+    The accounts are made in one batch per employee, with one tariff."""
+    from rating import org
+    tariff = make_tariff(session)
+    customer = org.create_customer(session, kind="company", name=name, actor=actor)
+    units, accounts_made = {}, []
+    for d in range(departments):
+        dept = org.create_unit(session, customer.id, f"Dept {d}", actor=actor)
+        units[dept.name] = dept
+        for t in range(teams):
+            team = org.create_unit(session, customer.id, f"Team {d}.{t}", actor=actor,
+                                   parent_id=dept.id)
+            units[team.name] = team
+            for e in range(employees):
+                person = org.create_unit(session, customer.id, f"Employee {d}.{t}.{e}",
+                                         actor=actor, parent_id=team.id)
+                units[person.name] = person
+                ids = [make_account(session, kind="company", name=f"Line {d}.{t}.{e}.{n}",
+                                    tariff=tariff.name).id for n in range(lines)]
+                org.attach_accounts(session, ids, customer.id, actor=actor, unit_id=person.id)
+                accounts_made.extend(ids)
+    return customer, units, accounts_made

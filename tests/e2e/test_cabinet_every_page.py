@@ -37,7 +37,7 @@ from sqlalchemy import select
 from aaa.models import Service
 from cabinet.app import CabinetServer
 from collector.models import TrafficRollup
-from rating import (api_tokens, company_users, fees, options, org, packages, payments,
+from rating import (api_tokens, company_users, family, fees, options, org, packages, payments,
                     promised, selfservice, spending)
 from rating import requests as service_requests
 from rating.accounts import add_payment, create_cabinet_user
@@ -127,18 +127,33 @@ def _seed(ctx) -> Seeded:
                                     request_id=f"{topic}-1", actor=f"cabinet:{login}")
         session.flush()
         user_id = session.scalar(select(CabinetUser.id).where(CabinetUser.login == login))
-        # Issue 21: the company's tree, a grant on all of it and a limit, so
-        # the company pages (spending, limits, notices) show their forms.
-        customer = org.create_customer(session, kind="company", name="Ромашка", actor="seed")
-        office = org.create_unit(session, customer.id, "Офис на Садовой", actor="seed")
-        org.attach_account(session, account.id, customer.id, actor="seed", unit_id=office.id)
-        org.grant(session, user_id, customer.id, "view,pay,service,users", actor="seed")
-        spending.set_limit(session, org_unit_id=office.id, metric="money", value="5000",
-                           action="throttle", actor="seed", now=now, timezone="Europe/Moscow")
         # A second account under the same login: the switcher is on every page.
         branch = make_account(session, tariff="Home 100", balance="50",
                               name="ООО «Ромашка» — склад на Окружной, 14")
         session.add(CabinetUserAccount(cabinet_user_id=user_id, account_id=branch.id))
+        # Issue 21: both accounts in the company's tree, the login with every
+        # right on it (the company pages show it all), and a relative who
+        # asks to watch the account (the family page shows the request).
+        customer = org.create_customer(session, kind="company", name="ООО «Ромашка»",
+                                       actor="admin:noc")
+        books = org.create_unit(session, customer.id, "Бухгалтерия и управление",
+                                actor="admin:noc")
+        store = org.create_unit(session, customer.id, "Склад на Окружной", actor="admin:noc",
+                                parent_id=books.id)
+        org.attach_account(session, account.id, customer.id, actor="admin:noc",
+                           unit_id=books.id)
+        org.attach_account(session, branch.id, customer.id, actor="admin:noc",
+                           unit_id=store.id)
+        org.grant(session, user_id, customer.id, org.RIGHTS, actor="admin:noc")
+        # A spending limit on a branch: the spending page lists it.
+        spending.set_limit(session, org_unit_id=books.id, metric="money", value="5000",
+                           action="throttle", actor="admin:noc", now=now,
+                           timezone="Europe/Moscow")
+        relative = make_account(session, tariff="Home 100", balance="75",
+                                name="Петрова Анна Сергеевна")
+        create_cabinet_user(session, relative, login="anna", password=password)
+        family.invite(session, session.scalar(select(CabinetUser.id).where(
+            CabinetUser.login == "anna")), account.number, now, actor="cabinet:anna")
         api_tokens.create(session, user_id, name="Бухгалтерия 1С", actor=f"cabinet:{login}")
         provider = payments.TestPay("seed-secret")
         pending, _ = payments.start(session, provider, account, "700", payments.Limits(),

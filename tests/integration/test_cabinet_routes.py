@@ -62,6 +62,8 @@ VIEWER_MAY = {
     "tokens.tokens",
     "tokens.revoke",
     "auth.switch_account",         # which linked account the login looks at (no write)
+    "family.end",                  # a login leaves a family link it holds (its own reach);
+                                   # another's link id is 404
 }
 
 # Plausible input, so that a refusal is for the role, not for a missing field.
@@ -291,3 +293,140 @@ def test_the_walk_can_fail(walker):
     browser, csrf = walker.client("owner")
     path = f"/api/v1/accounts/{walker.account_id}/contacts"
     assert _send(browser, "PUT", path, csrf=csrf).status_code == 200
+
+
+# -- issue 21: rights on one branch of a company ----------------------------------
+
+class BranchWalker:
+    """A company of 500 accounts in a 3-level tree (5 departments × 5 teams
+    × 4 employees × 5 lines) and a login with every right on department 1
+    only; a grant of another login on department 0 to aim at."""
+
+    def __init__(self, app, ctx):
+        from rating import org
+        from tests.factories import make_company
+        self.app, self.ctx = app, ctx
+        with ctx.Session() as session:
+            customer, units, account_ids = make_company(
+                session, departments=5, teams=5, employees=4, lines=5)
+            assert len(account_ids) == 500
+            head = accounts.create_account(session, number="HEAD-1", name="Head office",
+                                           kind="company")
+            org.attach_account(session, head.id, customer.id, actor="test")
+            user = accounts.create_cabinet_user(session, head, login="branch-walker",
+                                                password="walker-pass-1", role="owner")
+            other = accounts.create_cabinet_user(session, head, login="other-walker",
+                                                 password="walker-pass-1", role="viewer")
+            org.grant(session, user.id, customer.id, org.RIGHTS, actor="test",
+                      unit_id=units["Dept 1"].id)
+            self.foreign_grant = org.grant(session, other.id, customer.id, "view", actor="test",
+                                           unit_id=units["Dept 0"].id).id
+            token, self.token = api_tokens.create(session, user.id, name="walk", actor="test")
+            self.token_id = token.id
+            self.mine = org.branch_accounts(session, customer.id, units["Dept 1"].id)
+            self.foreign = org.branch_accounts(session, customer.id, units["Dept 0"].id)
+            self.foreign_units = [units[name].id for name in ("Dept 0", "Team 0.3",
+                                                              "Employee 0.4.3")]
+            self.foreign_numbers = [session.get(Account, account_id).number
+                                    for account_id in self.foreign[::20]]
+            for account_id in self.mine[:3] + self.foreign[:3]:
+                ledger.post(session, account_id=account_id, amount="-20", kind="fee",
+                            key=f"fee:branch-walk:{account_id}", author="test")
+            session.commit()
+
+    def client(self):
+        browser = self.app.test_client()
+        assert log_in(browser, "branch-walker", "walker-pass-1").status_code == 302
+        return browser, csrf_token(browser.get("/password").text)
+
+    def path(self, rule, account_id: int, unit_id: int) -> str:
+        values = {}
+        for name in rule.arguments:
+            if name == "account_id":
+                values[name] = account_id
+            elif name == "unit_id":
+                values[name] = unit_id
+            elif name == "grant_id":
+                values[name] = self.foreign_grant
+            elif name == "token_id":
+                values[name] = self.token_id
+            elif name == "kind":
+                values[name] = "invoice"
+            elif name == "filename":
+                values[name] = "cabinet.css"
+            elif isinstance(rule._converters.get(name), IntegerConverter):
+                values[name] = 1
+            else:
+                values[name] = "walk"
+        return rule.build(values, append_unknown=False)[1]
+
+
+def _readable(response) -> str:
+    """The answer's text as a reader sees it (a PDF's words, not its bytes)."""
+    if response.mimetype == "application/pdf":
+        import io
+
+        from pypdf import PdfReader
+        return "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+    return response.get_data(as_text=True)
+
+
+@pytest.fixture
+def branch_walker(app, cabinet_ctx):
+    app.config["ABONENT_API_RATE_LIMIT"] = "10000 per minute"
+    return BranchWalker(app, cabinet_ctx)
+
+
+def test_a_login_with_rights_on_one_branch_never_reaches_another(branch_walker):
+    walker = branch_walker
+    before = _snapshot(walker.ctx)
+    browser, csrf = walker.client()
+    # Its own branch is in reach: the walk below is refused for the branch,
+    # not because the login can do nothing.
+    assert browser.get("/company/").text.count('data-test="account-row"') == 50
+    assert browser.post("/account/switch", data={"account_id": str(walker.mine[7]),
+                                                 "csrf_token": csrf, "next": "/"}).status_code == 302
+    checked = set()
+    for rule, method in _rules(walker.app, skip=PUBLIC):
+        aimed = {"account_id", "unit_id", "grant_id"} & set(rule.arguments)
+        if not aimed:
+            continue
+        for account_id, unit_id in zip(walker.foreign[:2], walker.foreign_units[:2]):
+            path = walker.path(rule, account_id, unit_id)
+            response = _send(browser, method, path, csrf=csrf)
+            assert response.status_code in (403, 404), (method, path, response.status_code)
+            if path.startswith("/api/"):
+                response = _send(walker.app.test_client(), method, path, token=walker.token)
+                assert response.status_code in (403, 404), ("bearer", method, path)
+        checked.add(rule.endpoint)
+    assert {"company.unit_rename", "company.unit_move", "company.unit_delete",
+            "company.grant_revoke", "api.account", "api.put_contacts"} <= checked
+    # Every page and GET call, aimed at a foreign unit by its query: refused,
+    # or drawn without a trace of the other branch.
+    for rule, _method in _rules(walker.app, methods={"GET"}, skip=PUBLIC):
+        if set(rule.arguments) - {"kind", "month"}:
+            continue
+        path = walker.path(rule, walker.mine[0], walker.foreign_units[0])
+        for query in ("", f"?unit={walker.foreign_units[1]}&account_id={walker.foreign[0]}"):
+            response = _closed(browser.get(path + query))
+            assert response.status_code < 500, path
+            if response.status_code == 200:
+                shown = _readable(response)
+                assert not any(number in shown for number in walker.foreign_numbers), \
+                    path + query
+    # The switcher and the family link refuse every foreign account.
+    for account_id in walker.foreign[::25]:
+        response = browser.post("/account/switch", data={"account_id": str(account_id),
+                                                         "csrf_token": csrf})
+        assert response.status_code == 404
+    # Foreign units as the parent of a new unit or a move, as an account's place.
+    for unit_id in walker.foreign_units:
+        for path in ("/company/tree/add", f"/company/tree/{walker.foreign_units[2]}/move"):
+            response = browser.post(path, data={"csrf_token": csrf, "name": "x",
+                                                "parent_id": str(unit_id)})
+            assert response.status_code in (403, 404), path
+    response = browser.post("/company/tree/attach", data={
+        "csrf_token": csrf, "number": walker.foreign_numbers[0],
+        "unit_id": str(walker.foreign_units[0])})
+    assert response.status_code in (302, 403, 404)
+    assert _snapshot(walker.ctx) == before

@@ -12,7 +12,7 @@ from rating import org
 from rating.accounts import create_cabinet_user
 from rating.models import Account, CabinetUserAccount, OperationLog, OrgGrant, OrgUnit
 from rating.validate import DomainError, NotFound
-from tests.factories import make_account, make_tariff
+from tests.factories import make_account, make_company
 
 ACTOR = "admin:test"
 
@@ -23,29 +23,8 @@ def user(session, account, login, role="owner"):
 
 
 def company_tree(session, accounts_per_leaf=1, *, departments=3, teams=3, employees=2):
-    """A company: departments → teams → employees, accounts on the employees.
-    Returns (customer, {name: unit}, [account ids])."""
-    tariff = make_tariff(session)
-    customer = org.create_customer(session, kind="company", name="OOO Romashka", actor=ACTOR)
-    found: dict[str, OrgUnit] = {}
-    accounts: list[int] = []
-    for d in range(departments):
-        dept = org.create_unit(session, customer.id, f"Dept {d}", actor=ACTOR)
-        found[dept.name] = dept
-        for t in range(teams):
-            team = org.create_unit(session, customer.id, f"Team {d}.{t}", actor=ACTOR,
-                                   parent_id=dept.id)
-            found[team.name] = team
-            for e in range(employees):
-                person = org.create_unit(session, customer.id, f"Employee {d}.{t}.{e}",
-                                         actor=ACTOR, parent_id=team.id)
-                found[person.name] = person
-                ids = [make_account(session, kind="company", name=f"Line {d}.{t}.{e}.{n}",
-                                    tariff=tariff.name).id
-                       for n in range(accounts_per_leaf)]
-                org.attach_accounts(session, ids, customer.id, actor=ACTOR, unit_id=person.id)
-                accounts.extend(ids)
-    return customer, found, accounts
+    return make_company(session, departments=departments, teams=teams, employees=employees,
+                        lines=accounts_per_leaf, actor=ACTOR)
 
 
 def test_subtree_and_branch_accounts(session):
@@ -74,7 +53,7 @@ def test_rights_on_a_branch(session):
     inside = org.branch_accounts(session, customer.id, units["Team 0.1"].id)[0]
     other_team = org.branch_accounts(session, customer.id, units["Team 0.0"].id)[0]
     outside = org.branch_accounts(session, customer.id, units["Dept 2"].id)[0]
-    assert org.rights_on(session, manager.id, inside) == {"view", "pay", "service"}
+    assert org.rights_on(session, manager.id, inside) == {"view", "pay", "service", "contacts"}
     assert org.rights_on(session, manager.id, other_team) == {"view", "pay"}
     assert org.rights_on(session, manager.id, outside) == frozenset()
     # With grants, the login's own account is no longer implied.
@@ -103,18 +82,20 @@ def test_no_grants_keeps_the_role_on_own_and_linked_accounts(session):
     session.add(CabinetUserAccount(cabinet_user_id=accountant.id, account_id=family.id,
                                    rights="view,pay"))
     session.flush()
-    assert org.rights_on(session, accountant.id, own.id) == {"view", "pay"}
-    assert org.rights_on(session, accountant.id, linked.id) == {"view", "pay"}
+    assert org.rights_on(session, accountant.id, own.id) == {"view", "pay", "contacts"}
+    assert org.rights_on(session, accountant.id, linked.id) == {"view", "pay", "contacts"}
     assert org.rights_on(session, accountant.id, family.id) == {"view", "pay"}
     assert org.rights_on(session, accountant.id, stranger.id) == frozenset()
     owner = user(session, own, "director")
-    assert org.rights_on(session, owner.id, own.id) == set(org.RIGHTS)
+    assert org.rights_on(session, owner.id, own.id) == set(org.RIGHTS) | {"contacts"}
     viewer = user(session, own, "watcher", role="viewer")
     assert org.rights_on(session, viewer.id, own.id) == {"view"}
     assert org.accounts_with_right(session, accountant.id, "pay") == \
         sorted([own.id, linked.id, family.id])
     assert org.accounts_with_right(session, viewer.id, "pay") == []
-    assert org.may({"view", "pay"}, "contacts") and not org.may({"view", "pay"}, "service")
+    # A family link pays but does not change the relative's contacts.
+    assert not org.may({"view", "pay"}, "contacts") and org.may({"view", "pay"}, "money")
+    assert org.parse_rights("service") == {"view", "service", "contacts"}
 
 
 def test_the_tree_refuses_cycles_and_other_customers(session):
