@@ -82,23 +82,29 @@ def _figure(metric: str, value) -> str:
 
 
 @limit.command("list")
+@click.option("--customer", type=int, help="Only the limits on this customer's accounts and units.")
 @click.option("--account", "numbers", multiple=True, help="Only this account's (repeatable).")
 @click.option("--unit", "units", type=int, multiple=True, help="Only this unit's (repeatable).")
 @json_option
-def list_command(numbers, units, as_json):
+def list_command(customer, numbers, units, as_json):
     """Limits with this month's use, share and what has fired."""
-    from rating import spending
+    from rating import org, spending
     with transaction() as session:
-        ids = _account_ids(session, numbers) if numbers else None
+        ids = _account_ids(session, numbers)
+        units = list(units)
+        if customer is not None:
+            ids += spending.customer_scope(session, customer)[0]
+            units += [unit.id for unit in org.units(session, customer)]
+        chosen = bool(numbers or units or customer is not None)
         views = spending.listing(session, utcnow(), _timezone(),
-                                 account_ids=ids if numbers or units else None,
-                                 org_unit_ids=list(units) if numbers or units else None)
+                                 account_ids=ids if chosen else None,
+                                 org_unit_ids=units if chosen else None)
     rows = [view.as_dict() for view in views]
     if not as_json:
         for row, view in zip(rows, views):
             row["limit"], row["used"] = (_figure(view.metric, view.figure),
                                          _figure(view.metric, view.used))
-    emit_rows(rows, as_json, ["id", "account", "org_unit_id", "metric", "limit", "used",
+    emit_rows(rows, as_json, ["id", "account", "unit", "metric", "limit", "used",
                               "share_percent", "warn_percent", "action", "warned", "acted"])
 
 

@@ -99,3 +99,32 @@ def test_spend_report_json_csv_pdf_agree_with_the_ledger(abonent, db_url, tmp_pa
     content = "".join(page.extract_text() for page in PdfReader(pdf).pages)
     assert first in content and "160.50" in content
     context.dispose()
+
+
+def test_branch_limits_and_customer_reports(abonent, db_url):
+    from rating import org
+    context, (first, second) = seed(db_url)
+    with context.Session() as session:
+        customer = org.create_customer(session, kind="company", name="Romashka", actor="t")
+        sales = org.create_unit(session, customer.id, "Sales", actor="t")
+        for number in (first, second):
+            account = session.scalar(select(Account).where(Account.number == number))
+            org.attach_account(session, account.id, customer.id, actor="t", unit_id=sales.id)
+        session.commit()
+        customer_id, unit_id = customer.id, sales.id
+    made = js(abonent("limit", "set", "--unit", str(unit_id), "--amount", "200", "--warn", "50",
+                      "--json"))
+    # 160.50 of 200: past the 50 % warning.
+    assert made["unit"] == "Sales" and made["used"] == "160.50" and made["warned"]
+    listed = js(abonent("limit", "list", "--customer", str(customer_id), "--json"))
+    assert [row["id"] for row in listed] == [made["id"]]
+    assert js(abonent("limit", "list", "--account", first, "--json")) == []
+    report = js(abonent("spend", "report", "--customer", str(customer_id), "--unit",
+                        str(unit_id), "--from", "2020-01-01", "--to", "2029-12-31", "--json"))
+    assert report["units"] == [{"unit_id": unit_id, "unit": "Sales", "tariff": "120.00",
+                                "options": "30.00", "packages": "0.00", "traffic": "10.50",
+                                "other": "0.00", "total": "160.50"}]
+    abonent("spend", "report", "--customer", "999", "--from", "2026-01-01", "--to",
+            "2026-01-31", code=2)
+    abonent("limit", "set", "--unit", "999", "--amount", "5", code=2)
+    context.dispose()
