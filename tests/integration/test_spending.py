@@ -18,7 +18,7 @@ from rating.models import (Account, LedgerEntry, Notification, ProfileChange,
 from collector.models import TrafficRollup
 from rating.validate import DomainError
 from tests.conftest import make_context
-from tests.factories import make_account
+from tests.factories import make_account, make_service
 
 ZONE = "Europe/Moscow"
 # Mid-December in Moscow; the month runs from 2026-11-30 21:00 UTC.
@@ -118,7 +118,7 @@ def test_two_job_runs_at_once_act_once(ctx, session):
         ProfileChange.reason.like("limit:%"))) == 3
 
 
-def test_throttle_slows_the_account_and_lifts_next_month(session):
+def test_throttle_slows_the_account_and_lifts_next_month(ctx, session):
     account = make_account(session, balance="1000")
     spending.set_limit(session, account_id=account.id, metric="money", value="100",
                        action="throttle", actor="test", now=MID, timezone=ZONE)
@@ -132,6 +132,16 @@ def test_throttle_slows_the_account_and_lifts_next_month(session):
     # The tariff's slow speed (negative_rate_kbps) while the limit holds.
     assert (speed.profile, speed.rate_down_kbps) == ("limit-throttled", 1_000)
     assert cabinet_ops.speed_now(session, account, NEXT_MONTH, timezone=ZONE).profile == "normal"
+    # RADIUS's cached view and the enforcer ask the same function.
+    from aaa import enforcement
+    from aaa.authorize import subscriber_profile
+    from aaa.directory import SubscriberDirectory
+    service = make_service(session, account)
+    session.commit()
+    view = SubscriberDirectory(ctx.Session).by_login(service.login)
+    assert subscriber_profile(view, MID, timezone=ZONE).name == "limit-throttled"
+    assert enforcement.desired_profiles(session, MID, account_ids=[account.id],
+                                        timezone=ZONE)[account.id].key == "full:1000/1000"
 
     # The first run of the new month clears it and tells the network.
     outcome = spending.evaluate(session, NEXT_MONTH + dt.timedelta(minutes=5), ZONE)
