@@ -111,7 +111,11 @@ def load_user(identifier: str) -> Principal | None:
             if view is not None:
                 account_id, account = first, view
                 rights = _rights_on(found.user_id, first)
+                # Selected from now on: the next request checks this one
+                # account instead of looking for it again.
+                session[SELECTED_ACCOUNT] = first
     g.login_account = account
+    g.login_has_grants = found.has_grants
     return Principal(found.user_id, account_id, found.login, found.role,
                      found.session_epoch, found.account_id, frozenset(rights))
 
@@ -136,9 +140,22 @@ def reachable_accounts() -> list:
     """(id, number, name) of every account the login may view (its own when
     it may, the linked ones, those of its branches), own first; empty when
     there is nothing to switch between."""
-    from rating.models import Account
+    from rating.models import Account, CabinetUserAccount
     if not current_user.is_authenticated or not current_user.own_account_id:
         return []
+    if not g.get("login_has_grants"):
+        # Before issue 21's grants (most logins): its own account and those
+        # linked to it, in one statement.
+        linked = reads().execute(
+            select(Account.id, Account.number, Account.name)
+            .join(CabinetUserAccount, CabinetUserAccount.account_id == Account.id)
+            .where(CabinetUserAccount.cabinet_user_id == current_user.user_id)
+            .order_by(Account.number)).all()
+        if not linked:
+            return []
+        own = reads().execute(select(Account.id, Account.number, Account.name)
+                              .where(Account.id == current_user.own_account_id)).first()
+        return [tuple(own)] + [tuple(row) for row in linked]
     ids = org.accounts_with_right(reads(), current_user.user_id, "view")
     if len(ids) < 2 and ids == [current_user.account_id]:
         return []

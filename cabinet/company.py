@@ -44,7 +44,7 @@ DOMAIN_MESSAGES = (
     _l("this part of the company is not yours to change"),
     _l("choose at least one right"), _l("the unit does not exist"),
     _l("the account does not exist"), _l("the cabinet user does not exist"),
-    _l("the grant does not exist"), _l("you may not give rights you do not hold there"),
+    _l("the grant does not exist"),
     _l("documents are per account or consolidated"),
 )
 
@@ -87,16 +87,12 @@ def _unit_arg(reach: org.Scope, name: str = "unit") -> int | None:
     return int(value)
 
 
-def _visible_accounts(customer: Customer, reach: org.Scope, unit_id: int | None) -> list[int]:
-    """The customer's accounts in reach, of the unit's branch when given."""
+def _visible_accounts(customer: Customer, reach: org.Scope, unit_id: int | None):
+    """A SELECT of the customer's accounts in reach, of the unit's branch
+    when given (rating.org.branch_query)."""
     if unit_id is not None:
-        return org.branch_accounts(db(), customer.id, unit_id)
-    if reach.whole:
-        return org.branch_accounts(db(), customer.id)
-    found: set[int] = set()
-    for root in reach.roots:
-        found.update(org.branch_accounts(db(), customer.id, root))
-    return sorted(found)
+        return org.branch_query(customer.id, [unit_id])
+    return org.branch_query(customer.id, None if reach.whole else reach.roots)
 
 
 def _units_in(customer: Customer, reach: org.Scope):
@@ -237,20 +233,30 @@ def _int_field(name: str) -> int | None:
     return int(value)
 
 
+def _apply(customer: Customer, page: str, change, done: str):
+    """Make one change (``change()`` calls rating.org), commit, say ``done``
+    and go back to ``page``. A refusal keeps nothing: Forbidden is 403,
+    NotFound 404, any other its sentence on the page."""
+    try:
+        change()
+        db().commit()
+        flash(done, "ok")
+    except DomainError as error:
+        _fail(error)
+    return _back(page, customer)
+
+
 @blueprint.post("/tree/add")
 @login_required
 def unit_add():
     customer, reach = _edit_reach()
     parent_id = _int_field("parent_id")
-    try:
+
+    def change():
         org.check_editable(reach, parent_id, parent=True)
         org.create_unit(db(), customer.id, request.form.get("name", ""), actor=_actor(),
                         parent_id=parent_id)
-        db().commit()
-        flash(_("The unit has been added."), "ok")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.tree", customer)
+    return _apply(customer, "company.tree", change, _("The unit has been added."))
 
 
 def _editable_unit(reach: org.Scope, unit_id: int) -> None:
@@ -266,15 +272,9 @@ def unit_rename(unit_id: int):
     customer, reach = _edit_reach()
     if not reach.covers(unit_id):
         abort(404)
-    try:
-        org.unit(db(), unit_id, customer.id)
-        org.rename_unit(db(), unit_id, request.form.get("name", ""), actor=_actor(),
-                        customer_id=customer.id)
-        db().commit()
-        flash(_("The unit has been renamed."), "ok")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.tree", customer)
+    return _apply(customer, "company.tree", lambda: org.rename_unit(
+        db(), unit_id, request.form.get("name", ""), actor=_actor(), customer_id=customer.id),
+        _("The unit has been renamed."))
 
 
 @blueprint.post("/tree/<int:unit_id>/move")
@@ -283,14 +283,11 @@ def unit_move(unit_id: int):
     customer, reach = _edit_reach()
     _editable_unit(reach, unit_id)
     parent_id = _int_field("parent_id")
-    try:
+
+    def change():
         org.check_editable(reach, parent_id, parent=True)
         org.move_unit(db(), unit_id, parent_id, actor=_actor(), customer_id=customer.id)
-        db().commit()
-        flash(_("The unit has been moved."), "ok")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.tree", customer)
+    return _apply(customer, "company.tree", change, _("The unit has been moved."))
 
 
 @blueprint.post("/tree/<int:unit_id>/delete")
@@ -298,13 +295,9 @@ def unit_move(unit_id: int):
 def unit_delete(unit_id: int):
     customer, reach = _edit_reach()
     _editable_unit(reach, unit_id)
-    try:
-        org.delete_unit(db(), unit_id, actor=_actor(), customer_id=customer.id)
-        db().commit()
-        flash(_("The unit has been deleted; what it held moved one level up."), "ok")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.tree", customer)
+    return _apply(customer, "company.tree", lambda: org.delete_unit(
+        db(), unit_id, actor=_actor(), customer_id=customer.id),
+        _("The unit has been deleted; what it held moved one level up."))
 
 
 @blueprint.post("/tree/attach")
@@ -314,21 +307,15 @@ def attach():
     customer, reach = _edit_reach()
     number = (request.form.get("number") or "").strip()[:32]
     unit_id = _int_field("unit_id")
-    account = db().scalar(select(Account).where(Account.number == number,
-                                                Account.customer_id == customer.id))
-    try:
+
+    def change():
+        account = db().scalar(select(Account).where(Account.number == number,
+                                                    Account.customer_id == customer.id))
         if account is None or not (reach.whole or reach.covers(account.org_unit_id)):
             raise NotFound("the account does not exist")
         org.check_editable(reach, unit_id, parent=True)
         org.attach_account(db(), account.id, customer.id, actor=_actor(), unit_id=unit_id)
-        db().commit()
-        flash(_("The account has been placed."), "ok")
-    except NotFound as error:
-        db().rollback()
-        flash(labels.error_text(error), "error")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.tree", customer)
+    return _apply(customer, "company.tree", change, _("The account has been placed."))
 
 
 # -- rights on branches --------------------------------------------------------------
@@ -368,7 +355,8 @@ def grant_add():
     customer, reach = _edit_reach()
     unit_id = _int_field("unit_id")
     login = (request.form.get("login") or "").strip()[:64]
-    try:
+
+    def change():
         org.check_editable(reach, unit_id, parent=True)
         wanted = org.parse_rights(request.form.getlist("rights"))
         _granter_holds(customer, unit_id, wanted)
@@ -376,14 +364,7 @@ def grant_add():
         if user_id is None:
             raise DomainError("the cabinet user does not exist")
         org.grant(db(), user_id, customer.id, wanted, actor=_actor(), unit_id=unit_id)
-        db().commit()
-        flash(_("The rights have been given."), "ok")
-    except org.Forbidden:
-        db().rollback()
-        flash(_("You may not give rights you do not hold there."), "error")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.access", customer)
+    return _apply(customer, "company.access", change, _("The rights have been given."))
 
 
 @blueprint.post("/access/<int:grant_id>/revoke")
@@ -395,13 +376,9 @@ def grant_revoke(grant_id: int):
     if found is None or not (reach.whole if found.org_unit_id is None
                              else reach.covers(found.org_unit_id)):
         abort(404)
-    try:
-        org.revoke(db(), grant_id, actor=_actor(), customer_id=customer.id)
-        db().commit()
-        flash(_("The rights have been taken back."), "ok")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.access", customer)
+    return _apply(customer, "company.access", lambda: org.revoke(
+        db(), grant_id, actor=_actor(), customer_id=customer.id),
+        _("The rights have been taken back."))
 
 
 @blueprint.post("/documents")
@@ -411,13 +388,9 @@ def documents_setting():
     customer, reach = _edit_reach()
     if not reach.whole:
         abort(403)
-    try:
-        org.set_documents(db(), customer.id, request.form.get("documents", ""), actor=_actor())
-        db().commit()
-        flash(_("The documents setting has been saved."), "ok")
-    except DomainError as error:
-        _fail(error)
-    return _back("company.access", customer)
+    return _apply(customer, "company.access", lambda: org.set_documents(
+        db(), customer.id, request.form.get("documents", ""), actor=_actor()),
+        _("The documents setting has been saved."))
 
 
 # -- the consolidated invoice and act --------------------------------------------------

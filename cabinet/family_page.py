@@ -90,32 +90,36 @@ def _holder_only() -> None:
         abort(403)
 
 
-@blueprint.post("/invite")
-@login_required
-def invite():
-    _holder_only()
+def _asked(change, done: str):
+    """The holder's own request or code: made (``done`` said), or refused
+    with its sentence; nothing kept either way but the answer."""
     try:
-        family.invite(db(), current_user.user_id, request.form.get("number", "")[:32], utcnow(),
-                      actor=_actor())
+        change()
     except DomainError as error:
         db().rollback()
         flash(labels.error_text(error), "error")
         return redirect(url_for("family.family_page"))
-    return _done(_("The request has been sent; the account's holder answers it in their cabinet."))
+    return _done(done)
+
+
+@blueprint.post("/invite")
+@login_required
+def invite():
+    _holder_only()
+    return _asked(lambda: family.invite(
+        db(), current_user.user_id, request.form.get("number", "")[:32], utcnow(),
+        actor=_actor()),
+        _("The request has been sent; the account's holder answers it in their cabinet."))
 
 
 @blueprint.post("/redeem")
 @login_required
 def redeem():
     _holder_only()
-    try:
-        family.redeem(db(), current_user.user_id, request.form.get("number", "")[:32],
-                      request.form.get("code", "")[:32], utcnow(), actor=_actor())
-    except DomainError as error:
-        db().rollback()
-        flash(labels.error_text(error), "error")
-        return redirect(url_for("family.family_page"))
-    return _done(_("Done: the account is now in your account list."))
+    return _asked(lambda: family.redeem(
+        db(), current_user.user_id, request.form.get("number", "")[:32],
+        request.form.get("code", "")[:32], utcnow(), actor=_actor()),
+        _("Done: the account is now in your account list."))
 
 
 @blueprint.post("/code")

@@ -122,15 +122,41 @@ def statement(account, period, statement, title: str | None = None) -> bytes:
     return doc.bytes()
 
 
+def _month_title(kind: str, document) -> str:
+    if kind == "invoice":
+        return _("Invoice No. %(number)s of %(date)s", number=document.number,
+                 date=_day(document.last_day))
+    return _("Act No. %(number)s of %(date)s", number=document.number,
+             date=_day(document.last_day))
+
+
+def _month_closing(doc: _Document, kind: str, total, number: str | None) -> None:
+    """After the table: the VAT line, the sum to pay (an invoice, with the
+    account number to state when there is one) or the act's statement and
+    the two signatures."""
+    doc.ln(4)
+    doc.paragraph(_("VAT is not charged."))
+    if kind == "invoice":
+        doc.paragraph(_("Total to pay: %(amount)s", amount=money_with_currency(total)),
+                      bold=True, size=12)
+        if number:
+            doc.paragraph(_("Please state the account number %(number)s in the payment.",
+                            number=number))
+        return
+    doc.paragraph(_("Services rendered for %(amount)s", amount=money_with_currency(total)),
+                  bold=True, size=12)
+    doc.paragraph(_("The services were rendered in full and on time; the customer has "
+                    "no claims as to their volume, quality or timing."))
+    doc.ln(10)
+    seller_sign, customer_sign = _("Seller"), _("Customer")
+    doc.paragraph(f"{seller_sign}: ____________________        "
+                  f"{customer_sign}: ____________________")
+
+
 def month_document(kind: str, account, document, seller: str) -> bytes:
     """A company's invoice (счёт) or act (акт) for one month."""
     month = format_date(document.first_day, "LLLL yyyy")
-    if kind == "invoice":
-        title = _("Invoice No. %(number)s of %(date)s", number=document.number,
-                  date=_day(document.last_day))
-    else:
-        title = _("Act No. %(number)s of %(date)s", number=document.number,
-                  date=_day(document.last_day))
+    title = _month_title(kind, document)
     doc = _Document(title)
     doc.heading(title)
     doc.fact(_("Seller"), seller)
@@ -148,24 +174,7 @@ def month_document(kind: str, account, document, seller: str) -> bytes:
         doc.row(("", _("No services were charged this month."), money(document.total)),
                 widths, aligns)
     doc.row(("", _("Total"), money(document.total)), widths, aligns, bold=True)
-    doc.ln(4)
-    doc.paragraph(_("VAT is not charged."))
-    if kind == "invoice":
-        doc.paragraph(_("Total to pay: %(amount)s",
-                        amount=money_with_currency(document.total)),
-                      bold=True, size=12)
-        doc.paragraph(_("Please state the account number %(number)s in the payment.",
-                        number=account.number))
-    else:
-        doc.paragraph(_("Services rendered for %(amount)s",
-                        amount=money_with_currency(document.total)),
-                      bold=True, size=12)
-        doc.paragraph(_("The services were rendered in full and on time; the customer has "
-                        "no claims as to their volume, quality or timing."))
-        doc.ln(10)
-        seller_sign, customer_sign = _("Seller"), _("Customer")
-        doc.paragraph(f"{seller_sign}: ____________________        "
-                      f"{customer_sign}: ____________________")
+    _month_closing(doc, kind, document.total, account.number)
     return doc.bytes()
 
 
@@ -173,12 +182,7 @@ def consolidated_document(kind: str, customer, document, seller: str) -> bytes:
     """One invoice or act for many accounts of a customer (issue 21): a line
     per account, the account's services summed."""
     month = format_date(document.first_day, "LLLL yyyy")
-    if kind == "invoice":
-        title = _("Invoice No. %(number)s of %(date)s", number=document.number,
-                  date=_day(document.last_day))
-    else:
-        title = _("Act No. %(number)s of %(date)s", number=document.number,
-                  date=_day(document.last_day))
+    title = _month_title(kind, document)
     doc = _Document(title)
     doc.heading(title)
     doc.fact(_("Seller"), seller)
@@ -196,20 +200,5 @@ def consolidated_document(kind: str, customer, document, seller: str) -> bytes:
         doc.row(("", "", _("No services were charged this month."), money(document.total)),
                 widths, aligns)
     doc.row(("", "", _("Total"), money(document.total)), widths, aligns, bold=True)
-    doc.ln(4)
-    doc.paragraph(_("VAT is not charged."))
-    if kind == "invoice":
-        doc.paragraph(_("Total to pay: %(amount)s",
-                        amount=money_with_currency(document.total)),
-                      bold=True, size=12)
-    else:
-        doc.paragraph(_("Services rendered for %(amount)s",
-                        amount=money_with_currency(document.total)),
-                      bold=True, size=12)
-        doc.paragraph(_("The services were rendered in full and on time; the customer has "
-                        "no claims as to their volume, quality or timing."))
-        doc.ln(10)
-        seller_sign, customer_sign = _("Seller"), _("Customer")
-        doc.paragraph(f"{seller_sign}: ____________________        "
-                      f"{customer_sign}: ____________________")
+    _month_closing(doc, kind, document.total, None)
     return doc.bytes()

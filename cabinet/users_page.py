@@ -31,7 +31,7 @@ from cabinet import labels
 from cabinet.app import db
 from cabinet.selfservice import ResetForm, SelectChoice, _deliver, log_out_keeping_language
 from config.db import utcnow
-from rating import company_users, roles, selfservice
+from rating import company_users, org, selfservice
 from rating.choices import USER_ROLES
 from rating.models import Account
 from rating.notify import EmailChannel
@@ -149,6 +149,10 @@ def _page(status: int = 200, *, error: str | None = None, invite_form=None,
         invite_form=invite_form or _form(InviteForm),
         role_form=lambda row: _form(RoleForm, role=row.role),
         action_form=_form(AccountForm), shown_link=shown_link, invited=invited,
+        # Issue 21: a login that manages a company's structure gives rights on
+        # its departments on the company's Rights page.
+        branch_rights=org.scope(db(), current_user.user_id, account.customer_id, "users")
+        if account.customer_id else None,
         days=company_users.INVITE_DAYS, error=error), status
 
 

@@ -89,33 +89,38 @@ class ConsolidatedDocument:
     total: Decimal
 
 
-def consolidated_services(session: Session, number: str, account_ids: list[int],
+def consolidated_services(session: Session, number: str, account_ids,
                           first_day: dt.date, last_day: dt.date, start: dt.datetime,
                           end: dt.datetime) -> ConsolidatedDocument:
     """The services of [start, end) of every account, summed per account and
     kind in one statement (corrections under the kind they correct, as in
-    month_services); accounts charged nothing are left out."""
+    month_services); accounts charged nothing are left out. ``account_ids``:
+    a list, or a SELECT of ids (rating.org.branch_query)."""
     if end <= start:
         raise DomainError("the period must end after it starts")
     lines: list[ConsolidatedLine] = []
-    if account_ids:
+    if not isinstance(account_ids, (list, tuple, set)) or account_ids:
         reversed_entry = aliased(LedgerEntry)
         kind = func.coalesce(reversed_entry.kind, LedgerEntry.kind)
         rows = session.execute(
-            select(LedgerEntry.account_id, kind, func.sum(LedgerEntry.amount))
+            select(LedgerEntry.account_id, Account.number, Account.name, kind,
+                   func.sum(LedgerEntry.amount))
             .select_from(LedgerEntry)
+            .join(Account, Account.id == LedgerEntry.account_id)
             .outerjoin(reversed_entry, reversed_entry.id == LedgerEntry.reverses_id)
             .where(LedgerEntry.account_id.in_(account_ids), LedgerEntry.created_at >= start,
                    LedgerEntry.created_at < end, kind.in_(SERVICE_KINDS))
-            .group_by(LedgerEntry.account_id, kind)).all()
+            .group_by(LedgerEntry.account_id, Account.number, Account.name, kind)
+            .order_by(Account.number)).all()
         sums: dict[int, dict[str, Decimal]] = {}
-        for account_id, row_kind, total in rows:
+        names: dict[int, tuple[str, str]] = {}
+        for account_id, account_number, name, row_kind, total in rows:
+            names.setdefault(account_id, (account_number, name))
             if total:
                 sums.setdefault(account_id, {})[row_kind] = -Decimal(total)
-        names = session.execute(select(Account.id, Account.number, Account.name)
-                                .where(Account.id.in_(list(sums)))
-                                .order_by(Account.number)).all() if sums else []
-        for account_id, account_number, name in names:
+        for account_id, (account_number, name) in names.items():
+            if account_id not in sums:
+                continue
             amounts = {k: sums[account_id][k] for k in SERVICE_KINDS if k in sums[account_id]}
             total = sum(amounts.values(), Decimal("0.00"))
             if total != 0:

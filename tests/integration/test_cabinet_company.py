@@ -92,6 +92,8 @@ def test_the_overview_shows_the_branch_and_its_totals(app, company):
     whole = director.get("/company/")
     assert whole.text.count('data-test="branch-row"') == 4  # 3 departments + no department
     assert "Not in a department" in whole.text
+    # The company's Users page points to the rights on departments.
+    assert 'data-test="branch-rights"' in director.get("/users").text
 
 
 def test_a_branch_login_cannot_reach_another_branch(app, company):
@@ -119,9 +121,9 @@ def test_a_branch_login_cannot_reach_another_branch(app, company):
     assert post(browser, "/company/tree/add", name="Root", parent_id="").status_code == 403
     # Rights on the whole company, or on another branch, or rights it lacks.
     assert post(browser, "/company/access/grant", login="branch", unit_id="",
-                rights="view").status_code == 302
+                rights="view").status_code == 403
     assert post(browser, "/company/access/grant", login="director",
-                unit_id=str(company.units["Team 1.0"]), rights="service").status_code == 302
+                unit_id=str(company.units["Team 1.0"]), rights="service").status_code == 403
     assert post(browser, "/company/documents", documents="consolidated").status_code == 403
     with company.ctx.Session() as session:
         director_grant = session.scalar(select(OrgGrant.id).where(OrgGrant.org_unit_id.is_(None)))

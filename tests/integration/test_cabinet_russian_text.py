@@ -368,3 +368,51 @@ def test_the_company_pages_in_russian_show_no_english(cabinet_ctx, client):
     users = client.get("/users")
     assert users.status_code == 200 and "romashka-books" in users.text
     assert latin_words(page_text(users.text), own) == set()
+
+
+def test_the_customer_pages_in_russian_show_no_english(cabinet_ctx, client):
+    """Issue 21: the company's overview, structure, rights, consolidated
+    invoice and act (pages and PDF), and the family page with a request."""
+    from rating import family, ledger, org
+    from tests.factories import make_account
+    with cabinet_ctx.Session() as session:
+        head = make_account(session, kind="company", name="ООО «Ромашка»", balance="100")
+        owner = accounts.create_cabinet_user(session, head, login="romashka",
+                                             password="correct-horse-1")
+        customer = org.create_customer(session, kind="company", name="ООО «Ромашка»",
+                                       actor="admin:noc")
+        sales = org.create_unit(session, customer.id, "Отдел продаж", actor="admin:noc")
+        north = org.create_unit(session, customer.id, "Северный филиал", actor="admin:noc",
+                                parent_id=sales.id)
+        org.attach_account(session, head.id, customer.id, actor="admin:noc")
+        for n in range(3):
+            line = make_account(session, kind="company", name=f"Линия {n + 1}")
+            org.attach_account(session, line.id, customer.id, actor="admin:noc",
+                               unit_id=north.id)
+            ledger.post(session, account_id=line.id, amount="-250", kind="fee",
+                        key=f"fee:ru:{line.id}", author="test")
+        org.grant(session, owner.id, customer.id, org.RIGHTS, actor="admin:noc")
+        relative = make_account(session, name="Петрова Анна", balance="10")
+        anna = accounts.create_cabinet_user(session, relative, login="anna",
+                                            password="correct-horse-1")
+        family.invite(session, anna.id, head.number, utcnow(), actor="cabinet:anna")
+        session.commit()
+    # The seller's name is the operator's setting (Latin in the default).
+    own = {"romashka", "anna", *cabinet_ctx.settings.get("payments", "seller").split()}
+    assert log_in(client, "romashka", "correct-horse-1", lang="ru").status_code == 302
+    leaks = {}
+    for path in ("/company/", "/company/tree", "/company/access", "/company/invoice",
+                 "/company/invoice?kind=act", "/family/", "/users"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        found = latin_words(page_text(response.text), own)
+        if found:
+            leaks[path] = found
+    for path in ("/company/invoice.pdf", "/company/act.pdf"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        found = latin_words(pdf_text(response.data), own)
+        if found:
+            leaks[path] = found
+    assert "Линия 1" in pdf_text(client.get("/company/invoice.pdf").data)
+    assert not leaks, f"English in the Russian company pages: {leaks}"
