@@ -48,6 +48,8 @@ class Subscriber:
     options: tuple[ActiveOption, ...] = ()
     # The tariff's time-of-day windows with their own speed (rating.timewindows).
     windows: tuple = ()
+    # A spending limit slows the account until then (rating.spending).
+    limit_throttled_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def subscriber_profile(subscriber: Subscriber, now: dt.datetime,
                           subscriber.negative_rate_kbps, subscriber.windows,
                           timezone) if subscriber.rate_down_kbps else None
     return desired_profile(state=subscriber.account_state, rung=subscriber.profile,
-                           tariff=tariff, options=subscriber.options, now=now, ladder=ladder)
+                           tariff=tariff, options=subscriber.options, now=now, ladder=ladder,
+                           limit_throttled_until=subscriber.limit_throttled_until)
 
 
 def decide(subscriber: Subscriber | None, credentials_valid: bool, *,

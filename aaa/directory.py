@@ -174,7 +174,7 @@ def _subscriber_query():
                    Service.pool, Account.state, Account.profile,
                    func.coalesce(Tariff.rate_down_kbps, 0), func.coalesce(Tariff.rate_up_kbps, 0),
                    func.coalesce(Tariff.negative_rate_kbps, 0), Account.version,
-                   Service.ipv6_prefix, Account.tariff_id)
+                   Service.ipv6_prefix, Account.tariff_id, Account.limit_throttled_until)
             .join(Account, Account.id == Service.account_id)
             .outerjoin(Tariff, Tariff.id == Account.tariff_id)
             .where(Service.active.is_(True)))
@@ -216,14 +216,15 @@ def _versions_unchanged(held: dict[int, int], session) -> bool:
 def _view(*row, options: dict[int, tuple] | None = None,
           windows: dict[int, tuple] | None = None) -> Subscriber:
     (service_id, kind, account_id, number, login, password, mac, circuit_id, static_ipv4, pool,
-     state, profile, down, up, negative, version, ipv6_prefix, tariff_id) = row
+     state, profile, down, up, negative, version, ipv6_prefix, tariff_id, slowed) = row
     return Subscriber(service_id=service_id, kind=kind, account_id=account_id,
                       account_number=number, login=login, password=password, mac=mac,
                       circuit_id=circuit_id, static_ipv4=static_ipv4, pool=pool,
                       account_state=state, profile=profile or "normal", rate_down_kbps=down,
                       rate_up_kbps=up, negative_rate_kbps=negative, version=version,
                       ipv6_prefix=ipv6_prefix, options=(options or {}).get(account_id, ()),
-                      windows=(windows or {}).get(tariff_id, ()))
+                      windows=(windows or {}).get(tariff_id, ()),
+                      limit_throttled_until=slowed)
 
 
 class SubscriberDirectory:

@@ -145,15 +145,16 @@ def desired_profiles(session: Session, now: dt.datetime, ladder=policies.DEFAULT
     running = running_speed_options(session, now, accounts)
     windows = speed_windows(session)
     profiles = {}
-    for account_id, state, rung, tariff_id, down, up, negative in session.execute(
+    for account_id, state, rung, tariff_id, down, up, negative, slowed in session.execute(
             select(Account.id, Account.state, Account.profile, Account.tariff_id,
-                   Tariff.rate_down_kbps, Tariff.rate_up_kbps, Tariff.negative_rate_kbps)
+                   Tariff.rate_down_kbps, Tariff.rate_up_kbps, Tariff.negative_rate_kbps,
+                   Account.limit_throttled_until)
             .outerjoin(Tariff, Tariff.id == Account.tariff_id).where(Account.id.in_(accounts))):
         tariff = TariffSpeeds(down, up, negative or 0, windows.get(tariff_id, ()),
                               timezone) if down is not None else None
         profiles[account_id] = desired_profile(state=state, rung=rung, tariff=tariff,
                                                options=running.get(account_id, ()), now=now,
-                                               ladder=ladder)
+                                               ladder=ladder, limit_throttled_until=slowed)
     return profiles
 
 

@@ -181,6 +181,8 @@ def create_app(ctx: Context, testing: bool = False) -> Flask:
     from cabinet import company, family_page
     company.install(app)
     family_page.install(app)
+    from cabinet import company_page
+    app.register_blueprint(company_page.blueprint)
     from cabinet import api, tokens
     api.register(app)
     app.register_blueprint(tokens.blueprint)

@@ -26,6 +26,9 @@ PROFILES = {
     "suspended": (_l("Suspended"),
                   _l("The balance is below the credit limit, so the access is suspended. "
                      "Top up the account to restore it.")),
+    "limit-throttled": (_l("Slowed by the spending limit"),
+                        _l("The company's monthly spending limit is reached, so the speed is "
+                           "reduced until the next month or until the limit is raised.")),
     "blocked": (_l("Blocked"),
                 _l("The operator has blocked the account, so the access is off. "
                    "Please contact support.")),

@@ -58,6 +58,9 @@ MESSAGES = (
      _l("Promo code %(value)s has been used up.")),
     (re.compile(r"^promo code (?P<value>\S+) was already redeemed for this account$"),
      _l("Promo code %(value)s has already been used on this account.")),
+    (re.compile(r"^the monthly spending limit is reached: "),
+     _l("The monthly spending limit is reached: turbo, options and packages cannot be "
+        "bought until the next month or until the limit is raised.")),
     (re.compile(r"^a promo code is 3-32 letters, digits, dashes or underscores$"),
      _l("A promo code is 3 to 32 letters, digits, dashes or underscores.")),
 )

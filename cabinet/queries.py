@@ -54,6 +54,8 @@ class AccountView:
     next_tariff: str | None = None
     next_tariff_from: dt.date | None = None
     tariff_id: int | None = None
+    # Issue 21: a spending limit slows the line until then (rating.spending).
+    limit_throttled_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ _ACCOUNT_COLUMNS = (
     _ACCOUNTS.c.next_tariff_from, _NEXT_TARIFFS.c.name.label("next_tariff"),
     _ACCOUNTS.c.tariff_id, _TARIFFS.c.name.label("tariff_name"), _TARIFFS.c.fee,
     _TARIFFS.c.fee_period, _TARIFFS.c.rate_down_kbps, _TARIFFS.c.rate_up_kbps,
-    _TARIFFS.c.negative_rate_kbps, _TARIFFS.c.rules.label("tariff_rules"))
+    _TARIFFS.c.negative_rate_kbps, _TARIFFS.c.rules.label("tariff_rules"),
+    _ACCOUNTS.c.limit_throttled_until)
 _ACCOUNT_JOINS = (_ACCOUNTS.outerjoin(_TARIFFS, _TARIFFS.c.id == _ACCOUNTS.c.tariff_id)
                   .outerjoin(_NEXT_TARIFFS, _NEXT_TARIFFS.c.id == _ACCOUNTS.c.next_tariff_id))
 
@@ -108,7 +111,7 @@ def _account_of(row) -> AccountView:
             windows=timewindows.from_rules(row.tariff_rules)),
         frozen_until=row.frozen_until, next_tariff=row.next_tariff,
         next_tariff_from=row.next_tariff_from if row.next_tariff is not None else None,
-        tariff_id=row.tariff_id)
+        tariff_id=row.tariff_id, limit_throttled_until=row.limit_throttled_until)
 
 
 _ACCOUNT = (select(*_ACCOUNT_COLUMNS).select_from(_ACCOUNT_JOINS)

@@ -113,7 +113,8 @@ def dashboard():
     speed = None if tariff is None else cabinet_ops.speed_with_options(
         account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps, tariff.negative_rate_kbps,
         active, now, state=account.state, ladder=ladder(),
-        windows=tariff.windows, timezone=_timezone())
+        windows=tariff.windows, timezone=_timezone(),
+        limit_throttled_until=account.limit_throttled_until)
     turbo = _turbo_offer(speed)
     facts = overview.build(db(), session, account, ladder=ladder(),
                            today=periods.local_today(_timezone()), now=now,

@@ -257,31 +257,34 @@ def speed_now(session: Session, account: Account, now: dt.datetime,
     running = running_speed_options(session, now, [account.id]).get(account.id, ())
     return _speed(account.state, account.profile, tariff.rate_down_kbps, tariff.rate_up_kbps,
                   tariff.negative_rate_kbps, running, now, ladder,
-                  timewindows.from_rules(tariff.rules), timezone)
+                  timewindows.from_rules(tariff.rules), timezone,
+                  account.limit_throttled_until)
 
 
 def speed_with_options(profile: str, rate_down_kbps: int, rate_up_kbps: int,
                        negative_rate_kbps: int, options, now: dt.datetime, *,
                        state: str = "active",
                        ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
-                       windows: tuple = (), timezone: str = "UTC") -> SpeedNow:
+                       windows: tuple = (), timezone: str = "UTC",
+                       limit_throttled_until: dt.datetime | None = None) -> SpeedNow:
     """Pure: speed_now over the account's active options a page listed anyway
     (each with ``name``, ``kind``, ``rate_multiplier``, ``starts_at`` and
     ``ends_at``, as cabinet.queries.active_options gives them)."""
     running = tuple(ActiveOption(o.name, o.kind, o.rate_multiplier, o.starts_at, o.ends_at)
                     for o in options)
     return _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, running,
-                  now, ladder, windows, timezone)
+                  now, ladder, windows, timezone, limit_throttled_until)
 
 
 def _speed(state, profile, rate_down_kbps, rate_up_kbps, negative_rate_kbps, running, now,
-           ladder, windows=(), timezone="UTC") -> SpeedNow:
+           ladder, windows=(), timezone="UTC", limit_throttled_until=None) -> SpeedNow:
     wanted = desired_profile(state=state, rung=profile,
                              tariff=TariffSpeeds(rate_down_kbps, rate_up_kbps,
                                                  negative_rate_kbps,
                                                  tuple(w for w in windows if w.has_speed),
                                                  timezone),
-                             options=running, now=now, ladder=ladder)
+                             options=running, now=now, ladder=ladder,
+                             limit_throttled_until=limit_throttled_until)
     if not wanted.gives_session:
         return SpeedNow(wanted.name, 0, 0, None, wanted.access)
     return SpeedNow(wanted.name, wanted.down_kbps, wanted.up_kbps, wanted.until, wanted.access)

@@ -137,6 +137,22 @@ def run_periodic(Session: sessionmaker, now: dt.datetime | None = None) -> int:
         return changed
 
 
+def run_spending(engine: Engine, Session: sessionmaker, timezone: str,
+                 now: dt.datetime | None = None):
+    """Spending limits against this month's charges and traffic: each
+    warning and action fires once (rating.spending); None when another
+    node holds the lock."""
+    from rating import spending
+    with job_lock(engine, "spending") as held:
+        if not held:
+            log.info("job.skipped name=spending reason=locked-by-another-node")
+            return None
+        with Session() as session:
+            outcome = spending.evaluate(session, now or utcnow(), timezone)
+            session.commit()
+        return outcome
+
+
 def last_fee_day(Session: sessionmaker) -> dt.date | None:
     with Session() as session:
         return session.scalar(select(JobRun.last_day).where(JobRun.name == "fees"))

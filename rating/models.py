@@ -12,7 +12,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from config.db import Base, Money, utcnow
 from rating.choices import (ACCOUNT_KINDS, ACCOUNT_STATES, CUSTOMER_DOCUMENTS, CUSTOMER_KINDS,
-                            FAMILY_INVITATION_STATES, FEE_PERIODS, LEDGER_KINDS, USER_ROLES)
+                            FAMILY_INVITATION_STATES, FEE_PERIODS, LEDGER_KINDS,
+                            SPENDING_ACTIONS, SPENDING_METRICS, USER_ROLES)
 
 
 def _in(column: str, values) -> str:
@@ -95,6 +96,11 @@ class Account(Base):
     # test it in SQL on both databases).
     language: Mapped[Optional[str]] = mapped_column(String(8))
     notify_off: Mapped[Optional[list[str]]] = mapped_column(JSON)
+    # Issue 21: a spending limit reached this month (rating.spending) slows
+    # the account down or refuses extras (turbo, packs) until then (naive
+    # UTC, the start of the next month in the operator's zone); NULL: free.
+    limit_throttled_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    extras_blocked_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     # Search keys (issue 14, rating.search): the name case-folded in Python
     # (SQLite's lower() knows only ASCII), the phone's national digits.
     # Filled on insert (ORM and Core alike) and on every ORM change;
@@ -812,6 +818,67 @@ class ScheduledChange(Base):
     before: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     result: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
 
+# -- spending limits (issue 21) --
+
+class SpendingLimit(Base):
+    """A monthly limit on one account or on a branch (an org unit and the
+    units under it): money charged or bytes used in the operator's calendar
+    month, a warning at ``warn_percent`` of it and an action when reached."""
+
+    __tablename__ = "spending_limits"
+    __table_args__ = (
+        CheckConstraint(_in("metric", SPENDING_METRICS), name="metric"),
+        CheckConstraint(_in("action", SPENDING_ACTIONS), name="action"),
+        CheckConstraint("(account_id IS NULL) <> (org_unit_id IS NULL)", name="one_scope"),
+        CheckConstraint("warn_percent > 0 AND warn_percent < 100", name="warn_percent"),
+        CheckConstraint("(metric = 'money' AND amount > 0 AND traffic_bytes IS NULL) OR "
+                        "(metric = 'traffic' AND traffic_bytes > 0 AND amount IS NULL)",
+                        name="figure"),
+        # One limit a scope and metric: ``limit set`` replaces it.
+        UniqueConstraint("account_id", "metric", name="uq_spending_limits_account_metric"),
+        UniqueConstraint("org_unit_id", "metric", name="uq_spending_limits_unit_metric"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # A branch's limit goes with the branch (rating.org.delete_unit).
+    org_unit_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("org_units.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(String(8))
+    # The limit: money charged (metric money) or bytes used (traffic).
+    amount: Mapped[Optional[Decimal]] = mapped_column(Money)
+    traffic_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    warn_percent: Mapped[int] = mapped_column(Integer, default=80)
+    action: Mapped[str] = mapped_column(String(16), default="notify")
+    # Bumped on each change of amount or action: the month's warning and
+    # action may fire again against the new figure (once per revision).
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    author: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SpendingLimitState(Base):
+    """What a limit did in one month: the warning and the action each fire
+    once (a conditional UPDATE claims them; two schedulers cannot both)."""
+
+    __tablename__ = "spending_limit_states"
+    __table_args__ = (UniqueConstraint("limit_id", "month",
+                                       name="uq_spending_limit_states_limit_month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    limit_id: Mapped[int] = mapped_column(ForeignKey("spending_limits.id", ondelete="CASCADE"))
+    month: Mapped[str] = mapped_column(String(7))          # "2026-12", operator's calendar
+    # What the last evaluation found (by the limit's metric).
+    used_money: Mapped[Optional[Decimal]] = mapped_column(Money)
+    used_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    evaluated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The limit's revision each fired at (NULL: not yet at the current one).
+    warned_revision: Mapped[Optional[int]] = mapped_column(Integer)
+    warned_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    acted_revision: Mapped[Optional[int]] = mapped_column(Integer)
+    acted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    lifted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 # -- customers with many accounts (issue 21) --
 

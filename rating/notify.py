@@ -203,6 +203,16 @@ def notify_account(session: Session, account: Account, kind: str, key: str, fiel
                                        default_language=default_language, now=utcnow()))
 
 
+def notify_many(session: Session, items, *, default_language: str | None = None) -> int:
+    """Queue many notices at once: (account, kind, key, fields) each, one
+    INSERT for the lot (a limit reached by a branch of 500 lines)."""
+    now = utcnow()
+    rows = [row for account, kind, key, fields in items
+            for row in _rows(account, kind, key, fields, urgent=None,
+                             default_language=default_language, now=now)]
+    return _insert_rows(session, rows)
+
+
 def days_left(balance: Decimal, credit_limit: Decimal, fee_per_day: Decimal) -> int | None:
     """Whole days the money lasts at the tariff's daily fee (None: no fee)."""
     if fee_per_day <= 0:
@@ -301,10 +311,14 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
               target_ref: str | None = None, template: str | None = None,
               text: str | None = None, text_en: str | None = None, urgent: bool = False,
               default_language: str | None = None,
-              channels: Iterable[str] | None = None) -> NotificationBroadcast:
+              channels: Iterable[str] | None = None, kind: str = "broadcast",
+              subject_fields: dict | None = None) -> NotificationBroadcast:
     """Queue one message to every open account ``account_ids`` (a SELECT of
     account ids) names, on each channel it chose for broadcasts: one
-    INSERT … SELECT a channel, no Python loop over the accounts."""
+    INSERT … SELECT a channel, no Python loop over the accounts.
+    ``kind``: the template whose subject it has (``subject_fields`` fill
+    it) and the opt-out it honours ("kind:channel"): a company's notice to
+    its users is "company-notice"."""
     if template is not None:
         if template not in notify_texts.BROADCASTS:
             raise DomainError(f"no broadcast template {template!r}; there are "
@@ -326,7 +340,8 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
     default = notify_texts.language(None, default_language or DEFAULT_LANGUAGE)
     lang = case((Account.language.in_(notify_texts.LANGUAGES), Account.language),
                 else_=literal(default))
-    subjects = {code: notify_texts.render("broadcast", code, {"text": ""})[0]
+    subjects = {code: notify_texts.render(kind, code, {**(subject_fields or {}),
+                                                       "text": ""})[0][:200]
                 for code in notify_texts.LANGUAGES}
     recipients = {"email": Account.email, "sms": Account.phone,
                   "telegram": Account.telegram_chat_id}
@@ -343,9 +358,9 @@ def broadcast(session: Session, account_ids, *, actor: str, target: str,
             # Both databases keep JSON as its text: '["email", "sms"]'.
             cast(Account.notify_channels, Text).like(f'%"{channel}"%'),
             func.coalesce(cast(Account.notify_off, Text), "[]").not_like(
-                f'%"broadcast:{channel}"%'))
+                f'%"{kind}:{channel}"%'))
         rows = select(
-            Account.id, literal(channel), literal("broadcast"),
+            Account.id, literal(channel), literal(kind),
             literal(f"broadcast:{row.id}:") + cast(Account.id, String) + literal(f":{channel}"),
             recipient, case((lang == "en", subjects["en"]), else_=subjects["ru"]),
             case((lang == "en", text_en), else_=text_ru), literal("pending"), literal(0),

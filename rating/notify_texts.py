@@ -9,6 +9,7 @@ English); no arithmetic happens here.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 
 LANGUAGES = ("ru", "en")
@@ -66,6 +67,46 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
         "ru": ("Сообщение от оператора", "{text}"),
         "en": ("A message from your provider", "{text}"),
     },
+    # Spending limits (issue 21, rating.spending); {month} is "2026-12".
+    "spend-warning": {
+        "ru": ("Расход приближается к лимиту",
+               "Лицевой счёт {number}: за {month} израсходовано {used} из месячного лимита "
+               "{limit} ({percent} % и более)."),
+        "en": ("Spending is near the limit",
+               "Account {number}: {used} of the monthly limit of {limit} is used in {month} "
+               "({percent}% or more)."),
+    },
+    "spend-reached": {
+        "ru": ("Месячный лимит исчерпан",
+               "Лицевой счёт {number}: за {month} израсходовано {used}, месячный лимит "
+               "{limit} исчерпан."),
+        "en": ("The monthly limit is reached",
+               "Account {number}: {used} is used in {month}; the monthly limit of {limit} "
+               "is reached."),
+    },
+    "spend-throttled": {
+        "ru": ("Лимит исчерпан: скорость снижена",
+               "Лицевой счёт {number}: за {month} израсходовано {used} при лимите {limit}. "
+               "Скорость снижена до начала следующего месяца или до повышения лимита."),
+        "en": ("Limit reached: the speed is reduced",
+               "Account {number}: {used} is used in {month} against a limit of {limit}. "
+               "The speed is reduced until the next month or until the limit is raised."),
+    },
+    "spend-blocked": {
+        "ru": ("Лимит исчерпан: дополнительные услуги недоступны",
+               "Лицевой счёт {number}: за {month} израсходовано {used} при лимите {limit}. "
+               "Турбо, опции и пакеты недоступны до начала следующего месяца или до "
+               "повышения лимита."),
+        "en": ("Limit reached: extras are off",
+               "Account {number}: {used} is used in {month} against a limit of {limit}. "
+               "Turbo, options and packages cannot be bought until the next month or until "
+               "the limit is raised."),
+    },
+    # A company administrator's notice to the company's own users.
+    "company-notice": {
+        "ru": ("Сообщение от {company}", "{text}"),
+        "en": ("A message from {company}", "{text}"),
+    },
 }
 
 # Broadcast templates an operator picks by name (``abonent notify
@@ -87,6 +128,21 @@ BROADCASTS: dict[str, dict[str, str]] = {
 }
 
 KINDS = tuple(TEMPLATES)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A figure with its unit, written per language: ``rub`` (money) or
+    ``gb`` (traffic, gigabytes)."""
+
+    value: Decimal
+    unit: str
+
+    def text(self, lang: str) -> str:
+        number = _money(self.value, lang)
+        if self.unit == "rub":
+            return f"{number} ₽" if lang == "ru" else f"{number} RUB"
+        return f"{number} ГБ" if lang == "ru" else f"{number} GB"
 
 
 def language(value: str | None, default: str = "ru") -> str:
@@ -111,7 +167,9 @@ def render(kind: str, lang: str, fields: dict) -> tuple[str, str]:
     subject, body = TEMPLATES[kind][lang]
     shown = {}
     for name, value in fields.items():
-        if isinstance(value, Decimal):
+        if isinstance(value, Quantity):
+            value = value.text(lang)
+        elif isinstance(value, Decimal):
             value = _money(value, lang)
         elif isinstance(value, dt.date):
             value = _date(value, lang)

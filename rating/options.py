@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rating import ledger, oplog, validate
+from rating import ledger, oplog, spending, validate
 from rating.accounts import MAX_PREPAID_MB, DomainError
 from rating.choices import OPTION_KINDS
 from rating.validate import NotFound
@@ -190,6 +190,7 @@ def check(session: Session, account: Account, code: str, now: dt.datetime) -> Op
         raise DomainError("this option is not on sale")
     if account.state != "active":
         raise DomainError("options can be bought only on an active account")
+    spending.check_extras(account, now)
     if option.kind == "turbo" and _turbo_running(session, account.id, now):
         raise DomainError("a turbo is already active")
     _check_limit(session, account, option, now)
@@ -231,6 +232,7 @@ def buy(session: Session, account: Account, code: str, now: dt.datetime, *,
             .order_by(AccountOption.id.desc()).limit(1))
         return Purchase(bought.id if bought else 0, existing.id,
                         bought.ends_at if bought else now, False)
+    spending.check_extras(account, now)
     if option.kind == "turbo" and _turbo_running(session, account.id, now):
         raise DomainError("a turbo is already active")
     _check_limit(session, account, option, now)

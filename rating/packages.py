@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config.db import Money, utcnow
-from rating import ledger, oplog, validate
+from rating import ledger, oplog, spending, validate
 from rating.choices import FEE_PERIODS
 from rating.models import Account, AccountPackage, LedgerEntry, Package
 from rating.validate import DomainError, NotFound
@@ -257,6 +257,7 @@ def switch(session: Session, account: Account, package: Package, on: bool, *, to
     if account.state != "active":
         raise DomainError(f"account {account.number} is {account.state}; "
                           f"a package needs an active account")
+    spending.check_extras(account, utcnow())
     charged = Decimal("0.00")
     if package.fee > 0:
         try:

@@ -26,6 +26,10 @@ FULL, REDIRECT, NONE = "full", "redirect", "none"
 # The speed of the captive-portal state when neither the rung nor the
 # tariff names one: enough for the payment pages.
 PORTAL_RATE_KBPS = 1024
+# The speed of an account whose spending limit throttles it (rating.spending)
+# when the tariff names no slow speed of its own (negative_rate_kbps).
+LIMIT_RATE_KBPS = 1024
+LIMIT_PROFILE = "limit-throttled"
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,15 @@ def speed_boost(options: Iterable[ActiveOption], now: dt.datetime) -> ActiveOpti
 
 def desired_profile(*, state: str, rung: str, tariff: TariffSpeeds | None,
                     options: Iterable[ActiveOption] = (), now: dt.datetime,
-                    ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER) -> Profile:
+                    ladder: tuple[policies.Rung, ...] = policies.DEFAULT_LADDER,
+                    limit_throttled_until: dt.datetime | None = None) -> Profile:
     """The profile a session of this account should have at ``now``.
 
     ``rung`` is the balance ladder's verdict kept on the account
-    (``Account.profile``: normal, or a rung's profile name)."""
+    (``Account.profile``: normal, or a rung's profile name).
+    ``limit_throttled_until``: a spending limit reached this month slows the
+    account until then (``Account.limit_throttled_until``); the ladder's
+    restrictions still win, and no option speeds it up meanwhile."""
     if state == "closed":
         return Profile("closed", NONE)
     if state == "frozen":
@@ -139,6 +147,10 @@ def desired_profile(*, state: str, rung: str, tariff: TariffSpeeds | None,
     if tariff is None:
         return Profile("no-tariff", NONE)
     found = policies.rung_named(rung, ladder)
+    if found is None and limit_throttled_until is not None and now < limit_throttled_until:
+        down, _, _ = tariff.at(now)
+        rate = min(tariff.negative_rate_kbps or LIMIT_RATE_KBPS, down)
+        return Profile(LIMIT_PROFILE, FULL, rate, rate, until=limit_throttled_until)
     if found is None:
         down, up, changes_at = tariff.at(now)
         boost = speed_boost(options, now)

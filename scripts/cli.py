@@ -57,6 +57,8 @@ COMMANDS = {
     "customer": ("scripts.customers_cli:customer", "Customers with many accounts: add, list, show, attach, detach."),
     "org": ("scripts.customers_cli:org_group", "A customer's tree of units: tree, add, rename, move, remove."),
     "grant": ("scripts.customers_cli:grant_group", "Cabinet logins' rights on a customer's branch: add, list, remove."),
+    "limit": ("scripts.spending_cli:limit", "Monthly spending limits on accounts and branches: set, list, remove, run."),
+    "spend": ("scripts.spending_cli:spend", "Spending reports by branch and service (CSV, PDF, JSON)."),
 }
 
 

@@ -108,6 +108,9 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
     def autopay_job():
         jobs.run_autopay(ctx.engine, ctx.Session, ctx.settings, card)
 
+    def spending_job():
+        jobs.run_spending(ctx.engine, ctx.Session, timezone)
+
     # coalesce + max_instances=1: a slow run is never stacked on itself.
     scheduler.add_job(fee_job, "interval", minutes=fee_minutes, id="fees", coalesce=True,
                       max_instances=1)
@@ -126,6 +129,9 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                           coalesce=True, max_instances=1)
         scheduler.add_job(autopay_job, "interval", minutes=60, id="autopay", coalesce=True,
                           max_instances=1)
+    # After the traffic and fee runs have charged: limits see their charges.
+    scheduler.add_job(spending_job, "interval", minutes=5, id="spending", coalesce=True,
+                      max_instances=1)
     scheduler.add_job(deliver_job, "interval", seconds=notify_settings["deliver_seconds"],
                       id="notify_deliver", coalesce=True, max_instances=1)
     if "telegram" in channels:

@@ -38,7 +38,7 @@ from aaa.models import Service
 from cabinet.app import CabinetServer
 from collector.models import TrafficRollup
 from rating import (api_tokens, company_users, family, fees, options, org, packages, payments,
-                    promised, selfservice)
+                    promised, selfservice, spending)
 from rating import requests as service_requests
 from rating.accounts import add_payment, create_cabinet_user
 from rating.models import CabinetUser, CabinetUserAccount
@@ -169,6 +169,10 @@ def _seed(ctx) -> Seeded:
         org.attach_account(session, branch.id, customer.id, actor="admin:noc",
                            unit_id=store.id)
         org.grant(session, user_id, customer.id, org.RIGHTS, actor="admin:noc")
+        # A spending limit on a branch: the spending page lists it.
+        spending.set_limit(session, org_unit_id=books.id, metric="money", value="5000",
+                           action="throttle", actor="admin:noc", now=now,
+                           timezone="Europe/Moscow")
         relative = make_account(session, tariff="Home 100", balance="75",
                                 name="Петрова Анна Сергеевна")
         create_cabinet_user(session, relative, login="anna", password=password)

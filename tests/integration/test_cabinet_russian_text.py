@@ -234,9 +234,10 @@ def _pages(app) -> list[str]:
     arguments, from the application's own routes."""
     # Logged-out pages (login, password reset, a company's invitation),
     # files that are not text for a person, and a company's users page (this
-    # subscriber is a person; tests/e2e/test_cabinet_every_page.py sees it).
+    # subscriber is a person; tests/e2e/test_cabinet_every_page.py sees it)
+    # and its spending and notices (tests/integration/test_cabinet_company_spending.py).
     skip = ("/api/", "/static/", "/favicon.ico", "/login", "/forgot", "/reset", "/brand",
-            "/invite", "/users")
+            "/invite", "/users", "/company")
     paths = []
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.arguments or rule.rule.startswith(skip):
