@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("spending", __name__)
 
 SERVICES = {"tariff": _l("Tariff fees"), "options": _l("Options"),
-            "packages": _l("Packages"), "traffic": _l("Traffic"), "other": _l("Other")}
+            "packages": _l("Packages"), "traffic": _l("Traffic"), "calls": _l("Calls"),
+            "other": _l("Other")}
 METRICS = {"money": _l("Money, RUB"), "traffic": _l("Traffic, GB")}
 ACTIONS = {"notify": _l("Send a notice"), "throttle": _l("Slow the line down"),
            "block_extras": _l("Refuse turbo and packages")}

@@ -23,6 +23,7 @@ ENGLISH = {
     "options": "Options",
     "packages": "Packages",
     "traffic": "Traffic",
+    "calls": "Calls",
     "other": "Other",
     "total": "Total",
     "branches": "Branch totals",

@@ -70,4 +70,4 @@ VOICE_SERVICE_STATES = ("active", "removed")
 SPENDING_METRICS = ("money", "traffic")
 SPENDING_ACTIONS = ("notify", "throttle", "block_extras")
 # What a charge was for, in spend reports.
-SPENDING_SERVICES = ("tariff", "options", "packages", "traffic", "other")
+SPENDING_SERVICES = ("tariff", "options", "packages", "traffic", "calls", "other")

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Ledger kinds that are spending; a correction counts when it is a manual
 # charge or reverses one of these.
-SPEND_KINDS = ("fee", "traffic", "option", "discount")
+SPEND_KINDS = ("fee", "traffic", "option", "discount", "call")
 CHARGE_MEMO = "charge"
 BYTES_PER_GB = 10 ** 9
 MAX_TRAFFIC_BYTES = 10 ** 18
@@ -111,6 +111,7 @@ def _service():
     memo = case((LedgerEntry.reverses_id.is_not(None), original.memo_code),
                 else_=LedgerEntry.memo_code)
     service = case((kind == "option", "options"), (kind == "traffic", "traffic"),
+                   (kind == "call", "calls"),
                    (and_(kind == "fee", memo == "package"), "packages"),
                    (kind == "fee", "tariff"), else_="other")
     spending = or_(LedgerEntry.kind.in_(SPEND_KINDS),

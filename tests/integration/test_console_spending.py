@@ -123,7 +123,7 @@ def test_branch_limits_and_customer_reports(abonent, db_url):
                         str(unit_id), "--from", "2020-01-01", "--to", "2029-12-31", "--json"))
     assert report["units"] == [{"unit_id": unit_id, "unit": "Sales", "tariff": "120.00",
                                 "options": "30.00", "packages": "0.00", "traffic": "10.50",
-                                "other": "0.00", "total": "160.50"}]
+                                "calls": "0.00", "other": "0.00", "total": "160.50"}]
     abonent("spend", "report", "--customer", "999", "--from", "2026-01-01", "--to",
             "2026-01-31", code=2)
     abonent("limit", "set", "--unit", "999", "--amount", "5", code=2)

@@ -247,6 +247,7 @@ def test_report_sums_equal_the_ledger_by_service(session):
     charge(session, first, "50", kind="option", memo_code="turbo")  # options
     charge(session, first, "10", memo_code="package")               # packages
     charge(session, second, "7.25", kind="traffic", memo_code="traffic")
+    charge(session, second, "3.40", kind="call", memo_code="calls")  # calls
     corrections.charge(session, second, "5", reason="cable", actor="test",
                        external_id="c1")                            # other
     session.execute(update(LedgerEntry).where(LedgerEntry.memo_code == "charge")
@@ -257,12 +258,14 @@ def test_report_sums_equal_the_ledger_by_service(session):
     by_number = {row.number: row for row in result.rows}
     assert by_number[first.number].services == {
         "tariff": Decimal("300.00"), "options": Decimal("50.00"),
-        "packages": Decimal("10.00"), "traffic": Decimal("0.00"), "other": Decimal("0.00")}
+        "packages": Decimal("10.00"), "traffic": Decimal("0.00"), "calls": Decimal("0.00"),
+        "other": Decimal("0.00")}
     assert by_number[second.number].services["traffic"] == Decimal("7.25")
+    assert by_number[second.number].services["calls"] == Decimal("3.40")
     assert by_number[second.number].services["other"] == Decimal("5.00")
     spent_in_ledger = -session.scalar(select(func.sum(LedgerEntry.amount)).where(
         LedgerEntry.amount < 0, LedgerEntry.created_at >= MID - dt.timedelta(days=1)))
-    assert result.total == spent_in_ledger == Decimal("372.25")
+    assert result.total == spent_in_ledger == Decimal("375.65")
     # A day outside the period is left out.
     empty = spending.report(session, [first.id], dt.date(2026, 12, 16), dt.date(2026, 12, 16),
                             ZONE)

@@ -15,7 +15,7 @@ import config.db
 
 
 revision = 'a2100000l001'
-down_revision = 'a2100000o001'
+down_revision = 'a2100000b001'
 branch_labels = None
 depends_on = None
 
