@@ -16,8 +16,8 @@ import click
 from config.db import utcnow
 from rating import bulk, changes, freeze, jobs, scheduled_changes
 from rating.accounts import find_account
-from scripts.common import (CliError, actor, emit_json, emit_rows, get_context, json_option,
-                            page_options, transaction, trim_page)
+from scripts.common import (CliError, Progress, actor, emit_json, emit_rows, get_context,
+                            json_option, page_options, transaction, trim_page)
 
 DAY = click.DateTime(["%Y-%m-%d"])
 KIND_NAMES = {"tariff": "tariff", "option": "option", "package-on": "package_on",
@@ -72,24 +72,6 @@ def _read_accounts(value: str) -> list[str]:
     else:
         text = value
     return [n for n in text.replace(",", "\n").split() if n]
-
-
-class _Progress:
-    """A progress bar on stderr when it is a terminal (and not --json)."""
-
-    def __init__(self, total: int, label: str, as_json: bool):
-        self.bar = None
-        if total and sys.stderr.isatty() and not as_json:
-            self.bar = click.progressbar(length=total, label=label, file=sys.stderr)
-            self.bar.__enter__()
-
-    def update(self, count: int) -> None:
-        if self.bar is not None:
-            self.bar.update(count)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 def _operation_row(session, operation) -> dict:
@@ -165,7 +147,7 @@ def bulk_preview(kind, to, when, option, package, until, accounts_given, on_tari
             selection["accounts"] = len(numbers)
         ids = bulk.select_accounts(session, numbers=numbers, tariff=on_tariff,
                                    customer_id=customer, unit_id=unit)
-        bar = _Progress(len(ids), "previewing", as_json)
+        bar = Progress(len(ids), "previewing", as_json)
         try:
             operation = bulk.preview(session, kind, parameters, ids, terms, selection=selection,
                                      effective_on=effective_on.date() if effective_on else None,
@@ -187,7 +169,7 @@ def bulk_apply(operation_id, as_json):
     with transaction() as session:
         operation = bulk.get(session, operation_id)
         left = bulk.totals(session, operation.id).ready
-    bar = _Progress(left, f"applying bulk change {operation_id}", as_json)
+    bar = Progress(left, f"applying bulk change {operation_id}", as_json)
     try:
         finished = bulk.apply(context.Session, operation_id, _terms(), progress=bar.update)
     finally:

@@ -195,3 +195,21 @@ def supervise(pool, done, name: str) -> None:
     if not healthy:
         click.echo(f"{name}: workers keep dying; stopped (see the log)", err=True)
         raise SystemExit(1)
+
+
+class Progress:
+    """A progress bar on stderr when it is a terminal (and not --json)."""
+
+    def __init__(self, total: int, label: str, as_json: bool):
+        self.bar = None
+        if total and sys.stderr.isatty() and not as_json:
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr)
+            self.bar.__enter__()
+
+    def update(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)

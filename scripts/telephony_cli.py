@@ -9,14 +9,13 @@ as duplicates, so a file imported again changes nothing.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from zoneinfo import ZoneInfo
 
 import click
 
 from rating.telephony import Config
-from scripts.common import (CliError, actor, emit_json, emit_rows, get_context, json_option,
-                            page_options, transaction, trim_page)
+from scripts.common import (CliError, Progress, actor, emit_json, emit_rows, get_context,
+                            json_option, page_options, transaction, trim_page)
 
 MOMENT = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"])
 
@@ -38,24 +37,6 @@ def _say(as_json: bool, row: dict, sentence: str) -> None:
         emit_json(row)
     else:
         click.echo(sentence)
-
-
-class _Bar:
-    """A progress bar on stderr when it is a terminal (and not --json)."""
-
-    def __init__(self, total: int, label: str, as_json: bool):
-        self.bar = None
-        if sys.stderr.isatty() and not as_json and total:
-            self.bar = click.progressbar(length=total, label=label, file=sys.stderr)
-            self.bar.__enter__()
-
-    def update(self, count: int) -> None:
-        if self.bar is not None:
-            self.bar.update(count)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 # -- rates ---------------------------------------------------------------------------
@@ -288,7 +269,7 @@ def cdr_import(path, fmt, timezone, as_json):
         size = os.path.getsize(path)
     except OSError as error:
         raise CliError(f"cannot read {path}: {error.strerror}") from None
-    bar = _Bar(size // 150, f"importing {os.path.basename(path)}", as_json)
+    bar = Progress(size // 150, f"importing {os.path.basename(path)}", as_json)
     try:
         with transaction() as session:
             report = cdr.import_cdrs(session, path, fmt, config=_config(), timezone=timezone,
