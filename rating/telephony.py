@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, String, and_, any_, bindparam, cast, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from config.db import Money, utcnow
 from rating.choices import CALL_DISPOSITIONS
@@ -322,10 +323,13 @@ def _where_in(session: Session, column, values: list, integer: bool = False) -> 
         return []
     if _postgres(session):
         # The array as one literal (``_array``): psycopg's list dumper costs
-        # more in Python than the query does in the database.
+        # more in Python than the query does in the database. Untyped, so
+        # that the CAST makes a constant array (a "::VARCHAR" first would
+        # leave an expression, and PostgreSQL then searches the array row
+        # by row instead of hashing it: minutes at 100,000 ids).
         kind = Integer if integer else String
         literal = bindparam("values", _array(values, "integer" if integer else "text"),
-                            type_=String)
+                            type_=NullType())
         return [column == any_(cast(literal, postgresql.ARRAY(kind)))]
     return [column.in_(values[start:start + _SQLITE_IN])
             for start in range(0, len(values), _SQLITE_IN)]
