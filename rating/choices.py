@@ -66,6 +66,7 @@ CALL_DIRECTIONS = ("out", "in", "onnet", "unknown")
 CALL_REASONS = ("rated", "package", "unanswered", "incoming", "onnet", "own", "no_rate",
                 "unknown_number", "closed")
 VOICE_SERVICE_STATES = ("active", "removed")
+
 # -- spending limits (issue 21, rating.spending) --
 SPENDING_METRICS = ("money", "traffic")
 SPENDING_ACTIONS = ("notify", "throttle", "block_extras")

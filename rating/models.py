@@ -729,6 +729,8 @@ class Call(Base):
         String(200).with_variant(String(200, collation="C"), "postgresql"))
     rating_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 # -- bulk and scheduled changes (issue 21) --
 
 class BulkOperation(Base):
@@ -818,6 +820,7 @@ class ScheduledChange(Base):
     before: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     result: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
 
+
 # -- spending limits (issue 21) --
 
 class SpendingLimit(Base):
@@ -879,6 +882,7 @@ class SpendingLimitState(Base):
     acted_revision: Mapped[Optional[int]] = mapped_column(Integer)
     acted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     lifted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
 
 # -- customers with many accounts (issue 21) --
 
