@@ -33,15 +33,35 @@ def _engine():
 def run_migrations_online() -> None:
     engine = _engine()
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename); with
+            # foreign keys enforced, dropping a table other rows refer to
+            # (accounts) fails once there is data. SQLite's own procedure for
+            # such changes (sqlite.org/lang_altertable.html): foreign keys off
+            # outside the transaction, checked before the commit, back on.
+            # The PRAGMA goes to the driver's connection directly, because
+            # SQLAlchemy would open the transaction first (BEGIN IMMEDIATE,
+            # config.db) and inside one the PRAGMA does nothing.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=sqlite,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration left rows whose foreign keys "
+                                           f"point nowhere: {broken[:5]}")
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 run_migrations_online()
