@@ -105,7 +105,8 @@ class FakeYooKassa:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 code = answer.status
         except urllib.error.HTTPError as error:
-            code = error.code
+            with error:  # it holds the response's socket; unclosed, a GC cycle warns later
+                code = error.code
         self.webhooks_sent.append({"payment_id": payment_id, "code": code})
         return code
 

@@ -34,7 +34,8 @@ def _api_status(url: str, token: str) -> tuple[int, dict]:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+        with error:
+            return error.code, json.load(error)
 
 
 @pytest.mark.parametrize("lang", ["ru", "en"])

@@ -243,6 +243,7 @@ def test_a_webhook_for_an_unknown_payment_is_refused(acq, provider, fake, subscr
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(fake.webhook_url, data=body,
                                                       method="POST"), timeout=10)
+    refused.value.close()  # the error holds the response's socket
     assert refused.value.code == 400
     # ... and known to the API but not ours (another shop's integration).
     other = yookassa.YooKassa(fake.shop_id, fake.secret_key, api_url=fake.api_url)
