@@ -56,7 +56,7 @@ from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize
 from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, NotCached, SubscriberDirectory
 from config import workers
-from config.db import utcnow
+from config.db import server_gone, utcnow
 from rating import policies
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,18 @@ def database_unavailable(error: BaseException) -> bool:
     from sqlalchemy import exc
     if isinstance(error, exc.DBAPIError):
         return bool(error.connection_invalidated) or isinstance(
-            error, (exc.OperationalError, exc.InterfaceError))
+            error, (exc.OperationalError, exc.InterfaceError)) or server_gone(error)
+    if server_gone(error):      # a read-only standby, a server shutting down
+        return True
+    # A driver error SQLAlchemy did not wrap (aaa.accounting runs its batch
+    # statements on the driver's cursor): PEP 249 names the same classes.
+    try:
+        import psycopg
+    except ImportError:
+        return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
+                                  TimeoutError))
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
     return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
                               TimeoutError))
 

@@ -30,7 +30,9 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
+from aaa import accounting, client
 from aaa.models import Session as RadiusSession
+from aaa.server import database_unavailable
 from collector import radius_usage
 from collector.models import TrafficRollup
 from config.db import utcnow
@@ -70,13 +72,14 @@ def lab():
     lan.close()
 
 
-def _seed(url: str, nas_address: str) -> list[tuple[str, str]]:
+def _seed(url: str, nas_address: str, probe_address: str) -> list[tuple[str, str]]:
     ctx = make_context(url)
     try:
         upgrade(ctx.engine)
         logins = []
         with ctx.Session() as session:
             make_nas(session, name="bras-1", address=nas_address, secret=SECRET)
+            make_nas(session, name="probe", address=probe_address, secret=SECRET)
             for number in range(SUBSCRIBERS):
                 account = make_account(session, balance="1000.00", number=f"HA{number:05d}")
                 service = make_service(session, account, login=f"ha{number}",
@@ -88,6 +91,18 @@ def _seed(url: str, nas_address: str) -> list[tuple[str, str]]:
         ctx.dispose()
 
 
+def _probe(server: str, session_id: str) -> bool:
+    """One Accounting Start to ``server``, answered within a few tries."""
+    pairs = [("User-Name", "ha0"), ("Acct-Status-Type", "Start"),
+             ("Acct-Session-Id", session_id)]
+    for identifier in range(10):
+        request = client.accounting_request(SECRET.encode(), identifier, pairs)
+        reply = client.exchange(request, (server, 1813), timeout=1.0)
+        if reply is not None and client.reply_valid(reply, request, SECRET.encode()):
+            return True
+    return False
+
+
 def _at(started: float, offset: float) -> None:
     time.sleep(max(0.0, started + offset - time.monotonic()))
 
@@ -95,9 +110,32 @@ def _at(started: float, offset: float) -> None:
 def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     lan, pair = lab
     logins = _seed(pair.url("postgres", pair.primary, host="127.0.0.1", read_write=False),
-                   lan.addresses["nas"])
+                   lan.addresses["nas"], lan.host)
     pair.add_standby()
     assert pair.replication_state() == "sync"
+    # A node whose connection reaches a standby (here: a DSN naming only
+    # it) is refused its write as read-only; that counts as the database
+    # being unavailable (retry, never split the batch and drop records),
+    # and the connection is thrown away, not handed out again.
+    standby_only = make_context(pair.url("postgres", pair.standby, host="127.0.0.1",
+                                         read_write=False))
+    record = accounting.AcctRecord(nas_id=1, status=accounting.START, event_time=utcnow(),
+                                   acct_session_id="probe-1", username="probe")
+    pids = []
+    for write in ("batch", "plain"):    # on the driver's cursor, then through SQLAlchemy
+        with pytest.raises(Exception) as refused:
+            with standby_only.engine.begin() as connection:
+                pids.append(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+                if write == "batch":
+                    accounting.apply_batch(connection, [record])
+                else:
+                    connection.execute(text("DELETE FROM sessions WHERE false"))
+        error = refused.value
+        assert getattr(getattr(error, "orig", error), "sqlstate", None) == "25006"
+        assert database_unavailable(error)
+    with standby_only.engine.connect() as connection:
+        pids.append(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    assert len(set(pids)) == 3, pids     # each refused connection was thrown away
     # The nodes' DSN: both clusters, the writable one wins.
     url = pair.url("postgres", pair.primary, pair.standby)
     env = {"ABONENT_DATABASE_URL": url, "ABONENT_DATA_DIR": str(tmp_path)}
@@ -130,7 +168,6 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             _at(started, RESTORE_1)
             lan.restore("radius1")
             _at(started, PROMOTE)
-            promoted_at = time.time()
             pair.primary.stop("immediate")     # a crash: no shutdown checkpoint
             pair.promote()
             _at(started, CUT_2)
@@ -143,6 +180,10 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
                 nas.communicate()
         lan.restore("radius1")
         assert nas.returncode == 0, err
+        # Both nodes write to the new primary: an Accounting-Request from a
+        # second NAS (this process, on the bridge) to each is answered.
+        for node in nodes:
+            assert _probe(lan.addresses[node], f"probe-{node}"), "".join(nodes[node].lines)
         # Neither node was restarted: the same processes, still serving.
         for node, process in nodes.items():
             assert process.process.poll() is None, "".join(process.lines)
@@ -158,13 +199,20 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     # cut) and node 2 (during it): both wrote to the new primary.
     assert any(s == second and CUT_1 < t < RESTORE_1 for s, t in answers), answers
     assert any(s == first and RESTORE_1 < t for s, t in answers), answers
-    promoted = promoted_at - wall_started
-    assert any(s == first and promoted < t < second_cut_at - wall_started
-               for s, t in answers), answers
     assert any(s == second and t > second_cut_at - wall_started for s, t in answers), answers
+    assert not any(s == first and t > second_cut_at - wall_started + 0.1
+                   for s, t in answers), answers
     acked = sim["sessions"]
     assert len(acked) == SUBSCRIBERS
     assert all(entry["status"] == "Stop" for entry in acked.values()), acked
+
+    # The same engine that was refused writes now that its server was
+    # promoted, without being made anew.
+    with standby_only.engine.begin() as connection:
+        accounting.apply_batch(connection, [record])
+    with standby_only.engine.begin() as connection:
+        connection.execute(text("DELETE FROM sessions WHERE acct_session_id = 'probe-1'"))
+    standby_only.dispose()
 
     # What the new primary holds (the standby, now alone).
     ctx = make_context(pair.url("postgres", pair.standby, host="127.0.0.1", read_write=False))
@@ -172,6 +220,8 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
         with ctx.Session() as session:
             assert session.scalar(text("SELECT pg_is_in_recovery()")) is False
             rows = {row.acct_session_id: row for row in session.scalars(select(RadiusSession))}
+            assert {rows.pop(f"probe-{node}").username for node in ("radius1", "radius2")} \
+                == {"ha0"}
             assert set(rows) == set(acked)
             for session_id, entry in acked.items():
                 row = rows[session_id]
