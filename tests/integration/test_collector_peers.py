@@ -14,9 +14,11 @@ from tests.conftest import make_context
 from tests.integration.test_collector_spool import _accounts, _exports, _send, _stored_bytes
 
 
-def test_a_replay_reaching_the_other_collector_is_not_counted_twice(db_url, tmp_path):
-    ctx_a = make_context(db_url, data_dir=tmp_path / "a")
-    ctx_b = make_context(db_url, data_dir=tmp_path / "b")
+def test_a_replay_reaching_the_other_collector_is_not_counted_twice(pg_url, tmp_path):
+    """PostgreSQL only: several collector hosts need a database server (on
+    SQLite sync_peers does nothing)."""
+    ctx_a = make_context(pg_url, data_dir=tmp_path / "a")
+    ctx_b = make_context(pg_url, data_dir=tmp_path / "b")
     _accounts(ctx_a)
     first = CollectorServer(ctx_a, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
     second = CollectorServer(ctx_b, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
