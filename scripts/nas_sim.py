@@ -137,7 +137,7 @@ class NasSimulator:
     def login(self, login: str, password: str) -> SimSession | None:
         reply = self._ask(lambda: client.access_request(self.secret, self._next_id(), login,
                                                         password),
-                          self.auth_port, tries=max(2, len(self.servers)))
+                          self.auth_port, tries=max(3, 2 * len(self.servers)))
         if reply is None:
             log.warning("nas-sim.auth-timeout login=%s", login)
             return None

@@ -45,7 +45,7 @@ from tests.serve_process import ROOT, ServeProcess
 SUBSCRIBERS = 40
 SECRET = "ha-secret"
 # Seconds after the NAS brought its sessions up.
-CUT_1, RESTORE_1, PROMOTE, CUT_2, DURATION = 2.5, 5.0, 7.5, 10.5, 13.0
+CUT_1, RESTORE_1, PROMOTE, CUT_2, DURATION = 3.0, 6.5, 9.0, 12.5, 15.5
 
 
 @pytest.fixture
@@ -153,8 +153,8 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             [*lan.exec_prefix("nas"), sys.executable, "-m", "scripts.cli", "nas-sim", *users,
              "--secret", SECRET, "--radius", lan.addresses["radius1"],
              "--radius", lan.addresses["radius2"], "--coa-port", "0", "--interim", "1",
-             "--timeout", "0.5", "--dead-time", "2", "--duration", str(DURATION),
-             "--stop-tries", "60", "--report", str(report)],
+             "--timeout", "1", "--dead-time", "2", "--duration", str(DURATION),
+             "--stop-tries", "30", "--report", str(report)],
             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         try:
@@ -200,7 +200,8 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     assert any(s == second and CUT_1 < t < RESTORE_1 for s, t in answers), answers
     assert any(s == first and RESTORE_1 < t for s, t in answers), answers
     assert any(s == second and t > second_cut_at - wall_started for s, t in answers), answers
-    assert not any(s == first and t > second_cut_at - wall_started + 0.1
+    # (An answer already on its way at the cut may be read a little later.)
+    assert not any(s == first and t > second_cut_at - wall_started + 1.0
                    for s, t in answers), answers
     acked = sim["sessions"]
     assert len(acked) == SUBSCRIBERS
