@@ -6,7 +6,8 @@ host. PostgreSQL runs there twice: a primary and a synchronous streaming
 standby. Both RADIUS nodes are real ``abonent serve radius`` processes
 given the two clusters as a libpq host list with
 ``target_session_attrs=read-write``; the NAS is ``abonent nas-sim`` with
-both servers configured, failing over when one does not answer.
+both servers configured, failing over when one does not answer. Each
+RADIUS host runs an ``abonent serve scheduler`` as well.
 
 The run: the NAS brings its subscribers online through node 1; node 1's
 link is cut (the NAS fails over to node 2) and restored (the NAS comes
@@ -15,7 +16,9 @@ promoted; node 1 is cut again, so that node 2 too must write to the new
 primary; the NAS stops every session. Then what the new primary holds
 must equal what the NAS had acknowledged, session by session, and the
 RADIUS usage rolled up from it must equal the NAS's totals: nothing
-acknowledged lost, nothing counted twice, and neither node restarted.
+acknowledged lost, nothing counted twice, and no node restarted. The
+schedulers' fee run charged every account once (on the old primary), and
+a fee run on the new primary charges nothing again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select, text
@@ -36,6 +40,8 @@ from aaa.server import database_unavailable
 from collector import radius_usage
 from collector.models import TrafficRollup
 from config.db import utcnow
+from rating import jobs
+from rating.models import Account, LedgerEntry
 from config.migrate import upgrade
 from tests.conftest import free_tcp_port, make_context
 from tests.factories import make_account, make_nas, make_service
@@ -141,11 +147,17 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     env = {"ABONENT_DATABASE_URL": url, "ABONENT_DATA_DIR": str(tmp_path)}
     nodes = {}
     try:
-        for node in ("radius1", "radius2"):
-            nodes[node] = ServeProcess(
-                ["radius", "--host", lan.addresses[node], "--auth-port", "1812",
-                 "--acct-port", "1813", "--workers", "1"],
-                env, ready="radius: auth on", prefix=lan.exec_prefix(node))
+        # On each RADIUS host a scheduler too; all four start at once.
+        with ThreadPoolExecutor(4) as starting:
+            for node in ("radius1", "radius2"):
+                nodes[node] = starting.submit(
+                    ServeProcess, ["radius", "--host", lan.addresses[node], "--auth-port",
+                                   "1812", "--acct-port", "1813", "--workers", "1"],
+                    env, ready="radius: auth on", prefix=lan.exec_prefix(node))
+                nodes[f"scheduler-{node}"] = starting.submit(
+                    ServeProcess, ["scheduler"], env, ready="Scheduler started",
+                    prefix=lan.exec_prefix(node))
+            nodes = {node: future.result() for node, future in nodes.items()}
         pids = {node: process.process.pid for node, process in nodes.items()}
         report = tmp_path / "nas.json"
         users = [arg for login, password in logins for arg in ("--user", f"{login}:{password}")]
@@ -182,7 +194,7 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
         assert nas.returncode == 0, err
         # Both nodes write to the new primary: an Accounting-Request from a
         # second NAS (this process, on the bridge) to each is answered.
-        for node in nodes:
+        for node in ("radius1", "radius2"):
             assert _probe(lan.addresses[node], f"probe-{node}"), "".join(nodes[node].lines)
         # Neither node was restarted: the same processes, still serving.
         for node, process in nodes.items():
@@ -237,6 +249,23 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             stored = session.execute(
                 select(TrafficRollup.direction, func.sum(TrafficRollup.bytes))
                 .where(TrafficRollup.source == "radius").group_by(TrafficRollup.direction)).all()
+            # The schedulers' catch-up fee run charged today once, on the old
+            # primary; the charges were on the standby when they committed,
+            # and a run on the new primary finds nothing left to charge.
+            today = jobs.local_today(ctx.settings.get("", "timezone"))
+            for _ in range(2):
+                assert all(r.charged == 0 for r in jobs.run_fees(ctx.engine, ctx.Session, today))
+            fees = session.execute(
+                select(LedgerEntry.account_id, func.count(), func.sum(LedgerEntry.amount))
+                .where(LedgerEntry.kind == "fee").group_by(LedgerEntry.account_id)).all()
+            assert len(fees) == SUBSCRIBERS and all(count == 1 for _, count, _ in fees)
+            balances = dict(session.execute(select(Account.id, Account.balance)).all())
+            payments = dict(session.execute(
+                select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+                .where(LedgerEntry.kind != "fee").group_by(LedgerEntry.account_id)).all())
+            for account_id, _count, charged in fees:
+                assert balances[account_id] == payments[account_id] + charged != \
+                    payments[account_id]
         totals = dict(stored)
         assert totals.get("out", 0) == sum(e["acct_input_octets"] for e in acked.values())
         assert totals.get("in", 0) == sum(e["acct_output_octets"] for e in acked.values())
