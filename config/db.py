@@ -148,9 +148,10 @@ def make_engine(url: str, echo: bool = False, **kwargs) -> Engine:
 # our writes, while the database as a whole may well: it is a standby, or
 # a primary that was demoted (25006 read_only_sql_transaction), or it is
 # shutting down (57P01 admin_shutdown, 57P02 crash_shutdown) or starting
-# (57P03 cannot_connect_now). psycopg raises them as InternalError or
-# OperationalError on a connection that still looks healthy, so the pool
-# would hand the same connection out again and again. Treated as a
+# (57P03 cannot_connect_now). psycopg raises 25006 as an InternalError on
+# a connection that is healthy, so the pool would hand the same connection
+# out again and again (and the 57P0x errors may arrive before the socket is
+# seen to be closed). Treated as a
 # disconnect, the connection (and the pool's older ones) is thrown away and
 # the next checkout connects afresh: with a host list and
 # ``target_session_attrs=read-write`` (docs/scaling.md) to whichever host
