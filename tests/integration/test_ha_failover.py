@@ -7,7 +7,8 @@ standby. Both RADIUS nodes are real ``abonent serve radius`` processes
 given the two clusters as a libpq host list with
 ``target_session_attrs=read-write``; the NAS is ``abonent nas-sim`` with
 both servers configured, failing over when one does not answer. Each
-RADIUS host runs an ``abonent serve scheduler`` as well.
+RADIUS host runs an ``abonent serve scheduler`` as well, and node 2's host
+a collector the NAS exports NetFlow to (flushing every second).
 
 The run: the NAS brings its subscribers online through node 1; node 1's
 link is cut (the NAS fails over to node 2) and restored (the NAS comes
@@ -18,7 +19,8 @@ must equal what the NAS had acknowledged, session by session, and the
 RADIUS usage rolled up from it must equal the NAS's totals: nothing
 acknowledged lost, nothing counted twice, and no node restarted. The
 schedulers' fee run charged every account once (on the old primary), and
-a fee run on the new primary charges nothing again.
+a fee run on the new primary charges nothing again. The NetFlow rollups
+equal the bytes the NAS exported, although flushes failed meanwhile.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def _seed(url: str, nas_address: str, probe_address: str) -> list[tuple[str, str
             for number in range(SUBSCRIBERS):
                 account = make_account(session, balance="1000.00", number=f"HA{number:05d}")
                 service = make_service(session, account, login=f"ha{number}",
-                                       password=f"pw-{number}")
+                                       password=f"pw-{number}",
+                                       static_ipv4=f"100.64.19.{number + 1}")
                 logins.append((service.login, f"pw-{number}"))
             session.commit()
         return logins
@@ -148,7 +151,7 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     nodes = {}
     try:
         # On each RADIUS host a scheduler too; all four start at once.
-        with ThreadPoolExecutor(4) as starting:
+        with ThreadPoolExecutor(5) as starting:
             for node in ("radius1", "radius2"):
                 nodes[node] = starting.submit(
                     ServeProcess, ["radius", "--host", lan.addresses[node], "--auth-port",
@@ -157,6 +160,12 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
                 nodes[f"scheduler-{node}"] = starting.submit(
                     ServeProcess, ["scheduler"], env, ready="Scheduler started",
                     prefix=lan.exec_prefix(node))
+            # The NAS exports NetFlow to a collector on node 2's host,
+            # flushing every second: flushes fail while there is no primary.
+            nodes["collector"] = starting.submit(
+                ServeProcess, ["collector", "--host", lan.addresses["radius2"], "--port",
+                               "2055", "--workers", "1", "--flush-seconds", "1"],
+                env, ready="collector: listening", prefix=lan.exec_prefix("radius2"))
             nodes = {node: future.result() for node, future in nodes.items()}
         pids = {node: process.process.pid for node, process in nodes.items()}
         report = tmp_path / "nas.json"
@@ -166,7 +175,8 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
              "--secret", SECRET, "--radius", lan.addresses["radius1"],
              "--radius", lan.addresses["radius2"], "--coa-port", "0", "--interim", "1",
              "--timeout", "1", "--dead-time", "2", "--duration", str(DURATION),
-             "--stop-tries", "30", "--report", str(report)],
+             "--stop-tries", "30", "--report", str(report),
+             "--collector", f"{lan.addresses['radius2']}:2055"],
             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         try:
@@ -196,9 +206,12 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
         # second NAS (this process, on the bridge) to each is answered.
         for node in ("radius1", "radius2"):
             assert _probe(lan.addresses[node], f"probe-{node}"), "".join(nodes[node].lines)
+        # Stopping the collector writes what it holds (to the new primary).
+        assert nodes["collector"].stop() == 0, "".join(nodes["collector"].lines)
         # Neither node was restarted: the same processes, still serving.
         for node, process in nodes.items():
-            assert process.process.poll() is None, "".join(process.lines)
+            assert node == "collector" or process.process.poll() is None, \
+                "".join(process.lines)
             assert process.process.pid == pids[node]
     finally:
         for process in nodes.values():
@@ -266,6 +279,14 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             for account_id, _count, charged in fees:
                 assert balances[account_id] == payments[account_id] + charged != \
                     payments[account_id]
+            # NetFlow: every byte the NAS exported, counted once, through
+            # the flushes that failed while the standby was promoted.
+            flows = dict(session.execute(
+                select(TrafficRollup.direction, func.sum(TrafficRollup.bytes))
+                .where(TrafficRollup.source == "netflow")
+                .group_by(TrafficRollup.direction)).all())
+        assert flows.get("in") == sum(e["acct_output_octets"] for e in acked.values())
+        assert flows.get("out") == sum(e["acct_input_octets"] for e in acked.values())
         totals = dict(stored)
         assert totals.get("out", 0) == sum(e["acct_input_octets"] for e in acked.values())
         assert totals.get("in", 0) == sum(e["acct_output_octets"] for e in acked.values())
