@@ -32,6 +32,7 @@ from aaa import packet as wire
 from aaa.authorize import CLASS_PREFIX
 from aaa.dictionary import value_name
 from aaa.models import Session as RadiusSession
+from config.db import discard_if_gone
 from rating.profile import parse_key
 
 START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
@@ -333,15 +334,22 @@ def _execute(connection, statement: str, parameters) -> list[tuple]:
     plan_cache_mode = force_generic_plan shows it); planning afresh costs
     about 0.3 ms a batch."""
     driver = connection.connection.driver_connection
-    with driver.cursor(binary=True) as cursor:
-        if _PIPELINE:
-            # The BEGIN psycopg sends first goes out with the statement: one
-            # round trip fewer per batch, each a wake-up of the backend.
-            with driver.pipeline():
+    try:
+        with driver.cursor(binary=True) as cursor:
+            if _PIPELINE:
+                # The BEGIN psycopg sends first goes out with the statement:
+                # one round trip fewer per batch, each a wake-up of the backend.
+                with driver.pipeline():
+                    cursor.execute(statement, parameters, prepare=False)
+            else:
                 cursor.execute(statement, parameters, prepare=False)
-        else:
-            cursor.execute(statement, parameters, prepare=False)
-        return cursor.fetchall() if cursor.description is not None else []
+            return cursor.fetchall() if cursor.description is not None else []
+    except Exception as error:
+        # SQLAlchemy did not see this error: a dead connection, or one to a
+        # server that turned read-only (a standby), would go back to the
+        # pool and fail the next batch the same way.
+        discard_if_gone(connection, error)
+        raise
 
 
 def _pipeline_supported() -> bool:

@@ -56,7 +56,7 @@ from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize
 from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, NotCached, SubscriberDirectory
 from config import workers
-from config.db import utcnow
+from config.db import server_gone, utcnow
 from rating import policies
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,11 @@ LOOKUP_QUEUE_LIMIT = 1024
 # After a commit failed because the database is unavailable, the writer
 # waits this long before the next attempt (the NAS retransmits meanwhile).
 WRITER_BACKOFF_S = 0.25
+# How long the writer keeps a batch it could not store and tries it again
+# (see _commit); beyond it the NAS's retransmits are the retry. Below a
+# NAS's usual give-up time (3 tries of 3-5 s) and about what a standby's
+# promotion takes; at most WRITER_HOLD_S / WRITER_BACKOFF_S tries a batch.
+WRITER_HOLD_S = 5.0
 # What a duplicate cache entry costs beyond the request and reply bytes
 # (key tuple, address, list, time stamp, dict slot), roughly.
 ENTRY_OVERHEAD = 240
@@ -100,7 +105,18 @@ def database_unavailable(error: BaseException) -> bool:
     from sqlalchemy import exc
     if isinstance(error, exc.DBAPIError):
         return bool(error.connection_invalidated) or isinstance(
-            error, (exc.OperationalError, exc.InterfaceError))
+            error, (exc.OperationalError, exc.InterfaceError)) or server_gone(error)
+    if server_gone(error):      # a read-only standby, a server shutting down
+        return True
+    # A driver error SQLAlchemy did not wrap (aaa.accounting runs its batch
+    # statements on the driver's cursor): PEP 249 names the same classes.
+    try:
+        import psycopg
+    except ImportError:
+        return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
+                                  TimeoutError))
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
     return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
                               TimeoutError))
 
@@ -959,8 +975,13 @@ class RadiusServer:
     def _commit(self, batch: list) -> None:
         """Write a batch in one transaction, then answer it.
 
-        If the database is unavailable, nothing is answered and every
-        record waits for its retransmit (the duplicate entries are voided).
+        If the database is unavailable, nothing is answered; the batch is
+        kept and written again every WRITER_BACKOFF_S while its oldest
+        request is younger than WRITER_HOLD_S (a standby being promoted,
+        a restart: the replies then go out as soon as it is stored, and the
+        NAS's retransmits meanwhile are recognised as in flight); after
+        that every record waits for its retransmit (the duplicate entries
+        are voided).
         If the database refuses what was sent, the batch is split in halves
         and each written on its own, down to the one record it refuses:
         that one is dropped (counted, one log line a second) and its
@@ -984,6 +1005,10 @@ class RadiusServer:
             self.stats["commit_failures"] += 1
             if database_unavailable(error):
                 self.errors.error("database-unavailable", f"writer records={len(batch)}", error)
+                oldest = min(item[3][0] for item in batch)
+                if time.monotonic() - oldest < WRITER_HOLD_S \
+                        and not self._stopping.wait(WRITER_BACKOFF_S):
+                    return self._commit(batch)
                 for item in batch:
                     item[3][DuplicateCache.RAW] = b""
                 self._stopping.wait(WRITER_BACKOFF_S)

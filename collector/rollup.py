@@ -449,6 +449,28 @@ class ReplayGuard:
             loaded += len(digests)
         return min(loaded, self.capacity)
 
+    def load_peers(self, session, since: dt.datetime, known: set[int],
+                   exclude_origin: str) -> tuple[list[bytes], set[int]]:
+        """The packet keys other collectors stored since ``since`` in replay
+        sets not in ``known`` (not seeded here: the caller seeds them under
+        its lock), and the ids of the sets in that window (the caller's
+        next ``known``). Several collectors behind one exporter address
+        (anycast, or a failover) learn each other's packets this way while
+        they run, not only when they start. By time with an overlap, not
+        by id: ids are taken before commit, so a set committed late may
+        have a smaller id than one already read."""
+        ids = session.scalars(select(ReplaySet.id).where(
+            ReplaySet.seen_at >= since, ReplaySet.origin != exclude_origin)).all()
+        new = [i for i in ids if i not in known]
+        digests: list[bytes] = []
+        for start in range(0, len(new), 64):
+            for blob in session.scalars(select(ReplaySet.digests).where(
+                    ReplaySet.id.in_(new[start:start + 64]))):
+                blob = bytes(blob)
+                digests.extend(blob[i:i + DIGEST_BYTES]
+                               for i in range(0, len(blob), DIGEST_BYTES))
+        return digests, set(ids)
+
     def seed(self, digests: Sequence[bytes]) -> None:
         """Remember packets counted elsewhere (stored, or spooled), without
         adding them to ``pending``."""

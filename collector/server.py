@@ -23,12 +23,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import select as sql_select
 from sqlalchemy import text
 
 from collector.attribute import AddressTable, TrafficClasses, attribute, load_address_table
 from collector.decode import Counters, Decoder, DecoderLimits, exporter_seed, packet_key
 from collector.exporters import ExporterPolicy
 from collector.flush import FlushUnit, Spool, release, write_unit
+from collector.models import ReplaySet
 from collector.rollup import DEFAULT_MAX_FLOW_SECONDS, ReplayGuard, Rollup, prune_replay_sets
 
 log = logging.getLogger("abonent.collector")
@@ -37,6 +39,11 @@ log = logging.getLogger("abonent.collector")
 # arrive within minutes, but a BRAS that was cut off may flush its cache (or an
 # operator may replay saved exports) much later; a week of leases is a few MB.
 LEASE_WINDOW = dt.timedelta(days=7)
+# Every PEER_SYNC_S the collector reads the replay sets other collectors
+# stored in the last PEER_OVERLAP_S (CollectorServer.sync_peers): the
+# overlap covers a flush's transaction committing after a later one.
+PEER_SYNC_S = 2.0
+PEER_OVERLAP_S = 120.0
 
 STAT_NAMES = ("packets", "flows", "drops", "sets_unknown_template", "held_sets_dropped",
               "sequence_lost_flows", "sequence_lost_packets", "unattributed_flows",
@@ -331,6 +338,7 @@ class CollectorServer:
         self._flows_in_spool = 0
         self._state = "running"
         self.sock: socket.socket | None = None
+        self._peer_sets: set[int] = set()       # replay sets of others already learnt
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -360,6 +368,8 @@ class CollectorServer:
         spooled = self.spool.peek_digests()
         with self.ctx.Session() as session:
             self.pipeline.guard.load(session, _utcnow() - dt.timedelta(days=1))
+            self._peer_sets = set(session.scalars(sql_select(ReplaySet.id).where(
+                ReplaySet.seen_at >= _utcnow() - dt.timedelta(seconds=PEER_OVERLAP_S))))
         self.pipeline.guard.seed(spooled)
         recovered = self.spool.claim()
         if recovered:
@@ -698,10 +708,38 @@ class CollectorServer:
                     if not self._queue:
                         return
 
+    def sync_peers(self) -> int:
+        """Remember the export packets other collectors stored lately (see
+        ReplayGuard.load_peers): a replay of one of them reaching this
+        collector is then not counted again. The packets learnt.
+
+        Not on SQLite: its file has one host, and a read there would take
+        the write lock (config.db) and wait behind the flushes."""
+        if self.ctx.engine.dialect.name == "sqlite":
+            return 0
+        since = _utcnow() - dt.timedelta(seconds=PEER_OVERLAP_S)
+        with self.ctx.Session() as session:
+            digests, self._peer_sets = self.pipeline.guard.load_peers(
+                session, since, self._peer_sets, self.origin)
+        if digests:
+            with self._lock:
+                self.pipeline.guard.seed(digests)
+        return len(digests)
+
     def _maintain(self) -> None:
-        """Reload the address table and prune old replay sets, off the receive path."""
+        """Reload the address table, learn the other collectors' packets and
+        prune old replay sets, off the receive path."""
         next_prune = time.monotonic() + 3600
-        while not self._stop.wait(self.reload_seconds):
+        next_reload = time.monotonic() + self.reload_seconds
+        while not self._stop.wait(min(PEER_SYNC_S, self.reload_seconds)):
+            try:
+                self.sync_peers()
+            except Exception as error:
+                log.error("collector: reading other collectors' packets failed (%s)",
+                          type(error).__name__)
+            if time.monotonic() < next_reload:
+                continue
+            next_reload = time.monotonic() + self.reload_seconds
             try:
                 self.reload()
             except Exception:

@@ -137,10 +137,54 @@ def make_engine(url: str, echo: bool = False, **kwargs) -> Engine:
         # otherwise (?connect_timeout=N).
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     engine = create_engine(url, echo=echo, **kwargs)
+    event.listen(engine, "handle_error", _server_gone_is_a_disconnect)
     if not kwargs.get("pool_pre_ping"):
         event.listen(engine.pool, "checkin", _note_checkin)
         event.listen(engine.pool, "checkout", _ping_if_idle)
     return engine
+
+
+# SQLSTATEs that say the server this connection reached can no longer take
+# our writes, while the database as a whole may well: it is a standby, or
+# a primary that was demoted (25006 read_only_sql_transaction), or it is
+# shutting down (57P01 admin_shutdown, 57P02 crash_shutdown) or starting
+# (57P03 cannot_connect_now). psycopg raises 25006 as an InternalError on
+# a connection that is healthy, so the pool would hand the same connection
+# out again and again (and the 57P0x errors may arrive before the socket is
+# seen to be closed). Treated as a
+# disconnect, the connection (and the pool's older ones) is thrown away and
+# the next checkout connects afresh: with a host list and
+# ``target_session_attrs=read-write`` (docs/scaling.md) to whichever host
+# is the primary now.
+SERVER_GONE_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+
+
+def server_gone(error: BaseException) -> bool:
+    """The DBAPI error says this server cannot take writes (see above)."""
+    original = getattr(error, "orig", None) or error
+    return getattr(original, "sqlstate", None) in SERVER_GONE_SQLSTATES
+
+
+def discard_if_gone(connection: Connection, error: BaseException) -> bool:
+    """For an error raised by a DBAPI call made on ``connection``'s driver
+    connection directly (SQLAlchemy did not see it): if it says the
+    connection is dead or the server cannot take writes, invalidate the
+    connection and the pool's older ones, as Connection.execute does on a
+    disconnect. True if it did."""
+    dialect = connection.dialect
+    if not isinstance(error, dialect.loaded_dbapi.Error) or connection.invalidated:
+        return False
+    fairy = connection.connection
+    if not (dialect.is_disconnect(error, fairy.dbapi_connection, None) or server_gone(error)):
+        return False
+    connection.engine.pool._invalidate(fairy, error)
+    connection.invalidate(error)
+    return True
+
+
+def _server_gone_is_a_disconnect(context) -> None:
+    if not context.is_disconnect and server_gone(context.original_exception):
+        context.is_disconnect = True
 
 
 # A pooled connection idle longer than this is pinged before it is handed
@@ -279,7 +323,8 @@ class CompiledSelect:
             for listener in dispatch.after_cursor_execute:
                 listener(connection, cursor, sql, values, None, False)
         except dialect.loaded_dbapi.Error as error:
-            if dialect.is_disconnect(error, fairy.dbapi_connection, cursor):
+            if (dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
+                    or server_gone(error)):
                 # What Connection.execute does on a disconnect: the pool's
                 # connections opened before now are likely dead too.
                 connection.engine.pool._invalidate(fairy, error)

@@ -67,11 +67,26 @@ class NasSimulator:
                  radius_host: str = "127.0.0.1", auth_port: int = 1812, acct_port: int = 1813,
                  coa_port: int = 3799, collector: tuple[str, int] | None = None,
                  interim_s: float = 10.0, load: float = 0.3, drop_rate: float = 0.0,
-                 nak_rate: float = 0.0, seed: int = 1):
+                 nak_rate: float = 0.0, seed: int = 1, servers: list[str] | None = None,
+                 timeout_s: float = 2.0, dead_time_s: float = 10.0):
         self.subscribers = subscribers
         self.secret = secret.encode()
-        self.auth = (radius_host, auth_port)
-        self.acct = (radius_host, acct_port)
+        # RADIUS servers in order of preference, as a NAS is configured
+        # with them: requests go to the first one that is not marked dead;
+        # one that leaves a request unanswered is dead for ``dead_time_s``,
+        # then preferred again (fail over, and back).
+        self.servers = list(servers) if servers else [radius_host]
+        self.auth_port, self.acct_port = auth_port, acct_port
+        self.auth = (self.servers[0], auth_port)
+        self.acct = (self.servers[0], acct_port)
+        self.timeout_s = timeout_s
+        self.dead_time_s = dead_time_s
+        self._dead_until = [0.0] * len(self.servers)
+        # What the servers acknowledged: per session the last counters an
+        # Accounting-Response confirmed, and every answer by server
+        # (server, time.time()) for the record of who answered when.
+        self.acked: dict[str, dict] = {}
+        self.answers: list[tuple[str, float]] = []
         self.collector = collector
         self.interim_s = interim_s
         self.load = load
@@ -90,10 +105,40 @@ class NasSimulator:
         self._identifier = (self._identifier + 1) % 256
         return self._identifier
 
+    def _server(self) -> int:
+        """The preferred server not marked dead (the first, if all are)."""
+        now = time.monotonic()
+        for index, until in enumerate(self._dead_until):
+            if until <= now:
+                return index
+        return min(range(len(self.servers)), key=self._dead_until.__getitem__)
+
+    def _ask(self, make_request, port: int, tries: int) -> bytes | None:
+        """Send to the preferred server; on no answer mark it dead and go on
+        to the next (a new request each server: a new Identifier, as a NAS
+        does). The valid reply, or None after ``tries`` unanswered."""
+        for _ in range(tries):
+            index = self._server()
+            request = make_request()
+            try:
+                reply = client.exchange(request, (self.servers[index], port),
+                                        timeout=self.timeout_s)
+            except OSError:     # no route to that server (its link is down)
+                reply = None
+                time.sleep(min(self.timeout_s, 0.2))
+            if reply is not None and client.reply_valid(reply, request, self.secret):
+                self.answers.append((self.servers[index], time.time()))
+                return reply
+            if len(self.servers) > 1:
+                self._dead_until[index] = time.monotonic() + self.dead_time_s
+                log.warning("nas-sim.server-dead server=%s", self.servers[index])
+        return None
+
     def login(self, login: str, password: str) -> SimSession | None:
-        request = client.access_request(self.secret, self._next_id(), login, password)
-        reply = client.exchange(request, self.auth, timeout=3.0)
-        if reply is None or not client.reply_valid(reply, request, self.secret):
+        reply = self._ask(lambda: client.access_request(self.secret, self._next_id(), login,
+                                                        password),
+                          self.auth_port, tries=max(3, 2 * len(self.servers)))
+        if reply is None:
             log.warning("nas-sim.auth-timeout login=%s", login)
             return None
         answer = wire.decode(reply)
@@ -115,7 +160,8 @@ class NasSimulator:
         self._accounting(session, "Start")
         return session
 
-    def _accounting(self, session: SimSession, status: str, cause: str | None = None) -> bool:
+    def _accounting(self, session: SimSession, status: str, cause: str | None = None,
+                    tries: int = 3) -> bool:
         pairs = [("User-Name", session.login), ("Acct-Status-Type", status),
                  ("Acct-Session-Id", session.acct_session_id),
                  ("NAS-Port-Type", "Virtual"),
@@ -129,11 +175,16 @@ class NasSimulator:
         pairs.extend(("Class", value) for value in session.classes)
         if cause:
             pairs.append(("Acct-Terminate-Cause", cause))
-        for _ in range(3):
-            request = client.accounting_request(self.secret, self._next_id(), pairs)
-            reply = client.exchange(request, self.acct, timeout=2.0)
-            if reply is not None and client.reply_valid(reply, request, self.secret):
-                return True
+        reply = self._ask(lambda: client.accounting_request(self.secret, self._next_id(), pairs),
+                          self.acct_port, tries)
+        if reply is not None:
+            self.acked[session.acct_session_id] = {
+                # As the server stores them: Acct-Input is what the NAS
+                # received from the subscriber (its upload).
+                "login": session.login, "status": status,
+                "acct_input_octets": session.octets_out,
+                "acct_output_octets": session.octets_in}
+            return True
         log.warning("nas-sim.acct-unanswered session=%s status=%s", session.acct_session_id,
                     status)
         return False
@@ -209,20 +260,29 @@ class NasSimulator:
                     self._accounting(session, "Interim-Update")
                 last = now
 
-    def stop(self) -> None:
+    def stop(self, stop_tries: int = 3) -> None:
         self._stop.set()
         self._thread.join(10)
         for session in list(self.sessions.values()):
-            self._accounting(session, "Stop", "NAS-Reboot")
+            self._accounting(session, "Stop", "NAS-Reboot", tries=stop_tries)
         self.sessions.clear()
         self.responder.stop()
+
+    def report(self) -> dict:
+        """What the servers acknowledged, for comparing with what they stored."""
+        answered: dict[str, int] = {}
+        for server, _ in self.answers:
+            answered[server] = answered.get(server, 0) + 1
+        return {"sessions": self.acked, "answered_by": answered,
+                "answers": [[server, at] for server, at in self.answers]}
 
 
 @click.command("nas-sim")
 @click.option("--user", "users", multiple=True, required=True,
               help="LOGIN:PASSWORD of a subscriber to bring online (repeatable).")
 @click.option("--secret", required=True, help="The NAS's RADIUS shared secret.")
-@click.option("--radius", default="127.0.0.1", show_default=True, help="RADIUS server host.")
+@click.option("--radius", "radius", multiple=True, default=("127.0.0.1",), show_default=True,
+              help="RADIUS server host; repeat for the servers to fail over to, in order.")
 @click.option("--auth-port", type=click.IntRange(1, 65535), default=1812, show_default=True)
 @click.option("--acct-port", type=click.IntRange(1, 65535), default=1813, show_default=True)
 @click.option("--coa-port", type=click.IntRange(0, 65535), default=3799, show_default=True)
@@ -234,8 +294,16 @@ class NasSimulator:
               help="Share of sessions whose CoA requests are NAKed.")
 @click.option("--duration", type=click.FloatRange(0.1), default=3600.0, show_default=True,
               help="Stop after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(0.05, 30), default=2.0, show_default=True,
+              help="Seconds to wait for a RADIUS answer before trying the next server.")
+@click.option("--dead-time", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
+              help="Seconds a server that did not answer is passed over.")
+@click.option("--stop-tries", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Attempts for each session's final Accounting Stop.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write what the servers acknowledged to this JSON file at the end.")
 def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collector, interim,
-            drop_rate, nak_rate, duration):
+            drop_rate, nak_rate, duration, timeout, dead_time, stop_tries, report_path):
     """Simulate a BRAS: auth, accounting, NetFlow, and CoA answers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     subscribers = []
@@ -250,9 +318,10 @@ def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collector, in
         if not host or not port.isdigit():
             raise click.BadParameter(f"{collector!r} is not HOST:PORT", param_hint="--collector")
         target = (host, int(port))
-    sim = NasSimulator(subscribers, secret=secret, radius_host=radius, auth_port=auth_port,
+    sim = NasSimulator(subscribers, secret=secret, servers=list(radius), auth_port=auth_port,
                        acct_port=acct_port, coa_port=coa_port, collector=target,
-                       interim_s=interim, drop_rate=drop_rate, nak_rate=nak_rate).start()
+                       interim_s=interim, drop_rate=drop_rate, nak_rate=nak_rate,
+                       timeout_s=timeout, dead_time_s=dead_time).start()
     click.echo(f"nas-sim: {len(sim.sessions)} of {len(subscribers)} sessions up; CoA on "
                f"port {sim.responder.port}; Ctrl-C to stop")
     try:
@@ -260,4 +329,8 @@ def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collector, in
     except KeyboardInterrupt:
         pass
     finally:
-        sim.stop()
+        sim.stop(stop_tries)
+        if report_path:
+            import json
+            with open(report_path, "w", encoding="utf-8") as out:
+                json.dump(sim.report(), out)

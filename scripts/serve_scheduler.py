@@ -154,8 +154,15 @@ def scheduler(fee_minutes, policy_seconds):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     ctx = get_context()
     sched = build_scheduler(ctx, fee_minutes, policy_seconds)
-    # Catch up at once on start, then on the interval.
-    sched.get_job("fees").func()
+    # Catch up at once on start, then on the interval. A database that is
+    # not there yet (a standby being promoted) fails this run only: the
+    # interval job tries again, as it does after any failed run.
+    try:
+        sched.get_job("fees").func()
+    except Exception as error:
+        log.error("job.failed name=fees at=start error=%s: %s (retried on the interval)",
+                  type(error).__name__, str(error).strip().splitlines()[0][:200] if str(error)
+                  else "")
     click.echo(f"scheduler running: fees every {fee_minutes} min, policies every "
                f"{policy_seconds} s; Ctrl-C to stop")
     try:

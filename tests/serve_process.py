@@ -27,9 +27,10 @@ def children(pid: int) -> list[int]:
 
 
 class ServeProcess:
-    def __init__(self, args: list[str], env: dict, ready: str):
+    def __init__(self, args: list[str], env: dict, ready: str, prefix: list[str] = ()):
+        """``prefix``: what runs the command (``ip netns exec NAME``)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", "serve", *args],
+            [*prefix, sys.executable, "-m", "scripts.cli", "serve", *args],
             env=dict(os.environ, ABONENT_LOG_LEVEL="INFO", **env), stderr=subprocess.PIPE,
             text=True, cwd=ROOT)
         self.lines: list[str] = []

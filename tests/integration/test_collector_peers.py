@@ -1,0 +1,63 @@
+"""Two collectors behind one exporter address (issue 19): an export packet
+one of them counted is not counted again when a copy reaches the other.
+
+Each collector learns the packets the others stored from the database
+(collector_replay_sets) while it runs, not only when it starts."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from collector.models import TrafficRollup
+from collector.server import CollectorServer
+from tests.conftest import make_context
+from tests.integration.test_collector_spool import _accounts, _exports, _send, _stored_bytes
+
+
+def test_a_replay_reaching_the_other_collector_is_not_counted_twice(pg_url, tmp_path):
+    """PostgreSQL only: several collector hosts need a database server (on
+    SQLite sync_peers does nothing)."""
+    ctx_a = make_context(pg_url, data_dir=tmp_path / "a")
+    ctx_b = make_context(pg_url, data_dir=tmp_path / "b")
+    _accounts(ctx_a)
+    first = CollectorServer(ctx_a, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
+    second = CollectorServer(ctx_b, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
+    first.origin, second.origin = "node-a", "node-b"
+    packets, total, _flows = _exports(1, 20, salt=3)
+    more, more_total, _ = _exports(21, 5, salt=4)
+    try:
+        first.start()
+        second.start()
+        _send(first.port, packets)
+        _wait(lambda: first.pipeline.counters["packets"] >= len(packets))
+        assert first.flush() > 0
+        assert _stored_bytes(ctx_a) == total
+        # The exporter fails over to the second collector and replays what
+        # it sent (and sends on): the copies are known, the new ones counted.
+        assert second.sync_peers() == len(packets)
+        _send(second.port, packets + more)
+        _wait(lambda: second.pipeline.counters["packets"]
+              + second.pipeline.counters["replayed_packets"] >= len(packets) + len(more))
+        second.flush()
+        assert second.pipeline.counters["replayed_packets"] == len(packets)
+        assert _stored_bytes(ctx_a) == total + more_total
+        # And back: the first learns the second's packets.
+        assert first.sync_peers() == len(more)
+        _send(first.port, more)
+        _wait(lambda: first.pipeline.counters["replayed_packets"] >= len(more))
+        first.flush()
+        with ctx_a.Session() as session:
+            assert session.scalar(select(func.sum(TrafficRollup.bytes))) == total + more_total
+    finally:
+        first.stop()
+        second.stop()
+        ctx_a.dispose()
+        ctx_b.dispose()
+
+
+def _wait(condition, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
