@@ -17,6 +17,7 @@ from aaa import archive
 from aaa.models import (EnforcementAttempt, EnforcementJob, IpLease, IpLeaseArchive,
                         Session as RadiusSession, SessionArchive)
 from collector.radius_usage import RadiusUsageMark
+from config.db import utcnow
 from config.settings import COLLECTOR_LEASE_WINDOW_HOURS, SettingsError, load_settings
 from rating.models import Notification, NotificationAttempt, SmsPart
 from tests.conftest import make_context
@@ -209,5 +210,134 @@ def test_leases_within_the_late_window_stay_for_the_collector(db_url):
         with context.engine.connect() as conn:
             assert list(conn.scalars(select(IpLease.address))) == ["100.64.2.1"]
             assert list(conn.scalars(select(IpLeaseArchive.address))) == ["100.64.2.2"]
+    finally:
+        context.dispose()
+
+
+# -- readers -------------------------------------------------------------------
+
+def test_readers_show_archived_sessions(db_url, tmp_path, abonent_exe):
+    """The cabinet's sessions page for a month last year, `abonent session
+    list/show` and the IP-at-time search find a session after it moved."""
+    from cabinet.app import create_app
+    from aaa.admin import find_accounts
+    from tests.integration.cabinet_helpers import log_in, seed_subscriber
+    context = make_context(db_url, data_dir=tmp_path)
+    try:
+        subscriber = seed_subscriber(context)
+        with context.Session() as session:
+            nas = make_nas(session)
+            session.commit()
+            nas_id, nas_name = nas.id, nas.name
+        last_year = dt.datetime(2025, 10, 5, 8)
+        with context.engine.begin() as conn:
+            conn.execute(insert(RadiusSession.__table__), [dict(
+                nas_id=nas_id, acct_session_id="old-0001", username="user1",
+                account_id=subscriber.account_id, framed_ip="100.64.77.1",
+                started_at=last_year, updated_at=last_year + dt.timedelta(hours=1),
+                stopped_at=last_year + dt.timedelta(hours=1), octets_in=5, octets_out=10_000_000,
+                packets_in=1, packets_out=1, session_time=3600, terminate_cause="User-Request",
+                profile="normal")])
+            conn.execute(insert(IpLease.__table__), [dict(
+                account_id=subscriber.account_id, address="100.64.77.1", valid_from=last_year,
+                valid_to=last_year + dt.timedelta(hours=1), open_address=None)])
+        moved = archive.run(context.engine, archive.Retention(), NOW)
+        assert moved.rows["sessions"] == 1 and moved.rows["leases"] == 1
+        assert _count(context, RadiusSession) == 0
+
+        client = create_app(context, testing=True).test_client()
+        assert log_in(client, subscriber.login, subscriber.password, lang="en").status_code == 302
+        page = client.get("/sessions?month=2025-10").text
+        assert "100.64.77.1" in page and "10.0 MB" in page
+
+        with context.Session() as session:
+            found = find_accounts(session, "100.64.77.1", at=last_year + dt.timedelta(minutes=30))
+        assert found == {subscriber.account_id: ["lease at time", "session at time"]}
+    finally:
+        context.dispose()
+
+    listed = json.loads(abonent_exe("session", "list", "--account", subscriber.number,
+                                    "--json").stdout)
+    assert [(row["acct_session_id"], row["archived"]) for row in listed] == [("old-0001", True)]
+    assert json.loads(abonent_exe("session", "list", "--active", "--json").stdout) == []
+    shown = json.loads(abonent_exe("session", "show", "old-0001", "--json").stdout)
+    assert shown["archived"] is True and shown["octets_out"] == 10_000_000
+    assert shown["nas"] == nas_name
+    assert "in the history" in abonent_exe("nas", "remove", nas_name, code=2).stderr
+
+
+# -- the command ---------------------------------------------------------------
+
+def test_archive_commands(db_url, abonent_exe):
+    context = make_context(db_url)
+    try:
+        account_id, nas_id, _, _ = _base(context)
+        old = _sessions(context, account_id, nas_id, [utcnow() - 100 * DAY] * 3)
+    finally:
+        context.dispose()
+    status = json.loads(abonent_exe("archive", "status", "--json").stdout)
+    sessions = {row["step"]: row for row in status["tables"]}["sessions"]
+    assert (sessions["rows"], sessions["due"], sessions["retention_days"]) == (3, 3, 90)
+    assert status["last_run"] is None
+
+    ran = json.loads(abonent_exe("archive", "run", "--json").stdout)
+    assert ran["rows"]["sessions"] == 3 and ran["skipped"] is False
+    status = json.loads(abonent_exe("archive", "status", "--json").stdout)
+    tables = {row["step"]: row for row in status["tables"]}
+    assert tables["sessions"]["rows"] == 0 and tables["sessions_archive"]["rows"] == len(old)
+    assert status["last_run"] is not None
+    assert "sessions: 0 rows moved" in abonent_exe("archive", "run").stdout
+
+    assert "unknown step calls" in abonent_exe("archive", "run", "--only", "calls", code=2).stderr
+    refused = abonent_exe("archive", "run", env={"ABONENT_ARCHIVE_LEASES_HOT_DAYS": "2"}, code=2)
+    assert "late-data window" in refused.stderr
+
+
+# -- two runs at once --------------------------------------------------------------
+
+def _race(target, count=2):
+    results, errors = [], []
+    start = threading.Barrier(count)
+
+    def go():
+        try:
+            start.wait()
+            results.append(target())
+        except Exception as error:   # re-raised below, in the test's thread
+            errors.append(error)
+    threads = [threading.Thread(target=go) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    return results
+
+
+def test_two_runs_at_once_do_the_work_once(ctx):
+    """Two schedulers fire together: under the job lock one works (on
+    PostgreSQL the other is told the lock is held); either way every row is
+    moved once."""
+    account_id, nas_id, _, _ = _base(ctx)
+    old = _sessions(ctx, account_id, nas_id, [NOW - 100 * DAY] * 40)
+    results = _race(lambda: archive.run_locked(ctx.engine, ctx.Session, SMALL, NOW))
+    assert sum(r.rows["sessions"] for r in results) == 40
+    assert _ids(ctx, SessionArchive) == old and _count(ctx, RadiusSession) == 0
+
+
+def test_two_runs_without_the_lock_still_move_each_row_once(pg_url):
+    """Even without the job lock (a node started by hand, a lock lost with
+    its connection), the row locks and SKIP LOCKED keep each row single."""
+    context = make_context(pg_url)
+    try:
+        account_id, nas_id, _, _ = _base(context)
+        old = _sessions(context, account_id, nas_id, [NOW - 100 * DAY] * 300)
+        results = _race(lambda: archive.run(context.engine, archive.Retention(batch_rows=7), NOW))
+        assert sum(r.rows["sessions"] for r in results) == 300
+        assert _ids(context, SessionArchive) == old and _count(context, RadiusSession) == 0
+        from rating.jobs import job_lock
+        with job_lock(context.engine, archive.JOB_NAME) as held:
+            assert held
+            assert archive.run_locked(context.engine, context.Session, SMALL, NOW).skipped
     finally:
         context.dispose()
