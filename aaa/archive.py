@@ -176,11 +176,10 @@ def _move_batch(conn: Connection, step: Step, cutoff: dt.datetime, after: int,
         return None, 0
     if conn.dialect.name == "postgresql":
         return ids[-1], _move_locked(conn, step, ids)
-    # The condition again in every statement: on SQLite the pick above and
-    # the writes below are one BEGIN IMMEDIATE transaction anyway; on
-    # PostgreSQL the rows are locked. It costs little and keeps a row that
-    # changed in between where it is.
-    picked = and_(hot.c.id.in_(ids), step.where(cutoff))
+    # SQLite: the transaction began IMMEDIATE, so no one has written since
+    # the pick; the rows matching in (after, last] are exactly the picked
+    # ones. A range, not an IN list: no limit on bound parameters.
+    picked = and_(hot.c.id > after, hot.c.id <= ids[-1], step.where(cutoff))
     if step.archive is not None:
         names = [c.name for c in step.archive.columns]
         conn.execute(insert(step.archive).from_select(

@@ -56,16 +56,16 @@ def main() -> None:
                 "service_id, framed_ip, calling_station_id, started_at, updated_at, stopped_at, "
                 "octets_in, octets_out, packets_in, packets_out, session_time, "
                 "terminate_cause, profile) "
-                "SELECT 1 + g % 50, 'bench-' || g, 'user' || (g % 200000), 1 + g % 200000, "
-                "1 + g % 200000, '100.64.' || (g / 250 % 250) || '.' || (g % 250 + 1), "
+                "SELECT (1 + g % 50)::int, 'bench-' || g, 'user' || (g % 200000), "
+                "(1 + g % 200000)::int, (1 + g % 200000)::int, '100.64.' || (g / 250 % 250) || '.' || (g % 250 + 1), "
                 "'00:11:22:33:44:55', t - interval '3 hours', t, "
                 "CASE WHEN hot AND g % 10 = 0 THEN NULL ELSE t END, "
                 "g * 1000, g * 3000, g, g * 2, 10800, 'User-Request', 'normal' "
                 "FROM (SELECT g, (g % 1000) < :hot AS hot, "
                 "      :now - CASE WHEN (g % 1000) < :hot "
-                "                  THEN make_interval(mins => (g * 7919) % (80 * 1440)) "
-                "                  ELSE make_interval(days => 100 + g % 300) END AS t "
-                "      FROM generate_series(1, :n) g) s"),
+                "                  THEN make_interval(mins => ((g * 7919) % (80 * 1440))::int) "
+                "                  ELSE make_interval(days => (100 + g % 300)::int) END AS t "
+                "      FROM generate_series(1::bigint, :n) g) s"),
                 {"n": args.sessions, "hot": int(args.hot_share * 1000), "now": now})
             conn.execute(text(
                 "INSERT INTO ip_leases (account_id, address, valid_from, valid_to, session_id, "
