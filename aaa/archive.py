@@ -288,7 +288,8 @@ class TableStatus:
 
 
 _AGE_COLUMN = {"coa": JOBS.c.finished_at, "notifications": NOTIFICATIONS.c.created_at,
-               "sessions": SESSIONS.c.stopped_at, "sessions_archive": SESSIONS_ARCHIVE.c.stopped_at,
+               "sessions": SESSIONS.c.stopped_at,
+               "sessions_archive": SESSIONS_ARCHIVE.c.stopped_at,
                "leases": LEASES.c.valid_to, "leases_archive": LEASES_ARCHIVE.c.valid_to}
 
 

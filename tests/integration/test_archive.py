@@ -11,7 +11,7 @@ import json
 import threading
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 
 from aaa import archive
 from aaa.models import (EnforcementAttempt, EnforcementJob, IpLease, IpLeaseArchive,
