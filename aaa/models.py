@@ -206,7 +206,9 @@ class SessionArchive(Base):
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=False)
     nas_id: Mapped[int] = mapped_column(Integer)
     acct_session_id: Mapped[str] = mapped_column(String(128))
-    username: Mapped[str] = mapped_column(String(128), index=True)
+    # No index on username (the hot table's is for RADIUS; nothing looks
+    # archived sessions up by it): each index is a write per moved row.
+    username: Mapped[str] = mapped_column(String(128))
     account_id: Mapped[Optional[int]] = mapped_column(Integer)
     service_id: Mapped[Optional[int]] = mapped_column(Integer)
     framed_ip: Mapped[Optional[str]] = mapped_column(String(45))

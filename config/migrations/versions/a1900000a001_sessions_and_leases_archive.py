@@ -45,7 +45,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_sessions_archive_account', ['account_id', 'started_at'], unique=False)
         batch_op.create_index('ix_sessions_archive_acct_session', ['acct_session_id'], unique=False)
         batch_op.create_index('ix_sessions_archive_framed_ip', ['framed_ip', 'started_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_sessions_archive_username'), ['username'], unique=False)
 
     op.create_table('ip_leases_archive',
     sa.Column('id', _BigId, autoincrement=False, nullable=False),
