@@ -84,13 +84,17 @@ def find_accounts(session: Session, text: str, *, at: dt.datetime | None = None,
             add(session.scalars(select(IpLease.account_id).where(IpLease.open_address == ip)),
                 "lease")
         else:
-            add(session.scalars(select(IpLease.account_id).where(
-                IpLease.address == ip, IpLease.valid_from <= at,
-                or_(IpLease.valid_to.is_(None), IpLease.valid_to > at))), "lease at time")
-            add(session.scalars(select(RadiusSession.account_id).where(
-                RadiusSession.framed_ip == ip, RadiusSession.started_at <= at,
-                or_(RadiusSession.stopped_at.is_(None), RadiusSession.stopped_at > at),
-                RadiusSession.account_id.is_not(None))), "session at time")
+            # "Who had this address then" reaches back past the hot tables
+            # into the archive (aaa.archive).
+            from aaa import archive
+            leases, sessions = archive.all_leases(), archive.all_sessions()
+            add(session.scalars(select(leases.c.account_id).where(
+                leases.c.address == ip, leases.c.valid_from <= at,
+                or_(leases.c.valid_to.is_(None), leases.c.valid_to > at))), "lease at time")
+            add(session.scalars(select(sessions.c.account_id).where(
+                sessions.c.framed_ip == ip, sessions.c.started_at <= at,
+                or_(sessions.c.stopped_at.is_(None), sessions.c.stopped_at > at),
+                sessions.c.account_id.is_not(None))), "session at time")
             add(session.scalars(select(Service.account_id).where(
                 Service.static_ipv4 == ip, Service.created_at <= at)), "static ip")
     if query.mac:

@@ -184,3 +184,60 @@ class VoiceStart(Base):
     setup_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     answered_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     sip_code: Mapped[Optional[int]] = mapped_column(Integer)
+
+
+# -- archive (issue 19, aaa.archive) --
+
+class SessionArchive(Base):
+    """Closed sessions past ``archive.sessions_hot_days``, moved out of
+    ``sessions`` by the archive job with their columns and ids unchanged, so
+    the hot table the accounting writer and the enforcer work on stays
+    small. Readers of history (the cabinet's sessions page, `abonent session
+    list/show`, the IP-at-time search) read both tables."""
+
+    __tablename__ = "sessions_archive"
+    __table_args__ = (
+        Index("ix_sessions_archive_account", "account_id", "started_at"),
+        Index("ix_sessions_archive_acct_session", "acct_session_id"),
+        Index("ix_sessions_archive_framed_ip", "framed_ip", "started_at"),
+    )
+
+    # Not autoincrement: the id is the one the row had in ``sessions``.
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=False)
+    nas_id: Mapped[int] = mapped_column(Integer)
+    acct_session_id: Mapped[str] = mapped_column(String(128))
+    # No index on username (the hot table's is for RADIUS; nothing looks
+    # archived sessions up by it): each index is a write per moved row.
+    username: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[Optional[int]] = mapped_column(Integer)
+    service_id: Mapped[Optional[int]] = mapped_column(Integer)
+    framed_ip: Mapped[Optional[str]] = mapped_column(String(45))
+    calling_station_id: Mapped[Optional[str]] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    stopped_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    octets_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    octets_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    packets_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    packets_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    terminate_cause: Mapped[Optional[str]] = mapped_column(String(64))
+    profile: Mapped[Optional[str]] = mapped_column(String(32))
+
+
+class IpLeaseArchive(Base):
+    """Closed leases past ``archive.leases_hot_days`` (never inside the
+    collector's late-data window): who held an address when, kept for
+    ``archive.leases_keep_days`` for the IP-at-time lookup."""
+
+    __tablename__ = "ip_leases_archive"
+    __table_args__ = (Index("ix_ip_leases_archive_address", "address", "valid_from"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=False)
+    account_id: Mapped[int] = mapped_column(Integer, index=True)
+    address: Mapped[str] = mapped_column(String(45))
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime)
+    valid_to: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    session_id: Mapped[Optional[int]] = mapped_column(_BigId)
+    # Always NULL here (a closed lease); kept so both tables have one shape.
+    open_address: Mapped[Optional[str]] = mapped_column(String(45))

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from aaa import archive
 from aaa.models import Session as NetworkSession
 from collector.models import TrafficRollup
 from config.db import CompiledSelect
@@ -198,14 +199,15 @@ def recent_sessions(db: Session | Connection, account_id: int,
 def sessions_between(db: Session, account_id: int, start: dt.datetime, end: dt.datetime,
                      limit: int = 1000) -> list[SessionView]:
     """Sessions that overlap [start, end): started before the end and not
-    stopped before the start."""
+    stopped before the start; archived ones too (aaa.archive), so last
+    year's sessions are where the subscriber looks for them."""
+    both = archive.all_sessions()
     rows = db.execute(
-        select(NetworkSession.started_at, NetworkSession.stopped_at, NetworkSession.framed_ip,
-               NetworkSession.octets_out, NetworkSession.octets_in,
-               NetworkSession.terminate_cause)
-        .where(NetworkSession.account_id == account_id, NetworkSession.started_at < end,
-               or_(NetworkSession.stopped_at.is_(None), NetworkSession.stopped_at >= start))
-        .order_by(NetworkSession.started_at.desc(), NetworkSession.id.desc())
+        select(both.c.started_at, both.c.stopped_at, both.c.framed_ip,
+               both.c.octets_out, both.c.octets_in, both.c.terminate_cause)
+        .where(both.c.account_id == account_id, both.c.started_at < end,
+               or_(both.c.stopped_at.is_(None), both.c.stopped_at >= start))
+        .order_by(both.c.started_at.desc(), both.c.id.desc())
         .limit(limit)).all()
     return [SessionView(*row) for row in rows]
 

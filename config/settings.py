@@ -164,6 +164,31 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # exported late within them is billed as an adjustment.
         "late_hours": (int, 48),
     },
+    # Data lifecycle (aaa.archive, issue 19). Days count from a row's end
+    # (a session's stop, a lease's end, a job's finish, a notice's creation);
+    # 0: keep for ever.
+    "archive": {
+        # Closed sessions move to sessions_archive after this many days and
+        # are deleted from it after sessions_keep_days.
+        "sessions_hot_days": (int, 90),
+        "sessions_keep_days": (int, 1095),
+        # Closed IP leases likewise; never less than the collector's late
+        # window (refused at load), or late flows would find no owner.
+        "leases_hot_days": (int, 30),
+        "leases_keep_days": (int, 1095),
+        # Finished CoA/Disconnect jobs and their attempts are deleted.
+        "coa_days": (int, 90),
+        # Sent, delivered and failed notifications (with their attempts and
+        # SMS parts) are deleted.
+        "notifications_days": (int, 180),
+        # Rows moved or deleted per transaction: bounds how long a batch
+        # holds its row locks.
+        "batch_rows": (int, 5000),
+        # A run stops after this long and the next one goes on.
+        "run_seconds": (int, 1800),
+        # How often the scheduler runs the job.
+        "interval_minutes": (int, 360),
+    },
     "promised": {
         "max_amount": (str, "500.00"),
         "term_days": (int, 5),
@@ -480,6 +505,46 @@ def _check_branding(section: dict) -> None:
                             f"{contrast(accent, '#ffffff'):.1f}:1")
 
 
+# How far back the collector loads leases (collector.server.LEASE_WINDOW,
+# checked equal by a test): flows exported this late still find the
+# address's owner, so lease retention must not cut inside it.
+COLLECTOR_LEASE_WINDOW_HOURS = 7 * 24
+
+
+def _check_archive(archive: dict, traffic: dict) -> None:
+    """Retention that would cut into data still needed is refused at load."""
+    for key, value in archive.items():
+        if value < 0:
+            raise SettingsError(f"setting archive.{key} must be 0 or more, not {value}")
+    for key in ("batch_rows", "run_seconds", "interval_minutes"):
+        if archive[key] < 1:
+            raise SettingsError(f"setting archive.{key} must be 1 or more, not {archive[key]}")
+    if archive["batch_rows"] > 50_000:
+        raise SettingsError(f"setting archive.batch_rows must be at most 50000 (a batch is one "
+                            f"transaction holding its row locks), not {archive['batch_rows']}")
+    for kind in ("sessions", "leases"):
+        hot, keep = archive[f"{kind}_hot_days"], archive[f"{kind}_keep_days"]
+        if keep and (not hot or keep < hot):
+            raise SettingsError(f"setting archive.{kind}_keep_days ({keep}) must not be less than "
+                                f"archive.{kind}_hot_days ({hot or 'never'}): rows would be "
+                                f"deleted before they are archived")
+    window_hours = max(COLLECTOR_LEASE_WINDOW_HOURS, traffic["late_hours"])
+    for key in ("leases_hot_days", "leases_keep_days"):
+        days = archive[key]
+        if days and days * 24 < window_hours:
+            raise SettingsError(
+                f"setting archive.{key} ({days}) cuts into the late-data window: the collector "
+                f"attributes flows up to {window_hours} hours old by the lease history "
+                f"(traffic.late_hours, the collector's lease window); use "
+                f"{-(-window_hours // 24)} days or more")
+    hot = archive["sessions_hot_days"]
+    if hot and (archive["coa_days"] == 0 or archive["coa_days"] > hot):
+        raise SettingsError(
+            f"setting archive.coa_days ({archive['coa_days'] or 'never'}) must be 1.."
+            f"{hot} (archive.sessions_hot_days): a CoA job keeps its session in the hot "
+            f"sessions table until the job is deleted")
+
+
 def _check_enforcement(coa: dict, policy: dict) -> None:
     """The enforcer's timers and the ladder's mode, refused at load with the
     key named (every command reads them: RADIUS, cabinet, scheduler …)."""
@@ -601,6 +666,7 @@ def load_settings(path: str | os.PathLike | None = None,
     _check_ranges(values)
     _check_collector(values["collector"])
     _check_enforcement(values["coa"], values["policy"])
+    _check_archive(values["archive"], values["traffic"])
     _check_branding(values["branding"])
     url = values["database"]["url"]
     if url and not url.startswith(("sqlite", "postgresql")):

@@ -135,23 +135,27 @@ def session_group():
 @page_options()
 @json_option
 def session_list(active, number, limit, offset, as_json):
-    """List sessions, newest first."""
+    """List sessions, newest first; archived ones too (aaa.archive) unless
+    --active."""
+    from aaa import archive
     with transaction() as session:
-        query = (select(RadiusSession, Nas.name, Account.number)
-                 .join(Nas, Nas.id == RadiusSession.nas_id)
-                 .outerjoin(Account, Account.id == RadiusSession.account_id)
-                 .order_by(RadiusSession.started_at.desc(), RadiusSession.id.desc()))
+        # Open sessions are never archived: --active reads the hot table.
+        sessions = RadiusSession.__table__ if active else archive.all_sessions()
+        query = (select(sessions, Nas.name.label("nas_name"), Account.number)
+                 .join(Nas, Nas.id == sessions.c.nas_id)
+                 .outerjoin(Account, Account.id == sessions.c.account_id)
+                 .order_by(sessions.c.started_at.desc(), sessions.c.id.desc()))
         if active:
-            query = query.where(RadiusSession.stopped_at.is_(None))
+            query = query.where(sessions.c.stopped_at.is_(None))
         if number:
-            query = query.where(RadiusSession.account_id == acc.find_account(session, number).id)
+            query = query.where(sessions.c.account_id == acc.find_account(session, number).id)
         rows = [dict(id=s.id, acct_session_id=s.acct_session_id, username=s.username,
-                     account=account_number, nas=nas_name, framed_ip=s.framed_ip,
+                     account=s.number, nas=s.nas_name, framed_ip=s.framed_ip,
                      started_at=s.started_at, updated_at=s.updated_at, stopped_at=s.stopped_at,
                      octets_in=s.octets_in, octets_out=s.octets_out,
-                     session_time=s.session_time, terminate_cause=s.terminate_cause)
-                for s, nas_name, account_number
-                in fetch_page(session, query, limit, offset, scalars=False)]
+                     session_time=s.session_time, terminate_cause=s.terminate_cause,
+                     archived=bool(getattr(s, "archived", False)))
+                for s in fetch_page(session, query, limit, offset, scalars=False)]
     emit_rows(rows, as_json, ["acct_session_id", "username", "account", "nas", "framed_ip",
                               "started_at", "stopped_at", "octets_in", "octets_out"])
 

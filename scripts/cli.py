@@ -59,6 +59,7 @@ COMMANDS = {
     "grant": ("scripts.customers_cli:grant_group", "Cabinet logins' rights on a customer's branch: add, list, remove."),
     "limit": ("scripts.spending_cli:limit", "Monthly spending limits on accounts and branches: set, list, remove, run."),
     "spend": ("scripts.spending_cli:spend", "Spending reports by branch and service (CSV, PDF, JSON)."),
+    "archive": ("scripts.archive_cli:archive_group", "Data lifecycle: archive old sessions and leases (run, status)."),
 }
 
 

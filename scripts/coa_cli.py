@@ -131,7 +131,7 @@ def session_show(acct_session_id, nas_name, as_json):
             query = query.where(Nas.name == nas_name)
         found = session.execute(query).all()
         if not found:
-            raise CliError(f"no session {acct_session_id}")
+            return _show_archived(session, acct_session_id, nas_name, as_json)
         if len({nas for _, nas, _ in found}) > 1:
             raise CliError(f"session id {acct_session_id} is known on several NAS; give --nas")
         target, nas, number = found[0]
@@ -163,6 +163,39 @@ def session_show(acct_session_id, nas_name, as_json):
         cause = f" Error-Cause {attempt['error_cause']}" if attempt["error_cause"] else ""
         click.echo(f"  {attempt['started_at']:%Y-%m-%d %H:%M:%S} {attempt['action']:10} "
                    f"{attempt['outcome']}{cause} ({attempt['transmissions']} sent)")
+
+
+def _show_archived(session, acct_session_id, nas_name, as_json):
+    """A session moved to sessions_archive (aaa.archive): its counters; it is
+    closed, so there is nothing to enforce, and its CoA audit has gone."""
+    from aaa.models import SessionArchive
+    query = (select(SessionArchive, Nas.name, Account.number)
+             .join(Nas, Nas.id == SessionArchive.nas_id)
+             .outerjoin(Account, Account.id == SessionArchive.account_id)
+             .where(SessionArchive.acct_session_id == acct_session_id)
+             .order_by(SessionArchive.started_at.desc()))
+    if nas_name:
+        query = query.where(Nas.name == nas_name)
+    found = session.execute(query).all()
+    if not found:
+        raise CliError(f"no session {acct_session_id}")
+    if len({nas for _, nas, _ in found}) > 1:
+        raise CliError(f"session id {acct_session_id} is known on several NAS; give --nas")
+    target, nas, number = found[0]
+    view = dict(id=target.id, acct_session_id=target.acct_session_id, nas=nas, account=number,
+                username=target.username, framed_ip=target.framed_ip,
+                started_at=target.started_at, updated_at=target.updated_at,
+                stopped_at=target.stopped_at, terminate_cause=target.terminate_cause,
+                octets_in=target.octets_in, octets_out=target.octets_out,
+                desired=None, applied=target.profile, in_line=True, reason="archived",
+                job=None, attempts=[], archived=True)
+    if as_json:
+        emit_json(view)
+        return
+    for key in ("acct_session_id", "nas", "account", "username", "framed_ip", "started_at",
+                "updated_at", "stopped_at", "terminate_cause", "octets_in", "octets_out"):
+        click.echo(f"{key:16} {'' if view[key] is None else view[key]}")
+    click.echo(f"{'archived':16} yes (closed; its CoA audit is past archive.coa_days)")
 
 
 @click.command()

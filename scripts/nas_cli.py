@@ -204,15 +204,16 @@ nas.add_command(_set, "set")
 def nas_remove(name, as_json):
     """Remove a NAS that has no sessions (a NAS with history stays for its
     records; change its address or secret instead)."""
-    from aaa.models import EnforcementJob, Session as RadiusSession
+    from aaa.models import EnforcementJob, Session as RadiusSession, SessionArchive
     with transaction() as session:
         found = _find(session, name)
         live = session.scalar(select(func.count()).select_from(RadiusSession).where(
             RadiusSession.nas_id == found.id, RadiusSession.stopped_at.is_(None)))
         if live:
             raise CliError(f"NAS {name} has {live} live session(s); it cannot be removed")
-        history = session.scalar(select(func.count()).select_from(RadiusSession).where(
-            RadiusSession.nas_id == found.id))
+        # Archived sessions (aaa.archive) are history too.
+        history = sum(session.scalar(select(func.count()).select_from(table).where(
+            table.nas_id == found.id)) for table in (RadiusSession, SessionArchive))
         if history:
             raise CliError(f"NAS {name} has {history} session(s) in the history that refer "
                            f"to it; it cannot be removed")

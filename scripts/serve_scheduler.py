@@ -142,6 +142,16 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                           coalesce=True, max_instances=1)
     scheduler.add_job(stale_calls_job, "interval", minutes=1, id="stale_calls",
                       coalesce=True, max_instances=1)
+    # Data lifecycle (aaa.archive): under its job lock, batch by batch.
+    from aaa import archive
+    retention = archive.Retention.from_settings(ctx.settings)
+
+    def archive_job():
+        archive.run_locked(ctx.engine, ctx.Session, retention)
+
+    scheduler.add_job(archive_job, "interval",
+                      minutes=ctx.settings.get("archive", "interval_minutes"), id="archive",
+                      coalesce=True, max_instances=1)
     return scheduler
 
 
