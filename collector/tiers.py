@@ -425,7 +425,8 @@ class TierRun:
 
 
 def _move_up(engine: Engine, lower: str, upper: str, cutoff: dt.datetime,
-             retention: Retention, report: TierRun, limit: dt.datetime | None = None) -> None:
+             retention: Retention, report: TierRun, limit: dt.datetime | None = None,
+             on_day=None) -> None:
     """Move ``lower``'s rows before ``cutoff`` into ``upper``, a day per
     transaction (a UTC day from the 5-minute tier, an operator's day from
     the hourly one), then fold its stragglers."""
@@ -466,6 +467,8 @@ def _move_up(engine: Engine, lower: str, upper: str, cutoff: dt.datetime,
             report.partitions_dropped += _delete_range(connection, lower, start, end)
             _set_complete_from(connection, lower, end)
             days += 1
+        if on_day is not None:
+            on_day(1)
     report.days_moved[lower] = days
     with engine.begin() as connection:
         complete_from = _lock_tier(connection, lower)
@@ -490,7 +493,22 @@ def _expire_daily(engine: Engine, cutoff: dt.datetime | None, report: TierRun) -
         _set_complete_from(connection, DAILY, cutoff)
 
 
-def run(engine: Engine, retention: Retention, now: dt.datetime | None = None) -> TierRun:
+def backlog_days(engine: Engine, retention: Retention, now: dt.datetime | None = None) -> int:
+    """About how many days a run would move (for a progress bar)."""
+    now = now or utcnow()
+    bounds = tier_bounds(engine)
+    total = 0
+    with engine.connect() as connection:
+        for tier, cutoff in ((FINE, retention.fine_cutoff(now)),
+                             (HOURLY, retention.hourly_cutoff(now))):
+            first = bounds.get(tier) or _first_row(connection, tier, None, cutoff)
+            if first is not None and first < cutoff:
+                total += (cutoff - first).days + 1
+    return min(total, 2 * MAX_DAYS_PER_RUN)
+
+
+def run(engine: Engine, retention: Retention, now: dt.datetime | None = None,
+        on_day=None) -> TierRun:
     """One tiering run: partitions ahead, the 5-minute tier's old days into
     the hourly tier, the hourly tier's old days into the daily one, daily
     rows past their retention dropped. Idempotent; one node at a time."""
@@ -503,14 +521,15 @@ def run(engine: Engine, retention: Retention, now: dt.datetime | None = None) ->
             report.skipped = True
             return report
         report.partitions_created = ensure_partitions(engine, retention, now)
-        _move_up(engine, FINE, HOURLY, retention.fine_cutoff(now), retention, report)
+        _move_up(engine, FINE, HOURLY, retention.fine_cutoff(now), retention, report,
+                 on_day=on_day)
         with engine.connect() as connection:
             fine_from = _as_datetime(connection.execute(
                 select(TrafficTier.complete_from).where(TrafficTier.tier == FINE)).scalar())
         # The hourly tier is complete only where the 5-minute one moved on.
         if fine_from is not None:
             _move_up(engine, HOURLY, DAILY, retention.hourly_cutoff(now), retention, report,
-                     limit=fine_from)
+                     limit=fine_from, on_day=on_day)
         _expire_daily(engine, retention.daily_cutoff(now), report)
         report.complete_from = {tier: (value.isoformat() if value else None)
                                 for tier, value in tier_bounds(engine).items()}
