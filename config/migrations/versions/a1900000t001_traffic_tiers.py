@@ -49,11 +49,14 @@ def _tier_columns():
             sa.Column('source', sa.String(length=16), nullable=False)]
 
 
-def _create_tier(name: str, postgres: bool) -> None:
+def _create_tier(name: str, postgres: bool, foreign_key: bool = False) -> None:
+    # Only the 5-minute tier checks the account: the coarser tiers are sums
+    # of its rows (collector.models).
+    keys = ([sa.ForeignKeyConstraint(['account_id'], ['accounts.id'],
+                                     name=op.f(f'fk_{name}_account_id_accounts'))]
+            if foreign_key else [])
     op.create_table(
-        name, *_tier_columns(),
-        sa.ForeignKeyConstraint(['account_id'], ['accounts.id'],
-                                name=op.f(f'fk_{name}_account_id_accounts')),
+        name, *_tier_columns(), *keys,
         sa.PrimaryKeyConstraint(*_KEY, name=op.f(f'pk_{name}')),
         **({"postgresql_partition_by": "RANGE (interval_start)"} if postgres else {}))
     if postgres:
@@ -82,7 +85,7 @@ def upgrade() -> None:
     else:
         op.rename_table('traffic_rollups', 'traffic_rollups_old')
         op.drop_index('ix_traffic_rollups_interval', table_name='traffic_rollups_old')
-    _create_tier('traffic_rollups', postgres)
+    _create_tier('traffic_rollups', postgres, foreign_key=True)
     op.create_index('ix_traffic_rollups_interval', 'traffic_rollups', ['interval_start'])
     if postgres:
         today = dt.datetime.now(dt.timezone.utc).date()
