@@ -20,8 +20,8 @@ INSERT ... ON CONFLICT DO UPDATE into traffic_rollups the collector runs):
   cabinet's month graph has a month of rows to read.
 
 Then one tiering run as of 2026-12-08 (settings defaults: 5-minute rows for
-35 days), which moves the days before 2026-11-03 into the hourly tier and
-drops their partitions. Prints the tables' sizes before and after
+35 days, ``--five-minute-days``), which moves the days before 2026-11-03
+into the hourly tier and drops their partitions. Prints the tables' sizes before and after
 (pg_total_relation_size summed over the partitions), bytes per row of each
 tier, the write and tiering times (wall, and CPU seconds of this process
 and of the PostgreSQL backends it used), and the p50/p99 of the cabinet's
@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--history-accounts", type=int, default=200)
     parser.add_argument("--history-days", type=int, default=31)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--five-minute-days", type=int, default=35,
+                        help="the retention setting the tiering runs with (as of 2026-12-08)")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
     if not (1 <= args.intervals <= 288 and args.subscribers >= args.history_accounts >= 1):
@@ -177,7 +179,7 @@ def main() -> None:
         print("sizes (pg_total_relation_size, heap + indexes):")
         _print_sizes("before", before)
 
-        retention = tiers.Retention(timezone=TZ)
+        retention = tiers.Retention(five_minute_days=args.five_minute_days, timezone=TZ)
         wall, own, server = time.monotonic(), time.process_time(), cpu_seconds(backends)
         report = tiers.run(engine, retention, NOW)
         took = time.monotonic() - wall
