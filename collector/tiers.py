@@ -68,6 +68,7 @@ DAY = dt.timedelta(days=1)
 # One run moves at most this many days per tier (bounded work; the next
 # run goes on where it stopped).
 MAX_DAYS_PER_RUN = 400
+DROP_LOCK_TIMEOUT = "30s"
 
 
 class TierError(ValueError):
@@ -351,6 +352,11 @@ def _delete_range(connection: Connection, tier: str, start: dt.datetime | None,
             if part.start is None:
                 continue
             if part.end <= end and (start is None or part.start >= start):
+                # Dropping a partition locks the whole table until the
+                # commit, which follows at once; waiting longer than this
+                # for the collector's and the pages' transactions to let go
+                # fails the move (rolled back whole, retried next run).
+                connection.execute(text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
                 connection.execute(text(f"DROP TABLE {part.name}"))
                 dropped += 1
                 log.info("traffic.partition_dropped table=%s partition=%s", table.name,
