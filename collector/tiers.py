@@ -258,6 +258,15 @@ def ensure_partitions(engine: Engine, retention: Retention,
               for n in range(-1, retention.partitions_ahead_days + 1)]
     wanted += [(HOURLY, now + dt.timedelta(days=d)) for d in (-31, 0, 31)]
     wanted += [(DAILY, now.replace(month=1, day=1) + dt.timedelta(days=d)) for d in (-1, 0, 366)]
+    # Days kept at 5 minutes whose rows went to the default partition (the
+    # scheduler was down longer than the partitions made ahead) get theirs.
+    with engine.connect() as connection:
+        since = tier_bounds(connection).get(FINE) or retention.fine_cutoff(now)
+        stray_days = connection.execute(text(
+            f"SELECT DISTINCT date_trunc('day', interval_start) FROM {TABLES[FINE].name}_default "
+            "WHERE interval_start >= :since AND interval_start < :yesterday"),
+            {"since": since, "yesterday": _day_floor(now) - DAY}).scalars().all()
+    wanted = [(FINE, day) for day in sorted(stray_days)] + wanted
     for tier, moment in wanted:
         with engine.begin() as connection:
             made = ensure_partition(connection, tier, moment)
