@@ -77,7 +77,8 @@ def _series_insert(table, columns: dict[str, str], source: str, params: dict) ->
             values.append(columns[column.name])
             continue
         default = column.default
-        if column.nullable or column.server_default is not None or column.primary_key:
+        if (column.nullable or column.server_default is not None
+                or (column.primary_key and default is None)):
             continue
         if default is None:
             raise SystemExit(f"seed: {table.name}.{column.name} needs a value")

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from aaa import archive
 from aaa.models import Session as NetworkSession
-from collector.models import TrafficRollup
 from config.db import CompiledSelect
 from rating import timewindows
+from rating.traffic import usage as traffic_usage
 from rating.models import (Account, AccountOption, CabinetUser, OperationLog, OptionType,
                            OrgGrant, Tariff)
 
@@ -240,22 +240,26 @@ def daily_traffic(db: Session, account_id: int, start: dt.datetime, end: dt.date
     """{local day: (octets down, octets up)} from the traffic rollups.
 
     Summed per hour in SQL (at most 24 rows a day reach Python), then per
-    local day here, since SQLite has no time zones. When both NetFlow and
+    local day here, since SQLite has no time zones. Read through every
+    traffic tier (rating.traffic.usage): hourly rows are hours already, and
+    a daily row starts at the operator's midnight, so a month spanning the
+    tiers' boundaries adds up each moment once. When both NetFlow and
     RADIUS rollups exist for the account, NetFlow's are used: counting both
     would double the volume.
     """
     dialect = db.get_bind().dialect.name
-    hour = _hour(TrafficRollup.interval_start, dialect).label("hour")
-    where = (TrafficRollup.account_id == account_id, TrafficRollup.interval_start >= start,
-             TrafficRollup.interval_start < end)
-    sources = set(db.scalars(select(TrafficRollup.source).where(*where).distinct()))
+    rollups = traffic_usage()
+    hour = _hour(rollups.c.interval_start, dialect).label("hour")
+    where = (rollups.c.account_id == account_id, rollups.c.interval_start >= start,
+             rollups.c.interval_start < end)
+    sources = set(db.scalars(select(rollups.c.source).where(*where).distinct()))
     if not sources:
         return {}
     source = "netflow" if "netflow" in sources else sorted(sources)[0]
     rows = db.execute(
-        select(hour, TrafficRollup.direction, func.sum(TrafficRollup.bytes))
-        .where(*where, TrafficRollup.source == source)
-        .group_by(hour, TrafficRollup.direction)).all()
+        select(hour, rollups.c.direction, func.sum(rollups.c.bytes))
+        .where(*where, rollups.c.source == source)
+        .group_by(hour, rollups.c.direction)).all()
     zone = ZoneInfo(timezone)
     result: dict[dt.date, list[int]] = {}
     for hour_value, direction, octets in rows:

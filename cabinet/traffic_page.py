@@ -159,7 +159,7 @@ def day_page():
         rows.append(dict(
             start=start.isoformat(timespec="minutes"),
             label=f"{_local_label(start, zone)}–"
-                  f"{_local_label(start + traffic_reads.INTERVAL, zone)}",
+                  f"{_local_label(series.interval_end(index), zone)}",
             cells=[(c, d, series.bits_per_second(index, c, d),
                     bitrate(series.bits_per_second(index, c, d)))
                    for c in classes for d in ("in", "out")]))

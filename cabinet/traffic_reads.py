@@ -3,7 +3,10 @@ interval, a period's totals and when the numbers were last updated.
 
 The rollups are the collector's 5-minute intervals (collector.models,
 ``INTERVAL_SECONDS``), so a day's graph is drawn at the data's own
-granularity: nothing finer exists, and nothing coarser is needed.
+granularity. Older days live in coarser tiers (collector.tiers): a day
+whose 5-minute rows were moved to the hourly tier is drawn by hours, one
+past the hourly tier as a single bar; every read goes through all tiers
+(rating.traffic.usage), so the numbers stay the same when a day moves.
 
 Every query names the account and a range of ``interval_start``, which the
 rollups' unique key (account, interval, class, direction, source) serves as
@@ -21,8 +24,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from collector.models import INTERVAL_SECONDS, TrafficRollup
+from collector.models import INTERVAL_SECONDS, TrafficRollup, TrafficTier
 from config.db import CompiledSelect
+from rating.traffic import usage
 
 INTERVAL = dt.timedelta(seconds=INTERVAL_SECONDS)
 
@@ -30,9 +34,10 @@ INTERVAL = dt.timedelta(seconds=INTERVAL_SECONDS)
 def source_for(db: Session, account_id: int, start: dt.datetime,
                end: dt.datetime) -> str | None:
     """The rollup source counted for the account over [start, end)."""
-    sources = set(db.scalars(select(TrafficRollup.source).where(
-        TrafficRollup.account_id == account_id, TrafficRollup.interval_start >= start,
-        TrafficRollup.interval_start < end).distinct()))
+    rollups = usage()
+    sources = set(db.scalars(select(rollups.c.source).where(
+        rollups.c.account_id == account_id, rollups.c.interval_start >= start,
+        rollups.c.interval_start < end).distinct()))
     if not sources:
         return None
     return "netflow" if "netflow" in sources else sorted(sources)[0]
@@ -49,12 +54,23 @@ class LoadSeries:
     octets: dict[tuple[int, str, str], int] = field(default_factory=dict)
     updated_at: dt.datetime | None = None
 
+    # The width of one interval: 5 minutes, or an hour or the whole day
+    # where the day's rows are in a coarser tier.
+    step_seconds: int = INTERVAL_SECONDS
+
+    @property
+    def step(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.step_seconds)
+
     @property
     def count(self) -> int:
-        return int((self.end - self.start) / INTERVAL)
+        return max(1, -(-int((self.end - self.start).total_seconds()) // self.step_seconds))
 
     def interval_start(self, index: int) -> dt.datetime:
-        return self.start + index * INTERVAL
+        return min(self.start + index * self.step, self.end)
+
+    def interval_end(self, index: int) -> dt.datetime:
+        return min(self.start + (index + 1) * self.step, self.end)
 
     @property
     def classes(self) -> list[str]:
@@ -72,31 +88,52 @@ class LoadSeries:
     def bits_per_second(self, index: int, traffic_class: str, direction: str) -> int:
         """The interval's mean load, rounded to a whole bit/s."""
         octets = self.octets.get((index, traffic_class, direction), 0)
-        return (octets * 8 + INTERVAL_SECONDS // 2) // INTERVAL_SECONDS
+        seconds = max(1, int((self.interval_end(index) - self.interval_start(index))
+                             .total_seconds()))
+        return (octets * 8 + seconds // 2) // seconds
 
     def busy_intervals(self) -> list[int]:
         return sorted({index for index, _c, _d in self.octets})
 
 
+def step_for(db: Session, start: dt.datetime) -> int:
+    """The interval width a range starting at ``start`` can be drawn at:
+    the coarsest tier holding any of it (collector.tiers)."""
+    bounds = dict(db.execute(select(TrafficTier.tier, TrafficTier.complete_from)).all())
+    hourly_from, fine_from = bounds.get("hourly"), bounds.get("5min")
+    if isinstance(hourly_from, str):  # pragma: no cover - SQLite driver quirks
+        hourly_from = dt.datetime.fromisoformat(hourly_from)
+    if isinstance(fine_from, str):  # pragma: no cover
+        fine_from = dt.datetime.fromisoformat(fine_from)
+    if hourly_from is not None and start < hourly_from:
+        return 86_400
+    if fine_from is not None and start < fine_from:
+        return 3_600
+    return INTERVAL_SECONDS
+
+
 def load_series(db: Session, account_id: int, start: dt.datetime,
                 end: dt.datetime) -> LoadSeries:
     """Octets per 5-minute interval, class and direction: one index range,
-    at most 288 intervals x classes x 2 rows for a day."""
+    at most 288 intervals x classes x 2 rows for a day (per hour or per day
+    where the day's rows are in a coarser tier)."""
     source = source_for(db, account_id, start, end)
-    series = LoadSeries(start, end, source)
+    series = LoadSeries(start, end, source, step_seconds=step_for(db, start))
     if source is None:
         return series
+    rollups = usage()
     rows = db.execute(
-        select(TrafficRollup.interval_start, TrafficRollup.traffic_class,
-               TrafficRollup.direction, func.sum(TrafficRollup.bytes))
-        .where(TrafficRollup.account_id == account_id, TrafficRollup.interval_start >= start,
-               TrafficRollup.interval_start < end, TrafficRollup.source == source)
-        .group_by(TrafficRollup.interval_start, TrafficRollup.traffic_class,
-                  TrafficRollup.direction)).all()
+        select(rollups.c.interval_start, rollups.c.traffic_class,
+               rollups.c.direction, func.sum(rollups.c.bytes))
+        .where(rollups.c.account_id == account_id, rollups.c.interval_start >= start,
+               rollups.c.interval_start < end, rollups.c.source == source)
+        .group_by(rollups.c.interval_start, rollups.c.traffic_class,
+                  rollups.c.direction)).all()
+    step = series.step
     for interval_start, traffic_class, direction, octets in rows:
         if isinstance(interval_start, str):  # pragma: no cover - SQLite driver quirks
             interval_start = dt.datetime.fromisoformat(interval_start)
-        index = int((interval_start - start) / INTERVAL)
+        index = int((interval_start - start) // step)
         key = (index, traffic_class, "in" if direction == "in" else "out")
         series.octets[key] = series.octets.get(key, 0) + int(octets or 0)
     series.updated_at = last_updated(db, account_id, source)
@@ -113,6 +150,11 @@ def last_updated(db: Session, account_id: int, source: str | None,
         return None
     newest = db.scalar(select(func.max(TrafficRollup.interval_start)).where(
         TrafficRollup.account_id == account_id, TrafficRollup.source == source))
+    if newest is None:
+        # Nothing at 5 minutes: the newest row of the older tiers.
+        rollups = usage()
+        newest = db.scalar(select(func.max(rollups.c.interval_start)).where(
+            rollups.c.account_id == account_id, rollups.c.source == source))
     return _updated(newest, now)
 
 
@@ -137,9 +179,10 @@ class TrafficSummary:
 # The overview's read, compiled once (config.db.CompiledSelect): the
 # overview is the busiest page, and building a statement costs about as
 # much as running one this small. One round trip: the day's sums per
-# source and direction, each with its source's newest interval (a step
-# down the key index per group, at most four groups).
-_TABLE = TrafficRollup.__table__
+# source and direction (through every tier), each with its source's newest
+# 5-minute interval (a step down the key index per group, at most four
+# groups; today is always in the 5-minute tier).
+_TABLE = usage("day_usage")
 _NEWER = TrafficRollup.__table__.alias("newer")
 _DAY_TOTALS = CompiledSelect(
     select(_TABLE.c.source, _TABLE.c.direction, func.sum(_TABLE.c.bytes).label("octets"),

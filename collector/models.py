@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
-                        UniqueConstraint)
+from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary,
+                        PrimaryKeyConstraint, String)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from config.db import Base
@@ -13,15 +13,23 @@ INTERVAL_SECONDS = 300
 
 
 class TrafficRollup(Base):
+    """The 5-minute tier: what the collector and the RADIUS roll-up write.
+
+    The key is the primary key (no surrogate id: at a billion rows a day an
+    id column and its index are 8 bytes and a whole B-tree per row for
+    nothing). On PostgreSQL the table is partitioned by day on
+    ``interval_start`` (collector.tiers; a partitioned table's unique keys
+    must hold the partition column, and this one does). Older rows move to
+    the hourly and daily tiers below.
+    """
+
     __tablename__ = "traffic_rollups"
     __table_args__ = (
-        UniqueConstraint("account_id", "interval_start", "traffic_class", "direction", "source",
-                         name="uq_traffic_rollups_key"),
+        PrimaryKeyConstraint("account_id", "interval_start", "traffic_class", "direction",
+                             "source", name="pk_traffic_rollups"),
         Index("ix_traffic_rollups_interval", "interval_start"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     interval_start: Mapped[dt.datetime] = mapped_column(DateTime)
     traffic_class: Mapped[str] = mapped_column(String(32), default="internet")
@@ -29,6 +37,66 @@ class TrafficRollup(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     packets: Mapped[int] = mapped_column(BigInteger, default=0)
     source: Mapped[str] = mapped_column(String(16), default="netflow")
+
+
+class TrafficRollupHourly(Base):
+    """The hourly tier: UTC hours, built from the 5-minute tier by
+    collector.tiers once those rows pass their retention. Monthly partitions
+    on PostgreSQL. No foreign key on the account (nor in the daily tier):
+    every row is summed from 5-minute rows that had one, accounts are never
+    deleted, and a check per row would be most of a move's cost (issue 18
+    dropped the sessions' keys for the same reason)."""
+
+    __tablename__ = "traffic_rollups_hourly"
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "interval_start", "traffic_class", "direction",
+                             "source", name="pk_traffic_rollups_hourly"),
+    )
+
+    account_id: Mapped[int] = mapped_column(Integer)
+    interval_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    traffic_class: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(3))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    packets: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class TrafficRollupDaily(Base):
+    """The daily tier: the operator's days (settings ``timezone``; a row's
+    ``interval_start`` is the UTC instant of the local midnight), built from
+    the hourly tier. Yearly partitions on PostgreSQL."""
+
+    __tablename__ = "traffic_rollups_daily"
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "interval_start", "traffic_class", "direction",
+                             "source", name="pk_traffic_rollups_daily"),
+    )
+
+    account_id: Mapped[int] = mapped_column(Integer)
+    interval_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    traffic_class: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(3))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    packets: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class TrafficTier(Base):
+    """Where each tier stops being complete (collector.tiers).
+
+    ``complete_from`` of tier "5min" is the start of the oldest 5-minute
+    rows kept: before it, the hourly tier holds the sums (and of tier
+    "hourly", the daily tier). NULL: nothing was ever moved down. Readers
+    read it in the same statement as the rows (rating.traffic.usage), so a
+    tiering run committing meanwhile is seen whole or not at all.
+    """
+
+    __tablename__ = "traffic_tiers"
+
+    tier: Mapped[str] = mapped_column(String(8), primary_key=True)
+    complete_from: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class ReplaySet(Base):

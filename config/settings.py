@@ -158,7 +158,6 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # The portal's address, for vendors that take a URL (Huawei).
         "redirect_url": (str, ""),
     },
-    # Promised payment (обещанный платёж): the operator's limits.
     "traffic": {
         # Hours of traffic charging looked at again on every run: NetFlow
         # exported late within them is billed as an adjustment.
@@ -189,6 +188,18 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # How often the scheduler runs the job.
         "interval_minutes": (int, 360),
     },
+    "traffic_tiers": {
+        # collector.tiers: 5-minute rollups are kept this many days, then
+        # summed into hourly rows; hourly rows this many months, then into
+        # the operator's days; daily rows this many years (0: for ever).
+        "five_minute_days": (int, 35),
+        "hourly_months": (int, 13),
+        "daily_years": (int, 0),
+        # PostgreSQL: daily partitions of the 5-minute tier made this many
+        # days ahead.
+        "partitions_ahead_days": (int, 7),
+    },
+    # Promised payment (обещанный платёж): the operator's limits.
     "promised": {
         "max_amount": (str, "500.00"),
         "term_days": (int, 5),
@@ -581,14 +592,17 @@ NON_NEGATIVE = (("radius", "interim_interval"), ("radius", "stale_after_interval
                 ("radius", "duplicate_window"), ("radius", "stale_view_s"),
                 ("radius", "voice_check_ttl_s"),
                 ("collector", "workers"), ("cabinet", "trusted_proxies"),
-                ("traffic", "late_hours"), ("notify", "days_left"), ("promised", "term_days"),
+                ("traffic", "late_hours"), ("traffic_tiers", "daily_years"),
+                ("notify", "days_left"), ("promised", "term_days"),
                 ("promised", "once_per_days"), ("freeze", "min_days"), ("freeze", "max_days"),
                 ("telephony", "local_length"))
 POSITIVE = (("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplicate_cache_entries"),
             ("radius", "voice_call_timeout_s"),
             ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"),
             ("payments", "pending_expiry_minutes"), ("yookassa", "autopay_days"),
-            ("yookassa", "poll_days"), ("telephony", "national_length"))
+            ("yookassa", "poll_days"), ("telephony", "national_length"),
+            ("traffic_tiers", "five_minute_days"), ("traffic_tiers", "hourly_months"),
+            ("traffic_tiers", "partitions_ahead_days"))
 AMOUNTS = (("promised", "max_amount"), ("promised", "allowed_below"), ("promised", "fee"),
            ("freeze", "fee_per_day"), ("payments", "min_topup"), ("payments", "max_topup"),
            ("yookassa", "autopay_amount"))

@@ -4,8 +4,9 @@ unlimited, or half price in the evening: rating.timewindows).
 
 Usage comes from the traffic rollups — NetFlow's, or RADIUS octets rolled
 up the same way — chosen per tariff (``Tariff.usage_source``). The rollups
-belong to the collector; rating reads them as a plain table so that it
-imports nothing of the collector.
+belong to the collector; rating reads them as plain tables so that it
+imports nothing of the collector, through ``usage()``: the 5-minute,
+hourly and daily tiers as one relation (collector.tiers).
 
 One charge per account and hour, keyed ``traffic:ACCOUNT:HOUR``: a job run
 twice, on two nodes or after a crash charges once. An hour is charged once
@@ -35,7 +36,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (BigInteger, DateTime, Integer, String, and_, column, func, or_, select,
-                        table)
+                        table, union_all)
 from sqlalchemy.orm import Session
 
 from config.db import money
@@ -47,10 +48,47 @@ GB = 10 ** 9
 MB = 10 ** 6
 _CENT = Decimal("0.01")
 
-rollups = table("traffic_rollups", column("account_id", Integer),
-                column("interval_start", DateTime), column("traffic_class", String),
-                column("direction", String), column("bytes", BigInteger),
-                column("source", String))
+def _tier_table(name: str):
+    return table(name, column("account_id", Integer), column("interval_start", DateTime),
+                 column("traffic_class", String), column("direction", String),
+                 column("bytes", BigInteger), column("packets", BigInteger),
+                 column("source", String))
+
+
+FINE_ROLLUPS = _tier_table("traffic_rollups")
+HOURLY_ROLLUPS = _tier_table("traffic_rollups_hourly")
+DAILY_ROLLUPS = _tier_table("traffic_rollups_daily")
+TIERS = table("traffic_tiers", column("tier", String), column("complete_from", DateTime))
+
+
+def _complete_from(tier: str):
+    return select(TIERS.c.complete_from).where(TIERS.c.tier == tier).scalar_subquery()
+
+
+def usage(name: str = "traffic_usage"):
+    """The traffic rollups of every tier as one relation with the 5-minute
+    tier's columns (collector.tiers): every 5-minute row, hourly rows before
+    the 5-minute tier's start, daily rows before the hourly tier's start.
+    The tiers' starts are read in the same statement, so a tiering run
+    committing meanwhile is seen whole or not at all, and no time is
+    counted in two tiers. Readers filter it as they filtered the table
+    (account, range of ``interval_start``): PostgreSQL pushes the filters
+    into each branch's index."""
+    columns = ("account_id", "interval_start", "traffic_class", "direction", "bytes",
+               "packets", "source")
+
+    def branch(tier_table):
+        return select(*(tier_table.c[c] for c in columns))
+
+    return union_all(
+        branch(FINE_ROLLUPS),
+        branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < _complete_from("5min")),
+        branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
+    ).subquery(name)
+
+
+# Rating's and the reports' reads of traffic go through every tier.
+rollups = usage()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ COMMANDS = {
     "transfer": ("scripts.money_cli:transfer", "Move money between two accounts."),
     "audit": ("scripts.money_cli:audit", "Read the audit log, newest first."),
     "traffic": ("scripts.reports_cli:traffic", "An account's traffic by class or day."),
+    "traffic-tiers": ("scripts.traffic_tiers_cli:traffic_tiers", "Traffic rollup tiers and partitions: show, run."),
     "report": ("scripts.reports_cli:report", "Reports: reconcile, debtors, revenue."),
     "import": ("scripts.import_cli:import_group", "Import from another billing: accounts, services, balances, payments."),
     "package": ("scripts.packages_cli:package", "Service packages: add, edit, list, archive, on, off."),

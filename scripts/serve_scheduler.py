@@ -14,7 +14,7 @@ import click
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from aaa import accounting, voice
-from collector import radius_usage
+from collector import radius_usage, tiers
 from config.db import money, utcnow
 from rating import freeze, jobs, notify, notify_channels, policies, telegram_link, yookassa
 from scripts.common import get_context
@@ -111,6 +111,13 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
     def spending_job():
         jobs.run_spending(ctx.engine, ctx.Session, timezone)
 
+    retention = tiers.Retention.from_settings(ctx.settings)
+
+    def traffic_tiers_job():
+        # Partitions ahead, old days moved up a tier (collector.tiers);
+        # its own lock, idempotent.
+        tiers.run(ctx.engine, retention)
+
     # coalesce + max_instances=1: a slow run is never stacked on itself.
     scheduler.add_job(fee_job, "interval", minutes=fee_minutes, id="fees", coalesce=True,
                       max_instances=1)
@@ -129,6 +136,8 @@ def build_scheduler(ctx, fee_minutes: int = 10, policy_seconds: int = 60) -> Blo
                           coalesce=True, max_instances=1)
         scheduler.add_job(autopay_job, "interval", minutes=60, id="autopay", coalesce=True,
                           max_instances=1)
+    scheduler.add_job(traffic_tiers_job, "interval", minutes=60, id="traffic_tiers",
+                      coalesce=True, max_instances=1)
     # After the traffic and fee runs have charged: limits see their charges.
     scheduler.add_job(spending_job, "interval", minutes=5, id="spending", coalesce=True,
                       max_instances=1)

@@ -85,6 +85,6 @@ def test_the_scheduler_process_has_both_jobs_scheduled(ctx):
     jobs_by_id = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs_by_id) == {"fees", "policies", "traffic", "notifications",
                                "notify_deliver", "radius_usage", "stale_sessions", "stale_calls",
-                               "payment_expiry", "spending", "archive"}
+                               "payment_expiry", "spending", "archive", "traffic_tiers"}
     assert jobs_by_id["fees"].trigger.interval == dt.timedelta(minutes=5)
     assert jobs_by_id["policies"].trigger.interval == dt.timedelta(seconds=30)
