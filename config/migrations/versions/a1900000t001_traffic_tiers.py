@@ -18,7 +18,7 @@ Downgrade keeps the 5-minute rows only (the coarser tiers have no place in
 the old schema).
 
 Revision ID: a1900000t001
-Revises: a2100000l001
+Revises: a1900000a001
 Create Date: 2026-12-07 00:40:00
 """
 import datetime as dt
