@@ -39,7 +39,20 @@ class TrafficRollup(Base):
     source: Mapped[str] = mapped_column(String(16), default="netflow")
 
 
-class TrafficRollupHourly(Base):
+class _TierRow:
+    """The columns of a tier above the 5-minute one: the same key, summed
+    bytes and packets."""
+
+    account_id: Mapped[int] = mapped_column(Integer)
+    interval_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    traffic_class: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(3))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    packets: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class TrafficRollupHourly(_TierRow, Base):
     """The hourly tier: UTC hours, built from the 5-minute tier by
     collector.tiers once those rows pass their retention. Monthly partitions
     on PostgreSQL. No foreign key on the account (nor in the daily tier):
@@ -53,16 +66,8 @@ class TrafficRollupHourly(Base):
                              "source", name="pk_traffic_rollups_hourly"),
     )
 
-    account_id: Mapped[int] = mapped_column(Integer)
-    interval_start: Mapped[dt.datetime] = mapped_column(DateTime)
-    traffic_class: Mapped[str] = mapped_column(String(32))
-    direction: Mapped[str] = mapped_column(String(3))
-    bytes: Mapped[int] = mapped_column(BigInteger)
-    packets: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[str] = mapped_column(String(16))
 
-
-class TrafficRollupDaily(Base):
+class TrafficRollupDaily(_TierRow, Base):
     """The daily tier: the operator's days (settings ``timezone``; a row's
     ``interval_start`` is the UTC instant of the local midnight), built from
     the hourly tier. Yearly partitions on PostgreSQL."""
@@ -72,14 +77,6 @@ class TrafficRollupDaily(Base):
         PrimaryKeyConstraint("account_id", "interval_start", "traffic_class", "direction",
                              "source", name="pk_traffic_rollups_daily"),
     )
-
-    account_id: Mapped[int] = mapped_column(Integer)
-    interval_start: Mapped[dt.datetime] = mapped_column(DateTime)
-    traffic_class: Mapped[str] = mapped_column(String(32))
-    direction: Mapped[str] = mapped_column(String(3))
-    bytes: Mapped[int] = mapped_column(BigInteger)
-    packets: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[str] = mapped_column(String(16))
 
 
 class TrafficTier(Base):
