@@ -240,3 +240,72 @@ def test_odd_characters_in_ids_and_numbers_are_stored_as_given(telephony):
         assert sorted(session.scalars(select(Call.external_id))) == sorted(odd)
         assert session.scalar(select(func.count()).select_from(Call).where(
             Call.calling == "74951110000")) == len(odd)
+
+
+def test_copy_keeps_tabs_newlines_and_backslashes_of_ids(telephony):
+    """PostgreSQL gets the calls by COPY: what its text format would read
+    as a delimiter, an end of row, an escape or NULL arrives as given."""
+    odd = ["\\N", "x\\Ny", "new\nline", "cr\rlf", "two\t\ttabs", "back\\slash\\", "\\."]
+    with telephony.Session() as session:
+        result = record_calls(session, [call(external_id) for external_id in odd] +
+                              [call("plain")], config=CONFIG)
+        session.commit()
+        assert result.inserted == len(odd) + 1
+        assert sorted(session.scalars(select(Call.external_id))) == sorted(odd + ["plain"])
+        assert record_calls(session, [call(external_id) for external_id in odd],
+                            config=CONFIG).duplicates == len(odd)
+
+
+def test_an_entrys_calls_are_found_by_its_key(telephony):
+    from rating.telephony import calls_of_entries
+    with telephony.Session() as session:
+        record_calls(session, [call(f"k{i}", called="810442071234567",
+                                    start=NOON + dt.timedelta(hours=10 * i)) for i in range(6)],
+                     config=CONFIG)
+        session.commit()
+        keys = set(session.scalars(select(LedgerEntry.idempotency_key)))
+        assert len(keys) == 3  # two calls a day, 7 to 9 Dec in Moscow
+        expected = {(c.id, c.ledger_key) for c in session.scalars(select(Call))}
+        assert {(c.id, c.ledger_key) for c in calls_of_entries(session, keys)} == expected
+        one = sorted(keys)[0]
+        assert {c.ledger_key for c in calls_of_entries(session, [one, "call:x:y:z"])} == {one}
+
+
+UK_LINE = ('"","84951110000","810442071234567","ctx","","SIP/{i}","SIP/t","Dial","x",'
+           '"2026-12-07 12:{i:02d}:00","2026-12-07 12:{i:02d}:03","2026-12-07 12:{i:02d}:50",'
+           '50,47,"ANSWERED","DOCUMENTATION","{prefix}{i}",""\n')
+
+
+def test_the_parser_process_imports_what_parsing_here_does(telephony, tmp_path):
+    """A large file is parsed in a second process: the same calls, charges
+    and duplicates as parsed here; a bad line in a later batch still
+    stops the whole file."""
+    from rating import cdr
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("".join(UK_LINE.format(i=i, prefix="p") for i in range(10)))
+    second.write_text("".join(UK_LINE.format(i=i, prefix="q") for i in range(10)))
+    with telephony.Session() as session:
+        there = cdr.import_cdrs(session, str(first), "asterisk", config=CONFIG, batch=3,
+                                parallel=True)
+        session.commit()
+        here = cdr.import_cdrs(session, str(second), "asterisk", config=CONFIG, batch=3,
+                               parallel=False)
+        session.commit()
+        assert there.as_dict() | {"path": ""} == here.as_dict() | {"path": ""}
+        assert (there.inserted, there.charged) == (10, Decimal("106.00"))  # 48 s x 12.00 + 1
+        again = cdr.import_cdrs(session, str(first), "asterisk", config=CONFIG, batch=3,
+                                parallel=True)
+        assert (again.inserted, again.duplicates) == (0, 10)
+        session.rollback()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("".join(UK_LINE.format(i=i, prefix="r") for i in range(7)) +
+                   '"","1","2","c","","S","","D","x","soon","","",1,0,"ANSWERED","D","r9",""\n')
+    with telephony.Session() as session:
+        with pytest.raises(cdr.LineError, match="bad.csv, line 8: ") as raised:
+            cdr.import_cdrs(session, str(bad), "asterisk", config=CONFIG, batch=3,
+                            parallel=True)
+        assert raised.value.line == 8
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(Call).where(
+            Call.external_id.like("r%"))) == 0
+        balances_match(session)
