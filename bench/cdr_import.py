@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -82,26 +81,19 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children_cpu() -> float:
-    """CPU seconds of this process's finished children (the parser process)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def timed_import(Session, path: str, config: Config):
     """Import as `abonent cdr import` does (one transaction): (report, seconds).
     Also prints this process's CPU seconds: on a shared box the wall time
     counts the others' work too."""
     started, cpu = time.perf_counter(), time.process_time()
-    children = _children_cpu()
     with Session() as session:
         backend = session.scalar(text("SELECT pg_backend_pid()"))
         backend_cpu = _process_cpu(backend)
         report = cdr.import_cdrs(session, path, "asterisk", config=config)
         session.commit()
         backend_cpu = _process_cpu(backend) - backend_cpu
-    print(f"  (this process: {time.process_time() - cpu:.1f} CPU s, its parser process "
-          f"{_children_cpu() - children:.1f}; PostgreSQL backend: {backend_cpu:.1f} CPU s; "
+    print(f"  (this process: {time.process_time() - cpu:.1f} CPU s; "
+          f"PostgreSQL backend: {backend_cpu:.1f} CPU s; "
           f"load average {os.getloadavg()[0]:.1f})")
     return report, time.perf_counter() - started
 

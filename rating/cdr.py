@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import multiprocessing
-import os
+import gc
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
@@ -52,7 +51,6 @@ class LineError(DomainError):
     def __init__(self, path: str, line: int, message: str):
         super().__init__(f"{path}, line {line}: {message}; nothing of the file was stored")
         self.line = line
-        self.reason = message
 
 
 class _Times:
@@ -158,120 +156,51 @@ class ImportReport:
                     ledger_entries=self.entries, charged=self.charged)
 
 
-# A file this large is parsed in a second process while this one rates and
-# writes (a process costs about half a second to start).
-PARALLEL_BYTES = 4_000_000
-
-
 def import_cdrs(session, path: str, fmt: str, *, config: Config, timezone: str | None = None,
                 progress: Callable[[int], None] | None = None,
-                batch: int = BATCH_CALLS, parallel: bool | None = None) -> ImportReport:
+                batch: int = BATCH_CALLS) -> ImportReport:
     """Import a CDR file in batches inside the caller's one transaction.
 
-    ``parallel`` (default: for files of PARALLEL_BYTES or more): a second
-    process reads, parses and normalises the numbers of the next batch
-    while this one rates and stores the last; the result is the same."""
+    Python's cyclic garbage collector is paused meanwhile: a batch makes
+    hundreds of thousands of tuples, none in a cycle, and the collections
+    they set off cost a quarter of the import's CPU time."""
     report = ImportReport(path, fmt)
-    if fmt not in FORMATS:
-        raise DomainError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    zone = timezone or config.timezone
     try:
         handle = open(path, encoding="utf-8", errors="strict", newline="")
     except OSError as error:
         raise DomainError(f"cannot read {path}: {error.strerror}") from None
-    with handle:
-        if parallel is None:
-            parallel = os.fstat(handle.fileno()).st_size >= PARALLEL_BYTES
-        batches = _parsed_elsewhere(path, fmt, zone, config, batch) if parallel \
-            else _parsed_here(handle, path, fmt, zone, batch)
-        try:
-            for calls, normalised in batches:
-                report.add(record_calls(session, calls, config=config, normalised=normalised))
-                report.records += len(calls)
-                if progress:
-                    progress(len(calls))
-        finally:
-            batches.close()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _import(session, handle, path, fmt, report, config=config, timezone=timezone,
+                progress=progress, batch=batch)
+    finally:
+        if collecting:
+            gc.enable()
     return report
 
 
-def _parsed_here(handle, path: str, fmt: str, zone: str, batch: int):
-    pending: list[CallInput] = []
-    try:
-        for call in parse_cdrs(handle, fmt, timezone=zone, path=path):
-            pending.append(call)
-            if len(pending) >= batch:
-                yield pending, None
-                pending = []
-    except UnicodeDecodeError:
-        raise DomainError(f"{path} is not UTF-8 text; nothing of the file was stored") from None
-    if pending:
-        yield pending, None
-
-
-def _parsed_elsewhere(path: str, fmt: str, zone: str, config: Config, batch: int):
-    """Batches from the parser process: (calls, {raw number: normalised}).
-    Its error (a bad line) is raised here, after the batches before it."""
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    worker = context.Process(target=_parser_process, name="abonent-cdr-parser",
-                             args=(path, fmt, zone, config.rules, batch, sender), daemon=True)
-    worker.start()
-    sender.close()
-    finished = False
-    try:
-        while True:
-            try:
-                message = receiver.recv()
-            except EOFError:
-                raise DomainError(f"{path}: the parser process stopped unexpectedly; "
-                                  "nothing of the file was stored") from None
-            if message[0] == "batch":
-                yield [CallInput._make(row) for row in message[1]], message[2]
-            elif message[0] == "line":
-                raise LineError(path, message[1], message[2])
-            elif message[0] == "error":
-                raise DomainError(message[1])
-            else:
-                finished = True
-                break
-    finally:
-        receiver.close()
-        if not finished:  # an error here or there: the rest is not wanted
-            worker.terminate()
-        worker.join()
-        worker.close()
-
-
-def _parser_process(path: str, fmt: str, zone: str, rules, batch: int, sender) -> None:
-    """The second process: batches of plain tuples (cheaper to pickle than
-    the named ones) and the numbers normalised, then ("done",)."""
-    from rating.telephony import normalise
-    try:
-        with open(path, encoding="utf-8", errors="strict", newline="") as handle:
-            pending: list[tuple] = []
-            numbers: dict[str, str] = {}
-            for call in parse_cdrs(handle, fmt, timezone=zone, path=path):
-                pending.append(tuple(call))
-                for raw in (call.calling, call.called):
-                    if raw not in numbers:
-                        numbers[raw] = normalise(raw, rules)[:32]
+def _import(session, handle, path: str, fmt: str, report: ImportReport, *, config: Config,
+            timezone: str | None, progress: Callable[[int], None] | None, batch: int) -> None:
+    with handle:
+        pending: list[CallInput] = []
+        try:
+            for call in parse_cdrs(handle, fmt, timezone=timezone or config.timezone, path=path):
+                pending.append(call)
                 if len(pending) >= batch:
-                    sender.send(("batch", pending, numbers))
-                    pending, numbers = [], {}
-            if pending:
-                sender.send(("batch", pending, numbers))
-        sender.send(("done",))
-    except LineError as error:
-        sender.send(("line", error.line, error.reason))
-    except UnicodeDecodeError:
-        sender.send(("error", f"{path} is not UTF-8 text; nothing of the file was stored"))
-    except OSError as error:
-        sender.send(("error", f"cannot read {path}: {error.strerror}"))
-    except (BrokenPipeError, EOFError):
-        pass  # the importer stopped listening (its own error); nothing to say
-    finally:
-        sender.close()
+                    report.add(record_calls(session, pending, config=config))
+                    report.records += len(pending)
+                    if progress:
+                        progress(len(pending))
+                    pending = []
+        except UnicodeDecodeError:
+            raise DomainError(f"{path} is not UTF-8 text; nothing of the file was stored") \
+                from None
+        if pending:
+            report.add(record_calls(session, pending, config=config))
+            report.records += len(pending)
+            if progress:
+                progress(len(pending))
 
 
 # -- rate tables ---------------------------------------------------------------------

@@ -201,8 +201,7 @@ def _plan_rules(plan: VoicePlan) -> PlanRules:
 
 class CallInput(NamedTuple):
     """One call as a switch reported it. (A tuple: a CDR file makes a
-    million, sent from the parsing process; a frozen dataclass costs three
-    times as much to make and to pickle.)"""
+    million; a frozen dataclass costs three times as much to make.)"""
 
     source: str            # 'radius:<nas name>', 'asterisk', 'freeswitch'
     external_id: str       # SIP Call-ID / Asterisk uniqueid / FreeSWITCH uuid
@@ -726,15 +725,12 @@ def _move_balances(session: Session, deltas: dict[int, Decimal]) -> None:
 
 
 def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
-                 config: Config | None = None, author: str = "rating:calls",
-                 normalised: dict[str, str] | None = None) -> RecordResult:
+                 config: Config | None = None, author: str = "rating:calls") -> RecordResult:
     """Store, rate and charge calls; idempotent per (source, external_id).
 
     Set-based: a few statements per batch whatever its size (the calls in
     one, the ledger entries in one, the balances in one). The caller owns
-    the transaction; nothing is committed here. ``normalised``: raw number
-    -> ``normalise(raw, config.rules)[:32]`` already worked out (the CDR
-    import's parser process does it); taken over and added to."""
+    the transaction; nothing is committed here."""
     result = RecordResult()
     if not calls:
         return result
@@ -761,7 +757,7 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
     if not fresh:
         return result
     rules, zone_info = config.rules, ZoneInfo(config.timezone)
-    norm: dict[str, str] = normalised if normalised is not None else {}
+    norm: dict[str, str] = {}
 
     def number(raw: str) -> str:
         value = norm.get(raw)
@@ -788,6 +784,7 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
     used_before = dict(used)
     batch = uuid.uuid4().hex[:12]
     now = utcnow()
+    created = now.isoformat(" ") if postgres else now  # COPY text: formatted once
     totals: dict[str, list] = {}
     # The package is spent in the order the calls started.
     order = sorted(range(len(fresh)), key=lambda i: fresh[i].start)
@@ -821,7 +818,7 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
                    call.end, call.billsec, call.disposition, call.sip_code,
                    rated.direction, rated.zone, rated.prefix, rated.billed_seconds,
                    rated.free_seconds, rated.price_per_minute, rated.charge, rated.reason,
-                   key, plan.rates_version if plan else 1, now)
+                   key, plan.rates_version if plan else 1, created)
 
     if postgres:
         result.inserted, result.unmatched = _copy_calls(session, rated_rows())
