@@ -430,7 +430,14 @@ _CALL_COLUMNS = ("source", "external_id", "account_id", "service_id", "calling",
                  "created_at")
 
 
+_MAX_BILLSEC = 7 * 86400
+
+
 def _check(call: CallInput) -> None:
+    if call.source and call.external_id and len(call.external_id) <= 150 \
+            and len(call.source) <= 80 and call.disposition in CALL_DISPOSITIONS \
+            and 0 <= call.billsec <= _MAX_BILLSEC and call.start.tzinfo is None:
+        return  # the common case in one expression; the rest says what is wrong
     if not call.source or not call.external_id:
         raise DomainError("a call needs a source and an external id")
     if len(call.external_id) > 150 or len(call.source) > 80:
@@ -787,7 +794,7 @@ def record_calls(session: Session, calls: Sequence[CallInput], *, settings=None,
     created = now.isoformat(" ") if postgres else now  # COPY text: formatted once
     totals: dict[str, list] = {}
     # The package is spent in the order the calls started.
-    order = sorted(range(len(fresh)), key=lambda i: fresh[i].start)
+    order = sorted(range(len(fresh)), key=[call.start for call in fresh].__getitem__)
 
     def rated_rows():
         for i in order:
