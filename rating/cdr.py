@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gc
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
@@ -158,12 +159,29 @@ class ImportReport:
 def import_cdrs(session, path: str, fmt: str, *, config: Config, timezone: str | None = None,
                 progress: Callable[[int], None] | None = None,
                 batch: int = BATCH_CALLS) -> ImportReport:
-    """Import a CDR file in batches inside the caller's one transaction."""
+    """Import a CDR file in batches inside the caller's one transaction.
+
+    Python's cyclic garbage collector is paused meanwhile: a batch makes
+    hundreds of thousands of tuples, none in a cycle, and the collections
+    they set off cost a quarter of the import's CPU time."""
     report = ImportReport(path, fmt)
     try:
         handle = open(path, encoding="utf-8", errors="strict", newline="")
     except OSError as error:
         raise DomainError(f"cannot read {path}: {error.strerror}") from None
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _import(session, handle, path, fmt, report, config=config, timezone=timezone,
+                progress=progress, batch=batch)
+    finally:
+        if collecting:
+            gc.enable()
+    return report
+
+
+def _import(session, handle, path: str, fmt: str, report: ImportReport, *, config: Config,
+            timezone: str | None, progress: Callable[[int], None] | None, batch: int) -> None:
     with handle:
         pending: list[CallInput] = []
         try:
@@ -183,7 +201,6 @@ def import_cdrs(session, path: str, fmt: str, *, config: Config, timezone: str |
             report.records += len(pending)
             if progress:
                 progress(len(pending))
-    return report
 
 
 # -- rate tables ---------------------------------------------------------------------

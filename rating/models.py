@@ -694,12 +694,11 @@ class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (UniqueConstraint("source", "external_id", name="uq_calls_source_external"),
                       Index("ix_calls_account_start", "account_id", "start_at"),
-                      Index("ix_calls_start", "start_at"),
-                      # Most calls are free (package, incoming): only charged ones
-                      # name an entry, and only they need finding by it.
-                      Index("ix_calls_ledger_key", "ledger_key",
-                            postgresql_where=text("ledger_key IS NOT NULL"),
-                            sqlite_where=text("ledger_key IS NOT NULL")))
+                      # BRIN: calls arrive in about the order they started; a
+                      # B-tree cost the CDR import 3 CPU s a million calls.
+                      Index("ix_calls_start", "start_at", postgresql_using="brin"))
+    # No index on ledger_key: an entry's calls are found by the account and
+    # the local day its key names (rating.telephony.calls_of_entries).
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True)

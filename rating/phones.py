@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from config.db import utcnow
 from rating import ledger, oplog
 from rating.models import Account, Call, LedgerEntry, VoicePlan, VoiceRate, VoiceService
-from rating.telephony import (Config, PlanRules, Rate, _plan_rules, add_to_entry, normalise,
-                              post_entries, rate_call, rate_table)
+from rating.telephony import (Config, PlanRules, Rate, _plan_rules, add_to_entry,
+                              calls_of_entries, normalise, post_entries, rate_call, rate_table)
 from rating.validate import DomainError, NotFound
 
 MAX_RATES = 200_000
@@ -274,11 +274,10 @@ def rerate(session: Session, start: dt.datetime, end: dt.datetime, *, config: Co
     calls = list(session.scalars(query))
     keys = {c.ledger_key for c in calls if c.ledger_key}
     seen = {c.id for c in calls}
-    for key_chunk in _chunks(sorted(keys)):
-        for extra in session.scalars(select(Call).where(Call.ledger_key.in_(key_chunk))):
-            if extra.id not in seen:
-                calls.append(extra)
-                seen.add(extra.id)
+    for extra in calls_of_entries(session, keys):
+        if extra.id not in seen:
+            calls.append(extra)
+            seen.add(extra.id)
     result.calls = len(calls)
     if not calls:
         return result

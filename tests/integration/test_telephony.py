@@ -240,3 +240,32 @@ def test_odd_characters_in_ids_and_numbers_are_stored_as_given(telephony):
         assert sorted(session.scalars(select(Call.external_id))) == sorted(odd)
         assert session.scalar(select(func.count()).select_from(Call).where(
             Call.calling == "74951110000")) == len(odd)
+
+
+def test_copy_keeps_tabs_newlines_and_backslashes_of_ids(telephony):
+    """PostgreSQL gets the calls by COPY: what its text format would read
+    as a delimiter, an end of row, an escape or NULL arrives as given."""
+    odd = ["\\N", "x\\Ny", "new\nline", "cr\rlf", "two\t\ttabs", "back\\slash\\", "\\."]
+    with telephony.Session() as session:
+        result = record_calls(session, [call(external_id) for external_id in odd] +
+                              [call("plain")], config=CONFIG)
+        session.commit()
+        assert result.inserted == len(odd) + 1
+        assert sorted(session.scalars(select(Call.external_id))) == sorted(odd + ["plain"])
+        assert record_calls(session, [call(external_id) for external_id in odd],
+                            config=CONFIG).duplicates == len(odd)
+
+
+def test_an_entrys_calls_are_found_by_its_key(telephony):
+    from rating.telephony import calls_of_entries
+    with telephony.Session() as session:
+        record_calls(session, [call(f"k{i}", called="810442071234567",
+                                    start=NOON + dt.timedelta(hours=10 * i)) for i in range(6)],
+                     config=CONFIG)
+        session.commit()
+        keys = set(session.scalars(select(LedgerEntry.idempotency_key)))
+        assert len(keys) == 3  # two calls a day, 7 to 9 Dec in Moscow
+        expected = {(c.id, c.ledger_key) for c in session.scalars(select(Call))}
+        assert {(c.id, c.ledger_key) for c in calls_of_entries(session, keys)} == expected
+        one = sorted(keys)[0]
+        assert {c.ledger_key for c in calls_of_entries(session, [one, "call:x:y:z"])} == {one}
