@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 
 revision = 'a1700000c001'
-down_revision = 'a2100000l001'
+down_revision = 'a1900000t001'
 branch_labels = None
 depends_on = None
 
