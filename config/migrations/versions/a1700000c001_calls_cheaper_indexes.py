@@ -9,7 +9,7 @@ account and local day (both in the key) through ix_calls_account_start,
 and the partial index cost another 4-5 CPU s per million.
 
 Revision ID: a1700000c001
-Revises: a2100000l001
+Revises: a1900000t001
 Create Date: 2026-12-07 00:50:00
 """
 from alembic import op
