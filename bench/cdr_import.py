@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select, text  # noqa: E402
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from bench.scratch import scratch_database  # noqa: E402
 from config.db import make_sessionmaker  # noqa: E402
 from rating import cdr, phones  # noqa: E402
@@ -71,16 +72,6 @@ def write_cdrs(path: str, count: int, ours: list[str], rng: random.Random) -> No
                       f'"DOCUMENTATION","bench.{i}",""\n')
 
 
-def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a local process (the PostgreSQL backend); 0 if unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timed_import(Session, path: str, config: Config):
     """Import as `abonent cdr import` does (one transaction): (report, seconds).
     Also prints this process's CPU seconds: on a shared box the wall time
@@ -88,10 +79,10 @@ def timed_import(Session, path: str, config: Config):
     started, cpu = time.perf_counter(), time.process_time()
     with Session() as session:
         backend = session.scalar(text("SELECT pg_backend_pid()"))
-        backend_cpu = _process_cpu(backend)
+        backend_cpu = cpu_seconds([backend])
         report = cdr.import_cdrs(session, path, "asterisk", config=config)
         session.commit()
-        backend_cpu = _process_cpu(backend) - backend_cpu
+        backend_cpu = cpu_seconds([backend]) - backend_cpu
     print(f"  (this process: {time.process_time() - cpu:.1f} CPU s; "
           f"PostgreSQL backend: {backend_cpu:.1f} CPU s; "
           f"load average {os.getloadavg()[0]:.1f})")
