@@ -110,15 +110,13 @@ def database_unavailable(error: BaseException) -> bool:
         return True
     # A driver error SQLAlchemy did not wrap (aaa.accounting runs its batch
     # statements on the driver's cursor): PEP 249 names the same classes.
+    unavailable = (exc.TimeoutError, exc.DisconnectionError, ConnectionError, TimeoutError)
     try:
         import psycopg
+        unavailable += (psycopg.OperationalError, psycopg.InterfaceError)
     except ImportError:
-        return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
-                                  TimeoutError))
-    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
-        return True
-    return isinstance(error, (exc.TimeoutError, exc.DisconnectionError, ConnectionError,
-                              TimeoutError))
+        pass
+    return isinstance(error, unavailable)
 
 
 class ErrorLog:

@@ -165,17 +165,17 @@ def server_gone(error: BaseException) -> bool:
     return getattr(original, "sqlstate", None) in SERVER_GONE_SQLSTATES
 
 
-def discard_if_gone(connection: Connection, error: BaseException) -> bool:
+def discard_if_gone(connection: Connection, error: BaseException, cursor=None) -> bool:
     """For an error raised by a DBAPI call made on ``connection``'s driver
-    connection directly (SQLAlchemy did not see it): if it says the
-    connection is dead or the server cannot take writes, invalidate the
-    connection and the pool's older ones, as Connection.execute does on a
-    disconnect. True if it did."""
+    connection directly (SQLAlchemy did not see it; ``cursor``: the one it
+    was raised on, if any): if it says the connection is dead or the server
+    cannot take writes, invalidate the connection and the pool's older
+    ones, as Connection.execute does on a disconnect. True if it did."""
     dialect = connection.dialect
     if not isinstance(error, dialect.loaded_dbapi.Error) or connection.invalidated:
         return False
     fairy = connection.connection
-    if not (dialect.is_disconnect(error, fairy.dbapi_connection, None) or server_gone(error)):
+    if not (dialect.is_disconnect(error, fairy.dbapi_connection, cursor) or server_gone(error)):
         return False
     connection.engine.pool._invalidate(fairy, error)
     connection.invalidate(error)
@@ -323,12 +323,7 @@ class CompiledSelect:
             for listener in dispatch.after_cursor_execute:
                 listener(connection, cursor, sql, values, None, False)
         except dialect.loaded_dbapi.Error as error:
-            if (dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
-                    or server_gone(error)):
-                # What Connection.execute does on a disconnect: the pool's
-                # connections opened before now are likely dead too.
-                connection.engine.pool._invalidate(fairy, error)
-                connection.invalidate(error)
+            discard_if_gone(connection, error, cursor)
             raise
         finally:
             if cursor is not None:
