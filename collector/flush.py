@@ -50,6 +50,11 @@ _EPOCH = dt.datetime(1970, 1, 1)
 _PG_EPOCH_SECONDS = 946_684_800
 
 
+def split_digests(blob: bytes) -> list[bytes]:
+    """Packet keys stored end to end (a replay set, a spool file, a unit)."""
+    return [blob[i:i + DIGEST_BYTES] for i in range(0, len(blob), DIGEST_BYTES)]
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
@@ -80,8 +85,7 @@ class FlushUnit:
         return len(self.digests) // DIGEST_BYTES
 
     def digest_list(self) -> list[bytes]:
-        data = self.digests
-        return [data[i:i + DIGEST_BYTES] for i in range(0, len(data), DIGEST_BYTES)]
+        return split_digests(self.digests)
 
     def columns(self) -> dict[str, np.ndarray]:
         """account_id, interval (index of 5 minutes since 1970), class, direction."""
@@ -305,7 +309,7 @@ class Spool:
             except (OSError, ValueError, KeyError) as error:
                 log.warning("collector spool file %s unreadable: %s", path.name, error)
                 continue
-            digests.extend(blob[i:i + DIGEST_BYTES] for i in range(0, len(blob), DIGEST_BYTES))
+            digests.extend(split_digests(blob))
         return digests
 
     def claim(self) -> list[FlushUnit]:

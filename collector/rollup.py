@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from collector.attribute import ATTRIBUTED_DTYPE, Attributed
-from collector.flush import DIGEST_BYTES, FlushUnit
+from collector.flush import DIGEST_BYTES, FlushUnit, split_digests
 from collector.models import INTERVAL_SECONDS, ReplaySet
 
 _ACCOUNT_SHIFT = np.uint64(35)
@@ -444,7 +444,7 @@ class ReplayGuard:
                 break
         loaded = 0
         for blob in reversed(blobs):           # oldest first: the newest stay longest
-            digests = [blob[i:i + DIGEST_BYTES] for i in range(0, len(blob), DIGEST_BYTES)]
+            digests = split_digests(blob)
             self.seed(digests[-self.capacity:])
             loaded += len(digests)
         return min(loaded, self.capacity)
@@ -466,9 +466,7 @@ class ReplayGuard:
         for start in range(0, len(new), 64):
             for blob in session.scalars(select(ReplaySet.digests).where(
                     ReplaySet.id.in_(new[start:start + 64]))):
-                blob = bytes(blob)
-                digests.extend(blob[i:i + DIGEST_BYTES]
-                               for i in range(0, len(blob), DIGEST_BYTES))
+                digests.extend(split_digests(bytes(blob)))
         return digests, set(ids)
 
     def seed(self, digests: Sequence[bytes]) -> None:
