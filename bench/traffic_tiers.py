@@ -19,15 +19,17 @@ INSERT ... ON CONFLICT DO UPDATE into traffic_rollups the collector runs):
   directions) around it for ``--history-accounts`` of them, so that the
   cabinet's month graph has a month of rows to read.
 
-Then one tiering run as of 2026-12-08 (settings defaults: 5-minute rows for
-35 days, ``--five-minute-days``), which moves the days before 2026-11-03
-into the hourly tier and drops their partitions. Prints the tables' sizes before and after
-(pg_total_relation_size summed over the partitions), bytes per row of each
-tier, the write and tiering times (wall, and CPU seconds of this process
-and of the PostgreSQL backends it used), and the p50/p99 of the cabinet's
-month graph (cabinet.queries.daily_traffic, November, spanning the
-5-minute/hourly boundary) and day graph (cabinet.traffic_reads.load_series,
-a 5-minute day and an hourly one) for the history accounts.
+Then one tiering run as of 2026-12-08 (settings defaults: days summed into
+hours after 3 days, ``--hourly-after-days``, their 5-minute rows kept for
+the day graph 35 days, ``--five-minute-days``), which sums the days before
+2026-12-05 into the hourly tier, moves the partitions of those from
+2026-11-03 on to the detail tier and drops the older ones. Prints the
+tables' sizes before and after (pg_total_relation_size summed over the
+partitions), bytes per row of each tier, the write and tiering times (wall,
+and CPU seconds of this process and of the PostgreSQL backends it used),
+and the p50/p99 of the cabinet's month graph (cabinet.queries.daily_traffic,
+November) and day graph (cabinet.traffic_reads.load_series, a day kept at
+5 minutes in the detail tier and an hourly one) for the history accounts.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _write(engine, Session, keys: np.ndarray) -> int:
 def _sizes(engine) -> dict:
     with engine.connect() as connection:
         found = {}
-        for tier in (tiers.FINE, tiers.HOURLY, tiers.DAILY):
+        for tier in (tiers.FINE, tiers.DETAIL, tiers.HOURLY, tiers.DAILY):
             parts = tiers.partitions(connection, tier)
             table = tiers.TABLES[tier].name
             rows = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
@@ -125,6 +127,8 @@ def main() -> None:
     parser.add_argument("--history-days", type=int, default=31)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--five-minute-days", type=int, default=35,
+                        help="the retention setting the tiering runs with (as of 2026-12-08)")
+    parser.add_argument("--hourly-after-days", type=int, default=3,
                         help="the retention setting the tiering runs with (as of 2026-12-08)")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
@@ -168,8 +172,10 @@ def main() -> None:
         for day in range(args.history_days):
             base = int((first_day + day * tiers.DAY - dt.datetime(1970, 1, 1))
                        .total_seconds()) // INTERVAL_SECONDS
+            # Interval after interval, each sorted: the collector writes a
+            # day as 288 intervals' flushes, so one account's rows of a day
+            # sit on as many heap pages as it has intervals, not on a few.
             keys = np.concatenate([_keys(history, base + i, 2) for i in range(288)])
-            keys.sort()
             rows += _write(engine, Session, keys)
         print(f"history: {len(history)} accounts x {args.history_days} days x 288 x 2 classes "
               f"x 2 = {rows - day_rows:,} rows in {time.monotonic() - wall:.1f} s")
@@ -179,7 +185,8 @@ def main() -> None:
         print("sizes (pg_total_relation_size, heap + indexes):")
         _print_sizes("before", before)
 
-        retention = tiers.Retention(five_minute_days=args.five_minute_days, timezone=TZ)
+        retention = tiers.Retention(five_minute_days=args.five_minute_days,
+                                    hourly_after_days=args.hourly_after_days, timezone=TZ)
         wall, own, server = time.monotonic(), time.process_time(), cpu_seconds(backends)
         report = tiers.run(engine, retention, NOW)
         took = time.monotonic() - wall
@@ -201,7 +208,7 @@ def main() -> None:
         fine_day = (reports.moment("2026-11-10", "day", TZ),
                     reports.moment("2026-11-10", "day", TZ, end=True))
         rng = random.Random(19)
-        samples = {"month": [], "day (hourly tier)": [], "day (5-minute tier)": []}
+        samples = {"month": [], "day (hourly tier)": [], "day (5-minute detail)": []}
         one = []
         with Session() as session:
             for _ in range(args.queries):
@@ -210,7 +217,7 @@ def main() -> None:
                 graph = queries.daily_traffic(session, account_id, month.start, month.end, TZ)
                 samples["month"].append(time.perf_counter() - began)
                 for label, (start, end) in (("day (hourly tier)", hourly_day),
-                                            ("day (5-minute tier)", fine_day)):
+                                            ("day (5-minute detail)", fine_day)):
                     began = time.perf_counter()
                     traffic_reads.load_series(session, account_id, start, end)
                     samples[label].append(time.perf_counter() - began)

@@ -250,16 +250,20 @@ def daily_traffic(db: Session, account_id: int, start: dt.datetime, end: dt.date
     dialect = db.get_bind().dialect.name
     rollups = traffic_usage()
     hour = _hour(rollups.c.interval_start, dialect).label("hour")
-    where = (rollups.c.account_id == account_id, rollups.c.interval_start >= start,
-             rollups.c.interval_start < end)
-    sources = set(db.scalars(select(rollups.c.source).where(*where).distinct()))
-    if not sources:
+    # One pass over the rows, grouped by source too: a subscriber with
+    # traffic in every interval has tens of thousands of rows in a month,
+    # and reading them once for the sources and again for the sums doubled
+    # the month graph's time.
+    by_source: dict[str, list] = {}
+    for source, hour_value, direction, octets in db.execute(
+            select(rollups.c.source, hour, rollups.c.direction, func.sum(rollups.c.bytes))
+            .where(rollups.c.account_id == account_id, rollups.c.interval_start >= start,
+                   rollups.c.interval_start < end)
+            .group_by(rollups.c.source, hour, rollups.c.direction)):
+        by_source.setdefault(source, []).append((hour_value, direction, octets))
+    if not by_source:
         return {}
-    source = "netflow" if "netflow" in sources else sorted(sources)[0]
-    rows = db.execute(
-        select(hour, rollups.c.direction, func.sum(rollups.c.bytes))
-        .where(*where, rollups.c.source == source)
-        .group_by(hour, rollups.c.direction)).all()
+    rows = by_source["netflow" if "netflow" in by_source else min(by_source)]
     zone = ZoneInfo(timezone)
     result: dict[dt.date, list[int]] = {}
     for hour_value, direction, octets in rows:

@@ -4,9 +4,10 @@ interval, a period's totals and when the numbers were last updated.
 The rollups are the collector's 5-minute intervals (collector.models,
 ``INTERVAL_SECONDS``), so a day's graph is drawn at the data's own
 granularity. Older days live in coarser tiers (collector.tiers): a day
-whose 5-minute rows were moved to the hourly tier is drawn by hours, one
-past the hourly tier as a single bar; every read goes through all tiers
-(rating.traffic.usage), so the numbers stay the same when a day moves.
+whose 5-minute rows are no longer kept (not even in the detail tier) is
+drawn by hours, one past the hourly tier as a single bar; every read goes
+through all tiers (rating.traffic.usage, detail_usage), so the numbers
+stay the same when a day moves.
 
 Every query names the account and a range of ``interval_start``, which the
 rollups' unique key (account, interval, class, direction, source) serves as
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from collector.models import INTERVAL_SECONDS, TrafficRollup, TrafficTier
 from config.db import CompiledSelect
-from rating.traffic import usage
+from rating.traffic import detail_usage, usage
 
 INTERVAL = dt.timedelta(seconds=INTERVAL_SECONDS)
 
@@ -99,12 +100,12 @@ class LoadSeries:
 def step_for(db: Session, start: dt.datetime) -> int:
     """The interval width a range starting at ``start`` can be drawn at:
     the coarsest tier holding any of it (collector.tiers)."""
-    bounds = dict(db.execute(select(TrafficTier.tier, TrafficTier.complete_from)).all())
-    hourly_from, fine_from = bounds.get("hourly"), bounds.get("5min")
-    if isinstance(hourly_from, str):  # pragma: no cover - SQLite driver quirks
-        hourly_from = dt.datetime.fromisoformat(hourly_from)
-    if isinstance(fine_from, str):  # pragma: no cover
-        fine_from = dt.datetime.fromisoformat(fine_from)
+    bounds = {tier: dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+              for tier, value in db.execute(select(TrafficTier.tier,
+                                                   TrafficTier.complete_from)).all()}
+    hourly_from = bounds.get("hourly")
+    # 5-minute rows go on in the detail tier after their day is hourly.
+    fine_from = bounds.get("detail") or bounds.get("5min")
     if hourly_from is not None and start < hourly_from:
         return 86_400
     if fine_from is not None and start < fine_from:
@@ -121,7 +122,7 @@ def load_series(db: Session, account_id: int, start: dt.datetime,
     series = LoadSeries(start, end, source, step_seconds=step_for(db, start))
     if source is None:
         return series
-    rollups = usage()
+    rollups = detail_usage()
     rows = db.execute(
         select(rollups.c.interval_start, rollups.c.traffic_class,
                rollups.c.direction, func.sum(rollups.c.bytes))

@@ -67,6 +67,22 @@ class TrafficRollupHourly(_TierRow, Base):
     )
 
 
+class TrafficRollupDetail(_TierRow, Base):
+    """5-minute rows of days already summed into the hourly tier, kept for
+    the cabinet's day graph until ``traffic_tiers.five_minute_days``
+    (collector.tiers). Every other reader reads the hourly rows of those
+    days: a month of a busy subscriber is 12 times fewer rows. On
+    PostgreSQL a day moves here as its whole partition (detached from
+    ``traffic_rollups``, attached here: no row copied)."""
+
+    __tablename__ = "traffic_rollups_detail"
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "interval_start", "traffic_class", "direction",
+                             "source", name="pk_traffic_rollups_detail"),
+        Index("ix_traffic_rollups_detail_interval", "interval_start"),
+    )
+
+
 class TrafficRollupDaily(_TierRow, Base):
     """The daily tier: the operator's days (settings ``timezone``; a row's
     ``interval_start`` is the UTC instant of the local midnight), built from
@@ -82,9 +98,11 @@ class TrafficRollupDaily(_TierRow, Base):
 class TrafficTier(Base):
     """Where each tier stops being complete (collector.tiers).
 
-    ``complete_from`` of tier "5min" is the start of the oldest 5-minute
-    rows kept: before it, the hourly tier holds the sums (and of tier
-    "hourly", the daily tier). NULL: nothing was ever moved down. Readers
+    ``complete_from`` of tier "5min" is the start of the oldest rows of
+    ``traffic_rollups``: before it, the hourly tier holds the sums (and of
+    tier "hourly", the daily tier). Of tier "detail": where the 5-minute
+    rows kept for the day graph (``traffic_rollups_detail``) start. NULL:
+    nothing was ever moved down. Readers
     read it in the same statement as the rows (rating.traffic.usage), so a
     tiering run committing meanwhile is seen whole or not at all.
     """

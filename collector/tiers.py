@@ -51,15 +51,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, literal, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from collector.models import (TrafficRollup, TrafficRollupDaily, TrafficRollupHourly,
-                              TrafficTier)
+from collector.models import (TrafficRollup, TrafficRollupDaily, TrafficRollupDetail,
+                              TrafficRollupHourly, TrafficTier)
 from config.db import utcnow
 
 log = logging.getLogger("abonent.collector.tiers")
 
-FINE, HOURLY, DAILY = "5min", "hourly", "daily"
-TABLES = {FINE: TrafficRollup.__table__, HOURLY: TrafficRollupHourly.__table__,
-          DAILY: TrafficRollupDaily.__table__}
+FINE, DETAIL, HOURLY, DAILY = "5min", "detail", "hourly", "daily"
+TABLES = {FINE: TrafficRollup.__table__, DETAIL: TrafficRollupDetail.__table__,
+          HOURLY: TrafficRollupHourly.__table__, DAILY: TrafficRollupDaily.__table__}
 KEY = ("account_id", "interval_start", "traffic_class", "direction", "source")
 # Issue 20: the 5-minute partitions take the collector's upserts; half of
 # each page kept free keeps those updates HOT.
@@ -80,6 +80,7 @@ class Retention:
     """How long each tier keeps its rows (settings ``[traffic_tiers]``)."""
 
     five_minute_days: int = 35
+    hourly_after_days: int = 3
     hourly_months: int = 13
     daily_years: int = 0                # 0: daily rows are kept for ever
     partitions_ahead_days: int = 7
@@ -89,6 +90,10 @@ class Retention:
         if self.five_minute_days < 2:
             raise TierError("setting traffic_tiers.five_minute_days must be 2 or more "
                             f"(today and yesterday at 5 minutes), not {self.five_minute_days}")
+        if not 2 <= self.hourly_after_days <= self.five_minute_days:
+            raise TierError("setting traffic_tiers.hourly_after_days must be 2 or more (today "
+                            "and yesterday at 5 minutes) and at most five_minute_days, not "
+                            f"{self.hourly_after_days}")
         if self.hourly_months < 1 or self.hourly_months * 28 <= self.five_minute_days:
             raise TierError("setting traffic_tiers.hourly_months must cover more than "
                             f"five_minute_days, not {self.hourly_months}")
@@ -104,6 +109,7 @@ class Retention:
     def from_settings(cls, settings) -> "Retention":
         section = settings.section("traffic_tiers")
         return cls(five_minute_days=section["five_minute_days"],
+                   hourly_after_days=section["hourly_after_days"],
                    hourly_months=section["hourly_months"],
                    daily_years=section["daily_years"],
                    partitions_ahead_days=section["partitions_ahead_days"],
@@ -111,7 +117,13 @@ class Retention:
 
     # The cut-offs: rows before them belong to the tier above.
     def fine_cutoff(self, now: dt.datetime) -> dt.datetime:
-        """A UTC midnight: the 5-minute tier's partitions are UTC days."""
+        """A UTC midnight (the 5-minute tier's partitions are UTC days):
+        days before it are summed into hours, their 5-minute rows kept in
+        the detail tier."""
+        return _day_floor(now) - self.hourly_after_days * DAY
+
+    def detail_cutoff(self, now: dt.datetime) -> dt.datetime:
+        """5-minute rows of the detail tier before this UTC midnight go."""
         return _day_floor(now) - self.five_minute_days * DAY
 
     def hourly_cutoff(self, now: dt.datetime) -> dt.datetime:
@@ -197,7 +209,7 @@ def partitions(connection: Connection, tier: str) -> list[Partition]:
 def partition_range(tier: str, moment: dt.datetime) -> tuple[str, dt.datetime, dt.datetime]:
     """(name, start, end) of the partition of ``tier`` holding ``moment``."""
     parent = TABLES[tier].name
-    if tier == FINE:
+    if tier in (FINE, DETAIL):
         start = _day_floor(moment)
         return f"{parent}_p{start:%Y%m%d}", start, start + DAY
     if tier == HOURLY:
@@ -377,10 +389,65 @@ def _delete_range(connection: Connection, tier: str, start: dt.datetime | None,
     return dropped
 
 
+def _keep_detail(connection: Connection, start: dt.datetime, end: dt.datetime) -> int:
+    """The 5-minute rows of [start, end), just summed into hours, move to
+    the detail tier. On PostgreSQL a whole day's partition is detached from
+    ``traffic_rollups`` and attached to ``traffic_rollups_detail`` (no row
+    copied; the lock on the parent is as short as a drop's, and bounded the
+    same way); otherwise the rows are copied and deleted. The first day
+    moved in starts the tier. Returns the partitions dropped."""
+    table, detail = TABLES[FINE], TABLES[DETAIL]
+    if _lock_tier(connection, DETAIL) is None:
+        _set_complete_from(connection, DETAIL, start)
+    if connection.dialect.name == "postgresql":
+        name, p_start, p_end = partition_range(FINE, start)
+        kept, _start, _end = partition_range(DETAIL, start)
+        # Not when the detail tier already holds rows of the day (its own
+        # partition, or late rows in its default one): then rows are copied.
+        if ((p_start, p_end) == (start, end)
+                and name in {p.name for p in partitions(connection, FINE)}
+                and kept not in {p.name for p in partitions(connection, DETAIL)}
+                and connection.execute(text(
+                    f"SELECT 1 FROM {detail.name}_default WHERE interval_start >= :start "
+                    "AND interval_start < :end LIMIT 1"),
+                    {"start": start, "end": end}).first() is None):
+            connection.execute(text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
+            connection.execute(text(f"ALTER TABLE {table.name} DETACH PARTITION {name}"))
+            connection.execute(text(f"ALTER TABLE {name} RENAME TO {kept}"))
+            # The collector's updates are over: new pages may be full.
+            connection.execute(text(f"ALTER TABLE {kept} SET (fillfactor = 100)"))
+            connection.execute(text(
+                f"ALTER TABLE {detail.name} ATTACH PARTITION {kept} FOR VALUES FROM "
+                f"('{start.isoformat(' ')}') TO ('{end.isoformat(' ')}')"))
+            log.info("traffic.partition_detail partition=%s", kept)
+            return 0
+        ensure_partition(connection, DETAIL, start)
+    connection.execute(_upsert(connection, DETAIL, select(
+        *(table.c[c] for c in KEY), table.c.bytes, table.c.packets).where(
+        table.c.interval_start >= start, table.c.interval_start < end), add=True))
+    return _delete_range(connection, FINE, start, end)
+
+
+def _expire_detail(engine: Engine, cutoff: dt.datetime, report: TierRun) -> None:
+    """The detail tier's days before ``cutoff`` go (their hours stay)."""
+    with engine.begin() as connection:
+        detail_from = _lock_tier(connection, DETAIL)
+        fine_from = tier_bounds(connection).get(FINE)
+        if detail_from is None or fine_from is None:
+            return
+        cutoff = min(cutoff, fine_from)
+        if detail_from >= cutoff:
+            return
+        report.partitions_dropped += _delete_range(connection, DETAIL, None, cutoff)
+        _set_complete_from(connection, DETAIL, cutoff)
+
+
 def _fold_stragglers(connection: Connection, lower: str, upper: str, before: dt.datetime,
-                     timezone: str) -> int:
+                     timezone: str, detail_from: dt.datetime | None = None) -> int:
     """Rows of ``lower`` before ``before`` (its tier moved on without them)
-    are deleted and added to ``upper`` in one statement: counted once."""
+    are deleted and added to ``upper`` in one statement: counted once.
+    5-minute rows from ``detail_from`` on are added to the detail tier as
+    well, so the day graph of their day keeps them."""
     table = TABLES[lower]
     columns = [table.c[name] for name in KEY] + [table.c.bytes, table.c.packets]
     rows = connection.execute(table.delete().where(table.c.interval_start < before)
@@ -410,6 +477,25 @@ def _fold_stragglers(connection: Connection, lower: str, upper: str, before: dt.
     connection.execute(statement, [
         dict(account_id=k[0], interval_start=k[1], traffic_class=k[2], direction=k[3],
              source=k[4], bytes=v[0], packets=v[1]) for k, v in sums.items()])
+    if detail_from is not None:
+        kept: dict[tuple, list[int]] = {}
+        for account_id, moment, traffic_class, direction, source, octets, packets in rows:
+            moment = _as_datetime(moment)
+            if moment >= detail_from:
+                total = kept.setdefault(
+                    (account_id, moment, traffic_class, direction, source), [0, 0])
+                total[0] += int(octets)
+                total[1] += int(packets)
+        if kept:
+            detail = TABLES[DETAIL]
+            statement = insert(detail)
+            connection.execute(statement.on_conflict_do_update(
+                index_elements=list(KEY),
+                set_={"bytes": detail.c.bytes + statement.excluded.bytes,
+                      "packets": detail.c.packets + statement.excluded.packets}), [
+                dict(account_id=k[0], interval_start=k[1], traffic_class=k[2],
+                     direction=k[3], source=k[4], bytes=v[0], packets=v[1])
+                for k, v in kept.items()])
     log.info("traffic.stragglers_folded tier=%s rows=%d into=%s", lower, len(rows), upper)
     return len(rows)
 
@@ -479,7 +565,10 @@ def _move_up(engine: Engine, lower: str, upper: str, cutoff: dt.datetime,
             connection.execute(_upsert(
                 connection, upper, _sums_select(connection, lower, upper, start, end),
                 add=False))
-            report.partitions_dropped += _delete_range(connection, lower, start, end)
+            if lower == FINE:
+                report.partitions_dropped += _keep_detail(connection, start, end)
+            else:
+                report.partitions_dropped += _delete_range(connection, lower, start, end)
             _set_complete_from(connection, lower, end)
             days += 1
         if on_day is not None:
@@ -488,8 +577,13 @@ def _move_up(engine: Engine, lower: str, upper: str, cutoff: dt.datetime,
     with engine.begin() as connection:
         complete_from = _lock_tier(connection, lower)
         if complete_from is not None:
+            detail_from = None
+            if lower == FINE:
+                _lock_tier(connection, DETAIL)
+                detail_from = tier_bounds(connection).get(DETAIL) or complete_from
             report.stragglers[lower] = _fold_stragglers(connection, lower, upper,
-                                                        complete_from, retention.timezone)
+                                                        complete_from, retention.timezone,
+                                                        detail_from=detail_from)
             # Partitions wholly before the tier's start (made ahead, or left
             # empty by the moves) go too.
             report.partitions_dropped += _delete_range(connection, lower, None, complete_from)
@@ -538,6 +632,7 @@ def run(engine: Engine, retention: Retention, now: dt.datetime | None = None,
         report.partitions_created = ensure_partitions(engine, retention, now)
         _move_up(engine, FINE, HOURLY, retention.fine_cutoff(now), retention, report,
                  on_day=on_day)
+        _expire_detail(engine, retention.detail_cutoff(now), report)
         with engine.connect() as connection:
             fine_from = _as_datetime(connection.execute(
                 select(TrafficTier.complete_from).where(TrafficTier.tier == FINE)).scalar())
@@ -571,8 +666,8 @@ def inspect(engine: Engine, retention: Retention, now: dt.datetime | None = None
     """Each tier: its table, rows, bytes on disk, where it is complete from,
     its cut-off now, and (PostgreSQL) its partitions."""
     now = now or utcnow()
-    cutoffs = {FINE: retention.fine_cutoff(now), HOURLY: retention.hourly_cutoff(now),
-               DAILY: retention.daily_cutoff(now)}
+    cutoffs = {FINE: retention.fine_cutoff(now), DETAIL: retention.detail_cutoff(now),
+               HOURLY: retention.hourly_cutoff(now), DAILY: retention.daily_cutoff(now)}
     bounds = tier_bounds(engine)
     tiers = []
     with engine.connect() as connection:
@@ -594,6 +689,7 @@ def inspect(engine: Engine, retention: Retention, now: dt.datetime | None = None
             tiers.append(entry)
     return {"dialect": engine.dialect.name, "tiers": tiers,
             "retention": {"five_minute_days": retention.five_minute_days,
+                          "hourly_after_days": retention.hourly_after_days,
                           "hourly_months": retention.hourly_months,
                           "daily_years": retention.daily_years,
                           "partitions_ahead_days": retention.partitions_ahead_days,

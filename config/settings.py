@@ -189,10 +189,14 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "interval_minutes": (int, 360),
     },
     "traffic_tiers": {
-        # collector.tiers: 5-minute rollups are kept this many days, then
-        # summed into hourly rows; hourly rows this many months, then into
-        # the operator's days; daily rows this many years (0: for ever).
+        # collector.tiers: a day's 5-minute rollups are summed into hourly
+        # rows this many days after it (past the late-data window; every
+        # reader but the day graph then reads hours), and its 5-minute rows
+        # kept for the day graph until five_minute_days; hourly rows this
+        # many months, then into the operator's days; daily rows this many
+        # years (0: for ever).
         "five_minute_days": (int, 35),
+        "hourly_after_days": (int, 3),
         "hourly_months": (int, 13),
         "daily_years": (int, 0),
         # PostgreSQL: daily partitions of the 5-minute tier made this many
@@ -601,7 +605,8 @@ POSITIVE = (("radius", "batch_ms"), ("radius", "batch_max"), ("radius", "duplica
             ("radius", "duplicate_cache_mb"), ("cabinet", "reset_token_minutes"),
             ("payments", "pending_expiry_minutes"), ("yookassa", "autopay_days"),
             ("yookassa", "poll_days"), ("telephony", "national_length"),
-            ("traffic_tiers", "five_minute_days"), ("traffic_tiers", "hourly_months"),
+            ("traffic_tiers", "five_minute_days"), ("traffic_tiers", "hourly_after_days"),
+            ("traffic_tiers", "hourly_months"),
             ("traffic_tiers", "partitions_ahead_days"))
 AMOUNTS = (("promised", "max_amount"), ("promised", "allowed_below"), ("promised", "fee"),
            ("freeze", "fee_per_day"), ("payments", "min_topup"), ("payments", "max_topup"),

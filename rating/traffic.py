@@ -56,6 +56,7 @@ def _tier_table(name: str):
 
 
 FINE_ROLLUPS = _tier_table("traffic_rollups")
+DETAIL_ROLLUPS = _tier_table("traffic_rollups_detail")
 HOURLY_ROLLUPS = _tier_table("traffic_rollups_hourly")
 DAILY_ROLLUPS = _tier_table("traffic_rollups_daily")
 TIERS = table("traffic_tiers", column("tier", String), column("complete_from", DateTime))
@@ -83,6 +84,28 @@ def usage(name: str = "traffic_usage"):
     return union_all(
         branch(FINE_ROLLUPS),
         branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < _complete_from("5min")),
+        branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
+    ).subquery(name)
+
+
+def detail_usage(name: str = "traffic_detail"):
+    """``usage()`` at the finest resolution kept, for the cabinet's day
+    graph: every 5-minute row, the detail tier's 5-minute rows of the days
+    already summed into hours (collector.tiers), hourly rows before the
+    detail tier's start and daily rows before the hourly tier's. The same
+    sums as ``usage()`` over any range, drawn finer."""
+    columns = ("account_id", "interval_start", "traffic_class", "direction", "bytes",
+               "packets", "source")
+
+    def branch(tier_table):
+        return select(*(tier_table.c[c] for c in columns))
+
+    fine_from = _complete_from("5min")
+    detail_from = func.coalesce(_complete_from("detail"), fine_from)
+    return union_all(
+        branch(FINE_ROLLUPS),
+        branch(DETAIL_ROLLUPS).where(DETAIL_ROLLUPS.c.interval_start < fine_from),
+        branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < detail_from),
         branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
     ).subquery(name)
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, select, text
 from cabinet import queries, traffic_reads
 from collector import tiers
 from collector.flush import upsert_rows
-from collector.models import TrafficRollup, TrafficRollupDaily, TrafficRollupHourly
+from collector.models import (TrafficRollup, TrafficRollupDaily, TrafficRollupDetail,
+                              TrafficRollupHourly)
 from rating import reports, spending, traffic
 from tests.conftest import make_context
 from tests.factories import make_account
@@ -20,8 +21,10 @@ from tests.factories import make_account
 TZ = "Europe/Moscow"
 NOW = dt.datetime(2026, 12, 20, 12, 0)
 FIRST = dt.datetime(2026, 9, 28, 0, 0)
-# 5-minute rows for 3 days, hourly for 1 month, then the operator's days.
-RETENTION = tiers.Retention(five_minute_days=3, hourly_months=1, timezone=TZ)
+# Days summed into hours after 3 days, their 5-minute rows kept for the day
+# graph 10 days, hourly rows for 1 month, then the operator's days.
+RETENTION = tiers.Retention(five_minute_days=10, hourly_after_days=3, hourly_months=1,
+                            timezone=TZ)
 
 
 def _rows(account_id: int, step_minutes: int = 115, scale: int = 1):
@@ -54,7 +57,8 @@ def _snapshot(ctx):
     with ctx.engine.connect() as connection:
         return {model.__tablename__: sorted(
             tuple(row) for row in connection.execute(select(*model.__table__.columns)))
-            for model in (TrafficRollup, TrafficRollupHourly, TrafficRollupDaily)}
+            for model in (TrafficRollup, TrafficRollupDetail, TrafficRollupHourly,
+                          TrafficRollupDaily)}
 
 
 def _readers(ctx, account_id: int) -> dict:
@@ -69,13 +73,16 @@ def _readers(ctx, account_id: int) -> dict:
                 figures[f"report-{by}-{label}"] = reports.traffic(session, account_id, month, by)
             figures[f"spending-{label}"] = spending.traffic_bytes(session, month.start,
                                                                   month.end)
-        for day in ("2026-10-05", "2026-11-19", "2026-11-20", "2026-12-01", "2026-12-16",
-                    "2026-12-17", "2026-12-19"):
+        for day in ("2026-10-05", "2026-11-19", "2026-11-20", "2026-12-01", "2026-12-10",
+                    "2026-12-11", "2026-12-16", "2026-12-17", "2026-12-19"):
             start = reports.moment(day, "day", TZ)
             end = reports.moment(day, "day", TZ, end=True)
             series = traffic_reads.load_series(session, account_id, start, end)
             figures[f"day-{day}"] = (series.total("in"), series.total("out"),
                                      {c: series.class_total(c, "in") for c in series.classes})
+            if day in ("2026-12-11", "2026-12-16", "2026-12-17", "2026-12-19"):
+                # Drawn at 5 minutes before and after (the detail tier).
+                figures[f"bars-{day}"] = dict(series.octets)
             summary = traffic_reads.summary(session, account_id, start, end)
             figures[f"summary-{day}"] = (summary.octets_down, summary.octets_up)
         hour = dt.datetime(2026, 12, 10, 9, 0)
@@ -116,10 +123,22 @@ def test_readers_read_the_same_figures_before_and_after_tiering_and_reruns_chang
     assert report.days_moved["5min"] > 70 and report.days_moved["hourly"] > 40
     bounds = tiers.tier_bounds(ctx.engine)
     assert bounds["5min"] == dt.datetime(2026, 12, 17)
+    assert bounds["detail"] == dt.datetime(2026, 12, 10)
     assert bounds["hourly"] == dt.datetime(2026, 11, 19, 21)     # Moscow's midnight
     with ctx.engine.connect() as connection:
         assert connection.execute(select(func.min(TrafficRollup.interval_start))).scalar() \
             >= dt.datetime(2026, 12, 17)
+        # The hourly tier has every day before the 5-minute tier; the
+        # detail tier keeps the 5-minute rows of the last of them.
+        newest_hour = connection.execute(select(func.max(TrafficRollupHourly.interval_start))
+                                         ).scalar()
+        first, last = connection.execute(select(
+            func.min(TrafficRollupDetail.interval_start),
+            func.max(TrafficRollupDetail.interval_start))).one()
+    assert dt.datetime(2026, 12, 16) <= newest_hour < dt.datetime(2026, 12, 17)
+    assert dt.datetime(2026, 12, 10) <= first < dt.datetime(2026, 12, 11)
+    assert dt.datetime(2026, 12, 16) <= last < dt.datetime(2026, 12, 17)
+    with ctx.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(
             TrafficRollupDaily.__table__)).scalar() > 0
     assert _total(ctx) == raw_total
@@ -129,7 +148,7 @@ def test_readers_read_the_same_figures_before_and_after_tiering_and_reruns_chang
     # The day graph is drawn at the resolution its tier has.
     with ctx.Session() as session:
         for day, step in (("2026-10-05", 86_400), ("2026-12-01", 3_600),
-                          ("2026-12-19", 300)):
+                          ("2026-12-11", 300), ("2026-12-19", 300)):
             start = reports.moment(day, "day", TZ)
             series = traffic_reads.load_series(session, account_id, start,
                                                reports.moment(day, "day", TZ, end=True))
@@ -147,8 +166,18 @@ def test_late_rows_count_once_before_and_after_the_next_run(ctx, seeded):
     tiers.run(ctx.engine, RETENTION, NOW)
     total = _total(ctx)
     month = reports.month("2026-12", TZ)
+    day_12 = (reports.moment("2026-12-12", "day", TZ),
+              reports.moment("2026-12-12", "day", TZ, end=True))
+
+    def bars_12():
+        with ctx.Session() as session:
+            series = traffic_reads.load_series(session, account_id, *day_12)
+        assert series.step_seconds == 300
+        return series.octets
+
     with ctx.Session() as session:
         december = queries.daily_traffic(session, account_id, month.start, month.end, TZ)
+    bars = bars_12()
     late = [  # through the collector's own write statement
         dict(account_id=account_id, interval_start=dt.datetime(2026, 12, 10, 9, 5),
              traffic_class="internet", direction="in", bytes=1_000_000, packets=10,
@@ -159,21 +188,30 @@ def test_late_rows_count_once_before_and_after_the_next_run(ctx, seeded):
         dict(account_id=account_id, interval_start=dt.datetime(2026, 12, 18, 1, 0),
              traffic_class="internet", direction="in", bytes=4_000_000, packets=40,
              source="netflow"),      # still a 5-minute day
+        dict(account_id=account_id, interval_start=dt.datetime(2026, 12, 12, 10, 35),
+             traffic_class="internet", direction="in", bytes=8_000_000, packets=80,
+             source="netflow"),      # hourly, its 5-minute rows in the detail tier
     ]
     with ctx.Session() as session:
         upsert_rows(session, late)
         session.commit()
-    expected = total + 7_000_000
+    expected = total + 15_000_000
     assert _total(ctx) == expected          # counted at once, from the 5-minute tier
+    # The day graph of a detail day draws it at once in its 5-minute bar.
+    bar = ((dt.datetime(2026, 12, 12, 10, 35) - day_12[0]) // dt.timedelta(minutes=5),
+           "internet", "in")
+    with_late = {**bars, bar: bars.get(bar, 0) + 8_000_000}
+    assert bars_12() == with_late
     with ctx.Session() as session:
         now_december = queries.daily_traffic(session, account_id, month.start, month.end, TZ)
     assert now_december[dt.date(2026, 12, 10)][0] == december[dt.date(2026, 12, 10)][0] \
         + 1_000_000
 
     report = tiers.run(ctx.engine, RETENTION, NOW)
-    assert report.stragglers["5min"] == 2
+    assert report.stragglers["5min"] == 3
     assert report.stragglers["hourly"] == 1      # the October row went on to the days
     assert _total(ctx) == expected
+    assert bars_12() == with_late               # folded into the detail tier too
     with ctx.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(
             TrafficRollup.__table__).where(
@@ -210,6 +248,9 @@ def test_bad_retention_is_refused_with_the_setting_named(db_url, abonent):
         tiers.Retention(five_minute_days=1)
     with pytest.raises(tiers.TierError, match="hourly_months"):
         tiers.Retention(five_minute_days=60, hourly_months=2)
+    for days in (1, 36):
+        with pytest.raises(tiers.TierError, match="hourly_after_days"):
+            tiers.Retention(hourly_after_days=days)
     result = abonent("traffic-tiers", "run", "--now", "yesterday", code=2)
     assert "--now" in result.stderr and result.stderr.count("\n") == 1
 
@@ -217,12 +258,15 @@ def test_bad_retention_is_refused_with_the_setting_named(db_url, abonent):
 def test_the_command_runs_and_shows_the_tiers(ctx, seeded, abonent):
     result = abonent("traffic-tiers", "run", "--now", "2026-12-20T12:00", "--json")
     document = json.loads(result.stdout)
-    assert document["days_moved"]["5min"] > 40      # default retention: 35 days
-    assert document["complete_from"]["5min"] == "2026-11-15T00:00:00"
+    assert document["days_moved"]["5min"] > 70      # default: hourly after 3 days
+    assert document["complete_from"]["5min"] == "2026-12-17T00:00:00"
+    assert document["complete_from"]["detail"] == "2026-11-15T00:00:00"    # 35 days
     shown = json.loads(abonent("traffic-tiers", "show", "--json").stdout)
-    assert [t["tier"] for t in shown["tiers"]] == ["5min", "hourly", "daily"]
-    assert shown["tiers"][0]["complete_from"] == "2026-11-15T00:00:00"
+    assert [t["tier"] for t in shown["tiers"]] == ["5min", "detail", "hourly", "daily"]
+    assert shown["tiers"][0]["complete_from"] == "2026-12-17T00:00:00"
+    assert shown["tiers"][1]["complete_from"] == "2026-11-15T00:00:00"
     assert shown["retention"]["five_minute_days"] == 35
+    assert shown["retention"]["hourly_after_days"] == 3
     again = json.loads(abonent("traffic-tiers", "run", "--now", "2026-12-20T12:00",
                                "--json").stdout)
     assert again["days_moved"] == {"5min": 0, "hourly": 0}
@@ -240,6 +284,10 @@ def test_partitions_are_made_ahead_take_over_default_rows_and_are_dropped(pg_url
             # Another test may have made them: this one watches them made.
             for day in range(19, 28):
                 connection.execute(text(f"DROP TABLE IF EXISTS traffic_rollups_p202612{day}"))
+            # A day that moves to the hourly tier as its whole partition.
+            for name in ("traffic_rollups_p20261214", "traffic_rollups_detail_p20261214"):
+                connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            tiers.ensure_partition(connection, tiers.FINE, dt.datetime(2026, 12, 14))
         with context.Session() as session:
             account = make_account(session)
             session.commit()
@@ -268,6 +316,13 @@ def test_partitions_are_made_ahead_take_over_default_rows_and_are_dropped(pg_url
             assert "traffic_rollups_p20261217" in fine
             assert connection.execute(text(
                 "SELECT count(*) FROM traffic_rollups_p20261219")).scalar() > 0
+            # Its partition was detached and attached to the detail tier
+            # with its rows, which the day graph reads.
+            assert "traffic_rollups_p20261214" not in fine
+            detail = _partition_names(connection, tiers.DETAIL)
+            assert detail["traffic_rollups_detail_p20261214"].start == dt.datetime(2026, 12, 14)
+            assert connection.execute(text(
+                "SELECT count(*) FROM traffic_rollups_detail_p20261214")).scalar() == 32
             hourly = _partition_names(connection, tiers.HOURLY)
             assert "traffic_rollups_hourly_p202612" in hourly
             assert "traffic_rollups_hourly_p202610" not in hourly     # all in daily rows
