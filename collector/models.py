@@ -73,13 +73,14 @@ class TrafficRollupDetail(_TierRow, Base):
     (collector.tiers). Every other reader reads the hourly rows of those
     days: a month of a busy subscriber is 12 times fewer rows. On
     PostgreSQL a day moves here as its whole partition (detached from
-    ``traffic_rollups``, attached here: no row copied)."""
+    ``traffic_rollups``, attached here: no row copied). Read by account and
+    range only, so the primary key is its one index (a moved partition's
+    ``interval_start`` index is dropped)."""
 
     __tablename__ = "traffic_rollups_detail"
     __table_args__ = (
         PrimaryKeyConstraint("account_id", "interval_start", "traffic_class", "direction",
                              "source", name="pk_traffic_rollups_detail"),
-        Index("ix_traffic_rollups_detail_interval", "interval_start"),
     )
 
 

@@ -414,8 +414,15 @@ def _keep_detail(connection: Connection, start: dt.datetime, end: dt.datetime) -
             connection.execute(text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
             connection.execute(text(f"ALTER TABLE {table.name} DETACH PARTITION {name}"))
             connection.execute(text(f"ALTER TABLE {name} RENAME TO {kept}"))
-            # The collector's updates are over: new pages may be full.
+            # The collector's updates are over: new pages may be full. The
+            # day graph reads by account (the primary key): the interval
+            # index, which misled the planner there, goes.
             connection.execute(text(f"ALTER TABLE {kept} SET (fillfactor = 100)"))
+            for index in connection.execute(text(
+                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE i.indrelid = CAST(:kept AS regclass) AND NOT i.indisprimary"),
+                    {"kept": kept}).scalars().all():
+                connection.execute(text(f'DROP INDEX "{index}"'))
             connection.execute(text(
                 f"ALTER TABLE {detail.name} ATTACH PARTITION {kept} FOR VALUES FROM "
                 f"('{start.isoformat(' ')}') TO ('{end.isoformat(' ')}')"))

@@ -25,7 +25,7 @@ target_metadata = Base.metadata
 
 # The partitions of the traffic tiers (collector.tiers creates and drops
 # them) are not models: `db check` compares the partitioned tables only.
-_PARTITION = re.compile(r"^traffic_rollups(_hourly|_daily)?_(p\d+|default)$")
+_PARTITION = re.compile(r"^traffic_rollups(_detail|_hourly|_daily)?_(p\d+|default)$")
 
 
 def _include_name(name, type_, parent_names) -> bool:

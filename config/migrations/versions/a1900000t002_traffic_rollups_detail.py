@@ -37,8 +37,6 @@ def upgrade() -> None:
         sa.Column('source', sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint(*_KEY, name=op.f('pk_traffic_rollups_detail')),
         **({"postgresql_partition_by": "RANGE (interval_start)"} if postgres else {}))
-    op.create_index('ix_traffic_rollups_detail_interval', 'traffic_rollups_detail',
-                    ['interval_start'])
     if postgres:
         op.execute("CREATE TABLE traffic_rollups_detail_default "
                    "PARTITION OF traffic_rollups_detail DEFAULT")
@@ -47,5 +45,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM traffic_tiers WHERE tier = 'detail'")
-    op.drop_index('ix_traffic_rollups_detail_interval', table_name='traffic_rollups_detail')
     op.drop_table('traffic_rollups_detail')
