@@ -449,6 +449,34 @@ def _expire_detail(engine: Engine, cutoff: dt.datetime, report: TierRun) -> None
         _set_complete_from(connection, DETAIL, cutoff)
 
 
+def _add_sums(connection: Connection, tier: str, rows, bucket=None) -> None:
+    """Add rows (key columns, bytes, packets), summed per ``bucket`` of
+    their interval (as they are if None), to ``tier``'s rows."""
+    sums: dict[tuple, list[int]] = {}
+    for account_id, moment, traffic_class, direction, source, octets, packets in rows:
+        moment = _as_datetime(moment)
+        key = (account_id, bucket(moment) if bucket else moment, traffic_class, direction,
+               source)
+        total = sums.setdefault(key, [0, 0])
+        total[0] += int(octets)
+        total[1] += int(packets)
+    if not sums:
+        return
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    target = TABLES[tier]
+    statement = insert(target)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(KEY),
+        set_={"bytes": target.c.bytes + statement.excluded.bytes,
+              "packets": target.c.packets + statement.excluded.packets})
+    connection.execute(statement, [
+        dict(account_id=k[0], interval_start=k[1], traffic_class=k[2], direction=k[3],
+             source=k[4], bytes=v[0], packets=v[1]) for k, v in sums.items()])
+
+
 def _fold_stragglers(connection: Connection, lower: str, upper: str, before: dt.datetime,
                      timezone: str, detail_from: dt.datetime | None = None) -> int:
     """Rows of ``lower`` before ``before`` (its tier moved on without them)
@@ -461,48 +489,16 @@ def _fold_stragglers(connection: Connection, lower: str, upper: str, before: dt.
                               .returning(*columns)).all()
     if not rows:
         return 0
-    sums: dict[tuple, list[int]] = {}
-    for account_id, moment, traffic_class, direction, source, octets, packets in rows:
-        moment = _as_datetime(moment)
+
+    def bucket(moment: dt.datetime) -> dt.datetime:
         if upper == HOURLY:
-            bucket = moment.replace(minute=0, second=0, microsecond=0)
-        else:
-            bucket = _local_midnight(_local_date(moment, timezone), timezone)
-        total = sums.setdefault((account_id, bucket, traffic_class, direction, source), [0, 0])
-        total[0] += int(octets)
-        total[1] += int(packets)
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    target = TABLES[upper]
-    statement = insert(target)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(KEY),
-        set_={"bytes": target.c.bytes + statement.excluded.bytes,
-              "packets": target.c.packets + statement.excluded.packets})
-    connection.execute(statement, [
-        dict(account_id=k[0], interval_start=k[1], traffic_class=k[2], direction=k[3],
-             source=k[4], bytes=v[0], packets=v[1]) for k, v in sums.items()])
+            return moment.replace(minute=0, second=0, microsecond=0)
+        return _local_midnight(_local_date(moment, timezone), timezone)
+
+    _add_sums(connection, upper, rows, bucket)
     if detail_from is not None:
-        kept: dict[tuple, list[int]] = {}
-        for account_id, moment, traffic_class, direction, source, octets, packets in rows:
-            moment = _as_datetime(moment)
-            if moment >= detail_from:
-                total = kept.setdefault(
-                    (account_id, moment, traffic_class, direction, source), [0, 0])
-                total[0] += int(octets)
-                total[1] += int(packets)
-        if kept:
-            detail = TABLES[DETAIL]
-            statement = insert(detail)
-            connection.execute(statement.on_conflict_do_update(
-                index_elements=list(KEY),
-                set_={"bytes": detail.c.bytes + statement.excluded.bytes,
-                      "packets": detail.c.packets + statement.excluded.packets}), [
-                dict(account_id=k[0], interval_start=k[1], traffic_class=k[2],
-                     direction=k[3], source=k[4], bytes=v[0], packets=v[1])
-                for k, v in kept.items()])
+        _add_sums(connection, DETAIL, [row for row in rows
+                                       if _as_datetime(row[1]) >= detail_from])
     log.info("traffic.stragglers_folded tier=%s rows=%d into=%s", lower, len(rows), upper)
     return len(rows)
 

@@ -66,6 +66,11 @@ def _complete_from(tier: str):
     return select(TIERS.c.complete_from).where(TIERS.c.tier == tier).scalar_subquery()
 
 
+def _branch(tier_table):
+    return select(*(tier_table.c[c] for c in ("account_id", "interval_start", "traffic_class",
+                                              "direction", "bytes", "packets", "source")))
+
+
 def usage(name: str = "traffic_usage"):
     """The traffic rollups of every tier as one relation with the 5-minute
     tier's columns (collector.tiers): every 5-minute row, hourly rows before
@@ -75,16 +80,10 @@ def usage(name: str = "traffic_usage"):
     counted in two tiers. Readers filter it as they filtered the table
     (account, range of ``interval_start``): PostgreSQL pushes the filters
     into each branch's index."""
-    columns = ("account_id", "interval_start", "traffic_class", "direction", "bytes",
-               "packets", "source")
-
-    def branch(tier_table):
-        return select(*(tier_table.c[c] for c in columns))
-
     return union_all(
-        branch(FINE_ROLLUPS),
-        branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < _complete_from("5min")),
-        branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
+        _branch(FINE_ROLLUPS),
+        _branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < _complete_from("5min")),
+        _branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
     ).subquery(name)
 
 
@@ -94,19 +93,13 @@ def detail_usage(name: str = "traffic_detail"):
     already summed into hours (collector.tiers), hourly rows before the
     detail tier's start and daily rows before the hourly tier's. The same
     sums as ``usage()`` over any range, drawn finer."""
-    columns = ("account_id", "interval_start", "traffic_class", "direction", "bytes",
-               "packets", "source")
-
-    def branch(tier_table):
-        return select(*(tier_table.c[c] for c in columns))
-
     fine_from = _complete_from("5min")
     detail_from = func.coalesce(_complete_from("detail"), fine_from)
     return union_all(
-        branch(FINE_ROLLUPS),
-        branch(DETAIL_ROLLUPS).where(DETAIL_ROLLUPS.c.interval_start < fine_from),
-        branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < detail_from),
-        branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
+        _branch(FINE_ROLLUPS),
+        _branch(DETAIL_ROLLUPS).where(DETAIL_ROLLUPS.c.interval_start < fine_from),
+        _branch(HOURLY_ROLLUPS).where(HOURLY_ROLLUPS.c.interval_start < detail_from),
+        _branch(DAILY_ROLLUPS).where(DAILY_ROLLUPS.c.interval_start < _complete_from("hourly")),
     ).subquery(name)
 
 
