@@ -226,11 +226,33 @@ def make_context(url: str, **overrides) -> Context:
     return open_context(settings=load_settings(environ=environ))
 
 
+# PostgreSQL: the sequences owned by a table's column that were ever used.
+_USED_SEQUENCES = text(
+    "SELECT format('%I.%I', q.schemaname, q.sequencename), q.start_value "
+    "FROM pg_sequences q JOIN pg_namespace n ON n.nspname = q.schemaname "
+    "JOIN pg_class s ON s.relname = q.sequencename AND s.relnamespace = n.oid "
+    "JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid "
+    "AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+    "WHERE q.last_value IS NOT NULL")
+
+
 def _wipe(context: Context) -> None:
+    """Every table emptied and every identity restarted. On PostgreSQL only
+    the tables holding rows are emptied, by DELETE, children first: a
+    TRUNCATE of every table (and of each traffic partition) made new files
+    for some 150 relations, a quarter of a second per test."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with context.engine.begin() as conn:
         if context.engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+            holding = set(conn.execute(text(" UNION ALL ".join(
+                f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})"
+                for table in tables))).scalars())
+            for table in tables:
+                if table in holding:
+                    conn.execute(text(f"DELETE FROM {table}"))
+            for sequence, start in conn.execute(_USED_SEQUENCES).all():
+                conn.execute(text("SELECT setval(CAST(:s AS regclass), :v, false)"),
+                             {"s": sequence, "v": start})
         else:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
