@@ -313,6 +313,10 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
         # Stopping the collectors writes what they hold (to the new primary).
         for node in ("collector-radius1", "collector-radius2"):
             assert nodes[node].stop() == 0, "".join(nodes[node].lines)
+        # Collector 2 recognised replayed copies (and skipped them).
+        stats = json.loads(next((tmp_path / "collector-radius2" / "collector")
+                                .glob("stats-*.json")).read_text())
+        assert stats["counters"]["replayed_packets"] > 0, stats
         # No node was restarted: the same processes, still serving.
         for node, process in nodes.items():
             assert node.startswith("collector") or process.process.poll() is None, \
