@@ -190,7 +190,8 @@ class PipelineMetrics:
     (``from_files``) the sum of every collector process's stats file."""
 
     GAUGES = ("templates", "template_bytes", "held_sets", "address_table_bytes",
-              "replay_window_packets", "flows_pending", "flows_in_spool", "queue_units",
+              "replay_window_packets", "held_packets", "flows_pending", "flows_in_spool",
+              "queue_units",
               "queue_rows", "flush_lag_seconds", "last_flush_seconds")
 
     def __init__(self, pipeline: Pipeline | None = None, stats=None):
@@ -291,7 +292,7 @@ class CollectorServer:
                  batch_max: int = 512, batch_ms: float = 20.0,
                  limits: DecoderLimits | None = None, write_stats: bool = True,
                  workers: int = 1, replay_capacity: int = 262_144,
-                 stop_seconds: float | None = None):
+                 stop_seconds: float | None = None, hold_seconds: float | None = None):
         self.ctx = ctx
         self.host = host or ctx.settings.get("collector", "host")
         self.port = ctx.settings.get("collector", "port") if port is None else port
@@ -309,7 +310,8 @@ class CollectorServer:
         # Exporters this collector takes over (see the setting): their
         # datagrams wait in _held until their replay check can know what
         # the collector they came from counted.
-        self.hold_seconds = settings.get("collector", "failover_hold_seconds")
+        self.hold_seconds = (settings.get("collector", "failover_hold_seconds")
+                             if hold_seconds is None else hold_seconds)
         self._exporter_seen: dict = {}      # exporter -> time.monotonic() last heard
         self._holding: dict = {}            # exporter -> hold its datagrams until
         self._held: list[tuple[float, object, bytes]] = []     # (arrived, exporter, data)
@@ -629,6 +631,9 @@ class CollectorServer:
             if queue else 0.0
         values["last_flush_seconds"] = round(self._last_flush_seconds, 3)
         values["flows_in_spool"] = self._flows_in_spool
+        # Received from an exporter that just came here, not counted yet
+        # (collector.failover_hold_seconds).
+        values["held_packets"] = len(self._held)
         # Decoded, but neither stored nor on disk yet (in memory).
         values["flows_pending"] = max(0, values["flows"] - values["flows_committed"]
                                       - values["flows_lost"] - self._flows_in_spool)

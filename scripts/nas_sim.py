@@ -346,6 +346,9 @@ class NasSimulator:
             self._accounting(session, "Stop", "NAS-Reboot", tries=stop_tries)
         self.sessions.clear()
         self.responder.stop()
+        self.stop_exports()
+
+    def stop_exports(self) -> None:
         if self._export_sock is not None:
             self._export_sock.close()
             self._export_sock = None
