@@ -820,8 +820,11 @@ class CollectorServer:
             except Exception as error:
                 log.error("collector: reading other collectors' packets failed (%s)",
                           type(error).__name__)
-            # After the sync: what other collectors stored by now is known.
-            self.release_held()
+            else:
+                # Only after a sync that worked: what other collectors
+                # stored by now is known. While the database is away the
+                # held datagrams wait (up to HELD_BYTES_MAX).
+                self.release_held()
             if time.monotonic() < next_reload:
                 continue
             next_reload = time.monotonic() + self.reload_seconds
