@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import click
@@ -102,7 +103,7 @@ class NasSimulator:
         self.collectors = list(collector or [])
         self.collector = self.collectors[0] if self.collectors else None
         self.export_replay = export_replay
-        self._recent_exports: list[bytes] = []
+        self._recent_exports: deque[bytes] = deque(maxlen=max(1, export_replay))
         self._export_index = 0
         self._export_sock: socket.socket | None = None
         self.export_failovers: list[tuple[str, float]] = []     # (new collector, time)
@@ -261,7 +262,6 @@ class NasSimulator:
         """Send one export datagram, failing over to the next collector when
         the kernel says the current one is unreachable."""
         self._recent_exports.append(datagram)
-        del self._recent_exports[:-max(1, self.export_replay)]
         self.exported["datagrams"] += 1
         while True:
             try:
@@ -276,8 +276,8 @@ class NasSimulator:
                     except OSError:
                         self.exported["lost"] += 1
                     return
-                # The new collector got the recent datagrams, this one too.
-                if self.export_replay:
+                # The recent datagrams to the new collector, this one too.
+                if self.export_replay and self._replay():
                     return
 
     def _export_socket(self) -> socket.socket:
@@ -300,7 +300,7 @@ class NasSimulator:
             self._export_sock = None
         if self._export_index + 1 >= len(self.collectors):
             log.debug("nas-sim.export-failed collector=%s error=%s",
-                        self.collectors[self._export_index], error.strerror)
+                      self.collectors[self._export_index], error.strerror)
             return False
         self._export_index += 1
         self.collector = self.collectors[self._export_index]
@@ -308,14 +308,18 @@ class NasSimulator:
         log.warning("nas-sim.export-failover collector=%s:%d error=%s replay=%d",
                     self.collector[0], self.collector[1], error.strerror,
                     len(self._recent_exports) if self.export_replay else 0)
-        if self.export_replay:
-            sock = self._export_socket()
-            for datagram in self._recent_exports:
-                try:
-                    sock.send(datagram)
-                except OSError:
-                    pass
-                self.exported["replayed"] += 1
+        return True
+
+    def _replay(self) -> bool:
+        """Send the recent datagrams again (to a collector just moved to);
+        False if it failed on the way (the caller moves on)."""
+        sock = self._export_socket()
+        for datagram in self._recent_exports:
+            try:
+                sock.send(datagram)
+            except OSError:
+                return False
+            self.exported["replayed"] += 1
         return True
 
     # -- life cycle -------------------------------------------------------

@@ -1,26 +1,39 @@
 """Several hosts and a standby that takes over (issue 19).
 
-Hosts are network namespaces made by the test (tests/ha_lab.py): a NAS
-and two RADIUS nodes on one bridge, whose own address is the database
-host. PostgreSQL runs there twice: a primary and a synchronous streaming
-standby. Both RADIUS nodes are real ``abonent serve radius`` processes
-given the two clusters as a libpq host list with
-``target_session_attrs=read-write``; the NAS is ``abonent nas-sim`` with
-both servers configured, failing over when one does not answer. Each
-RADIUS host runs an ``abonent serve scheduler`` as well, and node 2's host
-a collector the NAS exports NetFlow to (flushing every second).
+Hosts are network namespaces made by the test (tests/ha_lab.py): a NAS,
+two RADIUS nodes and a cabinet host on one bridge, whose own address is
+the database host. PostgreSQL runs there twice: a primary and a
+synchronous streaming standby. Every node is a real ``abonent serve …``
+process given the two clusters as a libpq host list with
+``target_session_attrs=read-write``. Each RADIUS host runs ``serve
+radius``, ``serve scheduler`` and ``serve collector`` (flushing every
+FLUSH_S, holding a newly arrived exporter's datagrams FLUSH_S + 3 s:
+``collector.failover_hold_seconds``); collector 1 listens on an address of
+its own, the exporter address. The cabinet host runs ``serve cabinet``.
+The NAS is ``abonent nas-sim`` with both RADIUS servers configured,
+failing over when one does not answer, and both collectors, failing over
+when the kernel reports the first unreachable and then sending its last
+datagrams again (``--export-replay``).
 
-The run: the NAS brings its subscribers online through node 1; node 1's
-link is cut (the NAS fails over to node 2) and restored (the NAS comes
-back); the primary is killed under the accounting load and the standby
-promoted; node 1 is cut again, so that node 2 too must write to the new
-primary; the NAS stops every session. Then what the new primary holds
-must equal what the NAS had acknowledged, session by session, and the
-RADIUS usage rolled up from it must equal the NAS's totals: nothing
-acknowledged lost, nothing counted twice, and no node restarted. The
-schedulers' fee run charged every account once (on the old primary), and
-a fee run on the new primary charges nothing again. The NetFlow rollups
-equal the bytes the NAS exported, although flushes failed meanwhile.
+The run: the NAS brings its subscribers online through node 1 and
+exports to collector 1; collector 1's address is withdrawn (the NAS's
+datagrams are lost until its ARP lookup fails, then it moves to collector
+2 and re-sends its last datagrams, some of which collector 1 counted and
+had not stored yet); node 1's link is cut (the NAS fails over to node 2)
+and restored (the NAS comes back); a subscriber logs in to the cabinet;
+the primary is killed under the accounting load and the standby promoted;
+node 1 is cut again, so that node 2 too must write to the new primary;
+the NAS stops every session. Then what the new primary holds must equal
+what the NAS had acknowledged, session by session, and the RADIUS usage
+rolled up from it must equal the NAS's totals: nothing acknowledged lost,
+nothing counted twice, and no node restarted. The schedulers' fee run
+charged every account once (on the old primary), and a fee run on the new
+primary charges nothing again. The cabinet, not restarted, showed the
+subscriber the balance after the fee before the promotion and after it
+(the same login, and a new one). The NetFlow rollups equal the bytes the
+NAS exported, although collector 2's flushes failed meanwhile, and no
+export packet was counted by both collectors (collector 2 skipped the
+copies: with ``failover_hold_seconds`` 0 this run counts some twice).
 """
 
 from __future__ import annotations
