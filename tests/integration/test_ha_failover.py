@@ -29,8 +29,9 @@ rolled up from it must equal the NAS's totals: nothing acknowledged lost,
 nothing counted twice, and no node restarted. The schedulers' fee run
 charged every account once (on the old primary), and a fee run on the new
 primary charges nothing again. The cabinet, not restarted, showed the
-subscriber the balance after the fee before the promotion and after it
-(the same login, and a new one). The NetFlow rollups equal the bytes the
+subscriber the balance after the fee before the promotion, right after it
+(on the same login; at most two requests fail first), and at the end on a
+new login. The NetFlow rollups equal the bytes the
 NAS exported, although collector 2's flushes failed meanwhile, and no
 export packet was counted by both collectors (collector 2 skipped the
 copies: with ``failover_hold_seconds`` 0 this run counts some twice).
@@ -309,6 +310,11 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             _at(started, PROMOTE)
             pair.primary.stop("immediate")     # a crash: no shutdown checkpoint
             pair.promote()
+            # At once the cabinet, not restarted, serves the subscriber from
+            # the new primary, on the session made before the promotion.
+            promoted_at = time.monotonic()
+            after_promotion, failed = _cabinet_balance(cabinet_address, cookie, account_id)
+            cabinet_seconds = time.monotonic() - promoted_at
             _at(started, CUT_2)
             second_cut_at = time.time()
             lan.cut("radius1")
@@ -323,12 +329,10 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
         # second NAS (this process, on the bridge) to each is answered.
         for node in ("radius1", "radius2"):
             assert _probe(lan.addresses[node], f"probe-{node}"), "".join(nodes[node].lines)
-        # The cabinet, not restarted, serves the subscriber from the new
-        # primary: the session made before the promotion, and a new login.
-        after_promotion, failed = _cabinet_balance(cabinet_address, cookie, account_id)
+        # And to a new login.
         fresh_login, _ = _cabinet_balance(cabinet_address, _cabinet_log_in(cabinet_address),
                                           account_id)
-        assert failed <= 2, failed
+        assert failed <= 2 and cabinet_seconds < 5, (failed, cabinet_seconds)
         # Stopping the collectors writes what they hold (to the new primary).
         for node in ("collector-radius1", "collector-radius2"):
             assert nodes[node].stop() == 0, "".join(nodes[node].lines)
