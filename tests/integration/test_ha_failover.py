@@ -233,8 +233,8 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     run(*lan.exec_prefix("radius1"), "ip", "addr", "add", f"{flow_address}/24", "dev", "eth0")
     # The NAS gives up on an address that does not answer ARP after two
     # tries 250 ms apart (Linux: three, 1 s apart).
-    for key, value in (("retrans_time_ms", 250), ("mcast_solicit", 2)):
-        run(*lan.exec_prefix("nas"), "sysctl", "-qw", f"net.ipv4.neigh.eth0.{key}={value}")
+    run("ip", "-n", lan.namespaces["nas"], "ntable", "change", "name", "arp_cache", "dev",
+        "eth0", "retrans", "250", "mcast_probes", "2")
     cabinet_address = lan.addresses["cabinet"]
     nodes = {}
 
