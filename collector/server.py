@@ -190,7 +190,8 @@ class PipelineMetrics:
     (``from_files``) the sum of every collector process's stats file."""
 
     GAUGES = ("templates", "template_bytes", "held_sets", "address_table_bytes",
-              "replay_window_packets", "flows_pending", "flows_in_spool", "queue_units",
+              "replay_window_packets", "held_packets", "flows_pending", "flows_in_spool",
+              "queue_units",
               "queue_rows", "flush_lag_seconds", "last_flush_seconds")
 
     def __init__(self, pipeline: Pipeline | None = None, stats=None):
@@ -291,7 +292,7 @@ class CollectorServer:
                  batch_max: int = 512, batch_ms: float = 20.0,
                  limits: DecoderLimits | None = None, write_stats: bool = True,
                  workers: int = 1, replay_capacity: int = 262_144,
-                 stop_seconds: float | None = None):
+                 stop_seconds: float | None = None, hold_seconds: float | None = None):
         self.ctx = ctx
         self.host = host or ctx.settings.get("collector", "host")
         self.port = ctx.settings.get("collector", "port") if port is None else port
@@ -306,6 +307,16 @@ class CollectorServer:
         self.stop_seconds = (settings.get("collector", "stop_seconds")
                              if stop_seconds is None else stop_seconds)
         self.max_pending_rows = settings.get("collector", "max_pending_rows")
+        # Exporters this collector takes over (see the setting): their
+        # datagrams wait in _held until their replay check can know what
+        # the collector they came from counted.
+        self.hold_seconds = (settings.get("collector", "failover_hold_seconds")
+                             if hold_seconds is None else hold_seconds)
+        self._exporter_seen: dict = {}      # exporter -> time.monotonic() last heard
+        self._holding: dict = {}            # exporter -> hold its datagrams until
+        self._held: list[tuple[float, object, bytes]] = []     # (arrived, exporter, data)
+        self._held_bytes = 0
+        self._held_lock = threading.Lock()
         self.reload_seconds = reload_seconds
         self.batch_max = batch_max
         self.batch_ms = batch_ms
@@ -406,6 +417,13 @@ class CollectorServer:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self._held:
+            try:
+                self.sync_peers()
+            except Exception as error:
+                log.error("collector: reading other collectors' packets failed (%s)",
+                          type(error).__name__)
+        self.release_held(everything=True)
         self._stopping.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)
@@ -613,6 +631,9 @@ class CollectorServer:
             if queue else 0.0
         values["last_flush_seconds"] = round(self._last_flush_seconds, 3)
         values["flows_in_spool"] = self._flows_in_spool
+        # Received from an exporter that just came here, not counted yet
+        # (collector.failover_hold_seconds).
+        values["held_packets"] = len(self._held)
         # Decoded, but neither stored nor on disk yet (in memory).
         values["flows_pending"] = max(0, values["flows"] - values["flows_committed"]
                                       - values["flows_lost"] - self._flows_in_spool)
@@ -669,12 +690,74 @@ class CollectorServer:
                 if drain_until is not None:
                     return
                 continue
-            with self._lock:
-                try:
-                    self.pipeline.ingest(batch)
-                except Exception:   # never die on input; count and go on
-                    log.exception("collector batch failed")
-                    self.pipeline.counters.add("drops", len(batch))
+            if self.hold_seconds:
+                batch = self._hold(batch)
+            self._ingest(batch)
+
+    def _ingest(self, batch) -> None:
+        if not batch:
+            return
+        with self._lock:
+            try:
+                self.pipeline.ingest(batch)
+            except Exception:   # never die on input; count and go on
+                log.exception("collector batch failed")
+                self.pipeline.counters.add("drops", len(batch))
+
+    HELD_BYTES_MAX = 64 * 1024 * 1024
+
+    def _hold(self, batch):
+        """The datagrams of ``batch`` to count now; those of an exporter
+        that just came to this collector (none for ``hold_seconds``) are
+        kept in ``_held`` and counted by ``release_held`` once they are
+        that old: a copy of a packet the previous collector counted is
+        then known to the replay check. Beyond HELD_BYTES_MAX nothing
+        more is held (counted at once, a copy maybe twice)."""
+        with self._held_lock:
+            return self._hold_locked(batch)
+
+    def _hold_locked(self, batch):
+        now = time.monotonic()
+        seen, holding = self._exporter_seen, self._holding
+        counted = []
+        for exporter, data in batch:
+            last = seen.get(exporter)
+            seen[exporter] = now
+            if last is None or now - last > self.hold_seconds:
+                if exporter not in holding:
+                    log.info("collector: exporter %s came here; its datagrams are "
+                             "held %gs (replay check)", exporter, self.hold_seconds)
+                holding[exporter] = now + self.hold_seconds
+            until = holding.get(exporter)
+            if until is not None and now < until and self._held_bytes < self.HELD_BYTES_MAX:
+                self._held.append((now, exporter, data))
+                self._held_bytes += len(data)
+            else:
+                counted.append((exporter, data))
+        if len(seen) > 65536:
+            for exporter, last in list(seen.items()):
+                if now - last > self.hold_seconds:
+                    del seen[exporter]
+        return counted
+
+    def release_held(self, everything: bool = False) -> int:
+        """Count the held datagrams that waited ``hold_seconds`` (all of
+        them if ``everything``); the number counted."""
+        now = time.monotonic()
+        with self._held_lock:
+            held = self._held
+            ripe = len(held) if everything else next(
+                (i for i, (arrived, _, _) in enumerate(held)
+                 if now - arrived < self.hold_seconds), len(held))
+            if not ripe:
+                return 0
+            taken, self._held = held[:ripe], held[ripe:]
+            self._held_bytes -= sum(len(data) for _, _, data in taken)
+            for exporter, until in list(self._holding.items()):
+                if until <= now:
+                    del self._holding[exporter]
+        self._ingest([(exporter, data) for _, exporter, data in taken])
+        return len(taken)
 
     def _flush_loop(self) -> None:
         """Take the sums every ``flush_seconds`` (the writer writes them), keep
@@ -737,6 +820,11 @@ class CollectorServer:
             except Exception as error:
                 log.error("collector: reading other collectors' packets failed (%s)",
                           type(error).__name__)
+            else:
+                # Only after a sync that worked: what other collectors
+                # stored by now is known. While the database is away the
+                # held datagrams wait (up to HELD_BYTES_MAX).
+                self.release_held()
             if time.monotonic() < next_reload:
                 continue
             next_reload = time.monotonic() + self.reload_seconds

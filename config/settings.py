@@ -124,6 +124,16 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         # claiming to last longer than this is spread over its last this
         # many seconds (a clock error must not make rows without bound).
         "max_flow_seconds": (int, 86400),
+        # Collectors that take over each other's exporters (anycast, or an
+        # exporter with a backup destination that re-sends its last
+        # datagrams at the move): the datagrams of an exporter this
+        # collector has not heard from for this long are held this long
+        # before they are counted, so that the replay sets of the collector
+        # that had the exporter (flushed within its flush_seconds, learnt
+        # here every 2 s) are known by then and a re-sent packet is
+        # skipped. flush_seconds + 3 is enough when the collectors share
+        # flush_seconds. 0: off (counted at once).
+        "failover_hold_seconds": (float, 0.0),
     },
     "coa": {
         # RFC 5080 retransmission of one CoA/Disconnect exchange: the first
@@ -465,6 +475,9 @@ def _check_collector(section: dict) -> None:
     if section["max_pending_rows"] < 10_000:
         raise SettingsError("setting collector.max_pending_rows must be 10000 or more, "
                             f"not {section['max_pending_rows']}")
+    if not 0 <= section["failover_hold_seconds"] <= 600:
+        raise SettingsError("setting collector.failover_hold_seconds must be 0..600, "
+                            f"not {section['failover_hold_seconds']:g}")
     seconds = section["max_flow_seconds"]
     if not 0 < seconds <= 2**31:
         raise SettingsError(

@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import click
@@ -65,10 +66,11 @@ def parse_rate(value: bytes) -> tuple[int, int] | None:
 class NasSimulator:
     def __init__(self, subscribers: list[tuple[str, str]], *, secret: str,
                  radius_host: str = "127.0.0.1", auth_port: int = 1812, acct_port: int = 1813,
-                 coa_port: int = 3799, collector: tuple[str, int] | None = None,
+                 coa_port: int = 3799,
+                 collector: tuple[str, int] | list[tuple[str, int]] | None = None,
                  interim_s: float = 10.0, load: float = 0.3, drop_rate: float = 0.0,
                  nak_rate: float = 0.0, seed: int = 1, servers: list[str] | None = None,
-                 timeout_s: float = 2.0, dead_time_s: float = 10.0):
+                 timeout_s: float = 2.0, dead_time_s: float = 10.0, export_replay: int = 0):
         self.subscribers = subscribers
         self.secret = secret.encode()
         # RADIUS servers in order of preference, as a NAS is configured
@@ -87,7 +89,25 @@ class NasSimulator:
         # (server, time.time()) for the record of who answered when.
         self.acked: dict[str, dict] = {}
         self.answers: list[tuple[str, float]] = []
-        self.collector = collector
+        # NetFlow collectors in order of preference, as an exporter with a
+        # backup destination is configured: datagrams go to one until the
+        # kernel reports it unreachable (ICMP port/host unreachable, or no
+        # ARP answer, on the connected socket), then to the next, for good
+        # (no failback: each move may cost a replay). At the move the last
+        # ``export_replay`` datagrams are sent again to the new one: the
+        # exporter cannot know which of them the old one received before it
+        # went away, so it errs on the side of a copy (the collectors skip
+        # a packet another one counted: collector.failover_hold_seconds).
+        if isinstance(collector, tuple):
+            collector = [collector]
+        self.collectors = list(collector or [])
+        self.collector = self.collectors[0] if self.collectors else None
+        self.export_replay = export_replay
+        self._recent_exports: deque[bytes] = deque(maxlen=max(1, export_replay))
+        self._export_index = 0
+        self._export_sock: socket.socket | None = None
+        self.export_failovers: list[tuple[str, float]] = []     # (new collector, time)
+        self.exported = {"datagrams": 0, "replayed": 0, "lost": 0}
         self.interim_s = interim_s
         self.load = load
         self.rng = random.Random(seed)
@@ -227,17 +247,80 @@ class NasSimulator:
 
     def _send_netflow(self, flows) -> None:
         uptime_ms = int((time.time() - self._boot) * 1000) % 2 ** 32
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            for start in range(0, len(flows), 30):  # v5 carries at most 30 records
-                batch = flows[start:start + 30]
-                header = V5_HEADER.pack(5, len(batch), uptime_ms, int(time.time()), 0,
-                                        self._flow_sequence, 0, 0, 0)
-                self._flow_sequence = (self._flow_sequence + len(batch)) % 2 ** 32
-                body = b"".join(V5_RECORD.pack(
-                    int(ipaddress.IPv4Address(src)), int(ipaddress.IPv4Address(dst)), 0, 0, 0,
-                    max(1, volume // 1200), volume % 2 ** 32, uptime_ms, uptime_ms, 443, 50000,
-                    0, 0, 6, 0, 0, 0, 0, 0, 0) for src, dst, volume in batch)
-                sock.sendto(header + body, self.collector)
+        for start in range(0, len(flows), 30):  # v5 carries at most 30 records
+            batch = flows[start:start + 30]
+            header = V5_HEADER.pack(5, len(batch), uptime_ms, int(time.time()), 0,
+                                    self._flow_sequence, 0, 0, 0)
+            self._flow_sequence = (self._flow_sequence + len(batch)) % 2 ** 32
+            body = b"".join(V5_RECORD.pack(
+                int(ipaddress.IPv4Address(src)), int(ipaddress.IPv4Address(dst)), 0, 0, 0,
+                max(1, volume // 1200), volume % 2 ** 32, uptime_ms, uptime_ms, 443, 50000,
+                0, 0, 6, 0, 0, 0, 0, 0, 0) for src, dst, volume in batch)
+            self._export(header + body)
+
+    def _export(self, datagram: bytes) -> None:
+        """Send one export datagram, failing over to the next collector when
+        the kernel says the current one is unreachable."""
+        self._recent_exports.append(datagram)
+        self.exported["datagrams"] += 1
+        while True:
+            try:
+                self._export_socket().send(datagram)
+                return
+            except OSError as error:
+                if not self._export_failover(error):
+                    # No other collector: the error was an earlier
+                    # datagram's; this one goes on a fresh socket.
+                    try:
+                        self._export_socket().send(datagram)
+                    except OSError:
+                        self.exported["lost"] += 1
+                    return
+                # The recent datagrams to the new collector, this one too.
+                if self.export_replay and self._replay():
+                    return
+
+    def _export_socket(self) -> socket.socket:
+        if self._export_sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # Connected, so that ICMP unreachable comes back as an error on
+            # a later send; IP_RECVERR so that host unreachable does too
+            # (Linux reports only port unreachable otherwise), which is
+            # what a failed ARP lookup for the collector gives.
+            if len(self.collectors) > 1:
+                sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+            sock.connect(self.collectors[self._export_index])
+            self._export_sock = sock
+        return self._export_sock
+
+    def _export_failover(self, error: OSError) -> bool:
+        """Move to the next collector; False if there is none."""
+        if self._export_sock is not None:
+            self._export_sock.close()
+            self._export_sock = None
+        if self._export_index + 1 >= len(self.collectors):
+            log.debug("nas-sim.export-failed collector=%s error=%s",
+                      self.collectors[self._export_index], error.strerror)
+            return False
+        self._export_index += 1
+        self.collector = self.collectors[self._export_index]
+        self.export_failovers.append((self.collector[0], time.time()))
+        log.warning("nas-sim.export-failover collector=%s:%d error=%s replay=%d",
+                    self.collector[0], self.collector[1], error.strerror,
+                    len(self._recent_exports) if self.export_replay else 0)
+        return True
+
+    def _replay(self) -> bool:
+        """Send the recent datagrams again (to a collector just moved to);
+        False if it failed on the way (the caller moves on)."""
+        sock = self._export_socket()
+        for datagram in self._recent_exports:
+            try:
+                sock.send(datagram)
+            except OSError:
+                return False
+            self.exported["replayed"] += 1
+        return True
 
     # -- life cycle -------------------------------------------------------
     def start(self, responder_started: bool = False) -> "NasSimulator":
@@ -267,6 +350,12 @@ class NasSimulator:
             self._accounting(session, "Stop", "NAS-Reboot", tries=stop_tries)
         self.sessions.clear()
         self.responder.stop()
+        self.stop_exports()
+
+    def stop_exports(self) -> None:
+        if self._export_sock is not None:
+            self._export_sock.close()
+            self._export_sock = None
 
     def report(self) -> dict:
         """What the servers acknowledged, for comparing with what they stored."""
@@ -274,7 +363,9 @@ class NasSimulator:
         for server, _ in self.answers:
             answered[server] = answered.get(server, 0) + 1
         return {"sessions": self.acked, "answered_by": answered,
-                "answers": [[server, at] for server, at in self.answers]}
+                "answers": [[server, at] for server, at in self.answers],
+                "exported": dict(self.exported),
+                "export_failovers": [[c, at] for c, at in self.export_failovers]}
 
 
 @click.command("nas-sim")
@@ -286,7 +377,12 @@ class NasSimulator:
 @click.option("--auth-port", type=click.IntRange(1, 65535), default=1812, show_default=True)
 @click.option("--acct-port", type=click.IntRange(1, 65535), default=1813, show_default=True)
 @click.option("--coa-port", type=click.IntRange(0, 65535), default=3799, show_default=True)
-@click.option("--collector", help="HOST:PORT to send NetFlow v5 to.")
+@click.option("--collector", "collectors", multiple=True,
+              help="HOST:PORT to send NetFlow v5 to; repeat for the collectors to fail "
+                   "over to, in order (on ICMP unreachable or no ARP answer).")
+@click.option("--export-replay", type=click.IntRange(0, 4096), default=0, show_default=True,
+              help="At a collector failover, send the last this many export datagrams "
+                   "again to the new collector.")
 @click.option("--interim", type=click.FloatRange(0.1), default=10.0, show_default=True)
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of CoA requests not answered.")
@@ -302,8 +398,9 @@ class NasSimulator:
               help="Attempts for each session's final Accounting Stop.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write what the servers acknowledged to this JSON file at the end.")
-def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collector, interim,
-            drop_rate, nak_rate, duration, timeout, dead_time, stop_tries, report_path):
+def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collectors, export_replay,
+            interim, drop_rate, nak_rate, duration, timeout, dead_time, stop_tries,
+            report_path):
     """Simulate a BRAS: auth, accounting, NetFlow, and CoA answers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     subscribers = []
@@ -312,16 +409,17 @@ def nas_sim(users, secret, radius, auth_port, acct_port, coa_port, collector, in
         if not login or not password:
             raise click.BadParameter(f"{user!r} is not LOGIN:PASSWORD", param_hint="--user")
         subscribers.append((login, password))
-    target = None
-    if collector:
+    targets = []
+    for collector in collectors:
         host, _, port = collector.rpartition(":")
         if not host or not port.isdigit():
             raise click.BadParameter(f"{collector!r} is not HOST:PORT", param_hint="--collector")
-        target = (host, int(port))
+        targets.append((host, int(port)))
     sim = NasSimulator(subscribers, secret=secret, servers=list(radius), auth_port=auth_port,
-                       acct_port=acct_port, coa_port=coa_port, collector=target,
+                       acct_port=acct_port, coa_port=coa_port, collector=targets,
                        interim_s=interim, drop_rate=drop_rate, nak_rate=nak_rate,
-                       timeout_s=timeout, dead_time_s=dead_time).start()
+                       timeout_s=timeout, dead_time_s=dead_time,
+                       export_replay=export_replay).start()
     click.echo(f"nas-sim: {len(sim.sessions)} of {len(subscribers)} sessions up; CoA on "
                f"port {sim.responder.port}; Ctrl-C to stop")
     try:

@@ -61,3 +61,58 @@ def _wait(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_copy_that_comes_before_the_first_collector_stored_it_waits(pg_url, tmp_path):
+    """An exporter that fails over and re-sends its last datagrams at once:
+    the copies reach the second collector while the first still holds the
+    originals in memory. With collector.failover_hold_seconds the second
+    holds a newly arrived exporter's datagrams that long, and counts them
+    after a peer sync that knows the first one's flush: nothing twice."""
+    ctx_a = make_context(pg_url, data_dir=tmp_path / "a")
+    ctx_b = make_context(pg_url, data_dir=tmp_path / "b")
+    _accounts(ctx_a)
+    first = CollectorServer(ctx_a, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
+    second = CollectorServer(ctx_b, "127.0.0.1", 0, flush_seconds=3600, write_stats=False,
+                             hold_seconds=1.0)
+    first.origin, second.origin = "node-a", "node-b"
+    packets, total, _flows = _exports(1, 20, salt=5)
+    more, more_total, _ = _exports(21, 5, salt=6)
+    try:
+        first.start()
+        second.start()
+        _send(first.port, packets)
+        _wait(lambda: first.pipeline.counters["packets"] >= len(packets))
+        # Not flushed yet: the copies and the new datagrams reach the second.
+        _send(second.port, packets + more)
+        _wait(lambda: second.stats()["held_packets"] == len(packets) + len(more))
+        assert second.pipeline.counters["packets"] == 0
+        assert second.release_held() == 0          # not yet held long enough
+        assert first.flush() > 0
+        _wait(lambda: second.stats()["held_packets"] == 0, timeout=10.0)   # its own sync
+        second.flush()
+        assert second.pipeline.counters["replayed_packets"] == len(packets)
+        assert second.pipeline.counters["packets"] == len(more)
+        assert _stored_bytes(ctx_a) == total + more_total
+    finally:
+        first.stop()
+        second.stop()
+        ctx_a.dispose()
+        ctx_b.dispose()
+
+
+def test_a_stopping_collector_counts_what_it_held(pg_url, tmp_path):
+    ctx = make_context(pg_url, data_dir=tmp_path)
+    _accounts(ctx)
+    server = CollectorServer(ctx, "127.0.0.1", 0, flush_seconds=3600, write_stats=False,
+                             hold_seconds=60.0)
+    packets, total, _flows = _exports(1, 10, salt=8)
+    try:
+        server.start()
+        _send(server.port, packets)
+        _wait(lambda: server.stats()["held_packets"] == len(packets))
+        server.stop()
+        assert _stored_bytes(ctx) == total
+    finally:
+        server.stop()
+        ctx.dispose()

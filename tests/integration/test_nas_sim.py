@@ -78,3 +78,34 @@ def test_simulated_bras_end_to_end(ctx):
     assert sessions[0].terminate_cause == "NAS-Reboot"
     # RADIUS's view: Acct-Input is what the NAS received from the subscriber.
     assert (sessions[0].octets_in, sessions[0].octets_out) == (live.octets_out, live.octets_in)
+
+
+def test_exports_fail_over_to_the_next_collector_and_replay_the_last_datagrams():
+    """The first collector's port is closed (ICMP port unreachable): the
+    NAS moves to the second and sends its last datagrams again there, so
+    the second gets every datagram, the one the first missed included."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        gone = closed.getsockname()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+        second.bind(("127.0.0.1", 0))
+        address = second.getsockname()
+        second.settimeout(2.0)
+        sim = NasSimulator([], secret="s", coa_port=0,
+                           collector=[gone, address], export_replay=4)
+        flows = [("198.51.100.10", f"10.20.0.{n % 250 + 1}", 1000 + n) for n in range(90)]
+        sim._send_netflow(flows)        # 3 datagrams: the first is lost, found out
+        sim._send_netflow(flows[:30])   # on the second send, or here at the latest
+        received = []
+        while len(received) < 4:
+            received.append(second.recv(65535))
+        sim.stop_exports()
+    assert sim.collector == address
+    assert [c for c, _ in sim.export_failovers] == ["127.0.0.1"]
+    assert sim.exported["datagrams"] == 4 and sim.exported["lost"] == 0
+    # Every datagram reached the second collector, in order; copies of
+    # what the first might have had too (it had nothing: its port was shut).
+    sequences = [int.from_bytes(d[16:20], "big") for d in received]
+    assert sequences == [0, 30, 60, 90]
