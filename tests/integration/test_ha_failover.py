@@ -20,8 +20,10 @@ exports to collector 1; collector 1's address is withdrawn (the NAS's
 datagrams are lost until its ARP lookup fails, then it moves to collector
 2 and re-sends its last datagrams, some of which collector 1 counted and
 had not stored yet); node 1's link is cut (the NAS fails over to node 2)
-and restored (the NAS comes back); a subscriber logs in to the cabinet;
-the primary is killed under the accounting load and the standby promoted;
+and restored (the NAS comes back); a subscriber logs in to the cabinet,
+and a payment terminal network starts paying through the cabinet's OSMP
+endpoint (repeating a payment until it is acknowledged); the primary is
+killed under the accounting and payment load and the standby promoted;
 node 1 is cut again, so that node 2 too must write to the new primary;
 the NAS stops every session. Then what the new primary holds must equal
 what the NAS had acknowledged, session by session, and the RADIUS usage
@@ -31,7 +33,8 @@ charged every account once (on the old primary), and a fee run on the new
 primary charges nothing again. The cabinet, not restarted, showed the
 subscriber the balance after the fee before the promotion, right after it
 (on the same login; at most two requests fail first), and at the end on a
-new login. The NetFlow rollups equal the bytes the
+new login. Every payment the terminal network was answered for is on the
+new primary, credited once, and none other. The NetFlow rollups equal the bytes the
 NAS exported, although collector 2's flushes failed meanwhile, and no
 export packet was counted by both collectors (collector 2 skipped the
 copies: with ``failover_hold_seconds`` 0 this run counts some twice).
@@ -39,6 +42,7 @@ copies: with ``failover_hold_seconds`` 0 this run counts some twice).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import http.client
 import json
@@ -46,9 +50,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, text
@@ -60,8 +67,10 @@ from collector import radius_usage
 from collector.models import ReplaySet, TrafficRollup
 from config.db import utcnow
 from rating import jobs
+from rating import agents
 from rating.accounts import create_cabinet_user
 from rating.models import Account, LedgerEntry
+from rating.payments import ProviderPayment
 from config.migrate import upgrade
 from tests.conftest import free_tcp_port, make_context
 from tests.factories import make_account, make_nas, make_service
@@ -71,6 +80,8 @@ from tests.serve_process import ROOT, ServeProcess
 SUBSCRIBERS = 40
 SECRET = "ha-secret"
 CABINET_LOGIN, CABINET_PASSWORD = "ha-cabinet", "ha-cabinet-pw-1"
+# A payment terminal network paying through the cabinet's OSMP endpoint.
+AGENT, AGENT_PASSWORD, PAID_ACCOUNT = "ha-terminal", "ha-terminal-pw-1", "HA00001"
 # Seconds after the NAS brought its sessions up.
 WITHDRAW, CUT_1, RESTORE_1, PROMOTE, CUT_2, DURATION = 12.0, 16.0, 19.5, 22.0, 25.0, 28.0
 # Collectors flush every FLUSH_S; one that an exporter comes to holds its
@@ -106,8 +117,10 @@ def lab():
     lan.close()
 
 
-def _seed(url: str, nas_address: str, probe_address: str) -> tuple[list[tuple[str, str]], int]:
-    """The subscribers' logins and passwords, and the account with a cabinet login."""
+def _seed(url: str, nas_address: str, probe_address: str,
+          agent_network: str) -> tuple[list[tuple[str, str]], int]:
+    """The subscribers' logins and passwords, and the account with a cabinet
+    login; a payment agent allowed from ``agent_network``."""
     ctx = make_context(url)
     try:
         upgrade(ctx.engine)
@@ -125,6 +138,8 @@ def _seed(url: str, nas_address: str, probe_address: str) -> tuple[list[tuple[st
                     create_cabinet_user(session, account, login=CABINET_LOGIN,
                                         password=CABINET_PASSWORD)
                     cabinet_account = account.id
+            agents.add_agent(session, name=AGENT, password=AGENT_PASSWORD,
+                             networks=[agent_network])
             session.commit()
         return logins, cabinet_account
     finally:
@@ -189,14 +204,64 @@ def _cabinet_balance(address: str, cookie: str, account_id: int,
         time.sleep(0.5)
 
 
+class Terminal(threading.Thread):
+    """A payment terminal network: pays 10.00 at a time through OSMP, each
+    payment with its own txn_id, and repeats a payment not acknowledged
+    (an error, a temporary-error answer, no answer) until it is, as such
+    networks do. ``acked``: the txn_ids answered result 0."""
+
+    def __init__(self, address: str):
+        super().__init__(daemon=True)
+        self.address = address
+        self.acked: list[str] = []
+        self.pending: str | None = None
+        self.repeats = 0
+        self.stopping = threading.Event()
+        self.deadline = time.monotonic() + 120
+
+    def pay(self, txn_id: str) -> bool:
+        query = urllib.parse.urlencode({"command": "pay", "txn_id": txn_id,
+                                        "account": PAID_ACCOUNT, "sum": "10.00",
+                                        "txn_date": time.strftime("%Y%m%d%H%M%S")})
+        conn = http.client.HTTPConnection(self.address, 8080, timeout=5)
+        try:
+            credentials = base64.b64encode(f"{AGENT}:{AGENT_PASSWORD}".encode()).decode()
+            conn.request("GET", f"/osmp/{AGENT}?{query}",
+                         headers={"Authorization": "Basic " + credentials})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                return False
+            return ET.fromstring(body).findtext("result") == "0"
+        except (OSError, http.client.HTTPException, ET.ParseError):
+            return False
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        number = 7_000_000
+        while not self.stopping.is_set():
+            number += 1
+            self.pending = str(number)
+            while not self.pay(self.pending):
+                self.repeats += 1
+                if time.monotonic() > self.deadline:
+                    return
+                time.sleep(0.2)
+            self.acked.append(self.pending)
+            self.pending = None
+            time.sleep(0.1)
+
+
 def _at(started: float, offset: float) -> None:
     time.sleep(max(0.0, started + offset - time.monotonic()))
 
 
 def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
     lan, pair = lab
-    logins, account_id = _seed(pair.url("postgres", pair.primary, host="127.0.0.1", read_write=False),
-                   lan.addresses["nas"], lan.host)
+    logins, account_id = _seed(
+        pair.url("postgres", pair.primary, host="127.0.0.1", read_write=False),
+        lan.addresses["nas"], lan.host, f"{lan.prefix}.0/24")
     pair.add_standby()
     assert pair.replication_state() == "sync"
     # A node whose connection reaches a standby (here: a DSN naming only
@@ -307,6 +372,9 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             # after the fee the schedulers charged.
             cookie = _cabinet_log_in(cabinet_address)
             before_promotion, _ = _cabinet_balance(cabinet_address, cookie, account_id)
+            # A terminal network pays through the cabinet across the promotion.
+            terminal = Terminal(cabinet_address)
+            terminal.start()
             _at(started, PROMOTE)
             pair.primary.stop("immediate")     # a crash: no shutdown checkpoint
             pair.promote()
@@ -318,6 +386,9 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             _at(started, CUT_2)
             second_cut_at = time.time()
             lan.cut("radius1")
+            terminal.stopping.set()
+            terminal.join(60)
+            assert not terminal.is_alive() and terminal.pending is None, terminal.pending
             out, err = nas.communicate(timeout=DURATION + 60)
         finally:
             if nas.poll() is None:
@@ -413,6 +484,15 @@ def test_nas_fails_over_between_nodes_and_the_standby_takes_over(lab, tmp_path):
             # What the cabinet showed before and after the promotion.
             assert {before_promotion, after_promotion, fresh_login} == \
                 {f"{balances[account_id]:.2f}"}
+            # Every payment the terminal network was answered for is on the
+            # new primary, credited once; none it was not answered for.
+            paid = session.execute(select(ProviderPayment.txn_id, ProviderPayment.amount)
+                                   .where(ProviderPayment.provider == f"osmp:{AGENT}")).all()
+            assert sorted(txn for txn, _ in paid) == sorted(terminal.acked)
+            assert len(terminal.acked) >= 10 and all(a == Decimal("10.00") for _, a in paid)
+            assert session.scalar(select(func.count()).select_from(LedgerEntry).where(
+                LedgerEntry.idempotency_key.like(f"payment:osmp:{AGENT}:%"))) \
+                == len(terminal.acked)
             payments = dict(session.execute(
                 select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
                 .where(LedgerEntry.kind != "fee").group_by(LedgerEntry.account_id)).all())
