@@ -30,11 +30,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gc
+import itertools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
+from rating import cdr_columns
 from rating.telephony import BATCH_CALLS, CallInput, Config, Rate, RecordResult, record_calls
 from rating.validate import DomainError
 
@@ -183,24 +185,67 @@ def import_cdrs(session, path: str, fmt: str, *, config: Config, timezone: str |
 def _import(session, handle, path: str, fmt: str, report: ImportReport, *, config: Config,
             timezone: str | None, progress: Callable[[int], None] | None, batch: int) -> None:
     with handle:
-        pending: list[CallInput] = []
+        if fmt not in FORMATS:
+            raise DomainError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        times = _Times(timezone or config.timezone)
+        parse = _asterisk if fmt == "asterisk" else _freeswitch
+        # Asterisk records go by columns (rating.cdr_columns); a batch they
+        # cannot take exactly, and FreeSWITCH's, one record at a time.
+        recorder = cdr_columns.Recorder(session, config) if fmt == "asterisk" else None
         try:
-            for call in parse_cdrs(handle, fmt, timezone=timezone or config.timezone, path=path):
-                pending.append(call)
-                if len(pending) >= batch:
-                    report.add(record_calls(session, pending, config=config))
-                    report.records += len(pending)
-                    if progress:
-                        progress(len(pending))
-                    pending = []
+            for numbers, rows in _batches(csv.reader(handle), batch):
+                result = None
+                if recorder is not None:
+                    try:
+                        columns = cdr_columns.asterisk_columns(rows, times)
+                    except cdr_columns.Unsupported:
+                        columns = None
+                    if columns is not None:
+                        try:
+                            result = recorder.record(columns)
+                        except cdr_columns.Unsupported:
+                            result = None
+                if result is None:
+                    calls = []
+                    for number, fields in zip(numbers, rows):
+                        try:
+                            calls.append(parse(fields, times))
+                        except (ValueError, IndexError) as error:
+                            raise LineError(path, number, str(error)) from None
+                    result = record_calls(session, calls, config=config)
+                report.add(result)
+                report.records += len(rows)
+                if progress:
+                    progress(len(rows))
         except UnicodeDecodeError:
             raise DomainError(f"{path} is not UTF-8 text; nothing of the file was stored") \
                 from None
-        if pending:
-            report.add(record_calls(session, pending, config=config))
-            report.records += len(pending)
-            if progress:
-                progress(len(pending))
+
+
+def _batches(reader, size: int):
+    """(record numbers, records) of ``size`` records each, blank lines
+    left out (they count in the numbers, as csv.reader counts them)."""
+    number = 0
+    while True:
+        rows = list(itertools.islice(reader, size))
+        if not rows:
+            return
+        numbers = range(number + 1, number + len(rows) + 1)
+        number += len(rows)
+        if min(map(len, rows)) < 2:
+            kept = [(n, fields) for n, fields in zip(numbers, rows)
+                    if fields and (len(fields) > 1 or fields[0].strip())]
+            while len(kept) < size:
+                more = next(reader, None)
+                if more is None:
+                    break
+                number += 1
+                if more and (len(more) > 1 or more[0].strip()):
+                    kept.append((number, more))
+            if not kept:
+                continue
+            numbers, rows = [n for n, _ in kept], [f for _, f in kept]
+        yield numbers, rows
 
 
 # -- rate tables ---------------------------------------------------------------------
