@@ -27,10 +27,13 @@ read in the time zone given (the operator's by default).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import gc
 import itertools
+import queue
+import threading
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
@@ -199,36 +202,95 @@ def _import(session, handle, path: str, fmt: str, report: ImportReport, *, confi
         # cannot take exactly, and FreeSWITCH's, one record at a time.
         recorder = cdr_columns.Recorder(session, config) \
             if fmt == "asterisk" and by_columns else None
-        try:
+        def parsed():
+            """(numbers, rows, Columns or None); the pure part of the work."""
+            cache: dict[str, str] = {}
             for numbers, rows in _batches(csv.reader(handle), batch):
-                result = None
+                columns = None
                 if recorder is not None:
                     try:
-                        columns = cdr_columns.asterisk_columns(rows, times)
+                        columns = cdr_columns.asterisk_columns(rows, times).normalised(
+                            config.rules, cache)
                     except cdr_columns.Unsupported:
                         columns = None
-                    if columns is not None:
-                        try:
-                            result = recorder.record(columns)
-                        except cdr_columns.Unsupported:
-                            result = None
-                if result is not None:
-                    report.by_columns += len(rows)
-                else:
-                    calls = []
-                    for number, fields in zip(numbers, rows):
-                        try:
-                            calls.append(parse(fields, times))
-                        except (ValueError, IndexError) as error:
-                            raise LineError(path, number, str(error)) from None
-                    result = record_calls(session, calls, config=config)
-                report.add(result)
-                report.records += len(rows)
-                if progress:
-                    progress(len(rows))
+                yield numbers, rows, columns
+
+        try:
+            with contextlib.closing(_read_ahead(parsed())) as batches:
+                _record(session, batches, path, parse, times, recorder, report, config,
+                        progress)
         except UnicodeDecodeError:
             raise DomainError(f"{path} is not UTF-8 text; nothing of the file was stored") \
                 from None
+
+
+def _record(session, batches, path, parse, times, recorder, report, config, progress) -> None:
+    """Each batch by columns if it was read into them and they take it,
+    else record by record (a bad line raises its LineError here)."""
+    for numbers, rows, columns in batches:
+        result = None
+        if columns is not None:
+            try:
+                result = recorder.record(columns)
+            except cdr_columns.Unsupported:
+                result = None
+        if result is not None:
+            report.by_columns += len(rows)
+        else:
+            calls = []
+            for number, fields in zip(numbers, rows):
+                try:
+                    calls.append(parse(fields, times))
+                except (ValueError, IndexError) as error:
+                    raise LineError(path, number, str(error)) from None
+            result = record_calls(session, calls, config=config)
+        report.add(result)
+        report.records += len(rows)
+        if progress:
+            progress(len(rows))
+
+
+def _read_ahead(items, depth: int = 1):
+    """``items`` produced by a second thread, up to ``depth`` ahead: the file
+    is read and parsed while this thread waits for the database (the
+    waits release the GIL). An exception there is raised here, in order."""
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        out.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put((done, None))
+        except BaseException as error:  # handed over, raised by the consumer
+            out.put((done, error))
+
+    worker = threading.Thread(target=produce, name="cdr-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = out.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                out.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def _batches(reader, size: int):

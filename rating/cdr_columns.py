@@ -83,6 +83,18 @@ class Columns:
     end: np.ndarray
     billsec: np.ndarray        # int64, 0 unless answered
     disposition: np.ndarray    # int8 index into _DISPOSITIONS
+    # ``normalise_column`` of calling and called (``normalised``).
+    calling_e164: list | None = None
+    calling_key: np.ndarray | None = None
+    called_e164: list | None = None
+    called_key: np.ndarray | None = None
+
+    def normalised(self, rules: tel.NumberRules, cache: dict) -> "Columns":
+        """The numbers normalised (a pure step: the import does it in its
+        reading thread, ahead of the database work)."""
+        self.calling_e164, self.calling_key = normalise_column(self.calling, rules, cache)
+        self.called_e164, self.called_key = normalise_column(self.called, rules, cache)
+        return self
 
     def __len__(self) -> int:
         return len(self.external_id)
@@ -344,15 +356,25 @@ def _rate_columns(table: tel.RateTable) -> _RateColumns:
     return columns
 
 
+class _Coded:
+    """An integer column and the text of each distinct value: the strings
+    of a slice are a table lookup, not a conversion per row."""
+
+    def __init__(self, codes: np.ndarray, text_of):
+        self.distinct, self.first, inverse = np.unique(codes, return_index=True,
+                                                       return_inverse=True)
+        self.inverse = inverse.reshape(-1)
+        self.table = np.array([text_of(code) for code in self.distinct.tolist()], dtype=object)
+
+    def position(self, code: int) -> int:
+        return int(np.searchsorted(self.distinct, code))
+
+    def strings(self, part: slice) -> list:
+        return self.table[self.inverse[part]].tolist()
+
+
 def _money_text(kopecks: int) -> str:
     return f"{kopecks // 100}.{kopecks % 100:02d}"
-
-
-def _text_of(values: np.ndarray, make) -> list:
-    """Strings of an integer array through a table of its distinct values."""
-    distinct, inverse = np.unique(values, return_inverse=True)
-    table = np.array([make(v) for v in distinct.tolist()] + [None], dtype=object)
-    return table[inverse.reshape(-1)].tolist()
 
 
 # -- recording -------------------------------------------------------------------------
@@ -369,6 +391,7 @@ class Recorder:
         self.clock = tel.LocalClock(config.timezone)
         self.norm_cache: dict[str, str] = {}
         self._services = None
+        self._packages: dict = {}
 
     def services(self, numbers: set[str], logins: set[str]):
         """(by_number, by_login): every active service if they are fewer
@@ -397,9 +420,18 @@ class Recorder:
         self._services = (by_number, by_login)
         return self._services
 
+    def _in_package(self, plan: tel.PlanRules, rate_cols: _RateColumns) -> np.ndarray:
+        """Per rate of the table, whether the plan's package pays for its zone."""
+        key = (plan, id(rate_cols))
+        found = self._packages.get(key)
+        if found is None:
+            found = self._packages[key] = np.array(
+                [plan.in_package(r.zone) for r in rate_cols.rates], bool)
+        return found
+
     def record(self, columns: Columns) -> tel.RecordResult:
         """What ``record_calls`` does with these calls, in columns."""
-        session, config = self.session, self.config
+        session = self.session
         result = tel.RecordResult()
         count = len(columns)
         if not count:
@@ -455,8 +487,10 @@ class Recorder:
         disposition = columns.disposition[fresh]
         n = len(rows)
 
-        calling, calling_key = normalise_column(calling_raw, config.rules, self.norm_cache)
-        called, called_key = normalise_column(called_raw, config.rules, self.norm_cache)
+        if columns.calling_key is None:
+            columns.normalised(config.rules, self.norm_cache)
+        calling, called = pick(columns.calling_e164), pick(columns.called_e164)
+        calling_key, called_key = columns.calling_key[fresh], columns.called_key[fresh]
         numbers = set(calling) | set(called)
         numbers.discard("")
         by_number, by_login = self.services(numbers, {v for v in login if v} if login else set())
@@ -553,9 +587,9 @@ class Recorder:
         price = np.zeros(n, dtype=np.int64)
         connection = np.zeros(n, dtype=np.int64)
         in_package = np.zeros(n, dtype=bool)
-        zone_text = np.full(n, None, dtype=object)
-        prefix_text = np.full(n, None, dtype=object)
-        price_text = np.full(n, None, dtype=object)
+        # A rated call's zone, prefix and price: (plan's base + rate) * 2 + off-peak.
+        rate_code = np.full(n, -1, dtype=np.int64)
+        rate_bases: list[tuple[int, _RateColumns]] = []
         called_length = np.fromiter(map(len, called), np.int64, n)
         called_value = called_key - _POW10[np.clip(called_length, 0, 18)]
         for plan_id, plan in plans.items():
@@ -583,12 +617,10 @@ class Recorder:
             offpeak = (rate_cols.offpeak[found] >= 0) & offpeak_hours[hour_of[hit]]
             price[hit] = np.where(offpeak, rate_cols.offpeak[found], rate_cols.price[found])
             connection[hit] = rate_cols.connection[found]
-            in_zone = np.array([plan.in_package(r.zone) for r in rate_cols.rates], bool)
-            in_package[hit] = in_zone[found]
-            zone_text[hit] = rate_cols.zone_text[found]
-            prefix_text[hit] = rate_cols.prefix_text[found]
-            price_text[hit] = np.where(offpeak, rate_cols.offpeak_text[found],
-                                       rate_cols.price_text[found])
+            in_package[hit] = self._in_package(plan, rate_cols)[found]
+            base = sum(len(cols.rates) for _, cols in rate_bases)
+            rate_bases.append((base, rate_cols))
+            rate_code[hit] = (base + found) * 2 + offpeak
         rated = rate_of >= 0
         reason_code[stage & ~rated] = _R_NO_RATE
 
@@ -667,37 +699,77 @@ class Recorder:
         out_called = [value or raw[:32] for value, raw in zip(called, called_raw)] \
             if "" in called else called
         take = (lambda values: np.array(values, dtype=object)[o].tolist())
-        account_o, service_o = account[o], service[o]
-        reason_o = np.array(_REASONS, dtype=object)[reason_code[o]].tolist()
-        direction_o = np.array(_DIRECTIONS, dtype=object)[direction[o]].tolist()
-        disposition_o = np.array(_DISPOSITIONS, dtype=object)[disposition[o]].tolist()
         login_o = take([v[:64] if v else None for v in login]) if login is not None \
             else [None] * n
-        zone_o, prefix_o, price_o = zone_text[o].tolist(), prefix_text[o].tolist(), \
-            price_text[o].tolist()
         key_o = key_text[o].tolist()
         result.unmatched = int((account < 0).sum())
+
+        def rate_values(code: int) -> tuple:
+            """(zone, prefix, price per minute) of a rate code."""
+            if code < 0:
+                return None, None, None
+            index, offpeak = divmod(code, 2)
+            for base, cols in reversed(rate_bases):
+                if index >= base:
+                    rate = cols.rates[index - base]
+                    return (rate.zone, rate.prefix, rate.offpeak_price_per_minute if offpeak
+                            else rate.price_per_minute)
+            raise AssertionError(code)
+
         if postgres:
-            body = _copy_body(
-                source, take(external_id), account_o, service_o, take(out_calling),
-                take(out_called), login_o, start[o], answer[o], end[o], billsec[o],
-                disposition_o, direction_o, zone_o, prefix_o, billed[o], free[o], price_o,
-                charge[o], reason_o, key_o, rates_version[o], now.isoformat(" "))
-            tel_copy(session, body)
+            created = now.isoformat(" ")
+            # The columns of few values go as a few strings joined beforehand
+            # (a string per distinct value): fewer joins per row.
+            head = _Coded(rates_version[o] * 128 + (disposition[o].astype(np.int64) * 4
+                                                    + direction[o]) * 8 + reason_code[o],
+                          lambda code: "\t".join((
+                              source, _DISPOSITIONS[code // 32 % 4], "\\N",
+                              _DIRECTIONS[code // 8 % 4], _REASONS[code % 8], str(code // 128),
+                              created)))
+            service_o, account_o = service[o], account[o]
+            who = _Coded(service_o, lambda code: "\\N\t\\N" if code < 0 else None)
+            for slot, code in zip(who.first.tolist(), who.distinct.tolist()):
+                if code >= 0:
+                    who.table[who.position(code)] = f"{account_o[slot]}\t{code}"
+            seconds = _Coded((billsec[o] << 42) | (billed[o] << 21) | free[o],
+                             lambda code: f"{code >> 42}\t{(code >> 21) & 0x1FFFFF}\t"
+                                          f"{code & 0x1FFFFF}")
+            rates = _Coded(rate_code[o], lambda code: "\t".join(
+                "\\N" if v is None else tel._copy_escape(v) for v in rate_values(code)))
+            money = _Coded(charge[o], _money_text)
+            texts = (_escaped(take(external_id)), _escaped(take(out_calling)),
+                     _escaped(take(out_called)), _nullable(_escaped(login_o)), _nullable(key_o))
+            times_ = (start[o], answer[o], end[o])
+
+            def bodies():
+                # Streamed: the database stores a chunk while the next is built.
+                for at in range(0, n, _COPY_ROWS):
+                    part = slice(at, at + _COPY_ROWS)
+                    columns_ = [coded.strings(part) for coded in (head, who, seconds, rates,
+                                                                  money)]
+                    columns_ += [values[part] for values in texts]
+                    columns_ += [_time_text(values[part]) for values in times_]
+                    yield "\n".join(map("\t".join, zip(*columns_))) + "\n"
+
+            _copy(session, bodies())
             result.inserted = n
         else:
             start_o = start[o].astype("datetime64[us]").tolist()
             answer_o = answer[o].astype("datetime64[us]").tolist()
             end_o = end[o].astype("datetime64[us]").tolist()
+            rate_o = [rate_values(code) for code in rate_code[o].tolist()]
             rows_out = list(zip(
                 [source] * n, take(external_id),
-                [None if a < 0 else a for a in account_o.tolist()],
-                [None if s < 0 else s for s in service_o.tolist()],
+                [None if a < 0 else a for a in account[o].tolist()],
+                [None if s < 0 else s for s in service[o].tolist()],
                 take(out_calling), take(out_called), login_o, start_o, answer_o, end_o,
-                billsec[o].tolist(), disposition_o, [None] * n, direction_o, zone_o, prefix_o,
-                billed[o].tolist(), free[o].tolist(),
-                [None if p is None else Decimal(p) for p in price_o],
-                [Decimal(_money_text(c)) for c in charge[o].tolist()], reason_o, key_o,
+                billsec[o].tolist(),
+                np.array(_DISPOSITIONS, dtype=object)[disposition[o]].tolist(), [None] * n,
+                np.array(_DIRECTIONS, dtype=object)[direction[o]].tolist(),
+                [r[0] for r in rate_o], [r[1] for r in rate_o],
+                billed[o].tolist(), free[o].tolist(), [r[2] for r in rate_o],
+                [Decimal(_money_text(c)) for c in charge[o].tolist()],
+                np.array(_REASONS, dtype=object)[reason_code[o]].tolist(), key_o,
                 rates_version[o].tolist(), [now] * n))
             result.inserted, result.unmatched, totals = tel._insert_calls(session, rows_out)
             result.duplicates += n - result.inserted
@@ -740,26 +812,20 @@ def _nullable(values: list) -> list:
     return ["\\N" if v is None else v for v in values]
 
 
-def _copy_body(source, external_id, account, service, calling, called, login, start, answer,
-               end, billsec, disposition, direction, zone, prefix, billed, free, price,
-               charge, reason, key, rates_version, created) -> str:
-    n = len(external_id)
-    id_text = lambda v: "\\N" if v < 0 else str(v)  # noqa: E731
-    columns = [
-        [source] * n, _escaped(external_id), _text_of(account, id_text),
-        _text_of(service, id_text), _escaped(calling), _escaped(called),
-        _nullable(_escaped(login)), _time_text(start), _time_text(answer), _time_text(end),
-        _text_of(billsec, str), disposition, ["\\N"] * n, direction, _nullable(_escaped(zone)),
-        _nullable(_escaped(prefix)), _text_of(billed, str), _text_of(free, str),
-        _nullable(price), _text_of(charge, _money_text), reason, _nullable(key),
-        _text_of(rates_version, str), [created] * n]
-    return "\n".join(map("\t".join, zip(*columns))) + "\n"
+_COPY_ROWS = 10_000
 
 
-def tel_copy(session: Session, body: str) -> None:
+# The order the COPY text gives the columns in (the pre-joined ones first).
+_COPY_COLUMNS = ("source", "disposition", "sip_code", "direction", "reason", "rating_version",
+                 "created_at", "account_id", "service_id", "billsec", "billed_seconds",
+                 "free_seconds", "zone", "prefix", "price_per_minute", "charge", "external_id",
+                 "calling", "called", "login", "ledger_key", "start_at", "answer_at", "end_at")
+assert sorted(_COPY_COLUMNS) == sorted(tel._CALL_COLUMNS)
+
+
+def _copy(session: Session, bodies) -> None:
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:
-        with cursor.copy(f"COPY calls ({', '.join(tel._CALL_COLUMNS)}) FROM STDIN") as copy:
-            step = 1 << 20
-            for at in range(0, len(body), step):
-                copy.write(body[at:at + step])
+        with cursor.copy(f"COPY calls ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+            for body in bodies:
+                copy.write(body)
