@@ -243,11 +243,15 @@ def _record(session, batches, path, parse, times, recorder, report, config, prog
                     calls.append(parse(fields, times))
                 except (ValueError, IndexError) as error:
                     raise LineError(path, number, str(error)) from None
+            if recorder is not None:
+                report.entries += recorder.flush()  # record_calls reads what it wrote
             result = record_calls(session, calls, config=config)
         report.add(result)
         report.records += len(rows)
         if progress:
             progress(len(rows))
+    if recorder is not None:
+        report.entries += recorder.flush()
 
 
 def _read_ahead(items, depth: int = 1):

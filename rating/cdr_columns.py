@@ -392,6 +392,29 @@ class Recorder:
         self.norm_cache: dict[str, str] = {}
         self._services = None
         self._packages: dict = {}
+        self.totals: dict[str, list] = {}                 # ledger entries to post
+        self.used: dict[tuple[int, str], int] = {}        # package seconds, as now
+        self.used_before: dict[tuple[int, str], int] = {}  # ... as read
+
+    def flush(self) -> int:
+        """Post the entries of the batches recorded since the last flush,
+        move the balances, save the package seconds, apply the balance
+        ladder to the accounts charged: what ``record_calls`` does at the
+        end of each batch. Returns the entries written. Before the
+        database is read by anyone else in this transaction (a batch the
+        per-record way) and at the end of the import."""
+        session, totals = self.session, self.totals
+        entries = tel.post_entries(session, totals, author=self.author)
+        spent = {key: seconds for key, seconds in self.used.items()
+                 if seconds != self.used_before[key]}
+        if spent:
+            tel._save_allowances(session, spent)
+        accounts = {t[0] for t in totals.values()}
+        if accounts:
+            from rating.fees import apply_policies
+            apply_policies(session, min(accounts), max(accounts) + 1, reason="calls")
+        self.totals, self.used, self.used_before = {}, {}, {}
+        return entries
 
     def services(self, numbers: set[str], logins: set[str]):
         """(by_number, by_login): every active service if they are fewer
@@ -567,7 +590,14 @@ class Recorder:
         wanted_pairs = np.unique(np.stack([caller_service[package], month_of[package]]), axis=1) \
             if package.any() else np.zeros((2, 0), dtype=np.int64)
         wanted = {(s, months[m]) for s, m in wanted_pairs.T.tolist()}
-        used = tel._allowances(session, wanted)
+        # Read (and locked) once per import; this import alone spends them
+        # until flush() writes them.
+        unknown = wanted - self.used.keys()
+        if unknown:
+            found = tel._allowances(session, unknown)
+            self.used.update(found)
+            self.used_before.update(found)
+        used = self.used
 
         answered = (disposition == _ANSWERED) & (billsec > 0)
         own = has_callee & (callee_account == caller_account)
@@ -630,7 +660,6 @@ class Recorder:
         # already spent past a lowered plan gives nothing).
         order = np.argsort(start.astype(np.int64), kind="stable")
         free = np.zeros(n, dtype=np.int64)
-        spent: dict[tuple[int, str], int] = {}
         eligible = rated & in_package & (free_seconds > 0)
         if eligible.any():
             rows_ = order[eligible[order]]
@@ -654,7 +683,7 @@ class Recorder:
             for s, m, b, a in zip(group_service.tolist(), group_month.tolist(), before.tolist(),
                                   last.tolist()):
                 if a != b:
-                    spent[(s, months[m])] = a
+                    used[(s, months[m])] = a
         reason_code[rated] = np.where(free[rated] > 0, _R_PACKAGE, _R_RATED)
         charged_seconds = billed - free
         charge = np.where(rated & (charged_seconds > 0),
@@ -773,15 +802,12 @@ class Recorder:
                 rates_version[o].tolist(), [now] * n))
             result.inserted, result.unmatched, totals = tel._insert_calls(session, rows_out)
             result.duplicates += n - result.inserted
-        result.entries = tel.post_entries(session, totals, author=self.author)
+        # The entries, balances, package seconds and the balance ladder are
+        # written by flush(), once for every batch since the last: the
+        # accounts' rows are updated once, not once a batch.
+        self.totals.update(totals)
         result.charged = sum((t[1] for t in totals.values()), Decimal("0.00"))
         result.accounts = {t[0] for t in totals.values()}
-        if spent:
-            tel._save_allowances(session, spent)
-        if result.accounts:
-            from rating.fees import apply_policies
-            apply_policies(session, min(result.accounts), max(result.accounts) + 1,
-                           reason="calls")
         return result
 
 
