@@ -197,9 +197,13 @@ def _int_digits(values: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ASCII digits, and then its value and length."""
     count = len(values)
     length = np.fromiter(map(len, values), np.int64, count)
-    plain = (np.fromiter(map(str.isascii, values), bool, count)
-             & np.fromiter(map(str.isdigit, values), bool, count)
-             & (length >= 1) & (length <= _MAX_DIGITS))
+    joined = "".join(values)
+    if joined.isascii() and joined.isdigit():  # the usual file: one test for all
+        plain = (length >= 1) & (length <= _MAX_DIGITS)
+    else:
+        plain = (np.fromiter(map(str.isascii, values), bool, count)
+                 & np.fromiter(map(str.isdigit, values), bool, count)
+                 & (length >= 1) & (length <= _MAX_DIGITS))
     if plain.all():
         value = np.fromiter(map(int, values), np.int64, count)
     else:
@@ -416,13 +420,16 @@ class Recorder:
         self.totals, self.used, self.used_before = {}, {}, {}
         return entries
 
-    def services(self, numbers: set[str], logins: set[str]):
+    def services(self, calling: list, called: list, login: list | None):
         """(by_number, by_login): every active service if they are fewer
         than the numbers of the batch, else those of the batch (the
         reference's query). Same answer either way."""
         if self._services is not None:
             return self._services
         session = self.session
+        numbers = set(calling) | set(called)
+        numbers.discard("")
+        logins = {v for v in login if v} if login else set()
         count = session.execute(text(
             "SELECT count(*) FROM voice_services WHERE state = 'active'")).scalar_one()
         if count > len(numbers) + len(logins):
@@ -514,9 +521,7 @@ class Recorder:
             columns.normalised(config.rules, self.norm_cache)
         calling, called = pick(columns.calling_e164), pick(columns.called_e164)
         calling_key, called_key = columns.calling_key[fresh], columns.called_key[fresh]
-        numbers = set(calling) | set(called)
-        numbers.discard("")
-        by_number, by_login = self.services(numbers, {v for v in login if v} if login else set())
+        by_number, by_login = self.services(calling, called, login)
         # Slots: every service once per number and once per login; the
         # last slot (index -1) says "none".
         slots = sorted(by_number.items())
@@ -822,8 +827,34 @@ _DIRECTIONS = ("unknown", "in", "onnet", "out")
 # -- COPY ------------------------------------------------------------------------------
 
 def _time_text(values: np.ndarray) -> list:
-    text_ = np.datetime_as_string(values, unit="s").astype(object)
-    text_[np.isnat(values)] = "\\N"
+    """datetime64[s] as "YYYY-MM-DD HH:MM:SS" ("\\N" for NaT), the digits
+    computed as arrays (days to a civil date as in H. Hinnant's
+    ``civil_from_days``): a third quicker than ``datetime_as_string``."""
+    missing = np.isnat(values)
+    seconds = np.where(missing, 0, values.astype(np.int64))
+    days, second_of_day = np.divmod(seconds, 86400)
+    shifted = days + 719468
+    era = shifted // 146097
+    day_of_era = shifted - era * 146097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36524
+                   - day_of_era // 146096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    march_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * march_month + 2) // 5 + 1
+    month = np.where(march_month < 10, march_month + 3, march_month - 9)
+    year = year_of_era + era * 400 + (month <= 2)
+    hour, rest = np.divmod(second_of_day, 3600)
+    minute, second = np.divmod(rest, 60)
+    out = np.empty((len(values), 19), np.uint8)
+    for at, number, width in ((0, year, 4), (5, month, 2), (8, day, 2), (11, hour, 2),
+                              (14, minute, 2), (17, second, 2)):
+        for digit in range(width):
+            out[:, at + digit] = number // 10 ** (width - 1 - digit) % 10 + 48
+    out[:, [4, 7]] = ord("-")
+    out[:, 10] = ord(" ")
+    out[:, [13, 16]] = ord(":")
+    text_ = out.view("S19").reshape(-1).astype("U19").astype(object)
+    text_[missing] = "\\N"
     return text_.tolist()
 
 
