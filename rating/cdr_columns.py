@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -397,6 +398,8 @@ class Recorder:
         self._services = None
         self._packages: dict = {}
         self.totals: dict[str, list] = {}                 # ledger entries to post
+        self._pending = None  # (source, ids, store) of the batch rated, not written
+        self._writer = None   # (thread, failure) of the COPY running
         self.used: dict[tuple[int, str], int] = {}        # package seconds, as now
         self.used_before: dict[tuple[int, str], int] = {}  # ... as read
 
@@ -407,6 +410,7 @@ class Recorder:
         end of each batch. Returns the entries written. Before the
         database is read by anyone else in this transaction (a batch the
         per-record way) and at the end of the import."""
+        self._write_pending()
         session, totals = self.session, self.totals
         entries = tel.post_entries(session, totals, author=self.author)
         spent = {key: seconds for key, seconds in self.used.items()
@@ -488,12 +492,53 @@ class Recorder:
         result.duplicates += len(unique) - len(fresh)
         if not len(fresh):
             return result
-        return self._rate_and_store(columns, fresh, result)
+        try:
+            return self._rate_and_store(columns, fresh, result)
+        finally:
+            self._join_writer()
+
+    # PostgreSQL: batch N-1's COPY runs in a thread while batch N is rated
+    # (the database stores while Python computes). Batch N reads what it
+    # needs first (duplicates: the database plus N-1's ids, which are not
+    # written yet; package seconds: kept here since the last flush), then
+    # starts N-1's COPY and leaves its own pending; the connection is the
+    # writer's alone until it is joined.
+
+    def _start_writer(self) -> None:
+        if self._pending is None:
+            return
+        store = self._pending[2]
+        self._pending = None
+        failure: list = []
+
+        def write():
+            try:
+                store()
+            except BaseException as error:  # raised again by _join_writer
+                failure.append(error)
+
+        self._writer = (threading.Thread(target=write, name="cdr-copy", daemon=True), failure)
+        self._writer[0].start()
+
+    def _join_writer(self) -> None:
+        if self._writer is None:
+            return
+        thread, failure = self._writer
+        self._writer = None
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    def _write_pending(self) -> None:
+        self._start_writer()
+        self._join_writer()
 
     def _existing(self, source: str, ids: list) -> set:
         from sqlalchemy import select
         from rating.models import Call
         found = set()
+        if self._pending is not None and self._pending[0] == source:
+            found.update(self._pending[1].intersection(ids))  # not written yet
         for condition in tel._where_in(self.session, Call.external_id, ids):
             found.update(self.session.scalars(
                 select(Call.external_id).where(Call.source == source, condition)))
@@ -603,6 +648,7 @@ class Recorder:
             self.used.update(found)
             self.used_before.update(found)
         used = self.used
+        self._start_writer()  # the database is not asked anything more for this batch
 
         answered = (disposition == _ANSWERED) & (billsec > 0)
         own = has_callee & (callee_account == caller_account)
@@ -785,7 +831,9 @@ class Recorder:
                     columns_ += [_time_text(values[part]) for values in times_]
                     yield "\n".join(map("\t".join, zip(*columns_))) + "\n"
 
-            _copy(session, bodies())
+            driver = session.connection().connection.driver_connection
+            fresh_ids = set(external_id)
+            self._pending = (source, fresh_ids, lambda: _copy(driver, bodies()))
             result.inserted = n
         else:
             start_o = start[o].astype("datetime64[us]").tolist()
@@ -880,8 +928,7 @@ _COPY_COLUMNS = ("source", "disposition", "sip_code", "direction", "reason", "ra
 assert sorted(_COPY_COLUMNS) == sorted(tel._CALL_COLUMNS)
 
 
-def _copy(session: Session, bodies) -> None:
-    driver = session.connection().connection.driver_connection
+def _copy(driver, bodies) -> None:
     with driver.cursor() as cursor:
         with cursor.copy(f"COPY calls ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
             for body in bodies:
