@@ -313,11 +313,7 @@ class _RateColumns:
         self.first = np.array([r.first_increment_s for r in rates], dtype=np.int64)
         self.next = np.array([r.next_increment_s for r in rates], dtype=np.int64)
         self.position = {rate.prefix: i for i, rate in enumerate(rates)}
-        self.zone_text = np.array([r.zone for r in rates], dtype=object)
-        self.prefix_text = np.array([r.prefix for r in rates], dtype=object)
-        self.price_text = np.array([str(r.price_per_minute) for r in rates], dtype=object)
-        self.offpeak_text = np.array([str(r.offpeak_price_per_minute) for r in rates],
-                                     dtype=object)
+        self._texts: dict[int, str] = {}
         self.levels = []
         start = 0
         for length, level in table._levels:
@@ -325,6 +321,17 @@ class _RateColumns:
             lookup = _Sorted(keys)
             self.levels.append((length, lookup, start))
             start += len(level)
+
+    def copy_text(self, index: int, offpeak: int) -> str:
+        """"zone<TAB>prefix<TAB>price" of a rate (its off-peak price if asked), escaped."""
+        key = index * 2 + offpeak
+        found = self._texts.get(key)
+        if found is None:
+            rate = self.rates[index]
+            price = rate.offpeak_price_per_minute if offpeak else rate.price_per_minute
+            found = self._texts[key] = "\t".join(
+                (tel._copy_escape(rate.zone), tel._copy_escape(rate.prefix), str(price)))
+        return found
 
     def match(self, value: np.ndarray, length: np.ndarray) -> np.ndarray:
         """The index of the longest matching rate per (value, length), -1 if none."""
@@ -370,9 +377,6 @@ class _Coded:
                                                        return_inverse=True)
         self.inverse = inverse.reshape(-1)
         self.table = np.array([text_of(code) for code in self.distinct.tolist()], dtype=object)
-
-    def position(self, code: int) -> int:
-        return int(np.searchsorted(self.distinct, code))
 
     def strings(self, part: slice) -> list:
         return self.table[self.inverse[part]].tolist()
@@ -796,6 +800,16 @@ class Recorder:
                             else rate.price_per_minute)
             raise AssertionError(code)
 
+        def rate_text(code: int) -> str:
+            """zone, prefix and price of a rate code as COPY text."""
+            if code < 0:
+                return "\\N\t\\N\t\\N"
+            index, offpeak = divmod(code, 2)
+            for base, cols in reversed(rate_bases):
+                if index >= base:
+                    return cols.copy_text(index - base, offpeak)
+            raise AssertionError(code)
+
         if postgres:
             created = now.isoformat(" ")
             # The columns of few values go as a few strings joined beforehand
@@ -808,14 +822,12 @@ class Recorder:
                               created)))
             service_o, account_o = service[o], account[o]
             who = _Coded(service_o, lambda code: "\\N\t\\N" if code < 0 else None)
-            for slot, code in zip(who.first.tolist(), who.distinct.tolist()):
-                if code >= 0:
-                    who.table[who.position(code)] = f"{account_o[slot]}\t{code}"
+            who.table[:] = [f"{a}\t{code}" if code >= 0 else "\\N\t\\N" for a, code in
+                            zip(account_o[who.first].tolist(), who.distinct.tolist())]
             seconds = _Coded((billsec[o] << 42) | (billed[o] << 21) | free[o],
                              lambda code: f"{code >> 42}\t{(code >> 21) & 0x1FFFFF}\t"
                                           f"{code & 0x1FFFFF}")
-            rates = _Coded(rate_code[o], lambda code: "\t".join(
-                "\\N" if v is None else tel._copy_escape(v) for v in rate_values(code)))
+            rates = _Coded(rate_code[o], rate_text)
             money = _Coded(charge[o], _money_text)
             texts = (_escaped(take(external_id)), _escaped(take(out_calling)),
                      _escaped(take(out_called)), _nullable(_escaped(login_o)), _nullable(key_o))
@@ -907,7 +919,7 @@ def _time_text(values: np.ndarray) -> list:
 
 
 def _escaped(values: list) -> list:
-    joined = "".join(v for v in values if v is not None)
+    joined = "".join(filter(None, values))
     if not _COPY_SPECIAL.search(joined):
         return values
     return [None if v is None else tel._copy_escape(v) for v in values]

@@ -31,7 +31,7 @@ def make_rates(rng: random.Random) -> list[Rate]:
     prefixes = {"7", "7495", "7499", "79", "44", "4420", "1", "0", "0049"}
     while len(prefixes) < 60:
         prefixes.add(str(rng.randint(1, 99)) + str(rng.randint(0, 10 ** rng.randint(1, 5))))
-    return [Rate(p, rng.choice(["Moscow", "Russia", "Mobile", "World"]),
+    return [Rate(p, rng.choice(["Moscow", "Russia", "Mobile", "World", "Back\\slash"]),
                  Decimal(rng.randint(0, 3000)) / 100,
                  Decimal(rng.randint(0, 50)) / 100 if rng.random() < 0.4 else None,
                  *rng.choice([(60, 60), (30, 6), (1, 1), (10, 7)]),
@@ -64,7 +64,8 @@ def write_file(path, rng: random.Random, count: int, *, odd: bool) -> None:
         end = (when + dt.timedelta(seconds=2 + billsec)).strftime("%Y-%m-%d %H:%M:%S")
         calling = a_number(rng)
         account = LOGINS.get(calling[-11:], "") if rng.random() < 0.3 else ""
-        unique = rng.choice([f"u{i}", f"u{i}", f"u{i}", f"u{rng.randint(0, i + 1)}", "", " "])
+        unique = rng.choice([f"u{i}", f"u{i}", f"u{i}", f"u{rng.randint(0, i + 1)}", "", " ",
+                             f"u{i}\\x", f"u\t{i}"])  # COPY escapes a backslash, a tab
         lines.append(
             f'"{account}","{calling}","{a_number(rng)}","ctx","","SIP/{i % 7}","SIP/t",'
             f'"Dial","x","{when:%Y-%m-%d %H:%M:%S}","{answer}","{end}",{billsec + 2},'
