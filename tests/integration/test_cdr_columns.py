@@ -190,11 +190,28 @@ def test_a_bad_line_stores_nothing_and_names_its_number(plans, tmp_path):
                  .replace('"BUSY"', '"MAYBE"').replace('"FAILED"', '"MAYBE"')
                  .replace('"CONGESTION"', '"MAYBE"').replace('"answered "', '"MAYBE"'))
     path.write_text("".join(lines))
+    messages = []
+    for by_columns in (False, True):
+        with plans.Session() as session:
+            with pytest.raises(cdr.LineError) as raised:
+                cdr.import_cdrs(session, str(path), "asterisk", config=CONFIG, batch=100,
+                                by_columns=by_columns)
+            session.rollback()
+            messages.append(str(raised.value))
+            assert session.scalar(select(Call.id)) is None
+    assert "MAYBE" in messages[0] and messages[1] == messages[0]
+
+
+def test_a_file_not_in_utf8_stores_nothing(plans, tmp_path):
+    path = tmp_path / "Master.csv"
+    write_file(path, random.Random(7), 300, odd=False)
+    path.write_bytes(path.read_bytes() + b'"","8495\xff","1","c","","S","","D","",'
+                     b'"2026-10-25 10:00:00","","2026-10-25 10:01:00",60,60,"ANSWERED",'
+                     b'"DOCUMENTATION","bad",""\n')
     with plans.Session() as session:
-        with pytest.raises(cdr.LineError) as raised:
+        with pytest.raises(cdr.DomainError, match="not UTF-8"):
             cdr.import_cdrs(session, str(path), "asterisk", config=CONFIG, batch=100)
         session.rollback()
-        assert "MAYBE" in str(raised.value)
         assert session.scalar(select(Call.id)) is None
 
 
