@@ -228,3 +228,15 @@ def test_numbers_normalised_in_columns_as_one_at_a_time():
         strings, keys = normalise_column(raws, rules, {})
         assert strings == [normalise(raw, rules)[:32] for raw in raws]
         assert keys.tolist() == [key_of(s) for s in strings]
+
+
+def test_times_written_for_copy_as_numpy_writes_them():
+    import numpy as np
+    from rating.cdr_columns import _time_text
+    rng = np.random.default_rng(8)
+    seconds = rng.integers(-10 ** 9, 4 * 10 ** 9, 20000)
+    values = seconds.astype("datetime64[s]")
+    values[::13] = np.datetime64("NaT")
+    expected = [r"\N" if text == "NaT" else text.replace("T", " ")
+                for text in np.datetime_as_string(values, unit="s").tolist()]
+    assert _time_text(values) == expected
