@@ -168,6 +168,10 @@ def import_cdrs(session, path: str, fmt: str, *, config: Config, timezone: str |
                 batch: int = BATCH_CALLS, by_columns: bool = True) -> ImportReport:
     """Import a CDR file in batches inside the caller's one transaction.
 
+    Asterisk batches are recorded by columns (rating.cdr_columns), the file
+    read and parsed by a second thread one batch ahead; a batch the columns
+    cannot take exactly, and FreeSWITCH files, through ``record_calls``.
+
     Python's cyclic garbage collector is paused meanwhile: a batch makes
     hundreds of thousands of tuples, none in a cycle, and the collections
     they set off cost a quarter of the import's CPU time.

@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from config.db import utcnow
 from rating import telephony as tel
-from rating.models import VoiceService
+from rating.models import Call, VoiceService
 
 _ANSWERED, _NO_ANSWER, _BUSY, _FAILED = range(4)
 _DISPOSITIONS = ("answered", "no_answer", "busy", "failed")
@@ -444,7 +444,6 @@ class Recorder:
             return tel._services(session, numbers, logins)
         by_number: dict[str, tuple[int, int, int]] = {}
         by_login: dict[str, tuple[int, int, int]] = {}
-        from sqlalchemy import select
         for account_id, service_id, plan_id, number, login in session.execute(select(
                 VoiceService.account_id, VoiceService.id, VoiceService.plan_id,
                 VoiceService.number, VoiceService.login).where(VoiceService.state == "active")):
@@ -538,8 +537,6 @@ class Recorder:
         self._join_writer()
 
     def _existing(self, source: str, ids: list) -> set:
-        from sqlalchemy import select
-        from rating.models import Call
         found = set()
         if self._pending is not None and self._pending[0] == source:
             found.update(self._pending[1].intersection(ids))  # not written yet
@@ -667,7 +664,6 @@ class Recorder:
         stage &= ~(has_callee & onnet_free)
 
         rate_of = np.full(n, -1, dtype=np.int64)
-        plan_of_rate = np.full(n, -1, dtype=np.int64)
         billed = np.zeros(n, dtype=np.int64)
         price = np.zeros(n, dtype=np.int64)
         connection = np.zeros(n, dtype=np.int64)
@@ -693,7 +689,6 @@ class Recorder:
             hit = where[found >= 0]
             found = found[found >= 0]
             rate_of[hit] = found
-            plan_of_rate[hit] = plan_id
             first, step = rate_cols.first[found], rate_cols.next[found]
             seconds = billsec[hit]
             billed[hit] = np.where(seconds <= first, first,

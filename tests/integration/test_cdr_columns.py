@@ -7,7 +7,6 @@ reference way and change nothing of the result."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 from decimal import Decimal
 
