@@ -128,8 +128,8 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f} s")
         report, elapsed = timed_import(Session, path, config)
         print(f"cdr import: {report.records:,} CDRs imported and rated in {elapsed:.1f} s "
-              f"({report.records / elapsed:,.0f} CDRs/s); {report.entries:,} ledger entries, "
-              f"charged {report.charged}")
+              f"({report.records / elapsed:,.0f} CDRs/s; {report.by_columns:,} by columns); "
+              f"{report.entries:,} ledger entries, charged {report.charged}")
         with Session() as session:
             calls = session.scalar(select(func.count()).select_from(Call))
             entries = session.scalar(select(func.count()).select_from(LedgerEntry))
