@@ -6,6 +6,8 @@ Each collector learns the packets the others stored from the database
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from sqlalchemy import func, select
 
 from collector.models import TrafficRollup
@@ -14,20 +16,35 @@ from tests.conftest import make_context
 from tests.integration.test_collector_spool import _accounts, _exports, _send, _stored_bytes
 
 
-def test_a_replay_reaching_the_other_collector_is_not_counted_twice(pg_url, tmp_path):
-    """PostgreSQL only: several collector hosts need a database server (on
-    SQLite sync_peers does nothing)."""
+@contextmanager
+def _two_collectors(pg_url, tmp_path, hold_seconds: float | None = None):
+    """Two running collectors on one database, each with a data directory
+    of its own (the second holding new exporters ``hold_seconds``); yields
+    (ctx of the first, first, second)."""
     ctx_a = make_context(pg_url, data_dir=tmp_path / "a")
     ctx_b = make_context(pg_url, data_dir=tmp_path / "b")
     _accounts(ctx_a)
     first = CollectorServer(ctx_a, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
-    second = CollectorServer(ctx_b, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
+    second = CollectorServer(ctx_b, "127.0.0.1", 0, flush_seconds=3600, write_stats=False,
+                             hold_seconds=hold_seconds)
     first.origin, second.origin = "node-a", "node-b"
-    packets, total, _flows = _exports(1, 20, salt=3)
-    more, more_total, _ = _exports(21, 5, salt=4)
     try:
         first.start()
         second.start()
+        yield ctx_a, first, second
+    finally:
+        first.stop()
+        second.stop()
+        ctx_a.dispose()
+        ctx_b.dispose()
+
+
+def test_a_replay_reaching_the_other_collector_is_not_counted_twice(pg_url, tmp_path):
+    """PostgreSQL only: several collector hosts need a database server (on
+    SQLite sync_peers does nothing)."""
+    packets, total, _flows = _exports(1, 20, salt=3)
+    more, more_total, _ = _exports(21, 5, salt=4)
+    with _two_collectors(pg_url, tmp_path) as (ctx_a, first, second):
         _send(first.port, packets)
         _wait(lambda: first.pipeline.counters["packets"] >= len(packets))
         assert first.flush() > 0
@@ -48,11 +65,6 @@ def test_a_replay_reaching_the_other_collector_is_not_counted_twice(pg_url, tmp_
         first.flush()
         with ctx_a.Session() as session:
             assert session.scalar(select(func.sum(TrafficRollup.bytes))) == total + more_total
-    finally:
-        first.stop()
-        second.stop()
-        ctx_a.dispose()
-        ctx_b.dispose()
 
 
 def _wait(condition, timeout: float = 10.0) -> None:
@@ -69,18 +81,9 @@ def test_a_copy_that_comes_before_the_first_collector_stored_it_waits(pg_url, tm
     originals in memory. With collector.failover_hold_seconds the second
     holds a newly arrived exporter's datagrams that long, and counts them
     after a peer sync that knows the first one's flush: nothing twice."""
-    ctx_a = make_context(pg_url, data_dir=tmp_path / "a")
-    ctx_b = make_context(pg_url, data_dir=tmp_path / "b")
-    _accounts(ctx_a)
-    first = CollectorServer(ctx_a, "127.0.0.1", 0, flush_seconds=3600, write_stats=False)
-    second = CollectorServer(ctx_b, "127.0.0.1", 0, flush_seconds=3600, write_stats=False,
-                             hold_seconds=1.0)
-    first.origin, second.origin = "node-a", "node-b"
     packets, total, _flows = _exports(1, 20, salt=5)
     more, more_total, _ = _exports(21, 5, salt=6)
-    try:
-        first.start()
-        second.start()
+    with _two_collectors(pg_url, tmp_path, hold_seconds=1.0) as (ctx_a, first, second):
         _send(first.port, packets)
         _wait(lambda: first.pipeline.counters["packets"] >= len(packets))
         # Not flushed yet: the copies and the new datagrams reach the second.
@@ -94,11 +97,6 @@ def test_a_copy_that_comes_before_the_first_collector_stored_it_waits(pg_url, tm
         assert second.pipeline.counters["replayed_packets"] == len(packets)
         assert second.pipeline.counters["packets"] == len(more)
         assert _stored_bytes(ctx_a) == total + more_total
-    finally:
-        first.stop()
-        second.stop()
-        ctx_a.dispose()
-        ctx_b.dispose()
 
 
 def test_a_stopping_collector_counts_what_it_held(pg_url, tmp_path):
