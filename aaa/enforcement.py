@@ -390,10 +390,10 @@ def exchange(job: Claimed, settings: Settings, rng: random.Random) -> Exchanged:
 
 
 def record(session: Session, done: list[Exchanged], settings: Settings,
-           rng: random.Random) -> list[str]:
+           rng: random.Random, now: dt.datetime | None = None) -> list[str]:
     """What the exchanges mean, written in the caller's transaction — one
     for a whole batch of them (a group commit, as accounting does) — and the
-    accounts they touched reconciled at once."""
+    accounts they touched reconciled at once, as of ``now`` (the clock's)."""
     outcomes, touched = [], set()
     jobs = {job.id: job for job in session.scalars(select(EnforcementJob).where(
         EnforcementJob.id.in_([item.job.job_id for item in done])))}
@@ -414,7 +414,7 @@ def record(session: Session, done: list[Exchanged], settings: Settings,
         # Did the wish move while we worked? The loop closes here: a newer
         # target supersedes a job waiting for its next try.
         session.flush()
-        reconcile(session, utcnow(), settings, touched)
+        reconcile(session, now or utcnow(), settings, touched)
     return outcomes
 
 
@@ -485,7 +485,10 @@ def run_once(Session: sessionmaker, *, limit: int = 256, workers: int = 32,
         with ThreadPoolExecutor(max_workers=min(workers, len(taken))) as pool:
             done = list(pool.map(lambda job: exchange(job, settings, rng), taken))
         with Session() as session:
-            record(session, done, settings, rng)
+            # Reconciled as of the same moment as the rest of this run: a
+            # run "at 23:30" must not judge the touched accounts by the
+            # wall clock's hour (a time-of-day window would flip).
+            record(session, done, settings, rng, now=now)
             session.commit()
     return len(taken)
 

@@ -423,6 +423,13 @@ def _keep_detail(connection: Connection, start: dt.datetime, end: dt.datetime) -
                     "WHERE i.indrelid = CAST(:kept AS regclass) AND NOT i.indisprimary"),
                     {"kept": kept}).scalars().all():
                 connection.execute(text(f'DROP INDEX "{index}"'))
+            # Like the hourly tier, the detail tier checks no account (its
+            # rows had theirs checked): the key the partition took along
+            # from traffic_rollups goes too.
+            for key in connection.execute(text(
+                    "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:kept AS regclass) "
+                    "AND contype = 'f'"), {"kept": kept}).scalars().all():
+                connection.execute(text(f'ALTER TABLE {kept} DROP CONSTRAINT "{key}"'))
             connection.execute(text(
                 f"ALTER TABLE {detail.name} ATTACH PARTITION {kept} FOR VALUES FROM "
                 f"('{start.isoformat(' ')}') TO ('{end.isoformat(' ')}')"))

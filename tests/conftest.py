@@ -263,8 +263,10 @@ def db_url(request, _databases, tmp_path_factory) -> str:
     """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
     url = _database_url(request.param, _databases, tmp_path_factory)
     context = make_context(url)
-    _wipe(context)
-    context.dispose()
+    try:
+        _wipe(context)
+    finally:
+        context.dispose()
     return url
 
 
@@ -273,8 +275,10 @@ def pg_url(_databases, tmp_path_factory) -> str:
     """For tests about PostgreSQL's own behaviour (concurrency)."""
     url = _database_url("postgresql", _databases, tmp_path_factory)
     context = make_context(url)
-    _wipe(context)
-    context.dispose()
+    try:
+        _wipe(context)
+    finally:
+        context.dispose()
     return url
 
 
