@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from collector.models import INTERVAL_SECONDS, TrafficRollup, TrafficTier
+from collector import tiers
+from collector.models import INTERVAL_SECONDS, TrafficRollup
 from config.db import CompiledSelect
 from rating.traffic import detail_usage, usage
 
@@ -100,9 +101,7 @@ class LoadSeries:
 def step_for(db: Session, start: dt.datetime) -> int:
     """The interval width a range starting at ``start`` can be drawn at:
     the coarsest tier holding any of it (collector.tiers)."""
-    bounds = {tier: dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-              for tier, value in db.execute(select(TrafficTier.tier,
-                                                   TrafficTier.complete_from)).all()}
+    bounds = tiers.tier_bounds(db.connection())
     hourly_from = bounds.get("hourly")
     # 5-minute rows go on in the detail tier after their day is hourly.
     fine_from = bounds.get("detail") or bounds.get("5min")

@@ -589,8 +589,7 @@ def _move_up(engine: Engine, lower: str, upper: str, cutoff: dt.datetime,
         if complete_from is not None:
             detail_from = None
             if lower == FINE:
-                _lock_tier(connection, DETAIL)
-                detail_from = tier_bounds(connection).get(DETAIL) or complete_from
+                detail_from = _lock_tier(connection, DETAIL) or complete_from
             report.stragglers[lower] = _fold_stragglers(connection, lower, upper,
                                                         complete_from, retention.timezone,
                                                         detail_from=detail_from)
