@@ -258,28 +258,25 @@ def _wipe(context: Context) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, _databases, tmp_path_factory) -> str:
-    """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
-    url = _database_url(request.param, _databases, tmp_path_factory)
+def _wiped(url: str) -> str:
     context = make_context(url)
     try:
         _wipe(context)
     finally:
         context.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, _databases, tmp_path_factory) -> str:
+    """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
+    return _wiped(_database_url(request.param, _databases, tmp_path_factory))
 
 
 @pytest.fixture
 def pg_url(_databases, tmp_path_factory) -> str:
     """For tests about PostgreSQL's own behaviour (concurrency)."""
-    url = _database_url("postgresql", _databases, tmp_path_factory)
-    context = make_context(url)
-    try:
-        _wipe(context)
-    finally:
-        context.dispose()
-    return url
+    return _wiped(_database_url("postgresql", _databases, tmp_path_factory))
 
 
 @pytest.fixture
