@@ -122,19 +122,30 @@ def _freeswitch(fields: list[str], times: _Times) -> CallInput:
                      login=(fields[12].strip() or None) if len(fields) > 12 else None)
 
 
-def parse_cdrs(handle, fmt: str, *, timezone: str, path: str = "-") -> Iterator[CallInput]:
-    """Records of an open text file; LineError names the first bad line."""
+def _parser(fmt: str):
+    """The record parser of a CDR format."""
     if fmt not in FORMATS:
         raise DomainError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    times = _Times(timezone)
-    parse = _asterisk if fmt == "asterisk" else _freeswitch
-    for number, fields in enumerate(csv.reader(handle), start=1):
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
+    return _asterisk if fmt == "asterisk" else _freeswitch
+
+
+def _parse_batch(parse, times: _Times, path: str, numbers, rows) -> list[CallInput]:
+    """A batch of records (``_batches``) parsed one by one; LineError names
+    the first bad line."""
+    calls = []
+    for number, fields in zip(numbers, rows):
         try:
-            yield parse(fields, times)
+            calls.append(parse(fields, times))
         except (ValueError, IndexError) as error:
             raise LineError(path, number, str(error)) from None
+    return calls
+
+
+def parse_cdrs(handle, fmt: str, *, timezone: str, path: str = "-") -> Iterator[CallInput]:
+    """Records of an open text file; LineError names the first bad line."""
+    parse, times = _parser(fmt), _Times(timezone)
+    for numbers, rows in _batches(csv.reader(handle), BATCH_CALLS):
+        yield from _parse_batch(parse, times, path, numbers, rows)
 
 
 @dataclass
@@ -198,10 +209,7 @@ def _import(session, handle, path: str, fmt: str, report: ImportReport, *, confi
             timezone: str | None, progress: Callable[[int], None] | None, batch: int,
             by_columns: bool) -> None:
     with handle:
-        if fmt not in FORMATS:
-            raise DomainError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        times = _Times(timezone or config.timezone)
-        parse = _asterisk if fmt == "asterisk" else _freeswitch
+        parse, times = _parser(fmt), _Times(timezone or config.timezone)
         # Asterisk records go by columns (rating.cdr_columns); a batch they
         # cannot take exactly, and FreeSWITCH's, one record at a time.
         recorder = cdr_columns.Recorder(session, config) \
@@ -241,12 +249,7 @@ def _record(session, batches, path, parse, times, recorder, report, config, prog
         if result is not None:
             report.by_columns += len(rows)
         else:
-            calls = []
-            for number, fields in zip(numbers, rows):
-                try:
-                    calls.append(parse(fields, times))
-                except (ValueError, IndexError) as error:
-                    raise LineError(path, number, str(error)) from None
+            calls = _parse_batch(parse, times, path, numbers, rows)
             if recorder is not None:
                 report.entries += recorder.flush()  # record_calls reads what it wrote
             result = record_calls(session, calls, config=config)
