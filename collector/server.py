@@ -713,31 +713,29 @@ class CollectorServer:
         that old: a copy of a packet the previous collector counted is
         then known to the replay check. Beyond HELD_BYTES_MAX nothing
         more is held (counted at once, a copy maybe twice)."""
-        with self._held_lock:
-            return self._hold_locked(batch)
-
-    def _hold_locked(self, batch):
         now = time.monotonic()
         seen, holding = self._exporter_seen, self._holding
         counted = []
-        for exporter, data in batch:
-            last = seen.get(exporter)
-            seen[exporter] = now
-            if last is None or now - last > self.hold_seconds:
-                if exporter not in holding:
-                    log.info("collector: exporter %s came here; its datagrams are "
-                             "held %gs (replay check)", exporter, self.hold_seconds)
-                holding[exporter] = now + self.hold_seconds
-            until = holding.get(exporter)
-            if until is not None and now < until and self._held_bytes < self.HELD_BYTES_MAX:
-                self._held.append((now, exporter, data))
-                self._held_bytes += len(data)
-            else:
-                counted.append((exporter, data))
-        if len(seen) > 65536:
-            for exporter, last in list(seen.items()):
-                if now - last > self.hold_seconds:
-                    del seen[exporter]
+        with self._held_lock:
+            for exporter, data in batch:
+                last = seen.get(exporter)
+                seen[exporter] = now
+                if last is None or now - last > self.hold_seconds:
+                    if exporter not in holding:
+                        log.info("collector: exporter %s came here; its datagrams are "
+                                 "held %gs (replay check)", exporter, self.hold_seconds)
+                    holding[exporter] = now + self.hold_seconds
+                until = holding.get(exporter)
+                if (until is not None and now < until
+                        and self._held_bytes < self.HELD_BYTES_MAX):
+                    self._held.append((now, exporter, data))
+                    self._held_bytes += len(data)
+                else:
+                    counted.append((exporter, data))
+            if len(seen) > 65536:
+                for exporter, last in list(seen.items()):
+                    if now - last > self.hold_seconds:
+                        del seen[exporter]
         return counted
 
     def release_held(self, everything: bool = False) -> int:
