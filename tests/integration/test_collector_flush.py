@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from collector.flush import FlushUnit, Spool, write_unit
@@ -112,3 +113,27 @@ def test_a_unit_written_in_parts_with_pauses_is_whole(db_url, tmp_path, monkeypa
     if ctx.engine.dialect.name == "postgresql":
         assert len(pauses) == 2 and all(p >= 0 for p in pauses)    # 4 + 4 + 2 rows
     ctx.dispose()
+
+
+def test_a_flush_pauses_three_times_its_part_unless_stopping_or_behind():
+    """The writer's pause between parts (CollectorServer._pace): three
+    times the part's time, at most 1 s; none once stopping or while a
+    further unit waits (the writer is behind)."""
+    import threading
+    from types import SimpleNamespace
+
+    from collector.server import CollectorServer
+
+    waits = []
+    stopping = SimpleNamespace(is_set=lambda: False, wait=waits.append)
+    writer = SimpleNamespace(_stopping=stopping, _queue_lock=threading.Lock(), _queue=["unit"],
+                             PACE=CollectorServer.PACE)
+    CollectorServer._pace(writer, 0.2)
+    CollectorServer._pace(writer, 0.5)
+    assert waits == [pytest.approx(0.6), 1.0]
+    writer._queue.append("next unit")
+    CollectorServer._pace(writer, 0.2)
+    writer._queue[:] = ["unit"]
+    stopping.is_set = lambda: True
+    CollectorServer._pace(writer, 0.2)
+    assert len(waits) == 2
