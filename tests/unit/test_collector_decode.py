@@ -434,3 +434,63 @@ def test_decode_reports_which_datagrams_decoded():
     d.decode([(EXPORTER, p) for p in packets], now=1000.0, valid=valid)
     # Data held for a template still to come is a packet that decoded.
     assert valid.tolist() == [True, False, False, True, False, True, True]
+
+
+_FIELDS = {9: V9_V4_TEMPLATE, 10: V4_TEMPLATE}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([9, 10]),                          # version
+                          st.sampled_from(["192.0.2.1", "192.0.2.2"]),      # exporter
+                          st.sampled_from([0, 7]),                          # domain
+                          st.sampled_from([256, 300]),                      # template id
+                          st.integers(0, 3) | st.just(2**32 - 2),           # sequence step
+                          st.integers(0, 6),                                # flows
+                          st.sampled_from(["data", "data", "data", "template+data",
+                                           "template", "sampling", "padded", "short",
+                                           "second set", "withdraw"])),
+                min_size=1, max_size=40))
+def test_v9_and_ipfix_inline_path_decodes_as_the_whole_way(packets):
+    """Decoder.decode takes the common packet (one data set of a known
+    fixed-length template filling it) inline; the flows, counters,
+    sequences and held data must be those of the whole way (_v9, _ipfix)
+    for any mix: templates learnt, redefined and withdrawn in the batch,
+    data before its template, sampling options, padding, truncation,
+    sequence gaps and late packets, two exporters and domains."""
+    sequence = {}
+    datagrams = []
+    for version, exporter, domain, tid, step, count, shape in packets:
+        fields = _FIELDS[version]
+        key = (version, exporter, domain)
+        sequence[key] = (sequence.get(key, 1000) + step) & 0xFFFFFFFF
+        records = flows(count, size=7)
+        sets = {"data": [data_set(tid, fields, records)],
+                "template+data": [template_set(version, tid, fields),
+                                  data_set(tid, fields, records)],
+                "template": [template_set(version, tid, fields)],
+                "sampling": [options_template_set(version, 400, [(1, 4)] if version == 9
+                                                  else [(144, 4)], [(34, 4)]),
+                             raw_set(400, struct.pack(">II", 0, 4))],
+                "padded": [data_set(tid, fields, records) + b"\0\0"],
+                "short": [data_set(tid, fields, records)],
+                "second set": [data_set(tid, fields, records), data_set(tid, fields, records)],
+                "withdraw": [template_set(version, tid, [])]}[shape]
+        if shape == "padded":   # the set's length takes the padding in
+            body = sets[0]
+            sets = [body[:2] + struct.pack(">H", len(body)) + body[4:]]
+        if version == 9:
+            data = v9_packet(sets, sequence=sequence[key], source_id=domain)
+        else:
+            data = ipfix_packet(sets, sequence=sequence[key], domain=domain)
+        if shape == "short":
+            data = data[:-3]
+        datagrams.append((exporter, data))
+    inline, whole = Decoder(), Decoder()
+    whole.inline = False
+    for _ in range(2):          # the second time every template is known
+        got = inline.decode(datagrams, now=1000.0)
+        expected = whole.decode(datagrams, now=1000.0)
+        assert got.tobytes() == expected.tobytes()
+        assert dict(inline.counters) == dict(whole.counters)
+        assert inline.sequences == whole.sequences
+        assert list(inline.held) == list(whole.held)
