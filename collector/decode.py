@@ -284,7 +284,7 @@ class Decoder:
         templates, groups, sequences = self.templates, self._groups, self.sequences
         metas: dict = {}        # (exporter, version, domain) -> (init, rate, forced)
         inline = self.inline
-        ipfix_records = 0
+        ipfix_records = None    # records of the IPFIX packets taken inline
         for index, (exporter, data) in enumerate(datagrams):
             received += 1
             size = len(data)
@@ -327,7 +327,7 @@ class Decoder:
                     group[1].append(data[offset:offset + records * template.itemsize])
                     group[2].append((records, secs, uptime, rate, forced))
                 if count is None:       # IPFIX counts records, v9 packets
-                    ipfix_records += records
+                    ipfix_records = (ipfix_records or 0) + records
                     count, counter = records, "sequence_lost_flows"
                 else:
                     count, counter = 1, "sequence_lost_packets"
@@ -356,7 +356,7 @@ class Decoder:
             if ok and valid is not None:
                 valid[index] = True
         self.counters.add("packets", received)
-        if ipfix_records:
+        if ipfix_records is not None:
             self.counters.add("ipfix_records", ipfix_records)
         self._expire_held(now)
         groups, self._groups = self._groups, {}
@@ -1045,6 +1045,16 @@ def packet_key(exporter, data: bytes, seed: int | None = None) -> bytes:
     """
     if seed is None:
         seed = exporter_seed(exporter)
+    size = len(data)
+    if size >= 20:          # every export packet: no padding, one concatenation
+        crc = _KEY_CRC(_crc32(data[:KEY_BYTES], seed ^ size))
+        if data[0] == 0 and data[1] == 5:
+            return crc + data[4:12] + data[16:20]
+        return crc + data[4:16]
     header = data[4:12] + data[16:20] if data[:2] == b"\x00\x05" else data[4:16]
-    crc = zlib.crc32(data[:KEY_BYTES], seed ^ len(data))
+    crc = zlib.crc32(data[:KEY_BYTES], seed ^ size)
     return crc.to_bytes(4, "big") + header.ljust(12, b"\0")
+
+
+_KEY_CRC = struct.Struct(">I").pack
+_crc32 = zlib.crc32

@@ -494,3 +494,19 @@ def test_v9_and_ipfix_inline_path_decodes_as_the_whole_way(packets):
         assert dict(inline.counters) == dict(whole.counters)
         assert inline.sequences == whole.sequences
         assert list(inline.held) == list(whole.held)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"\x00\x05", b"\x00\x09", b"\x00\x0a", b"\x05\x00", b""]),
+       st.binary(max_size=1500), st.integers(0, 2**32 - 1))
+def test_packet_keys_keep_their_stored_format(head, body, seed):
+    """Keys are stored (collector_replay_sets) and read back by later
+    versions: the CRC-32 of the first KEY_BYTES octets started from the
+    exporter's seed xor the length, then octets 4..12 and 16..20 (v5) or
+    4..16 of the header, zero-padded to 12."""
+    from collector.decode import KEY_BYTES, packet_key
+    data = head + body
+    header = data[4:12] + data[16:20] if data[:2] == b"\x00\x05" else data[4:16]
+    crc = zlib.crc32(data[:KEY_BYTES], seed ^ len(data))
+    assert packet_key("192.0.2.1", data, seed) == \
+        crc.to_bytes(4, "big") + header + b"\0" * (12 - len(header))
