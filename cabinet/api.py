@@ -260,6 +260,9 @@ def _body() -> dict:
         value = json.loads(raw, parse_float=Decimal)
     except ValueError:
         raise DomainError("the body must be JSON") from None
+    except ArithmeticError:
+        # A number whose exponent Decimal cannot hold (e.g. 2e2222222222222222222).
+        raise DomainError("a number in the body is out of range") from None
     if not isinstance(value, dict):
         raise DomainError("the body must be a JSON object")
     return value

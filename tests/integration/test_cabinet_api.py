@@ -319,6 +319,19 @@ def test_broken_json_is_a_400(app, cabinet_ctx, subscriber):
     assert response.status_code == 400 and response.json == {"error": "the body must be JSON"}
 
 
+def test_a_number_beyond_decimal_is_a_400_and_changes_nothing(app, cabinet_ctx):
+    # Found by the cabinet_forms fuzzer: Decimal refuses an exponent this large.
+    broke = seed_subscriber(cabinet_ctx, balance=None)
+    secret = make_token(cabinet_ctx, broke.login)
+    response = app.test_client().post(f"/api/v1/accounts/{broke.account_id}/promised",
+                                      data='{"amount": 2.5e2222222222222222222222}',
+                                      headers=bearer(secret))
+    assert response.status_code == 400
+    assert response.json == {"error": "a number in the body is out of range"}
+    with cabinet_ctx.Session() as session:
+        assert session.get(Account, broke.account_id).balance == Decimal("0.00")
+
+
 def test_turbo_is_bought_once_per_request_id(app, cabinet_ctx):
     _turbo_on_sale(cabinet_ctx)
     buyer = seed_subscriber(cabinet_ctx, balance="120")
