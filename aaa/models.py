@@ -70,7 +70,8 @@ class Session(Base):
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     nas_id: Mapped[int] = mapped_column(Integer)
     acct_session_id: Mapped[str] = mapped_column(String(128))
-    username: Mapped[str] = mapped_column(String(128), index=True)
+    # Not indexed: nothing looks sessions up by it (migration a1800000s003).
+    username: Mapped[str] = mapped_column(String(128))
     account_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
     service_id: Mapped[Optional[int]] = mapped_column(Integer)
     framed_ip: Mapped[Optional[str]] = mapped_column(String(45))
@@ -206,8 +207,8 @@ class SessionArchive(Base):
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=False)
     nas_id: Mapped[int] = mapped_column(Integer)
     acct_session_id: Mapped[str] = mapped_column(String(128))
-    # No index on username (the hot table's is for RADIUS; nothing looks
-    # archived sessions up by it): each index is a write per moved row.
+    # No index on username (nothing looks sessions up by it, hot or
+    # archived): each index is a write per moved row.
     username: Mapped[str] = mapped_column(String(128))
     account_id: Mapped[Optional[int]] = mapped_column(Integer)
     service_id: Mapped[Optional[int]] = mapped_column(Integer)
