@@ -81,6 +81,54 @@ def server_process(url: str, workers: int = 0):
         stats["workers"] = pool.count
 
 
+def _echo(port: int, stop) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(0.2)
+    receive, send = sock.recvfrom, sock.sendto
+    while not stop.is_set():
+        try:
+            data, source = receive(4096)
+        except (TimeoutError, socket.timeout):
+            continue
+        # An Access-Accept's header for the request, nothing checked, nothing
+        # signed: what the generator matches a reply by (socket, identifier).
+        send(b"\x02" + data[1:2] + b"\x00\x14" + data[4:20], source)
+
+
+@contextmanager
+def echo_process(workers: int = 0):
+    """The floor of a Python RADIUS server: ``workers`` processes (0 = one
+    per CPU) sharing a port by SO_REUSEPORT, each a bare recvfrom/sendto
+    loop answering every datagram with a 20-octet header and doing nothing
+    else. Yields the port. What abonent's receive loop costs beyond it is
+    the RADIUS work; what it costs itself bounds any Python server."""
+    import multiprocessing
+
+    # A free port, released before the children bind it: a socket held
+    # open here (and in each forked child) would join their SO_REUSEPORT
+    # group and take its share of the datagrams unanswered.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    processes = [context.Process(target=_echo, args=(port, stop), daemon=True)
+                 for _ in range(workers or os.cpu_count() or 1)]
+    for process in processes:
+        process.start()
+    time.sleep(0.3)
+    try:
+        yield port
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+
 @dataclass
 class LoadResult:
     answered: int

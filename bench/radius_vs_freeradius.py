@@ -3,7 +3,7 @@ packets, alternating; prints each figure and the ratios.
 
     python bench/radius_vs_freeradius.py [--seconds 4] [--rounds 3] [--windows 64,256]
                                          [--subscribers 5000] [--mix-sessions 1000000]
-                                         [--auth-window 64] [--workers 0]
+                                         [--auth-window 64] [--workers 0] [--echo]
                                          [--url postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Points, each ``--seconds`` long, each round in turn abonent then the peers:
@@ -17,7 +17,11 @@ Points, each ``--seconds`` long, each round in turn abonent then the peers:
 - the realistic mix (bench.radius_mix) with ``--mix-sessions`` sessions open
   in both databases (0: skipped), abonent vs FreeRADIUS + rlm_sql;
 - Access-Request, PAP with Message-Authenticator (bench.radius_auth) at
-  ``--auth-window``, abonent vs FreeRADIUS with rlm_files.
+  ``--auth-window``, abonent vs FreeRADIUS with rlm_files;
+- with ``--echo``, the same Access-Requests answered by a bare Python
+  recvfrom/sendto loop in as many processes as abonent's
+  (bench.radius_common.echo_process): no RADIUS work at all, the ceiling
+  of any server whose receive loop is Python on this box.
 
 Each point gets packets no one has seen (new session numbers, new
 authenticators); the two peers get the same bytes. The figure of a point is
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from contextlib import nullcontext
 import sys
 from pathlib import Path
 
@@ -37,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench.radius_auth import builder as auth_builder  # noqa: E402
-from bench.radius_common import (DEFAULT_URL, load, scratch_database,  # noqa: E402
-                                 server_process)
+from bench.radius_common import (DEFAULT_URL, echo_process, load,  # noqa: E402
+                                 scratch_database, server_process)
 from bench.radius_freeradius import freeradius  # noqa: E402
 from bench.radius_mix import Mix, load_open_radacct, load_open_sessions  # noqa: E402
 from bench.radius_packets import new_sessions, session_id  # noqa: E402
@@ -66,6 +71,8 @@ def main() -> None:
     parser.add_argument("--auth-window", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0,
                         help="abonent server processes (0: one per CPU)")
+    parser.add_argument("--echo", action="store_true",
+                        help="also a bare Python UDP echo loop on the auth packets")
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
@@ -84,7 +91,8 @@ def main() -> None:
               f"lost {result.lost}", flush=True)
 
     with scratch_database(args.url, args.subscribers) as url, \
-            freeradius(args.url, args.subscribers) as peer:
+            freeradius(args.url, args.subscribers) as peer, \
+            (echo_process(args.workers) if args.echo else nullcontext()) as echo_port:
         if args.mix_sessions:
             print(f"bulk-loading {args.mix_sessions:,} open sessions into both databases ...",
                   flush=True)
@@ -111,7 +119,10 @@ def main() -> None:
                     packets = mix.take(per_point * 2)
                     run("mix w256", "abonent", packets, acct_port, 256)
                     run("mix w256", "sql", packets, peer.acct_sql_port, 256)
-                for target, port in (("abonent", auth_port), ("files", peer.auth_port)):
+                auth_targets = [("abonent", auth_port), ("files", peer.auth_port)]
+                if echo_port is not None:
+                    auth_targets.append(("echo", echo_port))
+                for target, port in auth_targets:
                     packets = [build_auth(n, n & 0xFF)
                                for n in range(auth_number, auth_number + per_point)]
                     auth_number += per_point
@@ -142,12 +153,18 @@ def main() -> None:
         points.append(("mix w256", "sql"))
     points.append((f"auth PAP w{args.auth_window}", "files"))
     labels = {"sql": "FreeRADIUS+rlm_sql", "detail": "FreeRADIUS->detail",
-              "files": "FreeRADIUS files"}
+              "files": "FreeRADIUS files", "echo": "Python echo loop"}
     for point, peer_name in points:
         ours, theirs = median(point, "abonent", "rate"), median(point, peer_name, "rate")
         print(f"{point:<22} {ours:>8,.0f} req/s {labels[peer_name]:>18} {theirs:>7,.0f} "
               f"{ours / theirs:>6.2f}x  {median(point, 'abonent', 'p99'):>8.1f} ms "
               f"{median(point, peer_name, 'p99'):>6.1f} ms")
+    if args.echo:
+        point = f"auth PAP w{args.auth_window}"
+        echo, files = median(point, "echo", "rate"), median(point, "files", "rate")
+        print(f"{point:<22} bare Python echo loop {echo:>8,.0f} req/s = {echo / files:.2f}x "
+              f"FreeRADIUS files, p99 {median(point, 'echo', 'p99'):.1f} ms: the ceiling of a "
+              "Python receive loop here")
     print(f"new-session points: abonent answered {answered_new['abonent']:,}, stored "
           f"{stored:,} sessions; FreeRADIUS+rlm_sql answered {answered_new['sql']:,}, "
           f"radacct {radacct:,} rows; FreeRADIUS->detail answered {answered_new['detail']:,}"
