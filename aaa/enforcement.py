@@ -282,6 +282,10 @@ class Claimed:
     host: str | None
     port: int
     secret: bytes
+    # The lease this claim set (the job's next_attempt_at while sending):
+    # the claim's identity. A job whose lease ran out is claimed again with
+    # a new one, and only that newest claim's exchange may finish it.
+    lease_until: dt.datetime | None = None
 
 
 def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
@@ -326,9 +330,9 @@ def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
     if not taken:
         return []
     ids = [job_id for job_id, _ in taken]
+    lease_until = now + dt.timedelta(seconds=settings.lease_s)
     session.execute(update(EnforcementJob).where(EnforcementJob.id.in_(ids))
-                    .values(status="sending",
-                            next_attempt_at=now + dt.timedelta(seconds=settings.lease_s)))
+                    .values(status="sending", next_attempt_at=lease_until))
     claimed = {}
     for job_id, action, attributes, nas in session.execute(
             select(EnforcementJob.id, EnforcementJob.action, EnforcementJob.attributes, Nas)
@@ -338,7 +342,7 @@ def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
             job_id, nas.id, nas.name,
             wire.COA_REQUEST if action == "coa" else wire.DISCONNECT_REQUEST,
             tuple(tuple(pair) for pair in attributes["pairs"]), _nas_host(nas), nas.coa_port,
-            nas.secret.encode())
+            nas.secret.encode(), lease_until)
     return [claimed[job_id] for job_id in ids if job_id in claimed]
 
 
@@ -422,8 +426,15 @@ def _record(session: Session, item: Exchanged, job: EnforcementJob | None,
             radius_session: RadiusSession | None, settings: Settings,
             rng: random.Random) -> tuple[str, int | None]:
     claimed, result, error = item.job, item.result, item.error
-    if job is None or job.status != "sending":
-        return "lost-lease", None  # finished by another worker after our lease ran out
+    if job is None or job.status != "sending" or (
+            claimed.lease_until is not None and job.next_attempt_at != claimed.lease_until):
+        # Our lease ran out before this was recorded (a stalled or dead
+        # worker): the job was finished by another claim, or is claimed
+        # again and that exchange may still be on the wire. Only the
+        # newest claim finishes it; were this older one to, the session
+        # would be free for a newer job while the older CoA could still
+        # reach the NAS after it, leaving the NAS on the older profile.
+        return "lost-lease", None
     now = item.finished_at
     outcome = result.outcome.value if result else "error"
     session.add(EnforcementAttempt(

@@ -34,15 +34,19 @@ def gunicorn(db_url, tmp_path):
     deadline = time.monotonic() + 60
     while True:
         assert process.poll() is None, "gunicorn exited"
+        # Closed however the try ends: a socket left to the garbage
+        # collector (a first answer slower than the timeout, on a loaded
+        # box) warns inside whatever runs then, and warnings are errors.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/login")
             assert conn.getresponse().status == 200
-            conn.close()
             break
         except OSError:
             assert time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.2)
+        finally:
+            conn.close()
     yield port
     stop_gunicorn(process)
 

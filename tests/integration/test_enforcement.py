@@ -333,6 +333,50 @@ def test_jobs_of_a_killed_worker_are_taken_again_after_the_lease(ctx, nas_sim):
     assert len(responder.applied) == 5
 
 
+def test_only_the_newest_claim_of_a_job_finishes_it(ctx, nas_sim):
+    # A worker stalls past its lease with an exchange done but not recorded
+    # (a loaded box, a slow database); the job is claimed again and sent
+    # again. The stale result must not finish the job: that would free the
+    # session for a newer job while the second copy of the older CoA may
+    # still reach the NAS after it (seen in the convergence test under load).
+    responder = nas_sim()
+    with ctx.Session() as session:
+        tariff = make_tariff(session)
+        account = make_account(session, tariff=tariff.name, credit_limit="10")
+        open_session(session, account, coa_nas(session, responder), 1)
+        spend(session, account.id, "-1", "k")
+        enforcement.expand(session)
+        session.commit()
+    settings = dataclasses.replace(QUICK, backoff_initial=30, backoff_max=30)
+    rng = random.Random(1)
+    now = enforcement.utcnow()
+    with ctx.Session() as session:
+        [first] = enforcement._claim(session, now, 10, settings)
+        session.commit()
+    stale = enforcement.exchange(first, settings, rng)
+    later = now + dt.timedelta(seconds=settings.lease_s + 1)
+    with ctx.Session() as session:
+        [second] = enforcement._claim(session, later, 10, settings)
+        session.commit()
+    assert second.job_id == first.job_id and second.lease_until > first.lease_until
+    with ctx.Session() as session:
+        assert enforcement.record(session, [stale], settings, rng, now=later) == ["lost-lease"]
+        session.commit()
+    with ctx.Session() as session:
+        job = session.get(EnforcementJob, first.job_id)
+        assert job.status == "sending" and job.next_attempt_at == second.lease_until
+        # The session stays taken while the second exchange is out.
+        assert enforcement._claim(session, later, 10, settings) == []
+    fresh = enforcement.exchange(second, settings, rng)
+    with ctx.Session() as session:
+        assert enforcement.record(session, [fresh], settings, rng, now=later) == ["ack"]
+        session.commit()
+    with ctx.Session() as session:
+        assert session.get(EnforcementJob, first.job_id).status == "done"
+        assert session.scalars(select(RadiusSession.profile)).one() is not None
+    assert responder.requests_seen == 2
+
+
 def test_suspension_disconnects_and_a_gone_session_counts_as_done(ctx, nas_sim):
     responder = nas_sim(nak_sessions={"sess-2"})
     with ctx.Session() as session:
