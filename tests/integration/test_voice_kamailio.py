@@ -103,23 +103,31 @@ class AccountingRelay:
             out = self.upstream[source] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             out.bind(("127.0.0.1", 0))
             self.selector.register(out, selectors.EVENT_READ, source)
+        # A request is known by its Kamailio socket, identifier and
+        # authenticator: Kamailio's processes each have a socket, and their
+        # identifiers collide.
+        held_key = (source, data[1:2], data[4:20])
         ordinal = self.seen.get(data)
         if ordinal is None:
             ordinal = self.seen[data] = len(self.seen)
             self.sent.append(data)
             if ordinal % 20 == 19:
-                self.withheld.add(data[1:2] + data[4:20])
+                self.withheld.add(held_key)
         else:
             self.retransmits += 1
         out.sendto(data, self.server)
-        if ordinal % 3 == 0 and self.seen[data] == ordinal and data not in self.withheld:
+        # A request whose answer is withheld is never doubled: the copy's
+        # answer (from the duplicate cache, once the first is stored) would
+        # reach Kamailio and spare it the retransmit the hold is for.
+        if ordinal % 3 == 0 and self.seen[data] == ordinal and held_key not in self.withheld:
             self.doubled += 1
             out.sendto(data, self.server)
 
     def _reply(self, data: bytes, destination):
-        # An answer carries its request's identifier; its authenticator is
-        # the request's MD5, so match on what the request held back says.
-        held = [key for key in self.withheld if key[:1] == data[1:2]]
+        # An answer carries its request's identifier and comes back on the
+        # socket of the Kamailio socket that sent it (its authenticator is
+        # an MD5 of the request's, so match on those two).
+        held = [key for key in self.withheld if key[0] == destination and key[1] == data[1:2]]
         for key in held:
             self.withheld.discard(key)
             self.held_back += 1
