@@ -1029,6 +1029,10 @@ def exporter_seed(exporter) -> int:
     return zlib.crc32(str(exporter).encode())
 
 
+_KEY_CRC = struct.Struct(">I").pack
+_crc32 = zlib.crc32
+
+
 def packet_key(exporter, data: bytes, seed: int | None = None) -> bytes:
     """16 bytes naming one export packet from one exporter (replay detection).
 
@@ -1046,15 +1050,10 @@ def packet_key(exporter, data: bytes, seed: int | None = None) -> bytes:
     if seed is None:
         seed = exporter_seed(exporter)
     size = len(data)
+    crc = _KEY_CRC(_crc32(data[:KEY_BYTES], seed ^ size))
     if size >= 20:          # every export packet: no padding, one concatenation
-        crc = _KEY_CRC(_crc32(data[:KEY_BYTES], seed ^ size))
         if data[0] == 0 and data[1] == 5:
             return crc + data[4:12] + data[16:20]
         return crc + data[4:16]
     header = data[4:12] + data[16:20] if data[:2] == b"\x00\x05" else data[4:16]
-    crc = zlib.crc32(data[:KEY_BYTES], seed ^ size)
-    return crc.to_bytes(4, "big") + header.ljust(12, b"\0")
-
-
-_KEY_CRC = struct.Struct(">I").pack
-_crc32 = zlib.crc32
+    return crc + header.ljust(12, b"\0")
