@@ -285,7 +285,7 @@ class Claimed:
     # The lease this claim set (the job's next_attempt_at while sending):
     # the claim's identity. A job whose lease ran out is claimed again with
     # a new one, and only that newest claim's exchange may finish it.
-    lease_until: dt.datetime | None = None
+    lease_until: dt.datetime
 
 
 def _claim(session: Session, now: dt.datetime, limit: int, settings: Settings,
@@ -426,8 +426,7 @@ def _record(session: Session, item: Exchanged, job: EnforcementJob | None,
             radius_session: RadiusSession | None, settings: Settings,
             rng: random.Random) -> tuple[str, int | None]:
     claimed, result, error = item.job, item.result, item.error
-    if job is None or job.status != "sending" or (
-            claimed.lease_until is not None and job.next_attempt_at != claimed.lease_until):
+    if job is None or job.status != "sending" or job.next_attempt_at != claimed.lease_until:
         # Our lease ran out before this was recorded (a stalled or dead
         # worker): the job was finished by another claim, or is claimed
         # again and that exchange may still be on the wire. Only the
