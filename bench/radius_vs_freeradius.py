@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from contextlib import nullcontext
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -153,7 +153,7 @@ def main() -> None:
         points.append(("mix w256", "sql"))
     points.append((f"auth PAP w{args.auth_window}", "files"))
     labels = {"sql": "FreeRADIUS+rlm_sql", "detail": "FreeRADIUS->detail",
-              "files": "FreeRADIUS files", "echo": "Python echo loop"}
+              "files": "FreeRADIUS files"}
     for point, peer_name in points:
         ours, theirs = median(point, "abonent", "rate"), median(point, peer_name, "rate")
         print(f"{point:<22} {ours:>8,.0f} req/s {labels[peer_name]:>18} {theirs:>7,.0f} "
