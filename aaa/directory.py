@@ -237,6 +237,10 @@ class SubscriberDirectory:
         # key ("login", value) / ("mac", value) / ("circuit", value)
         #   -> (Subscriber | None, loaded_at)
         self._cache: dict[tuple[str, str], tuple[Subscriber | None, float]] = {}
+        # Moves whenever a view of a subscriber is replaced or dropped (not
+        # when one is added): what was derived from views (aaa.fastpath)
+        # is void when it moves.
+        self.generation = 0
         self._last_change_id: int | None = None
         # The tariffs' speed windows, read with each full read (a tariff
         # edit shows within a refresh, as its speeds do) and at most every
@@ -298,6 +302,7 @@ class SubscriberDirectory:
                 if value:
                     fresh[(kind, value)] = (view, now)
         self._cache = fresh
+        self.generation += 1
         return len(rows)
 
     def _windows_now(self, session) -> dict[int, tuple]:
@@ -323,7 +328,16 @@ class SubscriberDirectory:
     def _remember(self, key: tuple[str, str], found: Subscriber | None, now: float) -> None:
         # Unknown names are cached briefly only: a service added a moment
         # ago must log in on the NAS's next try.
+        held = self._cache.get(key)
         self._cache[key] = (found, now if found is not None else now - self.ttl_s + 1.0)
+        if held is not None and held[0] is not None:
+            self.generation += 1
+
+    def expires_at(self, key: tuple[str, str]) -> float | None:
+        """When the cached view for ``key`` stops answering without a read
+        (monotonic), or None if none is held."""
+        entry = self._cache.get(key)
+        return None if entry is None else entry[1] + self.ttl_s
 
     def _get(self, key: tuple[str, str], column, load: bool = True) -> Subscriber | None:
         entry = self._cache.get(key)
@@ -381,6 +395,7 @@ class SubscriberDirectory:
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self.generation += 1
 
     def refresh_changed(self) -> int:
         """Drop cached entries whose account changed; returns how many.
@@ -414,4 +429,5 @@ class SubscriberDirectory:
         stale = [key for key, (sub, _) in cached.items() if sub.account_id in changed]
         for key in stale:
             self._cache.pop(key, None)
+        self.generation += 1
         return len(stale)

@@ -83,6 +83,8 @@ _COUNTERS = {
     "acct_received": ("requests", "Datagrams received", {"port": "acct"}),
     "auth_accept": ("auth_answers", "Access-Request answers", {"result": "accept"}),
     "auth_reject": ("auth_answers", "Access-Request answers", {"result": "reject"}),
+    "auth_fast": ("auth_fast", "Access-Accepts given by the cached-Accept path "
+                  "(aaa.fastpath; also counted as accepts)", {}),
     "auth_duplicates": ("duplicates", "Retransmits answered from the duplicate cache",
                         {"port": "auth"}),
     "acct_duplicates": ("duplicates", "Retransmits answered from the duplicate cache",

@@ -51,10 +51,11 @@ import time
 
 from aaa import accounting
 from aaa import packet as wire
-from aaa import metrics, mschap, pools, voice
+from aaa import fastpath, metrics, mschap, pools, voice
 from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize_mac, pap_valid
 from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, NotCached, SubscriberDirectory
+from aaa.fastpath import FastAccepts, monotonic_deadline
 from config import workers
 from config.db import server_gone, utcnow
 from rating import policies
@@ -358,11 +359,13 @@ class RadiusServer:
         self._drop_window_at, self._drop_logged, self._drop_unlogged = 0.0, 0, 0
         self._reply_cache: dict[tuple, bytes] = {}
         self._decisions: dict[tuple[int, str], tuple] = {}
+        self._fast = (FastAccepts(self.directory)
+                      if settings.get("radius", "fast_path") and fastpath.available else None)
         # Voice NAS caller checks: caller -> (allowed, reason, valid until).
         self._call_checks: dict[str, tuple[bool, str, float]] = {}
         self.voice_check_ttl_s = settings.get("radius", "voice_check_ttl_s")
         self.stats = dict(auth_accept=0, auth_reject=0, acct_committed=0, dropped=0,
-                          auth_received=0, acct_received=0, auth_duplicates=0,
+                          auth_received=0, acct_received=0, auth_fast=0, auth_duplicates=0,
                           acct_duplicates=0, deferred=0, commits=0, commit_failures=0)
         self.drops: dict[str, int] = {}
         self.errors = ErrorLog()
@@ -404,8 +407,10 @@ class RadiusServer:
         self._settle()
         for thread in self._threads:
             thread.start()
-        log.info("radius.started host=%s auth_port=%s acct_port=%s",
-                 self.host, self.auth_port, self.acct_port)
+        log.info("radius.started host=%s auth_port=%s acct_port=%s fast_path=%s",
+                 self.host, self.auth_port, self.acct_port,
+                 "on" if self._fast is not None else
+                 "off" if fastpath.available else "unavailable (aaa._fastauth not built)")
         return self
 
     def _settle(self) -> None:
@@ -574,6 +579,8 @@ class RadiusServer:
 
         Stopping is read from a plain attribute (``_running``): an Event's
         is_set() is a Python call, twice per datagram."""
+        if self._fast is not None and sock.family == socket.AF_INET:
+            return self._receive_batches(sock, handle, kind)
         receive, send = sock.recvfrom, sock.sendto
         stats, received = self.stats, f"{kind}_received"
         while self._running:
@@ -597,6 +604,40 @@ class RadiusServer:
                     send(reply, source)
                 except OSError as error:
                     self.errors.error("send-failed", f"src={source[0]}:{source[1]}", error)
+
+    def _receive_batches(self, sock: socket.socket, handle, kind: str) -> None:
+        """_receive_loop with recvmmsg and sendmmsg (aaa._fastauth): one
+        system call for what is queued (up to 16 datagrams) and one for
+        their replies. Each datagram is handled as _receive_loop handles
+        it, in order; the replies leave together after the last one."""
+        receive, send = fastpath.receive, fastpath.send
+        descriptor = sock.fileno()
+        stats, received = self.stats, f"{kind}_received"
+        while self._running:
+            try:
+                batch = receive(descriptor)
+            except OSError:
+                if not self._running:
+                    return
+                continue
+            if not self._running:
+                return
+            stats[received] += len(batch)
+            replies = []
+            for data, source in batch:
+                try:
+                    reply = handle(data, source, False)
+                except Exception as error:  # one bad packet must not stop the server
+                    self.errors.error(f"{kind}-failed", f"src={source[0]}:{source[1]}", error,
+                                      traceback=True)
+                    continue
+                if reply is not None:
+                    replies.append((reply, source))
+            if replies:
+                for index, number in send(descriptor, replies):
+                    source = replies[index][1]
+                    self.errors.error("send-failed", f"src={source[0]}:{source[1]}",
+                                      OSError(number, os.strerror(number)))
 
     def _auth_loop(self) -> None:
         self._receive_loop(self._auth_socket, self.handle_auth, "auth")
@@ -652,6 +693,21 @@ class RadiusServer:
             return self._defer(self.handle_auth, self._auth_socket, data, source)
         if client is None:
             return None
+        fast = self._fast
+        if fast is not None and not client.spec.voice and not client.in_grace():
+            reply = fast.answer(data, client, time.monotonic())
+            if reply is not None:
+                # As below: a retransmit gets what its original got.
+                key = (source, wire.ACCESS_REQUEST, data[1], data[4:20])
+                cached = self.auth_duplicates.get(key, data)
+                if cached is not None:
+                    self.stats["auth_duplicates"] += 1
+                    return cached if isinstance(cached, bytes) else None
+                self.auth_duplicates.put(key, data, reply)
+                self.stats["auth_accept"] += 1
+                self.stats["auth_fast"] += 1
+                return reply
+        generation = self.directory.generation
         try:
             request = wire.decode(data)
         except wire.MalformedPacket as error:
@@ -711,7 +767,36 @@ class RadiusServer:
             self._drop(source, "reply-too-long", client)
             return None
         self.auth_duplicates.put(key, request.raw, reply)
+        if fast is not None and decision.accept and address is None and not extra:
+            self._learn_fast(request, client, subscriber, decision, attributes, generation)
         return reply
+
+    def _learn_fast(self, request: wire.Packet, client: NasClient, subscriber, decision,
+                    attributes: bytes, generation: int) -> None:
+        """Hand an Accept the Python path gave to the cached-Accept path
+        (aaa.fastpath) when it was a PAP login that path can repeat: by
+        login, with Message-Authenticator, without Proxy-State, from a NAS
+        client that is neither voice nor rotating its secret."""
+        if (client.spec.voice or client.in_grace() or request.message_authenticator_at is None
+                or wire.PROXY_STATE in request.attributes
+                or wire.USER_PASSWORD not in request.attributes or subscriber.password is None):
+            return
+        name = request.first(wire.USER_NAME)
+        if not name or b"\x00" in name:
+            return
+        login = name.decode("utf-8", "replace")
+        try:
+            if self.directory.by_login(login, False) is not subscriber:
+                return      # found by a binding (IPoE), not by this login
+        except NotCached:
+            return
+        view_expires = self.directory.expires_at(("login", login))
+        if view_expires is None:
+            return
+        until = decision.valid_until
+        wall = None if until is None else until.replace(tzinfo=dt.timezone.utc).timestamp()
+        self._fast.learn(client, generation, name, subscriber.password.encode(), attributes,
+                         monotonic_deadline(wall, view_expires))
 
     def _check_caller(self, request: wire.Packet, client: NasClient, key, data: bytes,
                       source, may_load: bool) -> bytes | None:

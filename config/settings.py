@@ -49,6 +49,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "batch_ms": (int, 5),
         "batch_max": (int, 2000),
         "duplicate_window": (int, 30),
+        # Answer Access-Requests whose Accept is already known in compiled
+        # code (aaa.fastpath); off: every request on the Python path.
+        "fast_path": (bool, True),
         # Each duplicate cache (auth, acct) holds at most this many requests
         # and this many MiB of them (requests are up to 4 KiB).
         "duplicate_cache_entries": (int, 65536),

@@ -144,6 +144,12 @@ def setup():
     server = RadiusServer(ctx, host="127.0.0.1", auth_port=0, acct_port=0)
     server.nas_table = NasTable(ctx.Session)
     server.directory.preload()
+    # The cached-Accept path (aaa.fastpath) answers the login's right password
+    # once it has accepted it on the Python path: learned here, once, so that
+    # every input meets the same table and the fast path is fuzzed too.
+    from aaa.client import access_request
+    learned = server.handle_auth(access_request(SECRET, 0, LOGIN, PASSWORD), SOURCE, True)
+    assert learned is not None and learned[0] == wire.ACCESS_ACCEPT
     errors = _Errors()
     logging.getLogger("aaa").addHandler(errors)
     window = ctx.settings.get("radius", "duplicate_window")

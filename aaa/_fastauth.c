@@ -1,0 +1,552 @@
+/*
+ * aaa._fastauth: the Access-Request path for a subscriber whose Accept is
+ * already known, in one call (aaa.fastpath holds the table it reads).
+ *
+ * accept(data, secret, logins, now) -> reply bytes, or None
+ *
+ * It answers only the request the Python path (aaa.server.handle_auth)
+ * would answer with the cached Accept: an Access-Request with exactly its
+ * length, well-formed attributes, a valid Message-Authenticator, no
+ * Proxy-State, a User-Name found in ``logins`` (bytes -> (password bytes,
+ * reply attributes bytes, expires as a monotonic float)) before ``expires``,
+ * and a User-Password (RFC 2865 §5.2) that decrypts to that password. The
+ * reply is what aaa.packet.encode_reply builds for it: Access-Accept,
+ * Message-Authenticator first (RFC 3579 §3.2), the attributes, the Response
+ * Authenticator (RFC 2865 §3). Anything else returns None and the caller
+ * takes the Python path, which decides, logs and counts as it always has.
+ * It has no side effects: the caller keeps the duplicate cache and counters.
+ *
+ * MD5 is RFC 1321's algorithm written here (the per-request hashes are
+ * short, and calling OpenSSL through hashlib cost more than the hashing);
+ * md5() and hmac_md5() are exported so tests compare them with hashlib's.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <stdint.h>
+#include <string.h>
+
+/* -- MD5 (RFC 1321) ------------------------------------------------------ */
+
+typedef struct {
+    uint32_t h[4];
+    uint64_t length;          /* octets absorbed */
+    unsigned char block[64];
+    size_t fill;
+} md5_state;
+
+static uint32_t md5_k[64];
+static const unsigned char md5_shift[64] = {
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+    6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+};
+
+static void md5_constants(void)
+{
+    /* RFC 1321 §3.4: T[i] = the integer part of 4294967296 * abs(sin(i)). */
+    for (int i = 0; i < 64; i++)
+        md5_k[i] = (uint32_t)floor(fabs(sin((double)(i + 1))) * 4294967296.0);
+}
+
+static inline uint32_t rotl(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+
+static void md5_compress(uint32_t h[4], const unsigned char *p)
+{
+    uint32_t m[16];
+    for (int i = 0; i < 16; i++)
+        m[i] = (uint32_t)p[4 * i] | ((uint32_t)p[4 * i + 1] << 8)
+             | ((uint32_t)p[4 * i + 2] << 16) | ((uint32_t)p[4 * i + 3] << 24);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
+    for (int i = 0; i < 64; i++) {
+        uint32_t f;
+        int g;
+        if (i < 16) {
+            f = (b & c) | (~b & d);
+            g = i;
+        } else if (i < 32) {
+            f = (d & b) | (~d & c);
+            g = (5 * i + 1) & 15;
+        } else if (i < 48) {
+            f = b ^ c ^ d;
+            g = (3 * i + 5) & 15;
+        } else {
+            f = c ^ (b | ~d);
+            g = (7 * i) & 15;
+        }
+        f += a + md5_k[i] + m[g];
+        a = d;
+        d = c;
+        c = b;
+        b += rotl(f, md5_shift[i]);
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+}
+
+static void md5_init(md5_state *s)
+{
+    s->h[0] = 0x67452301u;
+    s->h[1] = 0xefcdab89u;
+    s->h[2] = 0x98badcfeu;
+    s->h[3] = 0x10325476u;
+    s->length = 0;
+    s->fill = 0;
+}
+
+static void md5_update(md5_state *s, const unsigned char *p, size_t n)
+{
+    s->length += n;
+    if (s->fill) {
+        size_t take = 64 - s->fill < n ? 64 - s->fill : n;
+        memcpy(s->block + s->fill, p, take);
+        s->fill += take;
+        p += take;
+        n -= take;
+        if (s->fill < 64)
+            return;
+        md5_compress(s->h, s->block);
+        s->fill = 0;
+    }
+    while (n >= 64) {
+        md5_compress(s->h, p);
+        p += 64;
+        n -= 64;
+    }
+    if (n) {
+        memcpy(s->block, p, n);
+        s->fill = n;
+    }
+}
+
+static void md5_final(md5_state *s, unsigned char out[16])
+{
+    uint64_t bits = s->length * 8;
+    static const unsigned char pad[64] = {0x80};
+    size_t padding = s->fill < 56 ? 56 - s->fill : 120 - s->fill;
+    unsigned char tail[8];
+    for (int i = 0; i < 8; i++)
+        tail[i] = (unsigned char)(bits >> (8 * i));
+    md5_update(s, pad, padding);
+    md5_update(s, tail, 8);
+    for (int i = 0; i < 4; i++) {
+        out[4 * i] = (unsigned char)s->h[i];
+        out[4 * i + 1] = (unsigned char)(s->h[i] >> 8);
+        out[4 * i + 2] = (unsigned char)(s->h[i] >> 16);
+        out[4 * i + 3] = (unsigned char)(s->h[i] >> 24);
+    }
+}
+
+/* -- HMAC-MD5 (RFC 2104) with the keyed states kept for the last secret -- */
+
+typedef struct {
+    md5_state inner, outer, secret;  /* after k^ipad, after k^opad, after the secret */
+    unsigned char key[256];
+    Py_ssize_t key_length;           /* -1: nothing kept */
+} keyed_states;
+
+static keyed_states keyed = {.key_length = -1};
+
+static const keyed_states *keyed_for(const unsigned char *secret, Py_ssize_t length)
+{
+    /* The GIL is held by every caller: one kept secret needs no lock. */
+    if (keyed.key_length == length && memcmp(keyed.key, secret, (size_t)length) == 0)
+        return &keyed;
+    static keyed_states scratch;
+    keyed_states *k = length <= (Py_ssize_t)sizeof keyed.key ? &keyed : &scratch;
+    unsigned char block[64] = {0}, pad[64];
+    if (length > 64) {
+        md5_state hashed;
+        md5_init(&hashed);
+        md5_update(&hashed, secret, (size_t)length);
+        md5_final(&hashed, block);
+    } else {
+        memcpy(block, secret, (size_t)length);
+    }
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x36;
+    md5_init(&k->inner);
+    md5_update(&k->inner, pad, 64);
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x5c;
+    md5_init(&k->outer);
+    md5_update(&k->outer, pad, 64);
+    md5_init(&k->secret);
+    md5_update(&k->secret, secret, (size_t)length);
+    if (k == &keyed) {
+        memcpy(keyed.key, secret, (size_t)length);
+        keyed.key_length = length;
+    } else {
+        k->key_length = -1;
+    }
+    return k;
+}
+
+static void hmac_finish(const keyed_states *k, md5_state *inner, unsigned char out[16])
+{
+    unsigned char digest[16];
+    md5_final(inner, digest);
+    md5_state outer = k->outer;
+    md5_update(&outer, digest, 16);
+    md5_final(&outer, out);
+}
+
+static int same16(const unsigned char *a, const unsigned char *b)
+{
+    unsigned char diff = 0;
+    for (int i = 0; i < 16; i++)
+        diff |= a[i] ^ b[i];
+    return diff == 0;
+}
+
+/* -- the request ---------------------------------------------------------- */
+
+enum {
+    ACCESS_REQUEST = 1, ACCESS_ACCEPT = 2,
+    USER_NAME = 1, USER_PASSWORD = 2, PROXY_STATE = 33, MESSAGE_AUTHENTICATOR = 80,
+    HEADER = 20, MAX_LENGTH = 4096,
+};
+
+static PyObject *py_accept(PyObject *module, PyObject *args)
+{
+    Py_buffer data, secret;
+    PyObject *logins;
+    double now;
+    if (!PyArg_ParseTuple(args, "y*y*O!d", &data, &secret, &PyDict_Type, &logins, &now))
+        return NULL;
+    PyObject *result = NULL;
+    const unsigned char *raw = data.buf;
+    Py_ssize_t size = data.len;
+    const unsigned char *name = NULL, *hidden = NULL;
+    int name_length = 0, hidden_length = 0;
+    Py_ssize_t mac_at = -1;
+
+    if (size < HEADER || size > MAX_LENGTH || raw[0] != ACCESS_REQUEST
+            || ((Py_ssize_t)raw[2] << 8 | raw[3]) != size)
+        goto fallback;
+    for (Py_ssize_t at = HEADER; at < size;) {
+        if (at + 2 > size)
+            goto fallback;
+        int kind = raw[at], length = raw[at + 1];
+        if (length < 2 || at + length > size)
+            goto fallback;
+        if (kind == USER_NAME && name == NULL) {
+            name = raw + at + 2;
+            name_length = length - 2;
+        } else if (kind == USER_PASSWORD && hidden == NULL) {
+            hidden = raw + at + 2;
+            hidden_length = length - 2;
+        } else if (kind == MESSAGE_AUTHENTICATOR) {
+            if (length != 18)
+                goto fallback;
+            if (mac_at < 0)
+                mac_at = at + 2;
+        } else if (kind == PROXY_STATE) {
+            goto fallback;
+        }
+        at += length;
+    }
+    if (mac_at < 0 || name == NULL || name_length == 0 || hidden == NULL
+            || hidden_length % 16 || hidden_length > 128 || hidden_length == 0
+            || memchr(name, 0, (size_t)name_length) != NULL)
+        goto fallback;
+
+    const keyed_states *k = keyed_for(secret.buf, secret.len);
+    /* RFC 3579 §3.2: HMAC-MD5 over the packet with its value zeroed. */
+    static const unsigned char zero16[16] = {0};
+    unsigned char mac[16];
+    md5_state inner = k->inner;
+    md5_update(&inner, raw, (size_t)mac_at);
+    md5_update(&inner, zero16, 16);
+    md5_update(&inner, raw + mac_at + 16, (size_t)(size - mac_at - 16));
+    hmac_finish(k, &inner, mac);
+    if (!same16(mac, raw + mac_at))
+        goto fallback;
+
+    PyObject *key = PyBytes_FromStringAndSize((const char *)name, name_length);
+    if (key == NULL)
+        goto done;
+    PyObject *entry = PyDict_GetItemWithError(logins, key);   /* borrowed */
+    Py_DECREF(key);
+    if (entry == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        goto fallback;
+    }
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3)
+        goto fallback;
+    PyObject *password = PyTuple_GET_ITEM(entry, 0);
+    PyObject *attributes = PyTuple_GET_ITEM(entry, 1);
+    PyObject *expires = PyTuple_GET_ITEM(entry, 2);
+    if (!PyBytes_CheckExact(password) || !PyBytes_CheckExact(attributes)
+            || !PyFloat_CheckExact(expires) || !(now < PyFloat_AS_DOUBLE(expires)))
+        goto fallback;
+
+    /* RFC 2865 §5.2: b(i) = MD5(S + c(i-1)), c(0) the Request Authenticator;
+     * the plain text is compared without its zero padding. */
+    unsigned char plain[128];
+    const unsigned char *previous = raw + 4;
+    for (int at = 0; at < hidden_length; at += 16) {
+        unsigned char stream[16];
+        md5_state block = k->secret;
+        md5_update(&block, previous, 16);
+        md5_final(&block, stream);
+        for (int i = 0; i < 16; i++)
+            plain[at + i] = hidden[at + i] ^ stream[i];
+        previous = hidden + at;
+    }
+    int plain_length = hidden_length;
+    while (plain_length > 0 && plain[plain_length - 1] == 0)
+        plain_length--;
+    Py_ssize_t stored_length = PyBytes_GET_SIZE(password);
+    const unsigned char *stored = (const unsigned char *)PyBytes_AS_STRING(password);
+    if (stored_length != plain_length)
+        goto fallback;
+    unsigned char diff = 0;
+    for (int i = 0; i < plain_length; i++)
+        diff |= plain[i] ^ stored[i];
+    if (diff)
+        goto fallback;
+
+    /* The Accept: Message-Authenticator first, then the attributes. */
+    Py_ssize_t tail = PyBytes_GET_SIZE(attributes);
+    Py_ssize_t length = HEADER + 18 + tail;
+    if (length > MAX_LENGTH)
+        goto fallback;
+    result = PyBytes_FromStringAndSize(NULL, length);
+    if (result == NULL)
+        goto done;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    out[0] = ACCESS_ACCEPT;
+    out[1] = raw[1];
+    out[2] = (unsigned char)(length >> 8);
+    out[3] = (unsigned char)length;
+    memcpy(out + 4, raw + 4, 16);                 /* the request's, for now */
+    out[HEADER] = MESSAGE_AUTHENTICATOR;
+    out[HEADER + 1] = 18;
+    memset(out + HEADER + 2, 0, 16);
+    memcpy(out + HEADER + 18, PyBytes_AS_STRING(attributes), (size_t)tail);
+    inner = k->inner;
+    md5_update(&inner, out, (size_t)length);
+    hmac_finish(k, &inner, out + HEADER + 2);
+    md5_state response;
+    md5_init(&response);
+    md5_update(&response, out, (size_t)length);
+    md5_update(&response, secret.buf, (size_t)secret.len);
+    md5_final(&response, out + 4);
+    goto done;
+
+fallback:
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&secret);
+    return result;
+}
+
+/* -- datagrams in batches (recvmmsg / sendmmsg, IPv4) ----------------------- */
+
+enum { BATCH = 16, DATAGRAM = 4096 };
+
+static PyObject *address_of(const struct sockaddr_in *address, PyObject **host_cache,
+                            uint32_t *host_cached)
+{
+    /* A NAS sends from one address: its text is made once per batch run. */
+    if (*host_cache == NULL || *host_cached != address->sin_addr.s_addr) {
+        char text[INET_ADDRSTRLEN];
+        if (inet_ntop(AF_INET, &address->sin_addr, text, sizeof text) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        PyObject *host = PyUnicode_FromString(text);
+        if (host == NULL)
+            return NULL;
+        Py_XSETREF(*host_cache, host);
+        *host_cached = address->sin_addr.s_addr;
+    }
+    return Py_BuildValue("(Oi)", *host_cache, (int)ntohs(address->sin_port));
+}
+
+static PyObject *py_receive(PyObject *module, PyObject *args)
+{
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd))
+        return NULL;
+    unsigned char buffers[BATCH][DATAGRAM];
+    struct sockaddr_in addresses[BATCH];
+    struct iovec vectors[BATCH];
+    struct mmsghdr messages[BATCH];
+    memset(messages, 0, sizeof messages);
+    for (int i = 0; i < BATCH; i++) {
+        vectors[i].iov_base = buffers[i];
+        vectors[i].iov_len = DATAGRAM;
+        messages[i].msg_hdr.msg_name = &addresses[i];
+        messages[i].msg_hdr.msg_namelen = sizeof addresses[i];
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int count;
+    Py_BEGIN_ALLOW_THREADS
+    /* Waits for the first datagram only, then takes what is queued. */
+    count = recvmmsg(fd, messages, BATCH, MSG_WAITFORONE, NULL);
+    Py_END_ALLOW_THREADS
+    if (count < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *batch = PyList_New(0);
+    PyObject *host = NULL;
+    uint32_t host_address = 0;
+    if (batch == NULL)
+        return NULL;
+    for (int i = 0; i < count; i++) {
+        if (messages[i].msg_hdr.msg_namelen != sizeof(struct sockaddr_in)
+                || addresses[i].sin_family != AF_INET)
+            continue;   /* not an IPv4 peer: the socket is bound to IPv4 */
+        PyObject *source = address_of(&addresses[i], &host, &host_address);
+        if (source == NULL)
+            goto failed;
+        PyObject *item = Py_BuildValue("(y#N)", buffers[i], (Py_ssize_t)messages[i].msg_len,
+                                       source);
+        if (item == NULL || PyList_Append(batch, item) < 0) {
+            Py_XDECREF(item);
+            goto failed;
+        }
+        Py_DECREF(item);
+    }
+    Py_XDECREF(host);
+    return batch;
+failed:
+    Py_XDECREF(host);
+    Py_DECREF(batch);
+    return NULL;
+}
+
+static PyObject *py_send(PyObject *module, PyObject *args)
+{
+    /* send(fd, [(datagram, (host, port)), ...]) -> [(index, errno), ...]
+     * for the datagrams the kernel refused. */
+    int fd;
+    PyObject *replies;
+    if (!PyArg_ParseTuple(args, "iO!", &fd, &PyList_Type, &replies))
+        return NULL;
+    Py_ssize_t total = PyList_GET_SIZE(replies);
+    PyObject *failures = PyList_New(0);
+    if (failures == NULL)
+        return NULL;
+    for (Py_ssize_t start = 0; start < total; start += BATCH) {
+        struct sockaddr_in addresses[BATCH];
+        struct iovec vectors[BATCH];
+        struct mmsghdr messages[BATCH];
+        int count = total - start < BATCH ? (int)(total - start) : BATCH;
+        memset(messages, 0, sizeof messages);
+        for (int i = 0; i < count; i++) {
+            PyObject *item = PyList_GET_ITEM(replies, start + i);
+            const char *host;
+            int port;
+            PyObject *datagram;
+            if (!PyArg_ParseTuple(item, "O!(si)", &PyBytes_Type, &datagram, &host, &port))
+                goto failed;
+            memset(&addresses[i], 0, sizeof addresses[i]);
+            addresses[i].sin_family = AF_INET;
+            addresses[i].sin_port = htons((uint16_t)port);
+            if (inet_pton(AF_INET, host, &addresses[i].sin_addr) != 1) {
+                PyErr_Format(PyExc_ValueError, "not an IPv4 address: %s", host);
+                goto failed;
+            }
+            vectors[i].iov_base = PyBytes_AS_STRING(datagram);
+            vectors[i].iov_len = (size_t)PyBytes_GET_SIZE(datagram);
+            messages[i].msg_hdr.msg_name = &addresses[i];
+            messages[i].msg_hdr.msg_namelen = sizeof addresses[i];
+            messages[i].msg_hdr.msg_iov = &vectors[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
+        }
+        int done = 0;
+        while (done < count) {
+            int sent, error = 0;
+            /* The datagrams stay referenced by ``replies`` while the GIL is
+             * released: the caller holds the list. */
+            Py_BEGIN_ALLOW_THREADS
+            sent = sendmmsg(fd, messages + done, (unsigned)(count - done), 0);
+            if (sent < 0)
+                error = errno;
+            Py_END_ALLOW_THREADS
+            if (sent < 0) {
+                if (error == EINTR)
+                    continue;
+                PyObject *failure = Py_BuildValue("(ni)", start + done, error);
+                if (failure == NULL || PyList_Append(failures, failure) < 0) {
+                    Py_XDECREF(failure);
+                    Py_DECREF(failures);
+                    return NULL;
+                }
+                Py_DECREF(failure);
+                done += 1;      /* that one is lost, as a failed sendto's is */
+            } else {
+                done += sent;
+            }
+        }
+    }
+    return failures;
+failed:
+    Py_DECREF(failures);
+    return NULL;
+}
+
+/* -- the primitives, for the tests ---------------------------------------- */
+
+static PyObject *py_md5(PyObject *module, PyObject *args)
+{
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    md5_state s;
+    unsigned char out[16];
+    md5_init(&s);
+    md5_update(&s, data.buf, (size_t)data.len);
+    md5_final(&s, out);
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)out, 16);
+}
+
+static PyObject *py_hmac_md5(PyObject *module, PyObject *args)
+{
+    Py_buffer key, data;
+    if (!PyArg_ParseTuple(args, "y*y*", &key, &data))
+        return NULL;
+    const keyed_states *k = keyed_for(key.buf, key.len);
+    md5_state inner = k->inner;
+    unsigned char out[16];
+    md5_update(&inner, data.buf, (size_t)data.len);
+    hmac_finish(k, &inner, out);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)out, 16);
+}
+
+static PyMethodDef methods[] = {
+    {"accept", py_accept, METH_VARARGS,
+     "accept(data, secret, logins, now) -> the cached Accept's reply, or None"},
+    {"receive", py_receive, METH_VARARGS,
+     "receive(fd) -> [(datagram, (host, port)), ...]: waits for one, takes up to 16 (IPv4)"},
+    {"send", py_send, METH_VARARGS,
+     "send(fd, [(datagram, (host, port)), ...]) -> [(index, errno), ...] refused"},
+    {"md5", py_md5, METH_VARARGS, "md5(data) -> digest (RFC 1321)"},
+    {"hmac_md5", py_hmac_md5, METH_VARARGS, "hmac_md5(key, data) -> digest (RFC 2104)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "aaa._fastauth",
+    "The cached-Accept Access-Request path in C (see aaa.fastpath).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fastauth(void)
+{
+    md5_constants();
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,96 @@
+"""The cached-Accept path for Access-Requests.
+
+Most Access-Requests a busy server sees are PAP logins of subscribers whose
+Accept it has decided before (a BRAS re-authenticating, a reboot's storm).
+For those, ``aaa.server.handle_auth`` spends ~25 µs of Python on work whose
+outcome is known: decoding, checking Message-Authenticator, decrypting the
+password, looking up the subscriber and the decision, signing the reply.
+``aaa._fastauth.accept`` does it in one C call from a table the Python path
+fills as it answers (``learn``); whatever that call does not answer (another
+code, CHAP, Proxy-State, a wrong password or signature, an unknown or
+expired name, a malformed packet) goes down the Python path unchanged, so
+the fast path can only ever give the answer the Python path gives.
+
+The table holds, per NAS client object, User-Name octets -> (password,
+reply attributes, expires). An entry lives no longer than what it was made
+from:
+
+- the directory's view of the login (``SubscriberDirectory.generation``
+  moves whenever a view is replaced or dropped, and the whole table goes;
+  the entry also expires with the view's TTL);
+- the decision (its ``valid_until``: a speed window or an option ending);
+- the NAS client (a re-read NAS table makes new client objects, and a
+  table is only used for the object it was made for).
+
+Without the compiled module (no C compiler at install) ``available`` is
+False and the server answers every request on the Python path.
+``radius.fast_path = false`` turns it off.
+"""
+
+from __future__ import annotations
+
+import time
+
+try:
+    from aaa import _fastauth
+except ImportError:     # built optionally (setup.py)
+    _fastauth = None
+
+available = _fastauth is not None
+if available:
+    # recvmmsg / sendmmsg for the receive loops (aaa.server._receive_batches).
+    receive, send = _fastauth.receive, _fastauth.send
+
+
+class FastAccepts:
+    def __init__(self, directory, limit: int = 200_000):
+        self._directory = directory
+        self._limit = limit
+        self._generation = directory.generation
+        # id(client) -> (client, {User-Name octets: (password, attributes, expires)})
+        self._tables: dict[int, tuple] = {}
+        self._size = 0
+        self.answered = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def clear(self) -> None:
+        self._tables = {}
+        self._size = 0
+
+    def answer(self, data: bytes, client, now: float) -> bytes | None:
+        """The Accept for ``data`` if the table knows it, else None."""
+        if self._directory.generation != self._generation:
+            self._generation = self._directory.generation
+            self.clear()
+            return None
+        held = self._tables.get(id(client))
+        if held is None or held[0] is not client:
+            return None
+        return _fastauth.accept(data, client.secret, held[1], now)
+
+    def learn(self, client, generation: int, username: bytes, password: bytes,
+              attributes: bytes, expires: float) -> None:
+        """Remember an Accept the Python path gave; ``generation`` is the
+        directory's when that path read the subscriber (a view replaced
+        since must not be remembered)."""
+        if generation != self._generation or generation != self._directory.generation:
+            return
+        if self._size >= self._limit:
+            self.clear()
+        held = self._tables.get(id(client))
+        if held is None or held[0] is not client:
+            held = self._tables[id(client)] = (client, {})
+        table = held[1]
+        if username not in table:
+            self._size += 1
+        table[username] = (password, attributes, float(expires))
+
+
+def monotonic_deadline(wall_until: float | None, view_expires: float) -> float:
+    """The earlier of a decision's end (a time.time() stamp, or None) and a
+    directory view's expiry (monotonic), as a monotonic time."""
+    if wall_until is None:
+        return view_expires
+    return min(view_expires, time.monotonic() + (wall_until - time.time()))

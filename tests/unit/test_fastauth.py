@@ -1,0 +1,100 @@
+"""aaa._fastauth's hashing against hashlib's, and the fast path's table."""
+
+import hashlib
+import hmac
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aaa import fastpath
+
+needs_module = pytest.mark.skipif(not fastpath.available,
+                                  reason="aaa._fastauth is not built (no C compiler?)")
+
+
+def test_the_compiled_path_is_built():
+    # Where the tests run, pip had a compiler (.ci/run): the module must be
+    # there, or the server silently runs on the slower Python path.
+    if not fastpath.available:
+        pytest.skip("aaa._fastauth is not built: `pip install -e .` found no C compiler")
+    from aaa import _fastauth
+    assert _fastauth.md5(b"abc") == bytes.fromhex("900150983cd24fb0d6963f7d28e17f72")
+
+
+@needs_module
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_md5_is_rfc_1321s(data):
+    from aaa import _fastauth
+    assert _fastauth.md5(data) == hashlib.md5(data).digest()
+
+
+@needs_module
+@settings(max_examples=400, deadline=None)
+@given(key=st.binary(max_size=300), data=st.binary(max_size=300))
+def test_hmac_md5_is_rfc_2104s(key, data):
+    from aaa import _fastauth
+    # Twice: the second call uses the keyed states kept for the last key.
+    assert _fastauth.hmac_md5(key, data) == hmac.digest(key, data, "md5")
+    assert _fastauth.hmac_md5(key, data) == hmac.digest(key, data, "md5")
+
+
+@needs_module
+def test_md5_of_the_rfc_1321_test_suite():
+    from aaa import _fastauth
+    suite = {b"": "d41d8cd98f00b204e9800998ecf8427e",
+             b"a": "0cc175b9c0f1b6a831c399e269772661",
+             b"message digest": "f96b697d7cb7938d525a2f31aaf161d0",
+             b"abcdefghijklmnopqrstuvwxyz": "c3fcd3d76192e4007dfb496cca67e13b",
+             b"1234567890" * 8: "57edf4a22be3c955ac49da2e2107b67a"}
+    for message, digest in suite.items():
+        assert _fastauth.md5(message).hex() == digest
+
+
+@needs_module
+def test_accept_refuses_what_is_not_a_bytes_table():
+    from aaa import _fastauth
+    with pytest.raises(TypeError):
+        _fastauth.accept(b"x" * 20, b"s", [], 0.0)
+    from aaa import packet as wire
+    authenticator = os.urandom(16)
+    request = wire.encode_request(
+        wire.ACCESS_REQUEST, 7, b"s",
+        wire.attribute(wire.USER_NAME, b"bob")
+        + wire.attribute(wire.USER_PASSWORD, wire.encrypt_password(b"pw", b"s", authenticator)),
+        authenticator=authenticator, message_authenticator=True)
+    reply = _fastauth.accept(request, b"s", {b"bob": (b"pw", b"", 1.0)}, 0.0)
+    assert reply == wire.encode_reply(wire.ACCESS_ACCEPT, wire.decode(request), b"s",
+                                      message_authenticator=True)
+    # An entry of another shape, or past its time, is not trusted: no answer.
+    for entry in (("pw", b"", 1.0), (b"pw", "", 1.0), (b"pw", b"", 1), (b"pw", b""),
+                  [b"pw", b"", 1.0], (b"pw", b"", 0.0), (b"pw", b"", float("nan"))):
+        assert _fastauth.accept(request, b"s", {b"bob": entry}, 0.0) is None, entry
+
+
+class _Directory:
+    generation = 0
+
+
+@needs_module
+def test_a_table_learned_before_a_directory_change_is_dropped():
+    directory = _Directory()
+    fast = fastpath.FastAccepts(directory)
+    client = object()
+    fast.learn(client, 0, b"bob", b"pw", b"", 10.0)
+    assert len(fast) == 1
+    # A view read before the change must not be remembered after it.
+    directory.generation = 1
+    fast.learn(client, 0, b"eve", b"pw", b"", 10.0)
+    assert fast.answer(bytes(20), client, 0.0) is None
+    assert len(fast) == 0
+
+
+def test_monotonic_deadline_takes_the_earlier():
+    import time
+    view = time.monotonic() + 30
+    assert fastpath.monotonic_deadline(None, view) == view
+    soon = fastpath.monotonic_deadline(time.time() + 5, view)
+    assert view - 26 < soon < view - 24
