@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <stdint.h>
@@ -211,7 +212,8 @@ static int same16(const unsigned char *a, const unsigned char *b)
 
 enum {
     ACCESS_REQUEST = 1, ACCESS_ACCEPT = 2,
-    USER_NAME = 1, USER_PASSWORD = 2, PROXY_STATE = 33, MESSAGE_AUTHENTICATOR = 80,
+    USER_NAME = 1, USER_PASSWORD = 2, VENDOR_SPECIFIC = 26, PROXY_STATE = 33,
+    MESSAGE_AUTHENTICATOR = 80,
     HEADER = 20, MAX_LENGTH = 4096,
 };
 
@@ -352,6 +354,138 @@ done:
     return result;
 }
 
+/* -- decode: aaa.packet.decode's walk, its checks and its reasons ----------- */
+
+static PyObject *malformed(const char *format, ...)
+{
+    va_list arguments;
+    va_start(arguments, format);
+    PyErr_FormatV(PyExc_ValueError, format, arguments);
+    va_end(arguments);
+    return NULL;
+}
+
+static int add_value(PyObject *into, PyObject *key, const unsigned char *value, Py_ssize_t size)
+{
+    PyObject *item = PyBytes_FromStringAndSize((const char *)value, size);
+    if (item == NULL)
+        return -1;
+    PyObject *values = PyDict_GetItemWithError(into, key);   /* borrowed */
+    int failed;
+    if (values != NULL) {
+        failed = PyList_Append(values, item);
+    } else if (PyErr_Occurred()) {
+        failed = -1;
+    } else {
+        values = PyList_New(1);
+        if (values == NULL) {
+            Py_DECREF(item);
+            return -1;
+        }
+        Py_INCREF(item);
+        PyList_SET_ITEM(values, 0, item);
+        failed = PyDict_SetItem(into, key, values);
+        Py_DECREF(values);
+    }
+    Py_DECREF(item);
+    return failed;
+}
+
+static int split_vendor(const unsigned char *value, Py_ssize_t size, PyObject *into)
+{
+    /* A VSA whose inner layout is not RFC 2865's (1-octet type and length)
+     * is kept only as a raw attribute 26: checked whole before any is kept. */
+    if (size < 6)
+        return 0;
+    for (Py_ssize_t at = 4; at < size;) {
+        if (at + 2 > size || value[at + 1] < 2 || at + value[at + 1] > size)
+            return 0;
+        at += value[at + 1];
+    }
+    unsigned long vendor = (unsigned long)value[0] << 24 | (unsigned long)value[1] << 16
+                         | (unsigned long)value[2] << 8 | value[3];
+    for (Py_ssize_t at = 4; at < size; at += value[at + 1]) {
+        PyObject *key = Py_BuildValue("(ki)", vendor, (int)value[at]);
+        if (key == NULL)
+            return -1;
+        int failed = add_value(into, key, value + at + 2, value[at + 1] - 2);
+        Py_DECREF(key);
+        if (failed)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_decode(PyObject *module, PyObject *args)
+{
+    /* decode(data) -> (code, identifier, authenticator, raw, attributes,
+     * vendor, message_authenticator_at); ValueError(reason) if malformed. */
+    PyObject *data;
+    if (!PyArg_ParseTuple(args, "O!", &PyBytes_Type, &data))
+        return NULL;
+    const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t received = PyBytes_GET_SIZE(data);
+    if (received < HEADER)
+        return malformed("packet of %zd octets is shorter than a header", received);
+    Py_ssize_t length = (Py_ssize_t)raw[2] << 8 | raw[3];
+    if (length < HEADER || length > MAX_LENGTH)
+        return malformed("length field %zd is outside 20-4096", length);
+    if (length > received)
+        return malformed("length field %zd exceeds the %zd octets received", length, received);
+    PyObject *attributes = PyDict_New(), *vendor = PyDict_New(), *whole = NULL;
+    PyObject *mac = Py_NewRef(Py_None);
+    if (attributes == NULL || vendor == NULL)
+        goto failed;
+    for (Py_ssize_t at = HEADER; at < length;) {
+        if (at > length - 2) {
+            malformed("truncated attribute header");
+            goto failed;
+        }
+        int kind = raw[at];
+        Py_ssize_t end = at + raw[at + 1];
+        if (end < at + 2 || end > length) {
+            malformed("attribute %d has bad length %d", kind, (int)raw[at + 1]);
+            goto failed;
+        }
+        if (kind == VENDOR_SPECIFIC) {
+            if (split_vendor(raw + at + 2, end - at - 2, vendor) < 0)
+                goto failed;
+        } else if (kind == MESSAGE_AUTHENTICATOR) {
+            if (end - at != 18) {
+                malformed("Message-Authenticator must be 16 octets");
+                goto failed;
+            }
+            if (mac == Py_None) {
+                Py_SETREF(mac, PyLong_FromSsize_t(at + 2));
+                if (mac == NULL)
+                    goto failed;
+            }
+        }
+        PyObject *key = PyLong_FromLong(kind);
+        if (key == NULL)
+            goto failed;
+        int failed = add_value(attributes, key, raw + at + 2, end - at - 2);
+        Py_DECREF(key);
+        if (failed)
+            goto failed;
+        at = end;
+    }
+    if (length < received) {
+        whole = PyBytes_FromStringAndSize((const char *)raw, length);
+        if (whole == NULL)
+            goto failed;
+    } else {
+        whole = Py_NewRef(data);
+    }
+    return Py_BuildValue("(iiy#NNNN)", raw[0], raw[1], raw + 4, (Py_ssize_t)16, whole,
+                         attributes, vendor, mac);
+failed:
+    Py_XDECREF(attributes);
+    Py_XDECREF(vendor);
+    Py_XDECREF(mac);
+    return NULL;
+}
+
 /* -- datagrams in batches (recvmmsg / sendmmsg, IPv4) ----------------------- */
 
 enum { BATCH = 16, DATAGRAM = 4096 };
@@ -426,10 +560,21 @@ failed:
     return NULL;
 }
 
+static int add_failure(PyObject *failures, Py_ssize_t index, int error)
+{
+    PyObject *failure = Py_BuildValue("(ni)", index, error);
+    if (failure == NULL)
+        return -1;
+    int failed = PyList_Append(failures, failure);
+    Py_DECREF(failure);
+    return failed;
+}
+
 static PyObject *py_send(PyObject *module, PyObject *args)
 {
     /* send(fd, [(datagram, (host, port)), ...]) -> [(index, errno), ...]
-     * for the datagrams the kernel refused. */
+     * for the datagrams not sent: refused by the kernel, or not a bytes
+     * datagram for an IPv4 (host, port) (EINVAL). Never raises for one. */
     int fd;
     PyObject *replies;
     if (!PyArg_ParseTuple(args, "iO!", &fd, &PyList_Type, &replies))
@@ -438,32 +583,43 @@ static PyObject *py_send(PyObject *module, PyObject *args)
     PyObject *failures = PyList_New(0);
     if (failures == NULL)
         return NULL;
-    for (Py_ssize_t start = 0; start < total; start += BATCH) {
+    for (Py_ssize_t start = 0; start < total;) {
         struct sockaddr_in addresses[BATCH];
         struct iovec vectors[BATCH];
         struct mmsghdr messages[BATCH];
-        int count = total - start < BATCH ? (int)(total - start) : BATCH;
+        Py_ssize_t indexes[BATCH];
+        int count = 0;
         memset(messages, 0, sizeof messages);
-        for (int i = 0; i < count; i++) {
-            PyObject *item = PyList_GET_ITEM(replies, start + i);
-            const char *host;
-            int port;
-            PyObject *datagram;
-            if (!PyArg_ParseTuple(item, "O!(si)", &PyBytes_Type, &datagram, &host, &port))
-                goto failed;
-            memset(&addresses[i], 0, sizeof addresses[i]);
-            addresses[i].sin_family = AF_INET;
-            addresses[i].sin_port = htons((uint16_t)port);
-            if (inet_pton(AF_INET, host, &addresses[i].sin_addr) != 1) {
-                PyErr_Format(PyExc_ValueError, "not an IPv4 address: %s", host);
-                goto failed;
+        for (; start < total && count < BATCH; start++) {
+            PyObject *item = PyList_GET_ITEM(replies, start);
+            PyObject *datagram, *address, *host;
+            long port;
+            struct sockaddr_in *to = &addresses[count];
+            memset(to, 0, sizeof *to);
+            to->sin_family = AF_INET;
+            const char *text;
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2
+                    || !PyBytes_Check(datagram = PyTuple_GET_ITEM(item, 0))
+                    || !PyTuple_Check(address = PyTuple_GET_ITEM(item, 1))
+                    || PyTuple_GET_SIZE(address) != 2
+                    || !PyUnicode_Check(host = PyTuple_GET_ITEM(address, 0))
+                    || !PyLong_Check(PyTuple_GET_ITEM(address, 1))
+                    || (port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1))) < 0 || port > 65535
+                    || (text = PyUnicode_AsUTF8(host)) == NULL
+                    || inet_pton(AF_INET, text, &to->sin_addr) != 1) {
+                PyErr_Clear();
+                if (add_failure(failures, start, EINVAL) < 0)
+                    goto failed;
+                continue;
             }
-            vectors[i].iov_base = PyBytes_AS_STRING(datagram);
-            vectors[i].iov_len = (size_t)PyBytes_GET_SIZE(datagram);
-            messages[i].msg_hdr.msg_name = &addresses[i];
-            messages[i].msg_hdr.msg_namelen = sizeof addresses[i];
-            messages[i].msg_hdr.msg_iov = &vectors[i];
-            messages[i].msg_hdr.msg_iovlen = 1;
+            to->sin_port = htons((uint16_t)port);
+            vectors[count].iov_base = PyBytes_AS_STRING(datagram);
+            vectors[count].iov_len = (size_t)PyBytes_GET_SIZE(datagram);
+            messages[count].msg_hdr.msg_name = to;
+            messages[count].msg_hdr.msg_namelen = sizeof *to;
+            messages[count].msg_hdr.msg_iov = &vectors[count];
+            messages[count].msg_hdr.msg_iovlen = 1;
+            indexes[count++] = start;
         }
         int done = 0;
         while (done < count) {
@@ -478,13 +634,8 @@ static PyObject *py_send(PyObject *module, PyObject *args)
             if (sent < 0) {
                 if (error == EINTR)
                     continue;
-                PyObject *failure = Py_BuildValue("(ni)", start + done, error);
-                if (failure == NULL || PyList_Append(failures, failure) < 0) {
-                    Py_XDECREF(failure);
-                    Py_DECREF(failures);
-                    return NULL;
-                }
-                Py_DECREF(failure);
+                if (add_failure(failures, indexes[done], error) < 0)
+                    goto failed;
                 done += 1;      /* that one is lost, as a failed sendto's is */
             } else {
                 done += sent;
@@ -531,6 +682,8 @@ static PyObject *py_hmac_md5(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"accept", py_accept, METH_VARARGS,
      "accept(data, secret, logins, now) -> the cached Accept's reply, or None"},
+    {"decode", py_decode, METH_VARARGS,
+     "decode(data) -> aaa.packet.Packet's fields; ValueError(reason) if malformed"},
     {"receive", py_receive, METH_VARARGS,
      "receive(fd) -> [(datagram, (host, port)), ...]: waits for one, takes up to 16 (IPv4)"},
     {"send", py_send, METH_VARARGS,

@@ -49,6 +49,12 @@ MAX_LENGTH = 4096
 _ZERO16 = bytes(16)
 
 
+try:    # built optionally (setup.py); decode_python otherwise
+    from aaa._fastauth import decode as _compiled_decode
+except ImportError:
+    _compiled_decode = None
+
+
 class MalformedPacket(ValueError):
     """The datagram is not a well-formed RADIUS packet; ``reason`` says why."""
 
@@ -90,9 +96,22 @@ class Packet:
 def decode(data: bytes) -> Packet:
     """Parse and length-check a datagram; raises MalformedPacket.
 
-    The loop is the accounting path's hottest Python: locals only, one dict
-    probe per attribute, and the two attributes that need more than storing
-    (Message-Authenticator, Vendor-Specific) tested by one comparison."""
+    The walk is aaa._fastauth.decode where that is built (5-6x cheaper: it
+    was the accounting path's hottest Python), else decode_python; the two
+    give equal packets and the same reasons (a differential test holds
+    them to it)."""
+    if _compiled_decode is None or type(data) is not bytes:
+        return decode_python(data)
+    try:
+        return Packet(*_compiled_decode(data))
+    except ValueError as error:
+        raise MalformedPacket(str(error)) from None
+
+
+def decode_python(data: bytes) -> Packet:
+    """decode in Python: locals only, one dict probe per attribute, and the
+    two attributes that need more than storing (Message-Authenticator,
+    Vendor-Specific) tested by one comparison."""
     received = len(data)
     if received < MIN_LENGTH:
         raise MalformedPacket(f"packet of {received} octets is shorter than a header")

@@ -98,3 +98,78 @@ def test_monotonic_deadline_takes_the_earlier():
     assert fastpath.monotonic_deadline(None, view) == view
     soon = fastpath.monotonic_deadline(time.time() + 5, view)
     assert view - 26 < soon < view - 24
+
+
+def _outcome(decode, data):
+    from aaa import packet as wire
+    try:
+        return decode(data)
+    except wire.MalformedPacket as error:
+        return ("malformed", error.reason)
+
+
+_attribute = st.one_of(
+    st.tuples(st.integers(0, 255), st.binary(max_size=40)).map(
+        lambda a: bytes((a[0], len(a[1]) + 2)) + a[1]),
+    # Vendor-Specific, well formed or not inside
+    st.tuples(st.binary(min_size=4, max_size=4),
+              st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=10),
+                                 st.sampled_from([None, None, None, 0, 1, 13])),
+                       max_size=3)).map(
+        lambda v: (lambda body: bytes((26, len(body) + 2)) + body)(
+            v[0] + b"".join(bytes((k, len(d) + 2 if n is None else n)) + d
+                            for k, d, n in v[1]))),
+    st.binary(min_size=16, max_size=17).map(lambda m: bytes((80, len(m) + 2)) + m),
+    st.binary(max_size=3),                      # a truncated or odd tail
+)
+
+
+@needs_module
+@settings(max_examples=1500, deadline=None)
+@given(code=st.integers(0, 255), identifier=st.integers(0, 255),
+       authenticator=st.binary(min_size=16, max_size=16),
+       attributes=st.lists(_attribute, max_size=8), length_delta=st.integers(-30, 30),
+       padding=st.binary(max_size=6))
+def test_the_compiled_decode_is_decode_python(code, identifier, authenticator, attributes,
+                                              length_delta, padding):
+    from aaa import packet as wire
+    body = b"".join(attributes)
+    length = max(0, min(0xFFFF, 20 + len(body) + (length_delta if length_delta % 3 == 0 else 0)))
+    data = bytes((code, identifier)) + length.to_bytes(2, "big") + authenticator + body + padding
+    assert _outcome(wire.decode, data) == _outcome(wire.decode_python, data)
+
+
+@needs_module
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_the_compiled_decode_is_decode_python_on_any_bytes(data):
+    from aaa import packet as wire
+    assert _outcome(wire.decode, data) == _outcome(wire.decode_python, data)
+
+
+@needs_module
+def test_send_and_receive_move_batches_and_report_what_they_could_not_send():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("127.0.0.1", 0))
+        client.bind(("127.0.0.1", 0))
+        server.settimeout(2)
+        to = server.getsockname()
+        good = [(f"d{n}".encode() * (n + 1), to) for n in range(20)]
+        bad = [(b"x", ("::1", to[1])), ("text", to), (b"x", ("127.0.0.1", -1)),
+               (b"x", ("127.0.0.1",)), (b"x", ("127.0.0.1", to[1], 0, 0)), b"x",
+               (b"x", ("not an address", to[1]))]
+        mixed = good[:10] + bad + good[10:]
+        failures = fastpath.send(client.fileno(), mixed)
+        assert sorted(index for index, _ in failures) == list(range(10, 10 + len(bad)))
+        assert {number for _, number in failures} == {22}      # EINVAL
+        got = []
+        while len(got) < len(good):
+            got.extend(fastpath.receive(server.fileno()))
+        assert [data for data, _ in got] == [data for data, _ in good]
+        assert {source for _, source in got} == {client.getsockname()}
+        # What arrives is what recvfrom would have said, and answers go back.
+        assert fastpath.send(server.fileno(), [(b"back", got[0][1])]) == []
+        client.settimeout(2)
+        assert client.recvfrom(100) == (b"back", to)
