@@ -2,13 +2,14 @@
  * aaa._fastauth: the Access-Request path for a subscriber whose Accept is
  * already known, in one call (aaa.fastpath holds the table it reads).
  *
- * accept(data, secret, logins, now) -> reply bytes, or None
+ * accept(data, secret, logins, now, wall_now) -> reply bytes, or None
  *
  * It answers only the request the Python path (aaa.server.handle_auth)
  * would answer with the cached Accept: an Access-Request with exactly its
  * length, well-formed attributes, a valid Message-Authenticator, no
  * Proxy-State, a User-Name found in ``logins`` (bytes -> (password bytes,
- * reply attributes bytes, expires as a monotonic float)) before ``expires``,
+ * reply attributes bytes, expires: a monotonic float, until: a time.time()
+ * float)) while ``now`` < expires and ``wall_now`` < until,
  * and a User-Password (RFC 2865 §5.2) that decrypts to that password. The
  * reply is what aaa.packet.encode_reply builds for it: Access-Accept,
  * Message-Authenticator first (RFC 3579 §3.2), the attributes, the Response
@@ -221,8 +222,9 @@ static PyObject *py_accept(PyObject *module, PyObject *args)
 {
     Py_buffer data, secret;
     PyObject *logins;
-    double now;
-    if (!PyArg_ParseTuple(args, "y*y*O!d", &data, &secret, &PyDict_Type, &logins, &now))
+    double now, wall_now;
+    if (!PyArg_ParseTuple(args, "y*y*O!dd", &data, &secret, &PyDict_Type, &logins, &now,
+                          &wall_now))
         return NULL;
     PyObject *result = NULL;
     const unsigned char *raw = data.buf;
@@ -261,18 +263,8 @@ static PyObject *py_accept(PyObject *module, PyObject *args)
             || memchr(name, 0, (size_t)name_length) != NULL)
         goto fallback;
 
-    const keyed_states *k = keyed_for(secret.buf, secret.len);
-    /* RFC 3579 §3.2: HMAC-MD5 over the packet with its value zeroed. */
-    static const unsigned char zero16[16] = {0};
-    unsigned char mac[16];
-    md5_state inner = k->inner;
-    md5_update(&inner, raw, (size_t)mac_at);
-    md5_update(&inner, zero16, 16);
-    md5_update(&inner, raw + mac_at + 16, (size_t)(size - mac_at - 16));
-    hmac_finish(k, &inner, mac);
-    if (!same16(mac, raw + mac_at))
-        goto fallback;
-
+    /* The table first: nothing after this runs Python code (keys are
+     * bytes), so the keyed states below stay this call's. */
     PyObject *key = PyBytes_FromStringAndSize((const char *)name, name_length);
     if (key == NULL)
         goto done;
@@ -283,13 +275,27 @@ static PyObject *py_accept(PyObject *module, PyObject *args)
             goto done;
         goto fallback;
     }
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3)
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4)
         goto fallback;
     PyObject *password = PyTuple_GET_ITEM(entry, 0);
     PyObject *attributes = PyTuple_GET_ITEM(entry, 1);
     PyObject *expires = PyTuple_GET_ITEM(entry, 2);
+    PyObject *until = PyTuple_GET_ITEM(entry, 3);
     if (!PyBytes_CheckExact(password) || !PyBytes_CheckExact(attributes)
-            || !PyFloat_CheckExact(expires) || !(now < PyFloat_AS_DOUBLE(expires)))
+            || !PyFloat_CheckExact(expires) || !(now < PyFloat_AS_DOUBLE(expires))
+            || !PyFloat_CheckExact(until) || !(wall_now < PyFloat_AS_DOUBLE(until)))
+        goto fallback;
+
+    const keyed_states *k = keyed_for(secret.buf, secret.len);
+    /* RFC 3579 §3.2: HMAC-MD5 over the packet with its value zeroed. */
+    static const unsigned char zero16[16] = {0};
+    unsigned char mac[16];
+    md5_state inner = k->inner;
+    md5_update(&inner, raw, (size_t)mac_at);
+    md5_update(&inner, zero16, 16);
+    md5_update(&inner, raw + mac_at + 16, (size_t)(size - mac_at - 16));
+    hmac_finish(k, &inner, mac);
+    if (!same16(mac, raw + mac_at))
         goto fallback;
 
     /* RFC 2865 §5.2: b(i) = MD5(S + c(i-1)), c(0) the Request Authenticator;
@@ -681,7 +687,7 @@ static PyObject *py_hmac_md5(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"accept", py_accept, METH_VARARGS,
-     "accept(data, secret, logins, now) -> the cached Accept's reply, or None"},
+     "accept(data, secret, logins, now, wall_now) -> the cached Accept's reply, or None"},
     {"decode", py_decode, METH_VARARGS,
      "decode(data) -> aaa.packet.Packet's fields; ValueError(reason) if malformed"},
     {"receive", py_receive, METH_VARARGS,

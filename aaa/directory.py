@@ -108,6 +108,9 @@ class NasTable:
         with self._sessionmaker() as session:
             rows = session.scalars(select(Nas)).all()
         exact, prefixes = {}, []
+        # An unchanged NAS keeps its client object: what is derived from it
+        # (aaa.fastpath's table of Accepts) is kept for that object.
+        previous = {client.id: client for client in [*self._exact.values(), *self._prefixes]}
         for row in rows:
             try:
                 network = ipaddress.ip_network(row.address.strip(), strict=False)
@@ -117,6 +120,8 @@ class NasTable:
             client = NasClient(row.id, row.name, network, row.secret.encode(), row.vendor,
                                row.require_message_authenticator, row.limit_proxy_state,
                                nas_spec(row), *_previous_secret(row))
+            if previous.get(client.id) == client:
+                client = previous[client.id]
             if network.num_addresses == 1:
                 exact[str(network.network_address)] = client
             else:
@@ -333,11 +338,16 @@ class SubscriberDirectory:
         if held is not None and held[0] is not None:
             self.generation += 1
 
-    def expires_at(self, key: tuple[str, str]) -> float | None:
-        """When the cached view for ``key`` stops answering without a read
-        (monotonic), or None if none is held."""
+    def fresh_until(self, key: tuple[str, str], view: Subscriber) -> float | None:
+        """When ``view``, held for ``key`` and within its TTL, stops
+        answering without a read (monotonic); None if the cache holds
+        another view for ``key``, none, or this one past its TTL. Counts
+        nothing (unlike a lookup answered from a stale view)."""
         entry = self._cache.get(key)
-        return None if entry is None else entry[1] + self.ttl_s
+        if entry is None or entry[0] is not view:
+            return None
+        expires = entry[1] + self.ttl_s
+        return expires if time.monotonic() < expires else None
 
     def _get(self, key: tuple[str, str], column, load: bool = True) -> Subscriber | None:
         entry = self._cache.get(key)
@@ -429,5 +439,6 @@ class SubscriberDirectory:
         stale = [key for key, (sub, _) in cached.items() if sub.account_id in changed]
         for key in stale:
             self._cache.pop(key, None)
-        self.generation += 1
+        if stale:
+            self.generation += 1
         return len(stale)

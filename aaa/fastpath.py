@@ -29,6 +29,7 @@ False and the server answers every request on the Python path.
 
 from __future__ import annotations
 
+import math
 import time
 
 try:
@@ -46,51 +47,51 @@ class FastAccepts:
     def __init__(self, directory, limit: int = 200_000):
         self._directory = directory
         self._limit = limit
-        self._generation = directory.generation
-        # id(client) -> (client, {User-Name octets: (password, attributes, expires)})
-        self._tables: dict[int, tuple] = {}
+        # (directory generation, {id(client): (client, {User-Name octets:
+        # (password, attributes, expires, until)})}), replaced whole: a
+        # thread that read the state before the generation moved and
+        # remembers into it afterwards writes into a table no one reads.
+        self._state: tuple[int, dict] = (directory.generation, {})
         self._size = 0
-        self.answered = 0
 
     def __len__(self) -> int:
         return self._size
 
     def clear(self) -> None:
-        self._tables = {}
+        self._state = (self._directory.generation, {})
         self._size = 0
 
     def answer(self, data: bytes, client, now: float) -> bytes | None:
-        """The Accept for ``data`` if the table knows it, else None."""
-        if self._directory.generation != self._generation:
-            self._generation = self._directory.generation
+        """The Accept for ``data`` if the table knows it, else None; ``now``
+        is time.monotonic()."""
+        generation, tables = self._state
+        if generation != self._directory.generation:
             self.clear()
             return None
-        held = self._tables.get(id(client))
+        held = tables.get(id(client))
         if held is None or held[0] is not client:
             return None
-        return _fastauth.accept(data, client.secret, held[1], now)
+        return _fastauth.accept(data, client.secret, held[1], now, time.time())
 
     def learn(self, client, generation: int, username: bytes, password: bytes,
-              attributes: bytes, expires: float) -> None:
-        """Remember an Accept the Python path gave; ``generation`` is the
+              attributes: bytes, expires: float, until: float | None) -> None:
+        """Remember an Accept the Python path gave. ``generation`` is the
         directory's when that path read the subscriber (a view replaced
-        since must not be remembered)."""
-        if generation != self._generation or generation != self._directory.generation:
+        since must not be remembered); the entry ends at ``expires``
+        (monotonic: the view's TTL) or at ``until`` (time.time(): the
+        decision's end), whichever comes first."""
+        state = self._state
+        if generation != state[0] or generation != self._directory.generation:
             return
         if self._size >= self._limit:
             self.clear()
-        held = self._tables.get(id(client))
+            return
+        tables = state[1]
+        held = tables.get(id(client))
         if held is None or held[0] is not client:
-            held = self._tables[id(client)] = (client, {})
+            held = tables[id(client)] = (client, {})
         table = held[1]
         if username not in table:
             self._size += 1
-        table[username] = (password, attributes, float(expires))
-
-
-def monotonic_deadline(wall_until: float | None, view_expires: float) -> float:
-    """The earlier of a decision's end (a time.time() stamp, or None) and a
-    directory view's expiry (monotonic), as a monotonic time."""
-    if wall_until is None:
-        return view_expires
-    return min(view_expires, time.monotonic() + (wall_until - time.time()))
+        table[username] = (password, attributes, float(expires),
+                           math.inf if until is None else float(until))

@@ -55,7 +55,7 @@ from aaa import fastpath, metrics, mschap, pools, voice
 from aaa.authorize import Decision, binding_valid, chap_valid, decide, normalize_mac, pap_valid
 from aaa.dictionary import encode, encode_all
 from aaa.directory import NasClient, NasTable, NotCached, SubscriberDirectory
-from aaa.fastpath import FastAccepts, monotonic_deadline
+from aaa.fastpath import FastAccepts
 from config import workers
 from config.db import server_gone, utcnow
 from rating import policies
@@ -359,6 +359,7 @@ class RadiusServer:
         self._drop_window_at, self._drop_logged, self._drop_unlogged = 0.0, 0, 0
         self._reply_cache: dict[tuple, bytes] = {}
         self._decisions: dict[tuple[int, str], tuple] = {}
+        self._shapes: dict[tuple, tuple] = {}      # see _decide
         self._fast = (FastAccepts(self.directory)
                       if settings.get("radius", "fast_path") and fastpath.available else None)
         # Voice NAS caller checks: caller -> (allowed, reason, valid until).
@@ -780,19 +781,16 @@ class RadiusServer:
         name = request.first(wire.USER_NAME)
         if not name or b"\x00" in name:
             return
-        login = name.decode("utf-8", "replace")
-        try:
-            if self.directory.by_login(login, False) is not subscriber:
-                return      # found by a binding (IPoE), not by this login
-        except NotCached:
-            return
-        view_expires = self.directory.expires_at(("login", login))
-        if view_expires is None:
+        # The view this login's Accept came from, while it is fresh (not
+        # one found by a binding, nor one answering past its TTL).
+        expires = self.directory.fresh_until(("login", name.decode("utf-8", "replace")),
+                                             subscriber)
+        if expires is None:
             return
         until = decision.valid_until
-        wall = None if until is None else until.replace(tzinfo=dt.timezone.utc).timestamp()
         self._fast.learn(client, generation, name, subscriber.password.encode(), attributes,
-                         monotonic_deadline(wall, view_expires))
+                         expires, None if until is None else
+                         until.replace(tzinfo=dt.timezone.utc).timestamp())
 
     def _check_caller(self, request: wire.Packet, client: NasClient, key, data: bytes,
                       source, may_load: bool) -> bytes | None:
@@ -886,17 +884,42 @@ class RadiusServer:
         if held is not None and held[0] is subscriber and (
                 held[2] is None or time.time() < held[2]):
             return held[1], subscriber, extra
-        decision = decide(subscriber, True, vendor=client.spec,
-                          interim_interval=self.interim_interval,
-                          session_timeout=self.session_timeout,
-                          ladder=policies.ladder_in_force(self.ctx.engine, self.ladder),
-                          redirect_url=self.redirect_url, timezone=self.timezone)
+        decision, until = self._decide(subscriber, client)
         if len(self._decisions) > 200_000:
             self._decisions.clear()
-        until = decision.valid_until
-        self._decisions[key] = (subscriber, decision, None if until is None else
-                                until.replace(tzinfo=dt.timezone.utc).timestamp())
+        self._decisions[key] = (subscriber, decision, until)
         return decision, subscriber, extra
+
+    def _decide(self, subscriber, client: NasClient):
+        """decide() for an accepted login, and its end (time.time(), or
+        None). The decision depends on the view's speed-related fields, not
+        on whose they are: subscribers on one tariff in one state share it
+        (a reboot storm's first logins are then not each a decide(), ~40 us),
+        keyed by those fields, the NAS client and the ladder in force."""
+        ladder = policies.ladder_in_force(self.ctx.engine, self.ladder)
+        shape = (id(client), id(ladder), subscriber.account_state, subscriber.profile,
+                 subscriber.rate_down_kbps, subscriber.rate_up_kbps,
+                 subscriber.negative_rate_kbps, subscriber.windows, subscriber.options,
+                 subscriber.limit_throttled_until, subscriber.static_ipv4,
+                 subscriber.ipv6_prefix)
+        try:
+            held = self._shapes.get(shape)
+        except TypeError:       # a part that cannot be hashed: decide afresh
+            shape = held = None
+        if held is not None and held[0] is client and held[1] is ladder and (
+                held[3] is None or time.time() < held[3]):
+            return held[2], held[3]
+        decision = decide(subscriber, True, vendor=client.spec,
+                          interim_interval=self.interim_interval,
+                          session_timeout=self.session_timeout, ladder=ladder,
+                          redirect_url=self.redirect_url, timezone=self.timezone)
+        until = decision.valid_until
+        until = None if until is None else until.replace(tzinfo=dt.timezone.utc).timestamp()
+        if shape is not None:
+            if len(self._shapes) > 100_000:
+                self._shapes.clear()
+            self._shapes[shape] = (client, ladder, decision, until)
+        return decision, until
 
     def _lease(self, subscriber) -> str | None:
         """A pool address for this login (a write: pools are shared by nodes)."""

@@ -178,6 +178,7 @@ def setup():
         server.auth_duplicates = DuplicateCache(window)
         server.acct_duplicates = DuplicateCache(window)
         server._decisions.clear()
+        server._shapes.clear()
         errors.records.clear()
         dropped = server.stats["dropped"]
         try:

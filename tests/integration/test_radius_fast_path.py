@@ -162,11 +162,30 @@ def test_an_entry_ends_with_the_directorys_view_of_its_login(pair):
     # Past the view's TTL the Python path (which reads again) answers.
     later = time.monotonic() + fast.directory.ttl_s + 1
     assert fast._fast.answer(data, client, later) is None
-    # A NAS table read again makes new client objects: not theirs.
+
+def test_an_entry_ends_with_its_nas_client(pair, ctx):
+    from aaa.models import Nas
+    fast, reference = pair
+    _same(fast, reference, _request(b"bob", b"pw-bob"))
+    client = fast.nas_table.lookup(SOURCE[0])
+    data = _request(b"bob", b"pw-bob")
+    # The NAS table is read again every 10 s: an unchanged NAS keeps its
+    # client object, and what the fast path learned for it.
     fast.nas_table.reload()
+    assert fast.nas_table.lookup(SOURCE[0]) is client
+    assert fast._fast.answer(data, client, time.monotonic()) is not None
+    with ctx.Session() as session:
+        session.query(Nas).one().vendor = "cisco"       # other reply attributes
+        session.commit()
+    for server in (fast, reference):
+        server.nas_table.reload()
     renewed = fast.nas_table.lookup(SOURCE[0])
-    assert renewed is not client
+    assert renewed is not client and renewed.vendor == "cisco"
     assert fast._fast.answer(data, renewed, time.monotonic()) is None
+    before = fast.stats["auth_fast"]
+    _same(fast, reference, _request(b"bob", b"pw-bob"))
+    _same(fast, reference, _request(b"bob", b"pw-bob"))
+    assert fast.stats["auth_fast"] == before + 1
 
 
 def test_a_nas_rotating_its_secret_is_answered_by_the_python_path(pair, ctx):
@@ -270,3 +289,37 @@ def test_an_ipv6_server_answers_on_the_plain_loop(ctx):
                 reply = sock.recvfrom(4096)[0]
             assert reply[0] == wire.ACCESS_ACCEPT
         assert server.stats["auth_fast"] == 1
+
+
+def test_logins_alike_share_one_decision_and_differ_where_their_views_do(ctx, monkeypatch):
+    import aaa.server
+    from rating import policies
+    with ctx.Session() as session:
+        for login, static in (("a1", None), ("b1", None), ("c1", "10.9.9.9")):
+            account = factories.make_account(session, balance="100")
+            factories.make_service(session, account, login=login, password="pw",
+                                   static_ipv4=static)
+        factories.make_nas(session, address=SOURCE[0], secret=SECRET.decode())
+        session.commit()
+    server = _server(ctx, False)
+    decided = []
+    real = aaa.server.decide
+    monkeypatch.setattr(aaa.server, "decide",
+                        lambda *args, **kwargs: decided.append(1) or real(*args, **kwargs))
+
+    def attributes(login: bytes) -> dict:
+        reply = server.handle_auth(_request(login, b"pw"), SOURCE, True)
+        assert reply[0] == wire.ACCESS_ACCEPT
+        found = dict(wire.decode(reply).attributes)
+        found.pop(wire.MESSAGE_AUTHENTICATOR)
+        return found
+
+    first = attributes(b"a1")
+    assert attributes(b"b1") == first and len(decided) == 1       # one decide() for both
+    own = attributes(b"c1")                                         # its own Framed-IP
+    assert own[8] == [bytes((10, 9, 9, 9))] and 8 not in first and len(decided) == 2
+    # Another ladder in force (re-read after its TTL): decided afresh.
+    ladder = tuple(list(policies.ladder_in_force(ctx.engine, server.ladder)))
+    monkeypatch.setattr(policies, "ladder_in_force", lambda *args: ladder)
+    server._decisions.clear()
+    assert attributes(b"b1") == first and len(decided) == 3

@@ -54,24 +54,28 @@ def test_md5_of_the_rfc_1321_test_suite():
 
 
 @needs_module
-def test_accept_refuses_what_is_not_a_bytes_table():
+def test_accept_answers_only_from_a_well_formed_entry_in_its_time():
     from aaa import _fastauth
-    with pytest.raises(TypeError):
-        _fastauth.accept(b"x" * 20, b"s", [], 0.0)
     from aaa import packet as wire
+    with pytest.raises(TypeError):
+        _fastauth.accept(b"x" * 20, b"s", [], 0.0, 0.0)
     authenticator = os.urandom(16)
     request = wire.encode_request(
         wire.ACCESS_REQUEST, 7, b"s",
         wire.attribute(wire.USER_NAME, b"bob")
         + wire.attribute(wire.USER_PASSWORD, wire.encrypt_password(b"pw", b"s", authenticator)),
         authenticator=authenticator, message_authenticator=True)
-    reply = _fastauth.accept(request, b"s", {b"bob": (b"pw", b"", 1.0)}, 0.0)
+    # now (monotonic) 5, wall_now 1000: before expires and until.
+    reply = _fastauth.accept(request, b"s", {b"bob": (b"pw", b"", 10.0, 2000.0)}, 5.0, 1000.0)
     assert reply == wire.encode_reply(wire.ACCESS_ACCEPT, wire.decode(request), b"s",
                                       message_authenticator=True)
-    # An entry of another shape, or past its time, is not trusted: no answer.
-    for entry in (("pw", b"", 1.0), (b"pw", "", 1.0), (b"pw", b"", 1), (b"pw", b""),
-                  [b"pw", b"", 1.0], (b"pw", b"", 0.0), (b"pw", b"", float("nan"))):
-        assert _fastauth.accept(request, b"s", {b"bob": entry}, 0.0) is None, entry
+    # An entry of another shape, past its view (expires) or its decision
+    # (until, as time.time() says: a clock step counts), is not trusted.
+    for entry in (("pw", b"", 10.0, 2000.0), (b"pw", "", 10.0, 2000.0),
+                  (b"pw", b"", 10, 2000.0), (b"pw", b"", 10.0), [b"pw", b"", 10.0, 2000.0],
+                  (b"pw", b"", 5.0, 2000.0), (b"pw", b"", float("nan"), 2000.0),
+                  (b"pw", b"", 10.0, 1000.0), (b"pw", b"", 10.0, float("nan"))):
+        assert _fastauth.accept(request, b"s", {b"bob": entry}, 5.0, 1000.0) is None, entry
 
 
 class _Directory:
@@ -83,21 +87,17 @@ def test_a_table_learned_before_a_directory_change_is_dropped():
     directory = _Directory()
     fast = fastpath.FastAccepts(directory)
     client = object()
-    fast.learn(client, 0, b"bob", b"pw", b"", 10.0)
+    fast.learn(client, 0, b"bob", b"pw", b"", 10.0, None)
     assert len(fast) == 1
-    # A view read before the change must not be remembered after it.
+    state = fast._state
+    # A view read before the change must not be remembered after it, and
+    # a thread that took the state before the change writes where no one reads.
     directory.generation = 1
-    fast.learn(client, 0, b"eve", b"pw", b"", 10.0)
+    fast.learn(client, 0, b"eve", b"pw", b"", 10.0, None)
     assert fast.answer(bytes(20), client, 0.0) is None
-    assert len(fast) == 0
-
-
-def test_monotonic_deadline_takes_the_earlier():
-    import time
-    view = time.monotonic() + 30
-    assert fastpath.monotonic_deadline(None, view) == view
-    soon = fastpath.monotonic_deadline(time.time() + 5, view)
-    assert view - 26 < soon < view - 24
+    assert len(fast) == 0 and fast._state is not state and fast._state[1] == {}
+    fast.learn(client, 1, b"eve", b"pw", b"", 10.0, None)
+    assert len(fast) == 1
 
 
 def _outcome(decode, data):
