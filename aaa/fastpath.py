@@ -39,7 +39,7 @@ except ImportError:     # built optionally (setup.py)
 
 available = _fastauth is not None
 if available:
-    # recvmmsg / sendmmsg for the receive loops (aaa.server._receive_batches).
+    # recvmmsg / sendmmsg for the receive loops (aaa.server._receive_loop).
     receive, send = _fastauth.receive, _fastauth.send
 
 

@@ -567,10 +567,7 @@ class RadiusServer:
                                       traceback=True)
                 continue
             if reply is not None:
-                try:
-                    sock.sendto(reply, source)
-                except OSError as error:
-                    self.errors.error("send-failed", f"src={source[0]}:{source[1]}", error)
+                self._send_all(sock, [(reply, source)])
 
     # -- authentication ----------------------------------------------------------
 
@@ -581,41 +578,22 @@ class RadiusServer:
         Stopping is read from a plain attribute (``_running``): an Event's
         is_set() is a Python call, twice per datagram."""
         if self._fast is not None and sock.family == socket.AF_INET:
-            return self._receive_batches(sock, handle, kind)
-        receive, send = sock.recvfrom, sock.sendto
-        stats, received = self.stats, f"{kind}_received"
-        while self._running:
-            try:
-                data, source = receive(4096)
-            except OSError:
-                if not self._running:
-                    return
-                continue
-            if not self._running:
-                return
-            stats[received] += 1
-            try:
-                reply = handle(data, source, False)
-            except Exception as error:  # one bad packet must not stop the server
-                self.errors.error(f"{kind}-failed", f"src={source[0]}:{source[1]}", error,
-                                  traceback=True)
-                continue
-            if reply is not None:
-                try:
-                    send(reply, source)
-                except OSError as error:
-                    self.errors.error("send-failed", f"src={source[0]}:{source[1]}", error)
+            # recvmmsg (aaa._fastauth): what is queued, up to 16 datagrams,
+            # in one system call; their replies leave together (sendmmsg,
+            # _send_all) after the last one is handled.
+            descriptor, receive_batch = sock.fileno(), fastpath.receive
 
-    def _receive_batches(self, sock: socket.socket, handle, kind: str) -> None:
-        """_receive_loop with recvmmsg and sendmmsg (aaa._fastauth): one
-        system call for what is queued (up to 16 datagrams) and one for
-        their replies. Each datagram is handled as _receive_loop handles
-        it, in order; the replies leave together after the last one."""
-        receive, descriptor = fastpath.receive, sock.fileno()
+            def receive():
+                return receive_batch(descriptor)
+        else:
+            recvfrom = sock.recvfrom
+
+            def receive():
+                return [recvfrom(4096)]
         stats, received = self.stats, f"{kind}_received"
         while self._running:
             try:
-                batch = receive(descriptor)
+                batch = receive()
             except OSError:
                 if not self._running:
                     return
