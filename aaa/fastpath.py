@@ -12,15 +12,17 @@ expired name, a malformed packet) goes down the Python path unchanged, so
 the fast path can only ever give the answer the Python path gives.
 
 The table holds, per NAS client object, User-Name octets -> (password,
-reply attributes, expires). An entry lives no longer than what it was made
-from:
+reply attributes, expires, until). An entry lives no longer than what it
+was made from:
 
 - the directory's view of the login (``SubscriberDirectory.generation``
   moves whenever a view is replaced or dropped, and the whole table goes;
-  the entry also expires with the view's TTL);
-- the decision (its ``valid_until``: a speed window or an option ending);
-- the NAS client (a re-read NAS table makes new client objects, and a
-  table is only used for the object it was made for).
+  ``expires``, monotonic, is the view's TTL);
+- the decision (``until``, its ``valid_until`` as a time.time() stamp: a
+  speed window or an option ending);
+- the NAS client (a table is only used for the object it was made for; the
+  NAS table's re-read keeps an unchanged NAS's object and makes a new one
+  for a changed NAS).
 
 Without the compiled module (no C compiler at install) ``available`` is
 False and the server answers every request on the Python path.

@@ -217,6 +217,11 @@ class DuplicateCache:
     def key(address, packet: wire.Packet) -> tuple:
         return (address, packet.code, packet.identifier, packet.authenticator)
 
+    @staticmethod
+    def key_of_datagram(address, data: bytes) -> tuple:
+        """``key`` from the datagram's header, before it is decoded."""
+        return (address, data[0], data[1], data[4:20])
+
     def get(self, key: tuple, raw: bytes) -> bytes | None | bool:
         """The cached reply; True if the request is known but not yet
         answered (in flight); None if new."""
@@ -668,12 +673,14 @@ class RadiusServer:
             return self._defer(self.handle_auth, self._auth_socket, data, source)
         if client is None:
             return None
-        fast = self._fast
-        if fast is not None and not client.spec.voice and not client.in_grace():
+        # A voice NAS's requests are caller checks, and during a secret
+        # rotation nothing but the Python path tells which secret was used.
+        fast = self._fast if not client.spec.voice and not client.in_grace() else None
+        if fast is not None:
             reply = fast.answer(data, client, time.monotonic())
             if reply is not None:
                 # As below: a retransmit gets what its original got.
-                key = (source, wire.ACCESS_REQUEST, data[1], data[4:20])
+                key = DuplicateCache.key_of_datagram(source, data)
                 cached = self.auth_duplicates.get(key, data)
                 if cached is not None:
                     self.stats["auth_duplicates"] += 1
@@ -750,10 +757,9 @@ class RadiusServer:
                     attributes: bytes, generation: int) -> None:
         """Hand an Accept the Python path gave to the cached-Accept path
         (aaa.fastpath) when it was a PAP login that path can repeat: by
-        login, with Message-Authenticator, without Proxy-State, from a NAS
-        client that is neither voice nor rotating its secret."""
-        if (client.spec.voice or client.in_grace() or request.message_authenticator_at is None
-                or wire.PROXY_STATE in request.attributes
+        login, with Message-Authenticator, without Proxy-State (the client
+        is one handle_auth lets the fast path answer)."""
+        if (request.message_authenticator_at is None or wire.PROXY_STATE in request.attributes
                 or wire.USER_PASSWORD not in request.attributes or subscriber.password is None):
             return
         name = request.first(wire.USER_NAME)
