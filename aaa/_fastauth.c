@@ -17,6 +17,21 @@
  * takes the Python path, which decides, logs and counts as it always has.
  * It has no side effects: the caller keeps the duplicate cache and counters.
  *
+ * accounting(data, secret) -> (reply, status, delay, session_id, username,
+ *     calling, framed, octets_in, gigawords_in, octets_out, gigawords_out,
+ *     packets_in, packets_out, session_time, cause, classes), or None
+ *
+ * The common Accounting-Request (aaa.server.handle_acct) in one call: a
+ * Start, Stop or Interim-Update with exactly its length, well-formed
+ * attributes, a valid Request Authenticator (RFC 2866 §3), no
+ * Message-Authenticator or Proxy-State, every integer it reads 4 octets and
+ * every text UTF-8. The fields are the first value of each attribute, as
+ * aaa.packet.Packet.first gives them (texts decoded, Framed-IP-Address as
+ * its octets, absent integers 0, an absent cause None, Class values a
+ * tuple); aaa.accounting.parse_fields makes the record from them with
+ * parse's checks. The reply is aaa.packet.encode_reply's Accounting-Response.
+ * Anything else returns None and takes the Python path.
+ *
  * MD5 is RFC 1321's algorithm written here (the per-request hashes are
  * short, and calling OpenSSL through hashlib cost more than the hashing);
  * md5() and hmac_md5() are exported so tests compare them with hashlib's.
@@ -360,6 +375,174 @@ done:
     return result;
 }
 
+/* -- accounting: the common Accounting-Request, its fields and its reply ---- */
+
+enum {
+    ACCOUNTING_REQUEST = 4, ACCOUNTING_RESPONSE = 5, FRAMED_IP_ADDRESS = 8, CLASS = 25,
+    CALLING_STATION_ID = 31, ACCT_STATUS_TYPE = 40, ACCT_DELAY_TIME = 41,
+    ACCT_INPUT_OCTETS = 42, ACCT_OUTPUT_OCTETS = 43, ACCT_SESSION_ID = 44,
+    ACCT_SESSION_TIME = 46, ACCT_INPUT_PACKETS = 47, ACCT_OUTPUT_PACKETS = 48,
+    ACCT_TERMINATE_CAUSE = 49, ACCT_INPUT_GIGAWORDS = 52, ACCT_OUTPUT_GIGAWORDS = 53,
+};
+
+/* The attributes accounting() reads: their first value (offset of the
+ * attribute header, 0 = absent), as aaa.packet.Packet.first gives it. */
+static const unsigned char acct_kinds[] = {
+    ACCT_STATUS_TYPE, ACCT_DELAY_TIME, ACCT_SESSION_ID, USER_NAME, CALLING_STATION_ID,
+    FRAMED_IP_ADDRESS, ACCT_INPUT_OCTETS, ACCT_INPUT_GIGAWORDS, ACCT_OUTPUT_OCTETS,
+    ACCT_OUTPUT_GIGAWORDS, ACCT_INPUT_PACKETS, ACCT_OUTPUT_PACKETS, ACCT_SESSION_TIME,
+    ACCT_TERMINATE_CAUSE,
+};
+enum { N_ACCT = sizeof acct_kinds };
+
+/* A 4-octet integer value into *out (0 if absent); -1 if another length. */
+static int acct_number(const unsigned char *raw, Py_ssize_t at, unsigned long *out)
+{
+    if (at == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (raw[at + 1] != 6)
+        return -1;
+    const unsigned char *v = raw + at + 2;
+    *out = (unsigned long)v[0] << 24 | (unsigned long)v[1] << 16 | (unsigned long)v[2] << 8 | v[3];
+    return 0;
+}
+
+/* A text value as str (None if absent); NULL with no error set if it is
+ * not valid UTF-8 (the Python path decodes with "replace"). */
+static PyObject *acct_text(const unsigned char *raw, Py_ssize_t at)
+{
+    if (at == 0)
+        return Py_NewRef(Py_None);
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)raw + at + 2, raw[at + 1] - 2, NULL);
+    if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        PyErr_Clear();
+    return text;
+}
+
+static PyObject *py_accounting(PyObject *module, PyObject *args)
+{
+    /* accounting(data, secret) -> (reply, status, delay, session_id, username,
+     * calling, framed, octets_in, gigawords_in, octets_out, gigawords_out,
+     * packets_in, packets_out, session_time, cause, classes) or None. */
+    Py_buffer data, secret;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &secret))
+        return NULL;
+    PyObject *result = NULL, *texts[3] = {NULL, NULL, NULL}, *classes = NULL;
+    const unsigned char *raw = data.buf;
+    Py_ssize_t size = data.len, first[N_ACCT] = {0};
+    int n_classes = 0;
+
+    if (size < HEADER || size > MAX_LENGTH || raw[0] != ACCOUNTING_REQUEST
+            || ((Py_ssize_t)raw[2] << 8 | raw[3]) != size)
+        goto fallback;
+    for (Py_ssize_t at = HEADER; at < size;) {
+        if (at + 2 > size)
+            goto fallback;
+        int kind = raw[at], length = raw[at + 1];
+        if (length < 2 || at + length > size)
+            goto fallback;
+        if (kind == MESSAGE_AUTHENTICATOR || kind == PROXY_STATE)
+            goto fallback;
+        if (kind == CLASS)
+            n_classes++;
+        for (int i = 0; i < N_ACCT; i++)
+            if (acct_kinds[i] == kind) {
+                if (first[i] == 0)
+                    first[i] = at;
+                break;
+            }
+        at += length;
+    }
+
+    /* RFC 2866 §3: MD5(Code + Identifier + Length + 16 zero octets +
+     * Attributes + Secret). */
+    static const unsigned char zero16[16] = {0};
+    unsigned char digest[16];
+    md5_state hash;
+    md5_init(&hash);
+    md5_update(&hash, raw, 4);
+    md5_update(&hash, zero16, 16);
+    md5_update(&hash, raw + HEADER, (size_t)(size - HEADER));
+    md5_update(&hash, secret.buf, (size_t)secret.len);
+    md5_final(&hash, digest);
+    if (!same16(digest, raw + 4))
+        goto fallback;
+
+    unsigned long numbers[N_ACCT];
+    for (int i = 0; i < N_ACCT; i++) {
+        if (i >= 2 && i <= 5)           /* the texts and Framed-IP-Address */
+            continue;
+        if (acct_number(raw, first[i], &numbers[i]) < 0)
+            goto fallback;
+    }
+    /* Start, Stop and Interim-Update; the rest take the Python path. */
+    if (first[0] == 0 || numbers[0] < 1 || numbers[0] > 3)
+        goto fallback;
+    for (int i = 0; i < 3; i++) {
+        texts[i] = acct_text(raw, first[2 + i]);
+        if (texts[i] == NULL)
+            goto done_or_fallback;
+    }
+    if (n_classes) {
+        classes = PyTuple_New(n_classes);
+        if (classes == NULL)
+            goto done;
+        int n = 0;
+        for (Py_ssize_t at = HEADER; at < size; at += raw[at + 1])
+            if (raw[at] == CLASS) {
+                PyObject *value = PyBytes_FromStringAndSize((const char *)raw + at + 2,
+                                                            raw[at + 1] - 2);
+                if (value == NULL)
+                    goto done;
+                PyTuple_SET_ITEM(classes, n++, value);
+            }
+    } else {
+        classes = Py_NewRef(Py_None);
+    }
+
+    /* The Accounting-Response aaa.packet.encode_reply builds: no attributes. */
+    unsigned char reply[HEADER];
+    reply[0] = ACCOUNTING_RESPONSE;
+    reply[1] = raw[1];
+    reply[2] = 0;
+    reply[3] = HEADER;
+    md5_init(&hash);
+    md5_update(&hash, reply, 4);
+    md5_update(&hash, raw + 4, 16);
+    md5_update(&hash, secret.buf, (size_t)secret.len);
+    md5_final(&hash, reply + 4);
+
+    Py_ssize_t framed = first[5];
+    PyObject *cause = first[13] ? PyLong_FromUnsignedLong(numbers[13]) : Py_NewRef(Py_None);
+    if (cause == NULL)
+        goto done;
+    result = Py_BuildValue(
+        "(y#kkNNNNkkkkkkkNN)", reply, (Py_ssize_t)HEADER, numbers[0], numbers[1],
+        texts[0], texts[1], texts[2],
+        framed ? PyBytes_FromStringAndSize((const char *)raw + framed + 2, raw[framed + 1] - 2)
+               : Py_NewRef(Py_None),
+        numbers[6], numbers[7], numbers[8], numbers[9], numbers[10], numbers[11], numbers[12],
+        cause, classes);
+    /* Py_BuildValue took (N) the texts, the cause and the classes, even on failure. */
+    texts[0] = texts[1] = texts[2] = classes = NULL;
+    goto done;
+
+done_or_fallback:
+    if (PyErr_Occurred())
+        goto done;
+fallback:
+    result = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(texts[i]);
+    Py_XDECREF(classes);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&secret);
+    return result;
+}
+
 /* -- decode: aaa.packet.decode's walk, its checks and its reasons ----------- */
 
 static PyObject *malformed(const char *format, ...)
@@ -688,6 +871,8 @@ static PyObject *py_hmac_md5(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"accept", py_accept, METH_VARARGS,
      "accept(data, secret, logins, now, wall_now) -> the cached Accept's reply, or None"},
+    {"accounting", py_accounting, METH_VARARGS,
+     "accounting(data, secret) -> (reply, status, ...) of a plain Start, Stop or Interim, or None"},
     {"decode", py_decode, METH_VARARGS,
      "decode(data) -> aaa.packet.Packet's fields; ValueError(reason) if malformed"},
     {"receive", py_receive, METH_VARARGS,

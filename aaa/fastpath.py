@@ -43,6 +43,9 @@ available = _fastauth is not None
 if available:
     # recvmmsg / sendmmsg for the receive loops (aaa.server._receive_loop).
     receive, send = _fastauth.receive, _fastauth.send
+    # A plain Start, Stop or Interim-Update: its reply and fields, or None
+    # (aaa.server.handle_acct; aaa.accounting.parse_fields).
+    accounting = _fastauth.accounting
 
 
 class FastAccepts:

@@ -85,6 +85,8 @@ _COUNTERS = {
     "auth_reject": ("auth_answers", "Access-Request answers", {"result": "reject"}),
     "auth_fast": ("auth_fast", "Access-Accepts given by the cached-Accept path "
                   "(aaa.fastpath; also counted as accepts)", {}),
+    "acct_fast": ("acct_fast", "Accounting-Requests decoded, checked and parsed by the "
+                  "compiled path (aaa.fastpath.accounting)", {}),
     "auth_duplicates": ("duplicates", "Retransmits answered from the duplicate cache",
                         {"port": "auth"}),
     "acct_duplicates": ("duplicates", "Retransmits answered from the duplicate cache",

@@ -371,8 +371,9 @@ class RadiusServer:
         self._call_checks: dict[str, tuple[bool, str, float]] = {}
         self.voice_check_ttl_s = settings.get("radius", "voice_check_ttl_s")
         self.stats = dict(auth_accept=0, auth_reject=0, acct_committed=0, dropped=0,
-                          auth_received=0, acct_received=0, auth_fast=0, auth_duplicates=0,
-                          acct_duplicates=0, deferred=0, commits=0, commit_failures=0)
+                          auth_received=0, acct_received=0, auth_fast=0, acct_fast=0,
+                          auth_duplicates=0, acct_duplicates=0, deferred=0, commits=0,
+                          commit_failures=0)
         self.drops: dict[str, int] = {}
         self.errors = ErrorLog()
         self.batch_sizes = metrics.Histogram(metrics.BATCH_BUCKETS)
@@ -945,32 +946,47 @@ class RadiusServer:
     def handle_acct(self, data: bytes, source, may_load: bool = True) -> None:
         """Check and queue one Accounting-Request; the writer replies. The
         owner comes from the directory's cache; one it does not hold is
-        looked up by the writer (``_resolve_owners``), never here."""
+        looked up by the writer (``_resolve_owners``), never here. A plain
+        Start, Stop or Interim-Update is decoded, checked and parsed by
+        aaa._fastauth.accounting (5-6 us less a request), the rest here;
+        both give the same record, reply and drops (a differential test
+        holds them to it)."""
         try:
             client = self._client(source, may_load)
         except NotCached:
             return self._defer(self.handle_acct, self._acct_socket, data, source)
         if client is None:
             return
-        try:
-            request = wire.decode(data)
-        except wire.MalformedPacket as error:
-            self._drop(source, "malformed", client, detail=error.reason)
-            return
-        client = self._rotated(client, request, accounting=True)
-        if request.code != wire.ACCOUNTING_REQUEST:
-            self._drop(source, "unexpected-code", client, code=request.code)
-            return
-        if not wire.accounting_authenticator_valid(request, client.secret):
-            self._drop(source, "bad-authenticator", client)
-            return
-        if (request.message_authenticator_at is not None
-                and not wire.message_authenticator_valid(request, client.secret,
-                                                         authenticator=bytes(16))):
-            self._drop(source, "bad-message-authenticator", client)
-            return
-        key = DuplicateCache.key(source, request)
-        cached = self.acct_duplicates.get(key, request.raw)
+        # The common Start, Stop or Interim-Update, signed with the NAS's
+        # secret, in one C call (decode, Request Authenticator, fields,
+        # reply); anything else fastpath.accounting returns None for.
+        fields = (fastpath.accounting(data, client.secret)
+                  if self._fast is not None and not client.spec.voice else None)
+        if fields is not None:
+            self.stats["acct_fast"] += 1
+            request, reply = None, fields[0]
+            key = DuplicateCache.key_of_datagram(source, data)
+        else:
+            try:
+                request = wire.decode(data)
+            except wire.MalformedPacket as error:
+                self._drop(source, "malformed", client, detail=error.reason)
+                return
+            client = self._rotated(client, request, accounting=True)
+            if request.code != wire.ACCOUNTING_REQUEST:
+                self._drop(source, "unexpected-code", client, code=request.code)
+                return
+            if not wire.accounting_authenticator_valid(request, client.secret):
+                self._drop(source, "bad-authenticator", client)
+                return
+            if (request.message_authenticator_at is not None
+                    and not wire.message_authenticator_valid(request, client.secret,
+                                                             authenticator=bytes(16))):
+                self._drop(source, "bad-message-authenticator", client)
+                return
+            data, reply = request.raw, None
+            key = DuplicateCache.key(source, request)
+        cached = self.acct_duplicates.get(key, data)
         if cached is not None:
             if isinstance(cached, bytes):
                 self.stats["acct_duplicates"] += 1
@@ -979,7 +995,9 @@ class RadiusServer:
                 self._count_drop("commit-rejected")
             return  # in flight: the writer answers once it is stored
         try:
-            if client.spec.voice:
+            if fields is not None:
+                record = accounting.parse_fields(fields, client.id, utcnow(), self._owner)
+            elif client.spec.voice:
                 record = voice.parse(request, client.id, client.name, utcnow())
             else:
                 record = accounting.parse(request, client.id, utcnow(), self._owner)
@@ -990,8 +1008,9 @@ class RadiusServer:
         if self._queue.qsize() > self.batch_max * QUEUE_LIMIT_BATCHES:
             self._drop(source, "writer-behind", client)
             return
-        reply = wire.encode_reply(wire.ACCOUNTING_RESPONSE, request, client.secret)
-        entry = self.acct_duplicates.put(key, request.raw, None, len(reply))
+        if reply is None:
+            reply = wire.encode_reply(wire.ACCOUNTING_RESPONSE, request, client.secret)
+        entry = self.acct_duplicates.put(key, data, None, len(reply))
         self._queue.put((record, reply, source, entry))
 
     def _owner(self, username: str):
