@@ -233,6 +233,20 @@ enum {
     HEADER = 20, MAX_LENGTH = 4096,
 };
 
+/* The request the compiled paths take: of ``code``, exactly as long as its
+ * length field says (no padding), every attribute at least 2 octets and
+ * inside it. The attribute walks after it need no bounds checks. */
+static int well_formed(const unsigned char *raw, Py_ssize_t size, int code)
+{
+    if (size < HEADER || size > MAX_LENGTH || raw[0] != code
+            || ((Py_ssize_t)raw[2] << 8 | raw[3]) != size)
+        return 0;
+    for (Py_ssize_t at = HEADER; at < size; at += raw[at + 1])
+        if (at + 2 > size || raw[at + 1] < 2 || at + raw[at + 1] > size)
+            return 0;
+    return 1;
+}
+
 static PyObject *py_accept(PyObject *module, PyObject *args)
 {
     Py_buffer data, secret;
@@ -248,15 +262,10 @@ static PyObject *py_accept(PyObject *module, PyObject *args)
     int name_length = 0, hidden_length = 0;
     Py_ssize_t mac_at = -1;
 
-    if (size < HEADER || size > MAX_LENGTH || raw[0] != ACCESS_REQUEST
-            || ((Py_ssize_t)raw[2] << 8 | raw[3]) != size)
+    if (!well_formed(raw, size, ACCESS_REQUEST))
         goto fallback;
     for (Py_ssize_t at = HEADER; at < size;) {
-        if (at + 2 > size)
-            goto fallback;
         int kind = raw[at], length = raw[at + 1];
-        if (length < 2 || at + length > size)
-            goto fallback;
         if (kind == USER_NAME && name == NULL) {
             name = raw + at + 2;
             name_length = length - 2;
@@ -434,15 +443,10 @@ static PyObject *py_accounting(PyObject *module, PyObject *args)
     Py_ssize_t size = data.len, first[N_ACCT] = {0};
     int n_classes = 0;
 
-    if (size < HEADER || size > MAX_LENGTH || raw[0] != ACCOUNTING_REQUEST
-            || ((Py_ssize_t)raw[2] << 8 | raw[3]) != size)
+    if (!well_formed(raw, size, ACCOUNTING_REQUEST))
         goto fallback;
     for (Py_ssize_t at = HEADER; at < size;) {
-        if (at + 2 > size)
-            goto fallback;
         int kind = raw[at], length = raw[at + 1];
-        if (length < 2 || at + length > size)
-            goto fallback;
         if (kind == MESSAGE_AUTHENTICATOR || kind == PROXY_STATE)
             goto fallback;
         if (kind == CLASS)
