@@ -216,6 +216,8 @@ static void hmac_finish(const keyed_states *k, md5_state *inner, unsigned char o
     md5_final(&outer, out);
 }
 
+static const unsigned char zero16[16];
+
 static int same16(const unsigned char *a, const unsigned char *b)
 {
     unsigned char diff = 0;
@@ -312,7 +314,6 @@ static PyObject *py_accept(PyObject *module, PyObject *args)
 
     const keyed_states *k = keyed_for(secret.buf, secret.len);
     /* RFC 3579 §3.2: HMAC-MD5 over the packet with its value zeroed. */
-    static const unsigned char zero16[16] = {0};
     unsigned char mac[16];
     md5_state inner = k->inner;
     md5_update(&inner, raw, (size_t)mac_at);
@@ -462,7 +463,6 @@ static PyObject *py_accounting(PyObject *module, PyObject *args)
 
     /* RFC 2866 §3: MD5(Code + Identifier + Length + 16 zero octets +
      * Attributes + Secret). */
-    static const unsigned char zero16[16] = {0};
     unsigned char digest[16];
     md5_state hash;
     md5_init(&hash);

@@ -49,9 +49,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "batch_ms": (int, 5),
         "batch_max": (int, 2000),
         "duplicate_window": (int, 30),
-        # Answer Access-Requests whose Accept is already known in compiled
-        # code (aaa.fastpath), and move datagrams 16 a system call (recvmmsg,
-        # sendmmsg); off: every request on the Python path, one by one.
+        # Answer Access-Requests whose Accept is already known and plain
+        # Accounting-Requests in compiled code (aaa.fastpath), and move
+        # datagrams 16 a system call (recvmmsg, sendmmsg); off: every request
+        # on the Python path, one by one.
         "fast_path": (bool, True),
         # Each duplicate cache (auth, acct) holds at most this many requests
         # and this many MiB of them (requests are up to 4 KiB).
