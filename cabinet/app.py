@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from pathlib import Path
 
@@ -406,8 +407,11 @@ def load_secret_key(ctx: Context) -> str:
     """settings cabinet.secret_key, else a random key kept in data_dir.
 
     Kept in a file so that a restart (or a second worker) keeps the
-    subscribers' sessions. Created with O_EXCL so two processes starting at
-    once agree on one key.
+    subscribers' sessions. Two processes starting at once must agree on one
+    key and neither may read the file half-written: the key is written and
+    flushed under a private name, then hard-linked to its own name, which
+    fails if another process got there first (whose key is then read). The
+    name thus only ever appears with the whole key in it.
     """
     configured = ctx.settings.get("cabinet", "secret_key")
     if configured:
@@ -415,17 +419,25 @@ def load_secret_key(ctx: Context) -> str:
     data_dir = ctx.settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SECRET_KEY_FILE
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-        if len(key) < 32:
-            raise RuntimeError(f"{path} holds no usable secret key; delete it to make a new one")
-        return key
-    key = secrets.token_hex(32)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    log.info("cabinet.secret_key_created path=%s", path)
+    if not path.exists():
+        key = secrets.token_hex(32)
+        descriptor, scratch = tempfile.mkstemp(prefix=f".{SECRET_KEY_FILE}.", dir=data_dir)
+        try:
+            with os.fdopen(descriptor, "w") as handle:  # mkstemp: mode 0600
+                handle.write(key + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(scratch, path)
+        except FileExistsError:
+            pass  # another process won the race: its key is the key
+        else:
+            log.info("cabinet.secret_key_created path=%s", path)
+            return key
+        finally:
+            os.unlink(scratch)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable secret key; delete it to make a new one")
     return key
 
 
