@@ -93,12 +93,13 @@ def test_postgresql_batches_store_what_sqlite_row_by_row_stores(pg_url, tmp_path
 
 
 def test_a_batch_prepared_while_the_leases_were_few_still_probes_their_index(pg_url):
-    """The upsert is a prepared statement (aaa.accounting._execute): past its
-    fifth run PostgreSQL would keep a generic plan made from the tables as
-    they were then, here nearly empty, and read all of ip_leases for every
-    row once it has grown. Planned afresh on each run, a batch touches
-    ip_leases through its indexes only. (In a database of its own: the
-    statistics it leaves would mislead the planner in the next tests.)"""
+    """The upsert is a prepared statement with one generic plan per
+    connection (aaa.accounting._execute). Planned from the statistics of
+    tables nearly empty, it read all of ip_leases for every row once the
+    table had grown; with sequential scans off in the batch's transaction,
+    a batch touches ip_leases through its indexes only, whatever the plan's
+    age. (In a database of its own: the statistics it leaves would mislead
+    the planner in the next tests.)"""
     from bench.scratch import scratch_database
     with scratch_database(pg_url, prefix="abonent_plans") as (_engine, url):
         _prepared_on_few_leases(url)
@@ -107,11 +108,19 @@ def test_a_batch_prepared_while_the_leases_were_few_still_probes_their_index(pg_
 def _prepared_on_few_leases(url: str) -> None:
     ctx = make_context(url)
 
-    def batch(first: int) -> list[AcctRecord]:
+    def starts(first: int) -> list[AcctRecord]:
         return [AcctRecord(nas_id=1, status=START, event_time=T0, acct_session_id=f"p{n}",
                            username="u1", framed_ip=f"10.1.{n // 250}.{n % 250 + 1}",
                            account_id=1, service_id=1, saw_start=True)
                 for n in range(first, first + 20)]
+
+    def batch(run: int) -> list[AcctRecord]:
+        # This run's Starts and the Stops of the last run's sessions: the
+        # upsert and the statement that closes leases (_PG_CLOSE_LEASES).
+        stops = [replace(r, status=STOP, event_time=T0 + dt.timedelta(minutes=5),
+                         session_time=300, saw_start=False)
+                 for r in (starts((run - 1) * 20) if run else [])]
+        return starts(run * 20) + stops
 
     try:
         with ctx.engine.connect() as connection:
@@ -121,7 +130,7 @@ def _prepared_on_few_leases(url: str) -> None:
             connection.commit()
             for run in range(8):
                 with connection.begin():
-                    accounting.apply_batch(connection, batch(run * 20))
+                    accounting.apply_batch(connection, batch(run))
             with connection.begin():
                 connection.execute(text(
                     "INSERT INTO ip_leases (account_id, address, valid_from, valid_to) "
@@ -135,12 +144,18 @@ def _prepared_on_few_leases(url: str) -> None:
                          "WHERE relname = 'ip_leases'")
             with connection.begin():
                 before = connection.execute(scans).one()
-                accounting.apply_batch(connection, batch(1000))
+                accounting.apply_batch(connection, batch(8))
                 after = connection.execute(scans).one()
                 leases = connection.execute(text(
-                    "SELECT count(*) FROM ip_leases WHERE open_address IS NOT NULL")).scalar()
+                    "SELECT acct_session_id FROM sessions JOIN ip_leases l "
+                    "ON l.session_id = sessions.id WHERE l.open_address IS NOT NULL")).scalars()
+                leases = sorted(leases)
+                closed = connection.execute(text(
+                    "SELECT count(*) FROM ip_leases WHERE account_id = 1 "
+                    "AND open_address IS NULL AND valid_to IS NOT NULL")).scalar()
     finally:
         ctx.dispose()
-    assert leases == 9 * 20
+    assert leases == sorted(f"p{n}" for n in range(160, 180))
+    assert closed == 8 * 20
     assert after.idx_scan > before.idx_scan
     assert after.seq_scan == before.seq_scan
