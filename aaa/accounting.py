@@ -363,18 +363,25 @@ def _execute(connection, statement: str, parameters) -> list[tuple]:
     binary, which makes psycopg's array dumper several times cheaper than
     the text one (no per-element quoting).
 
-    Prepared, and planned once per connection (a generic plan), with
-    sequential scans off for the batch's transaction: every table these
-    statements read they read by a key, which has an index, so the plan
-    is right however the tables grew since it was made. A plan made from
-    the statistics instead went stale: prepared while ip_leases was nearly
-    empty, it read the whole table for every row once the table had grown
-    and not yet been analysed (a storm outruns autovacuum; EXPLAIN shows
-    it). Planning each batch afresh avoided that for 8-10 us of the
-    backend a row (apply_batch alone, batches of 57 new sessions: 48.9 us
-    a row planned afresh, 40.6 us with this, three pairs of 500
-    batches); not preparing at all costs another ~0.4 ms of the backend
-    a batch (the parse).
+    Prepared, so PostgreSQL parses and analyses the statement once per
+    connection, but planned afresh on every run (plan_cache_mode, for this
+    transaction only): the generic plan PostgreSQL would otherwise keep
+    after the fifth run may have been made while ip_leases was empty, and
+    then reads the whole table for every row where an index probe is
+    needed (EXPLAIN with plan_cache_mode = force_generic_plan shows it).
+    Parsing the upsert took about 0.4 ms of the backend's CPU a batch
+    (apply_batch alone, batches of 32 new sessions: 70 us of the backend a
+    row unprepared, 56 prepared).
+
+    Planning costs 8-10 us of the backend a row (batches of 57 new
+    sessions: 48.9 us a row planned afresh, 40.6 with one generic plan),
+    but no cheaper guard held: one generic plan with sequential scans
+    turned off (SET LOCAL enable_seqscan = off) was as fast while right,
+    and when made from the statistics of a nearly empty ip_leases it read
+    a whole index of it for every batch instead (bench/radius_acct.py
+    --new-sessions: 1.5-4k req/s in six runs of nine, 15k otherwise;
+    tests/integration/test_accounting_batches.py catches it by the rows
+    fetched).
     """
     driver = connection.connection.driver_connection
     try:
@@ -383,8 +390,7 @@ def _execute(connection, statement: str, parameters) -> list[tuple]:
         # backend.
         with driver.cursor(binary=True) as cursor:
             with driver.pipeline() if _PIPELINE else nullcontext():
-                for setting in _PLANS:
-                    driver.execute(setting)
+                driver.execute(_CUSTOM_PLANS)
                 cursor.execute(statement, parameters, prepare=True)
             return cursor.fetchall() if cursor.description is not None else []
     except Exception as error:
@@ -395,11 +401,9 @@ def _execute(connection, statement: str, parameters) -> list[tuple]:
         raise
 
 
-# SET LOCAL: they end with the batch's transaction, so nothing else the
-# pooled connection runs later is planned differently. (enable_seqscan off
-# makes the planner cost a sequential scan prohibitively, so it takes an
-# index wherever one serves; a table with none would still be scanned.)
-_PLANS = ("SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL enable_seqscan = off")
+# SET LOCAL: it ends with the batch's transaction, so nothing else the
+# pooled connection runs later is planned differently.
+_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 def _pipeline_supported() -> bool:
