@@ -388,8 +388,10 @@ def _execute(connection, statement: str, parameters) -> list[tuple]:
         # In a pipeline, the SET and the statement go out together: one
         # round trip fewer per batch, each a wake-up of the backend. (The
         # BEGIN that psycopg starts the transaction with is not among
-        # them: it syncs and waits for it first. strace of a writer shows
-        # three round trips a batch: BEGIN; SET and statement; COMMIT.)
+        # them: it syncs and waits for it first. strace of a writer under
+        # bench/radius_acct.py --new-sessions shows three round trips a
+        # batch: BEGIN; SET and upsert; COMMIT. A batch that also opens or
+        # closes leases here has one more for each such statement.)
         with driver.cursor(binary=True) as cursor:
             with driver.pipeline() if _PIPELINE else nullcontext():
                 driver.execute(_CUSTOM_PLANS)

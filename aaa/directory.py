@@ -242,6 +242,11 @@ class SubscriberDirectory:
         # key ("login", value) / ("mac", value) / ("circuit", value)
         #   -> (Subscriber | None, loaded_at)
         self._cache: dict[tuple[str, str], tuple[Subscriber | None, float]] = {}
+        # How many of its entries are None (names found unknown), so that
+        # refresh_changed knows how many views it holds without a walk.
+        # Updated by several threads without a lock: it may drift by a few
+        # and is counted afresh at every full read.
+        self._unknown = 0
         # Moves whenever a view of a subscriber is replaced or dropped (not
         # when one is added): what was derived from views (aaa.fastpath)
         # is void when it moves.
@@ -307,6 +312,7 @@ class SubscriberDirectory:
                 if value:
                     fresh[(kind, value)] = (view, now)
         self._cache = fresh
+        self._unknown = 0
         self.generation += 1
         return len(rows)
 
@@ -335,6 +341,7 @@ class SubscriberDirectory:
         # ago must log in on the NAS's next try.
         held = self._cache.get(key)
         self._cache[key] = (found, now if found is not None else now - self.ttl_s + 1.0)
+        self._unknown += (found is None) - (held is not None and held[0] is None)
         if held is not None and held[0] is not None:
             self.generation += 1
 
@@ -405,6 +412,7 @@ class SubscriberDirectory:
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._unknown = 0
         self.generation += 1
 
     def _known(self) -> list[Subscriber]:
@@ -436,7 +444,9 @@ class SubscriberDirectory:
             for change_id, account_id in rows:
                 changed.add(account_id)
                 self._last_change_id = change_id
-            if len(self._cache) <= VERSION_CHECK_LIMIT:
+            # The limit is on views held, as it always was; names found
+            # unknown (a burst of them) do not count.
+            if len(self._cache) - self._unknown <= VERSION_CHECK_LIMIT:
                 known = self._known()
                 held = {sub.account_id: sub.version for sub in known}
                 if held and not _versions_unchanged(held, session):

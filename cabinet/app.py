@@ -16,6 +16,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from flask import Flask, current_app, g, jsonify, render_template, request, session
@@ -427,18 +428,41 @@ def load_secret_key(ctx: Context) -> str:
                 handle.write(key + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.link(scratch, path)
-        except FileExistsError:
-            pass  # another process won the race: its key is the key
-        else:
-            log.info("cabinet.secret_key_created path=%s", path)
-            return key
+            created = _link_or_create(scratch, path, key)
         finally:
             os.unlink(scratch)
-    key = path.read_text().strip()
-    if len(key) < 32:
-        raise RuntimeError(f"{path} holds no usable secret key; delete it to make a new one")
-    return key
+        if created:
+            log.info("cabinet.secret_key_created path=%s", path)
+            return key
+    for _ in range(20):
+        key = path.read_text().strip()
+        if len(key) >= 32:
+            return key
+        time.sleep(0.05)    # only where _link_or_create had to create in place
+    raise RuntimeError(f"{path} holds no usable secret key; delete it to make a new one")
+
+
+def _link_or_create(scratch: str, path: Path, key: str) -> bool:
+    """Give the key the name ``path`` unless another process has; whether
+    this one did."""
+    try:
+        os.link(scratch, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass    # no hard links on this filesystem (vfat, some SMB shares)
+    # O_EXCL still lets only one process create the file, but another may
+    # open it before the key is in: load_secret_key's reader waits a moment.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
 
 
 class _RequestHandler(WSGIRequestHandler):

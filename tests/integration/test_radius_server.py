@@ -296,6 +296,41 @@ def test_directory_follows_the_profile_outbox_without_version_checks(ctx, monkey
     assert cache.by_login("dora").profile == "throttled"
 
 
+def test_unknown_names_do_not_stop_the_version_check(ctx, monkeypatch):
+    """The per-second check of accounts.version is for caches of up to
+    VERSION_CHECK_LIMIT views; a burst of unknown names (kept as None
+    entries) must not push a small cache past it."""
+    from aaa import directory
+    from rating.models import Account
+    monkeypatch.setattr(directory, "VERSION_CHECK_LIMIT", 3)
+    with ctx.Session() as session:
+        account = factories.make_account(session)
+        factories.make_service(session, account, login="erin", password="pw")
+        session.commit()
+        account_id = account.id
+    cache = directory.SubscriberDirectory(ctx.Session)
+    cache.preload()
+    assert cache.by_login("erin").profile == "normal"
+    for n in range(10):
+        assert cache.by_login(f"nobody-{n}") is None
+    assert cache.by_login("nobody-0") is None      # asked again: still one entry
+    assert len(cache) == 11
+    with ctx.Session() as session:
+        changed = session.get(Account, account_id)
+        changed.profile = "throttled"   # no outbox row: the version alone tells
+        changed.version += 1
+        session.commit()
+    assert cache.refresh_changed() == 1
+    assert cache.by_login("erin").profile == "throttled"
+    # Past the limit in views, the check stops (the outbox and the full
+    # re-read carry changes then).
+    monkeypatch.setattr(directory, "VERSION_CHECK_LIMIT", 0)
+    with ctx.Session() as session:
+        session.get(Account, account_id).version += 1
+        session.commit()
+    assert cache.refresh_changed() == 0
+
+
 @pytest.mark.parametrize("password, accepted", [("pw-bob", True), ("not-it", False)])
 def test_mschapv2(radius, password, accepted):
     import os

@@ -85,3 +85,29 @@ def test_an_unusable_key_file_is_refused_and_kept(tmp_path):
     with pytest.raises(RuntimeError, match="holds no usable secret key"):
         cabinet_app.load_secret_key(_ctx(tmp_path))
     assert key_file.read_text() == "short\n"
+
+
+def test_a_filesystem_without_hard_links_still_gets_one_whole_key(tmp_path, monkeypatch):
+    def no_links(_source, _target):
+        raise PermissionError(1, "Operation not permitted")   # vfat's answer
+
+    monkeypatch.setattr(cabinet_app.os, "link", no_links)
+    key = cabinet_app.load_secret_key(_ctx(tmp_path))
+    key_file = tmp_path / cabinet_app.SECRET_KEY_FILE
+    assert len(key) == 64 and key_file.read_text() == key + "\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [cabinet_app.SECRET_KEY_FILE]
+    assert cabinet_app.load_secret_key(_ctx(tmp_path)) == key
+
+
+def test_a_reader_waits_for_a_key_being_written_in_place(tmp_path):
+    # Where the key is created in place (no hard links), another worker
+    # may open it empty: it reads again rather than refusing to boot.
+    key_file = tmp_path / cabinet_app.SECRET_KEY_FILE
+    key_file.write_text("")
+    writer = threading.Timer(0.2, key_file.write_text, ["k" * 64 + "\n"])
+    writer.start()
+    try:
+        assert cabinet_app.load_secret_key(_ctx(tmp_path)) == "k" * 64
+    finally:
+        writer.join()
