@@ -274,18 +274,25 @@ def test_profile_change_reaches_the_cache_within_seconds(radius, ctx):
     assert _auth(radius) == wire.ACCESS_REJECT
 
 
-def test_directory_follows_the_profile_outbox_without_version_checks(ctx, monkeypatch):
+def _preloaded_directory(ctx, login: str):
+    """A directory preloaded with one new service ``login``; (it, account id)."""
     from aaa import directory
-    from rating.models import Account, ProfileChange
-    monkeypatch.setattr(directory, "VERSION_CHECK_LIMIT", 0)
     with ctx.Session() as session:
         account = factories.make_account(session)
-        factories.make_service(session, account, login="dora", password="pw")
+        factories.make_service(session, account, login=login, password="pw")
         session.commit()
         account_id = account.id
     cache = directory.SubscriberDirectory(ctx.Session)
     cache.preload()
-    assert cache.by_login("dora").profile == "normal"
+    assert cache.by_login(login).profile == "normal"
+    return cache, account_id
+
+
+def test_directory_follows_the_profile_outbox_without_version_checks(ctx, monkeypatch):
+    from aaa import directory
+    from rating.models import Account, ProfileChange
+    monkeypatch.setattr(directory, "VERSION_CHECK_LIMIT", 0)
+    cache, account_id = _preloaded_directory(ctx, "dora")
     assert cache.refresh_changed() == 0
     with ctx.Session() as session:
         session.get(Account, account_id).profile = "throttled"
@@ -303,14 +310,7 @@ def test_unknown_names_do_not_stop_the_version_check(ctx, monkeypatch):
     from aaa import directory
     from rating.models import Account
     monkeypatch.setattr(directory, "VERSION_CHECK_LIMIT", 3)
-    with ctx.Session() as session:
-        account = factories.make_account(session)
-        factories.make_service(session, account, login="erin", password="pw")
-        session.commit()
-        account_id = account.id
-    cache = directory.SubscriberDirectory(ctx.Session)
-    cache.preload()
-    assert cache.by_login("erin").profile == "normal"
+    cache, account_id = _preloaded_directory(ctx, "erin")
     for n in range(10):
         assert cache.by_login(f"nobody-{n}") is None
     assert cache.by_login("nobody-0") is None      # asked again: still one entry
