@@ -424,10 +424,7 @@ def load_secret_key(ctx: Context) -> str:
         key = secrets.token_hex(32)
         descriptor, scratch = tempfile.mkstemp(prefix=f".{SECRET_KEY_FILE}.", dir=data_dir)
         try:
-            with os.fdopen(descriptor, "w") as handle:  # mkstemp: mode 0600
-                handle.write(key + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            _write_key(descriptor, key)     # mkstemp: mode 0600
             created = _link_or_create(scratch, path, key)
         finally:
             os.unlink(scratch)
@@ -458,11 +455,16 @@ def _link_or_create(scratch: str, path: Path, key: str) -> bool:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return False
+    _write_key(descriptor, key)
+    return True
+
+
+def _write_key(descriptor: int, key: str) -> None:
+    """The key, on disk, into the open file ``descriptor`` (closed after)."""
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return True
 
 
 class _RequestHandler(WSGIRequestHandler):

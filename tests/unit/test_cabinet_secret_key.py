@@ -20,6 +20,14 @@ def _ctx(data_dir):
     return types.SimpleNamespace(settings=load_settings(environ={"ABONENT_DATA_DIR": str(data_dir)}))
 
 
+def _load_into(data_dir, results: list, errors: list) -> None:
+    """One worker's start: its key into ``results``, or its error into ``errors``."""
+    try:
+        results.append(cabinet_app.load_secret_key(_ctx(data_dir)))
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        errors.append(exc)
+
+
 def test_a_slow_first_worker_never_shows_a_half_made_key(tmp_path, monkeypatch):
     real = cabinet_app.secrets.token_hex
     first = threading.Event()
@@ -34,17 +42,10 @@ def test_a_slow_first_worker_never_shows_a_half_made_key(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cabinet_app.secrets, "token_hex", token_hex)
     results, errors = [], []
-
-    def worker():
-        try:
-            results.append(cabinet_app.load_secret_key(_ctx(tmp_path)))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    slow = threading.Thread(target=worker)
+    slow = threading.Thread(target=_load_into, args=(tmp_path, results, errors))
     slow.start()
     assert first.wait(5)
-    fast = threading.Thread(target=worker)
+    fast = threading.Thread(target=_load_into, args=(tmp_path, results, errors))
     fast.start()
     slow.join(10)
     fast.join(10)
@@ -65,10 +66,7 @@ def test_many_workers_at_once_agree_on_one_key(tmp_path):
 
         def worker():
             barrier.wait()
-            try:
-                results.append(cabinet_app.load_secret_key(_ctx(data_dir)))
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            _load_into(data_dir, results, errors)
 
         threads = [threading.Thread(target=worker) for _ in range(6)]
         for thread in threads:
